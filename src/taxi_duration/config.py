@@ -1,0 +1,86 @@
+"""Settings: one typed object for paths, engine, Spark master and MLflow, loaded once.
+
+Precedence, highest first: command-line flags, environment (`TAXI_DURATION_*`, and MLflow's own
+`MLFLOW_TRACKING_URI`), a TOML file (`taxi-duration.toml` in the working directory, or the one named by
+`--config`), then the defaults below, which work on a fresh clone.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from taxi_duration.errors import UsageError
+
+CONFIG_FILE = Path("taxi-duration.toml")
+
+
+class Engine(StrEnum):
+    """Where transformations run. `duckdb` is the embedded default; `local` is its alias."""
+
+    DUCKDB = "duckdb"
+    PANDAS = "pandas"
+    SPARK = "spark"
+
+    @classmethod
+    def parse(cls, value: str) -> Engine:
+        """Accept an engine name or the `local` alias for the embedded engine."""
+        return cls.DUCKDB if value == "local" else cls(value)
+
+
+class Settings(BaseSettings):
+    """Every setting the commands share."""
+
+    model_config = SettingsConfigDict(env_prefix="TAXI_DURATION_", extra="forbid", toml_file=CONFIG_FILE)
+
+    data_dir: Path = Field(Path("data"), description="Root for downloads, synthetic data, outputs, MLflow.")
+    engine: Engine = Field(Engine.DUCKDB, description="duckdb (embedded, default), pandas, or spark.")
+    spark_master: str = Field("local[*]", description="Spark master URL: local[*], spark://host:7077, yarn...")
+    spark_driver_memory: str = Field("4g", description="spark.driver.memory for sessions this tool starts.")
+    duckdb_memory_limit: str | None = Field(None, description="DuckDB memory_limit, e.g. '2GB'.")
+    mlflow_tracking_uri: str | None = Field(
+        None, description="MLflow tracking URI; defaults to MLFLOW_TRACKING_URI, then a SQLite store in data_dir."
+    )
+
+    @model_validator(mode="after")
+    def _default_tracking_uri(self) -> Settings:
+        if self.mlflow_tracking_uri is None:
+            self.mlflow_tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or (
+                f"sqlite:///{(self.data_dir / 'mlflow' / 'mlflow.db').resolve()}"
+            )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings from a TOML file (optional), the environment and explicit overrides.
+
+    Overrides that are None are ignored, so CLI flags left unset fall through to lower layers.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if config_file is None:
+        return Settings(**given)
+    if not config_file.is_file():
+        raise UsageError(f"config file not found: {config_file}")
+    from_file = type("Settings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": config_file}})
+    return from_file(**given)

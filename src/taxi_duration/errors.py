@@ -1,0 +1,36 @@
+"""The project's exceptions: one per kind of failure a user can act on, caught once by the CLI."""
+
+from __future__ import annotations
+
+
+class TaxiDurationError(Exception):
+    """Base class: its message is printed as is, in one line, and the command exits non-zero."""
+
+    exit_code = 1
+
+
+class BadInputError(TaxiDurationError):
+    """An input file cannot be read as trip data: corrupt, wrong schema, malformed lines."""
+
+    def __init__(self, path: object, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+class UsageError(TaxiDurationError):
+    """The command line or configuration asks for something that cannot be done."""
+
+    exit_code = 2
+
+
+class EngineUnavailableError(TaxiDurationError):
+    """An engine's runtime is missing (for Spark: pyspark, or Java 17/21)."""
+
+
+class NetworkError(TaxiDurationError):
+    """A download could not reach its server."""
+
+
+class ReconciliationError(TaxiDurationError):
+    """Output row counts do not add up to the input: a bug, never a data problem."""
