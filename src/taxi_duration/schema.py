@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import narwhals as nw
-from narwhals.typing import DType
+from narwhals.dtypes import DType
 
 PICKUP = "pickup_datetime"
 DROPOFF = "dropoff_datetime"

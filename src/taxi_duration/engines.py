@@ -1,0 +1,117 @@
+"""Engines: the thin layer that knows how pandas, DuckDB and Spark read, write and differ.
+
+Transformations elsewhere are written once as narwhals expressions on a `nw.LazyFrame`; this module turns
+files into such frames and frames back into files, and holds the few adapters where narwhals' backends
+disagree. Nothing outside this module and `spark.py` touches an engine's native API.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import narwhals as nw
+
+from taxi_duration.config import Engine, Settings
+from taxi_duration.spark import get_spark
+
+PARQUET_COMPRESSION = "zstd"
+
+
+@dataclass
+class Runtime:
+    """An open engine: the DuckDB connection or Spark session that frames of this run belong to."""
+
+    engine: Engine
+    native: Any = field(default=None, repr=False)
+
+    @classmethod
+    def open(cls, settings: Settings, engine: Engine | None = None) -> Runtime:
+        """Start `engine` (default: the configured one) with the settings' limits."""
+        engine = engine or settings.engine
+        if engine is Engine.DUCKDB:
+            import duckdb
+
+            con = duckdb.connect()
+            if settings.duckdb_memory_limit:
+                con.execute(f"SET memory_limit = '{settings.duckdb_memory_limit}'")
+            con.execute("SET preserve_insertion_order = false")  # lets DuckDB stream writes in parallel
+            return cls(engine, con)
+        if engine is Engine.SPARK:
+            return cls(engine, get_spark(settings.spark_master, settings.spark_driver_memory))
+        return cls(engine)
+
+    def close(self) -> None:
+        """Release the engine (a Spark session is left running: it is shared by the whole process)."""
+        if self.engine is Engine.DUCKDB and self.native is not None:
+            self.native.close()
+
+    # Readers: every one returns a lazy frame whose columns are the file's own, unnormalized.
+
+    def scan_parquet(self, path: Path | str, columns: list[str] | None = None) -> nw.LazyFrame[Any]:
+        """Scan one Parquet file or a folder of Parquet part files."""
+        path = Path(path)
+        if self.engine is Engine.DUCKDB:
+            target = str(path / "**" / "*.parquet") if path.is_dir() else str(path)
+            rel = self.native.read_parquet(target)
+            return _select(nw.from_native(rel), columns)
+        if self.engine is Engine.SPARK:
+            return _select(nw.from_native(self.native.read.parquet(str(path))), columns)
+        import pandas as pd
+
+        return nw.from_native(pd.read_parquet(path, columns=columns, dtype_backend="pyarrow")).lazy()
+
+    def scan_csv(self, path: Path) -> nw.LazyFrame[Any]:
+        """Scan a CSV file with a header, every column as text; the normalizer casts."""
+        if self.engine is Engine.DUCKDB:
+            rel = self.native.read_csv(str(path), header=True, all_varchar=True)
+            return nw.from_native(rel)
+        if self.engine is Engine.SPARK:
+            return nw.from_native(self.native.read.options(header=True, mode="FAILFAST").csv(str(path)))
+        import pandas as pd
+
+        return nw.from_native(pd.read_csv(path, dtype=str, dtype_backend="pyarrow")).lazy()
+
+    def scan_json(self, path: Path) -> nw.LazyFrame[Any]:
+        """Scan a JSON-lines file (one trip event per line)."""
+        if self.engine is Engine.DUCKDB:
+            rel = self.native.read_json(str(path), format="newline_delimited")
+            return nw.from_native(rel)
+        if self.engine is Engine.SPARK:
+            return nw.from_native(self.native.read.options(mode="FAILFAST").json(str(path)))
+        import pandas as pd
+
+        frame = pd.read_json(path, lines=True, dtype=False, convert_dates=False)
+        return nw.from_native(frame.convert_dtypes(dtype_backend="pyarrow")).lazy()
+
+    # Writers.
+
+    def write_parquet(self, frame: nw.LazyFrame[Any], folder: Path) -> None:
+        """Write `frame` as Parquet part files into `folder`, which must not exist yet."""
+        native = frame.to_native()
+        if self.engine is Engine.SPARK:
+            native.write.mode("errorifexists").parquet(str(folder))
+            return
+        folder.mkdir(parents=True)
+        if self.engine is Engine.DUCKDB:
+            native.write_parquet(str(folder / "part-0.parquet"), compression=PARQUET_COMPRESSION)
+            return
+        frame.collect().to_native().to_parquet(folder / "part-0.parquet", compression=PARQUET_COMPRESSION)
+
+    # Adapters for what narwhals' backends do not share.
+
+    def seconds_between(self, frame: nw.LazyFrame[Any], start: str, end: str, name: str) -> nw.LazyFrame[Any]:
+        """Add `name`: whole seconds from `start` to `end` (negative when `end` is earlier)."""
+        if self.engine is Engine.SPARK:
+            # narwhals has no dt.total_seconds on Spark; timestampdiff works on TIMESTAMP_NTZ and truncates
+            # toward zero like the other engines.
+            from pyspark.sql import functions as F  # noqa: N812
+
+            native = frame.to_native().withColumn(name, F.expr(f"timestampdiff(SECOND, `{start}`, `{end}`)"))
+            return nw.from_native(native).with_columns(nw.col(name).cast(nw.Int64()))
+        return frame.with_columns((nw.col(end) - nw.col(start)).dt.total_seconds().cast(nw.Int64()).alias(name))
+
+
+def _select(frame: nw.LazyFrame[Any], columns: list[str] | None) -> nw.LazyFrame[Any]:
+    return frame.select(columns) if columns is not None else frame

@@ -1,0 +1,151 @@
+"""The validate job: read inputs, flag every row, write clean and quarantined rows and a quality report.
+
+The output folder appears whole or not at all. Counts are reconciled three ways before it appears: rows
+counted in the input files (by `inputs.check`), rows the engine flagged, and rows found in the written
+`clean/` and `quarantine/` folders.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import narwhals as nw
+import pyarrow.parquet as pq
+
+from taxi_duration import schema
+from taxi_duration.atomic import atomic_dir
+from taxi_duration.engines import Runtime
+from taxi_duration.errors import ReconciliationError
+from taxi_duration.inputs import InputFile
+from taxi_duration.readers import read_trips
+from taxi_duration.validation import REPAIRS, REPAIRS_COL, RULES, flag, split_codes
+
+CLEAN_DIR = "clean"
+QUARANTINE_DIR = "quarantine"
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"
+
+
+@dataclass
+class QualityReport:
+    """What validation found, as written to `report.json`."""
+
+    input_rows: int
+    clean_rows: int
+    quarantined_rows: int
+    by_reason: dict[str, int]
+    repaired: dict[str, int]
+    engine: str
+    files: list[dict[str, Any]] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document, with the rule texts so a reader needs no code to interpret the codes."""
+        return {
+            "input_rows": self.input_rows,
+            "clean_rows": self.clean_rows,
+            "quarantined_rows": self.quarantined_rows,
+            "by_reason": self.by_reason,
+            "repaired": self.repaired,
+            "rules": {r.code: r.description for r in RULES},
+            "repairs": {r.code: r.description for r in REPAIRS},
+            "engine": self.engine,
+            "files": self.files,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "created_at": self.created_at,
+        }
+
+
+def validate(runtime: Runtime, files: list[InputFile], out: Path, *, overwrite: bool = False) -> QualityReport:
+    """Validate `files` on `runtime` into `out/{clean,quarantine}/`, `out/report.json` and `out/report.md`."""
+    started = time.perf_counter()
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        staged = tmp / "_staged"
+        # One pass over the inputs: the flagged rows are written once and split from there, so an
+        # expensive read (CSV, a remote store) and the duplicate window never run twice.
+        runtime.write_parquet(flag(runtime, read_trips(runtime, files)), staged)
+        flagged = runtime.scan_parquet(staged)
+        runtime.write_parquet(flagged.filter(nw.col(schema.REASONS).is_null()).drop(schema.REASONS), tmp / CLEAN_DIR)
+        runtime.write_parquet(flagged.filter(~nw.col(schema.REASONS).is_null()), tmp / QUARANTINE_DIR)
+        combos = flagged.group_by(schema.REASONS, REPAIRS_COL).agg(nw.len().alias("rows")).collect()
+        shutil.rmtree(staged)
+        report = _report(runtime, files, combos, tmp)
+        report.elapsed_s = time.perf_counter() - started
+        (tmp / REPORT_JSON).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        (tmp / REPORT_MD).write_text(to_markdown(report))
+    return report
+
+
+def _report(runtime: Runtime, files: list[InputFile], combos: nw.DataFrame[Any], out: Path) -> QualityReport:
+    by_reason: Counter[str] = Counter({r.code: 0 for r in RULES})
+    repaired: Counter[str] = Counter({r.code: 0 for r in REPAIRS})
+    clean = quarantined = 0
+    # Through Arrow so a missing value is None on every engine (pandas would give pd.NA).
+    for reasons, repairs, rows in zip(*combos.to_arrow().to_pydict().values(), strict=True):
+        if reasons is None:
+            clean += rows
+        else:
+            quarantined += rows
+        by_reason.update({code: rows for code in split_codes(reasons)})
+        repaired.update({code: rows for code in split_codes(repairs)})
+    input_rows = sum(f.rows for f in files)
+    written = {name: parquet_rows(out / name) for name in (CLEAN_DIR, QUARANTINE_DIR)}
+    if not input_rows == clean + quarantined == written[CLEAN_DIR] + written[QUARANTINE_DIR]:
+        raise ReconciliationError(
+            f"row counts do not reconcile: {input_rows} in input files, {clean} clean + {quarantined} quarantined "
+            f"flagged, {written[CLEAN_DIR]} + {written[QUARANTINE_DIR]} written ({runtime.engine} engine)"
+        )
+    return QualityReport(
+        input_rows=input_rows,
+        clean_rows=clean,
+        quarantined_rows=quarantined,
+        by_reason=dict(by_reason),
+        repaired=dict(repaired),
+        engine=str(runtime.engine),
+        files=[f.to_dict() for f in files],
+    )
+
+
+def parquet_rows(folder: Path) -> int:
+    """Rows in every Parquet file under `folder`, from their footers."""
+    return sum(pq.read_metadata(p).num_rows for p in folder.rglob("*.parquet"))
+
+
+def to_markdown(report: QualityReport) -> str:
+    """The report as a Markdown page a person can read."""
+    pct = 100 / report.input_rows if report.input_rows else 0.0
+    lines = [
+        "# Data quality report",
+        "",
+        f"Engine `{report.engine}`, {len(report.files)} file(s), {report.elapsed_s:.1f} s.",
+        "",
+        "| rows | count | share |",
+        "|---|---:|---:|",
+        f"| input | {report.input_rows:,} | 100.00% |",
+        f"| clean | {report.clean_rows:,} | {report.clean_rows * pct:.2f}% |",
+        f"| quarantined | {report.quarantined_rows:,} | {report.quarantined_rows * pct:.2f}% |",
+        "",
+        "| reason (a row may have several) | rows | share | rule |",
+        "|---|---:|---:|---|",
+        *(
+            f"| {r.code} | {report.by_reason[r.code]:,} | {report.by_reason[r.code] * pct:.2f}% | {r.description} |"
+            for r in RULES
+        ),
+        "",
+        "| repair (row stays clean) | rows | share | rule |",
+        "|---|---:|---:|---|",
+        *(
+            f"| {r.code} | {report.repaired[r.code]:,} | {report.repaired[r.code] * pct:.2f}% | {r.description} |"
+            for r in REPAIRS
+        ),
+        "",
+    ]
+    return "\n".join(lines)

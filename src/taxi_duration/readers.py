@@ -1,0 +1,69 @@
+"""Reading trip files of any known variant into the canonical trip table, on any engine.
+
+Each file is scanned on its own and normalized (renamed, cast, missing columns filled with nulls) before
+the files are stacked, so files of different eras never meet with different schemas: that is what lets
+Spark read 2021 (int64 ids, double counts) and 2023 (int32 ids, int64 counts) files together.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import narwhals as nw
+from narwhals.dtypes import DType
+
+from taxi_duration import schema
+from taxi_duration.engines import Runtime
+from taxi_duration.inputs import InputFile
+
+# Text timestamps in TLC CSVs and JSON events: `2023-01-01 08:15:00`, `2023-01-01T08:15:00[.fff][Z]`.
+# All are cut to the first 19 characters in one shape, so every engine parses them with one format.
+DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def read_trips(runtime: Runtime, files: list[InputFile]) -> nw.LazyFrame[Any]:
+    """Scan checked input files into one lazy canonical trip table."""
+    frames = [normalize(_scan(runtime, f), f) for f in files]
+    return frames[0] if len(frames) == 1 else nw.concat(frames, how="vertical")
+
+
+def normalize(frame: nw.LazyFrame[Any], source: InputFile) -> nw.LazyFrame[Any]:
+    """Rename and cast one file's columns into the canonical schema, in canonical order."""
+    source_types = frame.collect_schema()
+    found = schema.resolve_aliases(list(source_types))
+    provenance = {
+        schema.SERVICE: source.service,
+        schema.SOURCE_FILE: source.path.name,
+        schema.SOURCE_MONTH: source.month,
+    }
+    exprs = []
+    for col in schema.COLUMNS:
+        if col.name in provenance:
+            expr = nw.lit(provenance[col.name], dtype=col.dtype) if provenance[col.name] is not None else None
+        elif col.name in found:
+            expr = _cast(nw.col(found[col.name]), source_types[found[col.name]], col.dtype)
+        else:
+            expr = None
+        exprs.append((expr if expr is not None else nw.lit(None, dtype=col.dtype)).alias(col.name))
+    return frame.select(exprs)
+
+
+def _cast(expr: nw.Expr, source: DType, target: DType) -> nw.Expr:
+    is_text = source == nw.String
+    if target == nw.Datetime:
+        if is_text:
+            expr = expr.str.replace_all("T", " ").str.slice(0, 19).str.to_datetime(DATETIME_FORMAT)
+        return expr.cast(target)
+    if target.is_integer() and (is_text or source.is_float()):
+        # Through a float: "1.0" and 1.0 are valid counts in older files, and no engine casts "1.0" to int.
+        return expr.cast(nw.Float64()).cast(target)
+    return expr.cast(target)
+
+
+def _scan(runtime: Runtime, source: InputFile) -> nw.LazyFrame[Any]:
+    if source.format == "parquet":
+        needed = list(schema.resolve_aliases(list(source.columns)).values())
+        return runtime.scan_parquet(source.path, columns=needed)
+    if source.format == "csv":
+        return runtime.scan_csv(source.path)
+    return runtime.scan_json(source.path)

@@ -1,0 +1,86 @@
+"""The one place a Spark session is built, with defaults tuned for this project's jobs.
+
+Local mode on a laptop and a real cluster use the same builder; only the master URL changes. On a cluster
+submitted with `spark-submit`, an existing session is reused and none of these defaults override it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from typing import TYPE_CHECKING
+
+from taxi_duration.errors import EngineUnavailableError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+SUPPORTED_JAVA = (17, 21)
+
+JAVA_HELP = (
+    "Spark 4 needs Java 17 or 21. On Debian/Ubuntu: `sudo apt-get install -y openjdk-17-jre-headless`; "
+    "on macOS: `brew install openjdk@17`; or set JAVA_HOME to an existing JDK 17/21. "
+    "The embedded engine (--engine duckdb, the default) needs no Java."
+)
+
+
+def java_version() -> int | None:
+    """The major version of the `java` that Spark would start (JAVA_HOME first, then PATH), or None."""
+    home = os.environ.get("JAVA_HOME")
+    java = os.path.join(home, "bin", "java") if home else shutil.which("java")
+    if not java or not os.path.exists(java):
+        return None
+    try:
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30).stderr
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.search(r'version "(\d+)(?:\.(\d+))?', out)
+    if not m:
+        return None
+    major = int(m[1])
+    return int(m[2]) if major == 1 and m[2] else major  # "1.8" means Java 8
+
+
+def check_java() -> None:
+    """Raise a clear error when no Java that Spark 4 can run on is installed."""
+    version = java_version()
+    if version not in SUPPORTED_JAVA:
+        found = "no Java was found" if version is None else f"found Java {version}"
+        raise EngineUnavailableError(f"{found}. {JAVA_HELP}")
+
+
+# Why each default: 2-8 cores on one machine want few shuffle partitions (200 makes tiny tasks); AQE then
+# coalesces further. UTC session time zone so timestamps without a zone are never shifted. Arrow makes
+# toPandas/createDataFrame columnar.
+LOCAL_DEFAULTS: dict[str, str] = {
+    "spark.sql.shuffle.partitions": "8",
+    "spark.sql.adaptive.enabled": "true",
+    "spark.sql.adaptive.coalescePartitions.enabled": "true",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.sql.parquet.compression.codec": "zstd",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.ui.enabled": "false",
+}
+
+
+def get_spark(master: str = "local[*]", driver_memory: str = "4g", app_name: str = "taxi-duration") -> SparkSession:
+    """Return the active Spark session, or start one on `master` with the project's defaults."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as exc:
+        raise EngineUnavailableError(
+            "the spark engine needs pyspark: pip install 'taxi-duration-predictor[spark]'"
+        ) from exc
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    check_java()
+    builder = SparkSession.builder.master(master).appName(app_name).config("spark.driver.memory", driver_memory)
+    for key, value in LOCAL_DEFAULTS.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark

@@ -1,0 +1,146 @@
+"""Veracity: the rules for what real TLC data gets wrong, declared once, run on any engine.
+
+A row is either repaired by a stated rule (recorded in its `repairs` column) or quarantined with every
+reason it breaks (its `reasons` column). Nothing is dropped: clean + quarantined = input, always.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import narwhals as nw
+
+from taxi_duration import schema as s
+from taxi_duration.engines import Runtime
+
+REPAIRS_COL = "repairs"
+DURATION_COL = "_duration_s"
+DUPLICATE_RANK_COL = "_copy_number"
+
+MIN_DURATION_S = 60  # a paid trip under a minute is a meter test or a cancelled ride
+MAX_DURATION_S = 5 * 3600  # longer means the meter was left running (real files reach 24 h)
+MAX_DISTANCE_MI = 100.0  # the TLC's own sanity bound; real files hold 259,777-mile trips
+MAX_SPEED_MPH = 80.0  # average over the whole trip, far above NYC limits
+MAX_PASSENGERS = 9
+KNOWN_ZONES = (1, 263)  # 264 "Unknown" and 265 "Outside of NYC" carry no place
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A quarantine rule: `broken()` is true on rows that break it (null counts as not broken)."""
+
+    code: str
+    description: str
+    broken: Callable[[], nw.Expr]
+
+
+@dataclass(frozen=True)
+class Repair:
+    """A repair: where `applies()` is true, `column` is set to `value` and the row stays clean."""
+
+    code: str
+    description: str
+    column: str
+    applies: Callable[[], nw.Expr]
+    value: Any
+
+
+def _col(name: str) -> nw.Expr:
+    return nw.col(name)
+
+
+def _outside(name: str, low: float, high: float) -> nw.Expr:
+    return (_col(name) < low) | (_col(name) > high)
+
+
+REPAIRS: tuple[Repair, ...] = (
+    Repair(
+        "passenger_count_defaulted",
+        "passenger_count missing or 0 (not entered by the driver) is set to 1, the TLC's most common value",
+        s.PASSENGERS,
+        lambda: _col(s.PASSENGERS).is_null() | (_col(s.PASSENGERS) == 0),
+        1,
+    ),
+)
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        "missing_required",
+        f"a required field is null ({', '.join(s.REQUIRED)})",
+        lambda: nw.any_horizontal(*(_col(c).is_null() for c in s.REQUIRED), ignore_nulls=False),
+    ),
+    Rule("dropoff_before_pickup", "dropoff time earlier than pickup time", lambda: _col(DURATION_COL) < 0),
+    Rule(
+        "duration_too_short",
+        f"trip shorter than {MIN_DURATION_S} s (and not negative)",
+        lambda: (_col(DURATION_COL) >= 0) & (_col(DURATION_COL) < MIN_DURATION_S),
+    ),
+    Rule(
+        "duration_too_long",
+        f"trip longer than {MAX_DURATION_S // 3600} h",
+        lambda: _col(DURATION_COL) > MAX_DURATION_S,
+    ),
+    Rule(
+        "pickup_outside_month",
+        "pickup not in the month the file name claims",
+        lambda: (_col(s.PICKUP).dt.year() * 100 + _col(s.PICKUP).dt.month()) != _col(s.SOURCE_MONTH),
+    ),
+    Rule(
+        "unknown_zone",
+        f"pickup or dropoff zone outside {KNOWN_ZONES[0]}..{KNOWN_ZONES[1]} (264/265 are unknown/outside NYC)",
+        lambda: _outside(s.PU_ZONE, *KNOWN_ZONES) | _outside(s.DO_ZONE, *KNOWN_ZONES),
+    ),
+    Rule("non_positive_distance", "trip_distance is 0 or negative", lambda: _col(s.DISTANCE) <= 0),
+    Rule("huge_distance", f"trip_distance over {MAX_DISTANCE_MI:g} miles", lambda: _col(s.DISTANCE) > MAX_DISTANCE_MI),
+    Rule(
+        "impossible_speed",
+        f"average speed over {MAX_SPEED_MPH:g} mph",
+        # Multiplied out rather than divided, so a zero duration cannot divide by zero on any engine.
+        lambda: (_col(DURATION_COL) > 0) & (_col(s.DISTANCE) * 3600 > MAX_SPEED_MPH * _col(DURATION_COL)),
+    ),
+    Rule(
+        "bad_passenger_count",
+        f"passenger_count negative or over {MAX_PASSENGERS}",
+        lambda: _outside(s.PASSENGERS, 0, MAX_PASSENGERS),
+    ),
+    Rule("negative_fare", "fare_amount below zero (refunds and voids)", lambda: _col(s.FARE) < 0),
+    Rule(
+        "duplicate",
+        "exact copy of an earlier row (same trip fields); the first copy stays",
+        lambda: _col(DUPLICATE_RANK_COL) > 1,
+    ),
+)
+
+RULE_CODES: tuple[str, ...] = tuple(r.code for r in RULES)
+REPAIR_CODES: tuple[str, ...] = tuple(r.code for r in REPAIRS)
+SEPARATOR = ","
+
+
+def flag(runtime: Runtime, trips: nw.LazyFrame[Any]) -> nw.LazyFrame[Any]:
+    """Apply repairs, then every rule: the canonical columns plus `reasons` and `repairs` (null when none)."""
+    trips = runtime.seconds_between(trips, s.PICKUP, s.DROPOFF, DURATION_COL)
+    # Ranked before any repair, so "exact copy" means exact in the source.
+    trips = trips.with_columns(nw.col(s.PICKUP).rank(method="ordinal").over(*s.TRIP_FIELDS).alias(DUPLICATE_RANK_COL))
+    trips = trips.with_columns(
+        _codes([(r.code, r.applies()) for r in REPAIRS]).alias(REPAIRS_COL),
+        *(nw.when(r.applies()).then(nw.lit(r.value)).otherwise(_col(r.column)).alias(r.column) for r in REPAIRS),
+    ).with_columns(*(_col(r.column).cast(s.BY_NAME[r.column].dtype) for r in REPAIRS))
+    trips = trips.with_columns(_codes([(r.code, r.broken()) for r in RULES]).alias(s.REASONS))
+    return trips.select(*s.NAMES, s.REASONS, REPAIRS_COL)
+
+
+def _codes(named: list[tuple[str, nw.Expr]]) -> nw.Expr:
+    """Comma-joined codes whose condition holds (null conditions count as false), null when none hold."""
+    joined = nw.concat_str(
+        [nw.when(cond.fill_null(False)).then(nw.lit(code)) for code, cond in named],
+        separator=SEPARATOR,
+        ignore_nulls=True,
+    )
+    return nw.when(joined != "").then(joined)
+
+
+def split_codes(codes: str | None) -> list[str]:
+    """The codes in a `reasons` or `repairs` value."""
+    return codes.split(SEPARATOR) if codes else []
