@@ -7,6 +7,8 @@ disagree. Nothing outside this module and `spark.py` touches an engine's native 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import narwhals as nw
 
 from taxi_duration.config import Engine, Settings
+from taxi_duration.errors import BadInputError
 from taxi_duration.spark import get_spark
 
 PARQUET_COMPRESSION = "zstd"
@@ -46,6 +49,18 @@ class Runtime:
         """Release the engine (a Spark session is left running: it is shared by the whole process)."""
         if self.engine is Engine.DUCKDB and self.native is not None:
             self.native.close()
+
+    @contextmanager
+    def reading(self, what: object) -> Iterator[None]:
+        """Turn an engine's failure on bad values (a timestamp that does not parse, a number that is
+        text) into a `BadInputError` about `what`; the files themselves were checked before."""
+        try:
+            yield
+        except Exception as exc:
+            if not _is_engine_data_error(exc):
+                raise
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise BadInputError(what, f"{self.engine} could not read a value: {first_line}") from exc
 
     # Readers: every one returns a lazy frame whose columns are the file's own, unnormalized.
 
@@ -115,3 +130,8 @@ class Runtime:
 
 def _select(frame: nw.LazyFrame[Any], columns: list[str] | None) -> nw.LazyFrame[Any]:
     return frame.select(columns) if columns is not None else frame
+
+
+def _is_engine_data_error(exc: Exception) -> bool:
+    module = type(exc).__module__
+    return module.startswith(("duckdb", "pyspark", "py4j")) or isinstance(exc, ValueError)

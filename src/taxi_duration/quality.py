@@ -67,7 +67,8 @@ class QualityReport:
 def validate(runtime: Runtime, files: list[InputFile], out: Path, *, overwrite: bool = False) -> QualityReport:
     """Validate `files` on `runtime` into `out/{clean,quarantine}/`, `out/report.json` and `out/report.md`."""
     started = time.perf_counter()
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    names = ", ".join(f.path.name for f in files)
+    with atomic_dir(out, overwrite=overwrite) as tmp, runtime.reading(names):
         staged = tmp / "_staged"
         # One pass over the inputs: the flagged rows are written once and split from there, so an
         # expensive read (CSV, a remote store) and the duplicate window never run twice.

@@ -1,0 +1,231 @@
+"""The `taxi-duration` command: one subcommand per job, a thin layer over the package's functions."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from taxi_duration import __version__
+from taxi_duration.config import Engine, Settings, load_settings
+from taxi_duration.errors import TaxiDurationError, UsageError
+from taxi_duration.months import parse_months
+
+app = typer.Typer(
+    name="taxi-duration",
+    help="Predict NYC taxi trip durations: synthesize, download, validate, on DuckDB, pandas or Spark.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+DEFAULT_RUN_ROWS = 300_000
+DEFAULT_RUN_MONTHS = "2023-01..2023-03"
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="TOML settings file (default: ./taxi-duration.toml if present).")
+]
+EngineOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--engine",
+        "-e",
+        help="duckdb (embedded, default; alias: local), pandas, or spark. Default from settings.",
+        show_default=False,
+    ),
+]
+InputsArg = Annotated[list[str], typer.Argument(help="Trip files (.parquet, .csv, .jsonl), globs or folders.")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace the output folder if it exists.")]
+
+
+def _settings(config: Path | None, engine: str | None = None, **overrides: Any) -> Settings:
+    try:
+        parsed = Engine.parse(engine) if engine else None
+    except ValueError as exc:
+        raise UsageError(f"unknown engine {engine!r}: choose duckdb (or local), pandas or spark") from exc
+    return load_settings(config, engine=parsed, **overrides)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+@app.command()
+def synth(
+    rows: Annotated[str, typer.Option(help="How many trips in all: 200000, 1.5M, 50M, 2B.")] = "1M",
+    months: Annotated[str, typer.Option(help="Months to spread them over: 2021-01..2021-03 or 2021-01,2021-05.")] = (
+        DEFAULT_RUN_MONTHS
+    ),
+    out: Annotated[Path, typer.Option(help="Folder for the monthly Parquet files.")] = Path("data/synthetic"),
+    seed: Annotated[int, typer.Option(help="Same seed, same bytes.")] = 0,
+    service: Annotated[str, typer.Option(help="green (lpep_ columns) or yellow (tpep_ columns).")] = "green",
+    dirty: Annotated[
+        float, typer.Option(help="Scale the shares of dirty rows (0 = clean data, 1 = as in real files).")
+    ] = 1.0,
+    drift: Annotated[float, typer.Option(help="Per-month shift of speeds and zone mix (0 = every month alike).")] = 0.0,
+) -> None:
+    """Write synthetic TLC-schema trip files that look like the real ones, in constant memory."""
+    from taxi_duration import synth as synthesis
+
+    total = synthesis.parse_rows(rows)
+    shares = synthesis.DirtyShares().scaled(dirty)
+    with _progress() as progress:
+        task = progress.add_task("synthesizing trips", total=total)
+        paths = synthesis.generate(
+            total,
+            parse_months(months),
+            out,
+            seed=seed,
+            service=service,
+            dirty=shares,
+            drift=drift,
+            on_progress=lambda n: progress.advance(task, n),
+        )
+    console.print(f"wrote {total:,} trips in {len(paths)} file(s) under {out}")
+
+
+@app.command()
+def download(
+    months: Annotated[str, typer.Option(help="Months to fetch: 2021-01..2021-03 or 2021-01,2021-05.")],
+    service: Annotated[str, typer.Option(help="yellow, green, fhv or fhvhv.")] = "green",
+    dest: Annotated[Path, typer.Option(help="Folder to download into.")] = Path("data/raw"),
+    shapes: Annotated[bool, typer.Option(help="Also fetch the zone shapefile (taxi_zones.zip).")] = False,
+) -> None:
+    """Fetch monthly TLC trip files and the zone table; re-running resumes or skips what is done."""
+    from taxi_duration import download as fetching
+
+    paths = fetching.download(service, parse_months(months), dest, shapes=shapes)
+    console.print(f"{len(paths)} file(s) ready under {dest}")
+
+
+@app.command()
+def inspect(inputs: InputsArg) -> None:
+    """Check input files without reading them whole: format, rows, service, month, and the column mapping."""
+    from taxi_duration import schema
+    from taxi_duration.inputs import check_all, discover
+
+    table = Table("file", "format", "rows", "service", "month", "columns mapped / in file")
+    for f in check_all(discover(inputs)):
+        mapped = schema.resolve_aliases(list(f.columns))
+        table.add_row(
+            str(f.path),
+            f.format,
+            f"{f.rows:,}",
+            f.service or "?",
+            str(f.month or "?"),
+            f"{len(mapped)}/{len(f.columns)}",
+        )
+    Console().print(table)
+
+
+@app.command()
+def validate(
+    inputs: InputsArg,
+    out: Annotated[Path, typer.Option(help="Output folder: clean/, quarantine/, report.json, report.md.")],
+    engine: EngineOpt = None,
+    overwrite: OverwriteOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Split trips into clean and quarantined rows (with reasons), and report counts that reconcile."""
+    settings = _settings(config, engine)
+    report = _validate(settings, inputs, out, overwrite)
+    _print_report(report, out)
+
+
+@app.command()
+def run(
+    data: Annotated[
+        list[str] | None,
+        typer.Option(help="Trip files, globs or folders; default: synthesize a data set under the data dir."),
+    ] = None,
+    engine: EngineOpt = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Root for generated data and outputs.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """The main job: get data (synthesizing it on a fresh clone), validate it, and report its quality."""
+    settings = _settings(config, engine, data_dir=data_dir)
+    if not data:
+        synthetic = settings.data_dir / "synthetic"
+        if not any(synthetic.glob("*.parquet")):
+            synth(rows=str(DEFAULT_RUN_ROWS), months=DEFAULT_RUN_MONTHS, out=synthetic, seed=0)
+        data = [str(synthetic)]
+    out = settings.data_dir / "validated"
+    report = _validate(settings, data, out, overwrite=True)
+    _print_report(report, out)
+
+
+def _validate(settings: Settings, inputs: list[str], out: Path, overwrite: bool) -> Any:
+    from taxi_duration.engines import Runtime
+    from taxi_duration.inputs import check_all, discover
+    from taxi_duration.quality import validate as run_validation
+
+    with console.status("checking input files"):
+        files = check_all(discover(inputs))
+    with console.status(f"starting the {settings.engine} engine"):
+        runtime = Runtime.open(settings)
+    try:
+        with console.status(f"validating {sum(f.rows for f in files):,} rows on {settings.engine}"):
+            return run_validation(runtime, files, out, overwrite=overwrite)
+    finally:
+        runtime.close()
+
+
+def _print_report(report: Any, out: Path) -> None:
+    from taxi_duration.validation import REPAIRS, RULES
+
+    share = 100 / report.input_rows if report.input_rows else 0.0
+    table = Table(title=f"Data quality ({report.engine}, {report.elapsed_s:.1f} s)", title_justify="left")
+    table.add_column("rows")
+    table.add_column("count", justify="right")
+    table.add_column("share", justify="right")
+    for label, n in (
+        ("input", report.input_rows),
+        ("clean", report.clean_rows),
+        ("quarantined", report.quarantined_rows),
+    ):
+        table.add_row(f"[bold]{label}", f"{n:,}", f"{n * share:.2f}%")
+    for rule in RULES:
+        if n := report.by_reason[rule.code]:
+            table.add_row(f"  {rule.code}", f"{n:,}", f"{n * share:.2f}%")
+    for repair in REPAIRS:
+        if n := report.repaired[repair.code]:
+            table.add_row(f"repaired: {repair.code}", f"{n:,}", f"{n * share:.2f}%")
+    Console().print(table)
+    console.print(
+        f"clean rows in {out / 'clean'}, quarantined in {out / 'quarantine'}, report in {out / 'report.json'}"
+    )
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        print(__version__)
+        raise typer.Exit()
+
+
+def main() -> None:
+    """Entry point: run the app, turning the project's errors into one clear line and an exit code."""
+    try:
+        app()
+    except TaxiDurationError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        console.print("[red]interrupted[/red]: no partial output was left behind")
+        sys.exit(130)
