@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import narwhals as nw
+from narwhals.dtypes import DType
 
 from taxi_duration.config import Engine, Settings
 from taxi_duration.errors import BadInputError
@@ -77,16 +78,20 @@ class Runtime:
 
         return nw.from_native(pd.read_parquet(path, columns=columns, dtype_backend="pyarrow")).lazy()
 
-    def scan_csv(self, path: Path) -> nw.LazyFrame[Any]:
-        """Scan a CSV file with a header, every column as text; the normalizer casts."""
+    def scan_csv(self, path: Path, columns: list[str]) -> nw.LazyFrame[Any]:
+        """Scan a CSV file with a header (`columns`), every column as text with empty fields null."""
         if self.engine is Engine.DUCKDB:
             rel = self.native.read_csv(str(path), header=True, all_varchar=True)
             return nw.from_native(rel)
         if self.engine is Engine.SPARK:
             return nw.from_native(self.native.read.options(header=True, mode="FAILFAST").csv(str(path)))
         import pandas as pd
+        import pyarrow as pa
+        from pyarrow import csv
 
-        return nw.from_native(pd.read_csv(path, dtype=str, dtype_backend="pyarrow")).lazy()
+        options = csv.ConvertOptions(column_types=dict.fromkeys(columns, pa.string()), strings_can_be_null=True)
+        table = csv.read_csv(path, convert_options=options)
+        return nw.from_native(table.to_pandas(types_mapper=pd.ArrowDtype)).lazy()
 
     def scan_json(self, path: Path) -> nw.LazyFrame[Any]:
         """Scan a JSON-lines file (one trip event per line)."""
@@ -126,6 +131,30 @@ class Runtime:
             native = frame.to_native().withColumn(name, F.expr(f"timestampdiff(SECOND, `{start}`, `{end}`)"))
             return nw.from_native(native).with_columns(nw.col(name).cast(nw.Int64()))
         return frame.with_columns((nw.col(end) - nw.col(start)).dt.total_seconds().cast(nw.Int64()).alias(name))
+
+
+def with_null_columns(frame: nw.LazyFrame[Any], columns: dict[str, DType]) -> nw.LazyFrame[Any]:
+    """Add all-null columns of the given types (for columns a source file does not have)."""
+    if not columns:
+        return frame
+    if frame.implementation.is_pandas():
+        # narwhals builds pandas literals with numpy dtypes, which cannot hold a null integer.
+        import pandas as pd
+
+        native = frame.collect().to_native()
+        nulls = {
+            name: pd.Series(pd.NA, index=native.index, dtype=pd.ArrowDtype(_arrow_type(dtype)))
+            for name, dtype in columns.items()
+        }
+        return nw.from_native(native.assign(**nulls)).lazy()
+    return frame.with_columns(nw.lit(None, dtype=dtype).alias(name) for name, dtype in columns.items())
+
+
+def _arrow_type(dtype: DType) -> Any:
+    import pyarrow as pa
+
+    empty = nw.from_native(pa.table({"x": pa.nulls(0)}))
+    return empty.select(nw.col("x").cast(dtype)).to_native().schema.field("x").type
 
 
 def _select(frame: nw.LazyFrame[Any], columns: list[str] | None) -> nw.LazyFrame[Any]:

@@ -13,11 +13,12 @@ import narwhals as nw
 from narwhals.dtypes import DType
 
 from taxi_duration import schema
-from taxi_duration.engines import Runtime
+from taxi_duration.engines import Runtime, with_null_columns
 from taxi_duration.inputs import InputFile
 
 # Text timestamps in TLC CSVs and JSON events: `2023-01-01 08:15:00`, `2023-01-01T08:15:00[.fff][Z]`.
-# All are cut to the first 19 characters in one shape, so every engine parses them with one format.
+# All are cut to the first 19 characters in one shape, so every engine parses them with one format: the
+# canonical table holds whole seconds, as TLC files do.
 DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
@@ -37,23 +38,25 @@ def normalize(frame: nw.LazyFrame[Any], source: InputFile) -> nw.LazyFrame[Any]:
         schema.SOURCE_MONTH: source.month,
     }
     exprs = []
+    missing: dict[str, DType] = {}
     for col in schema.COLUMNS:
-        if col.name in provenance:
-            expr = nw.lit(provenance[col.name], dtype=col.dtype) if provenance[col.name] is not None else None
-        elif col.name in found:
-            expr = _cast(nw.col(found[col.name]), source_types[found[col.name]], col.dtype)
+        if provenance.get(col.name) is not None:
+            exprs.append(nw.lit(provenance[col.name], dtype=col.dtype).alias(col.name))
+        elif col.name in found and col.name not in provenance:
+            exprs.append(_cast(nw.col(found[col.name]), source_types[found[col.name]], col.dtype).alias(col.name))
         else:
-            expr = None
-        exprs.append((expr if expr is not None else nw.lit(None, dtype=col.dtype)).alias(col.name))
-    return frame.select(exprs)
+            missing[col.name] = col.dtype
+    return with_null_columns(frame.select(exprs), missing).select(schema.NAMES)
 
 
 def _cast(expr: nw.Expr, source: DType, target: DType) -> nw.Expr:
     is_text = source == nw.String
     if target == nw.Datetime:
         if is_text:
-            expr = expr.str.replace_all("T", " ").str.slice(0, 19).str.to_datetime(DATETIME_FORMAT)
-        return expr.cast(target)
+            return expr.str.replace_all("T", " ").str.slice(0, 19).str.to_datetime(DATETIME_FORMAT).cast(target)
+        # DuckDB detects timestamps in JSON itself, fractions included; Spark's truncate returns a zoned
+        # timestamp, hence the second cast.
+        return expr.cast(target).dt.truncate("1s").cast(target)
     if target.is_integer() and (is_text or source.is_float()):
         # Through a float: "1.0" and 1.0 are valid counts in older files, and no engine casts "1.0" to int.
         return expr.cast(nw.Float64()).cast(target)
@@ -65,5 +68,5 @@ def _scan(runtime: Runtime, source: InputFile) -> nw.LazyFrame[Any]:
         needed = list(schema.resolve_aliases(list(source.columns)).values())
         return runtime.scan_parquet(source.path, columns=needed)
     if source.format == "csv":
-        return runtime.scan_csv(source.path)
+        return runtime.scan_csv(source.path, list(source.columns))
     return runtime.scan_json(source.path)

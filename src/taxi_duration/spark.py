@@ -81,6 +81,9 @@ def get_spark(master: str = "local[*]", driver_memory: str = "4g", app_name: str
     builder = SparkSession.builder.master(master).appName(app_name).config("spark.driver.memory", driver_memory)
     for key, value in LOCAL_DEFAULTS.items():
         builder = builder.config(key, value)
+    if master.startswith("local"):
+        # A local driver talks only to itself: loopback avoids hostname look-ups and firewall prompts.
+        builder = builder.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark

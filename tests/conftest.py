@@ -1,0 +1,103 @@
+"""Shared fixtures: one Spark session for the whole run, small hand-written trips, the real files."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from taxi_duration.config import Engine, load_settings
+from taxi_duration.engines import Runtime
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+# Engines that start in milliseconds run everywhere; Spark only where marked, on the shared session.
+FAST_ENGINES = [Engine.DUCKDB, Engine.PANDAS]
+ALL_ENGINES = [*FAST_ENGINES, pytest.param(Engine.SPARK, marks=pytest.mark.spark)]
+
+
+def green_row(**overrides: Any) -> dict[str, Any]:
+    """One clean green-taxi trip in the TLC's own column names (era B types), changed by `overrides`."""
+    row: dict[str, Any] = {
+        "VendorID": 2,
+        "lpep_pickup_datetime": datetime(2023, 1, 10, 8, 0, 0),
+        "lpep_dropoff_datetime": datetime(2023, 1, 10, 8, 15, 0),
+        "store_and_fwd_flag": "N",
+        "RatecodeID": 1,
+        "PULocationID": 74,
+        "DOLocationID": 75,
+        "passenger_count": 1,
+        "trip_distance": 2.5,
+        "fare_amount": 14.2,
+        "payment_type": 1,
+        "trip_type": 1,
+    }
+    row.update(overrides)
+    return row
+
+
+GREEN_TYPES = {
+    "VendorID": pa.int32(),
+    "lpep_pickup_datetime": pa.timestamp("us"),
+    "lpep_dropoff_datetime": pa.timestamp("us"),
+    "store_and_fwd_flag": pa.large_string(),
+    "RatecodeID": pa.int64(),
+    "PULocationID": pa.int32(),
+    "DOLocationID": pa.int32(),
+    "passenger_count": pa.int64(),
+    "trip_distance": pa.float64(),
+    "fare_amount": pa.float64(),
+    "payment_type": pa.int64(),
+    "trip_type": pa.int64(),
+}
+
+
+def write_parquet(path: Path, rows: list[dict[str, Any]], types: dict[str, pa.DataType] | None = None) -> Path:
+    """Write rows as a Parquet file, with explicit Arrow types where given."""
+    types = GREEN_TYPES if types is None else types
+    columns = list(rows[0])
+    arrays = {c: pa.array([r.get(c) for r in rows], type=types.get(c)) for c in columns}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(arrays), path)
+    return path
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """Write rows as JSON lines, timestamps in ISO form as events carry them."""
+    path.write_text("".join(json.dumps(r, default=lambda v: v.isoformat()) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """The one Spark session of the test run (local[2], small memory)."""
+    from taxi_duration.spark import get_spark
+
+    session = get_spark("local[2]", "1g", app_name="taxi-duration-tests")
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def runtime(request: pytest.FixtureRequest) -> Iterator[Runtime]:
+    """An open engine; parametrize with `indirect=True` over FAST_ENGINES or ALL_ENGINES."""
+    engine: Engine = request.param
+    if engine is Engine.SPARK:
+        request.getfixturevalue("spark")
+    rt = Runtime.open(load_settings(spark_master="local[2]", spark_driver_memory="1g"), engine)
+    yield rt
+    rt.close()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real TLC files in ../shared/data; tests that need them skip on a fresh user clone."""
+    if not (SHARED_DATA / "green_tripdata_2023-01.parquet").exists():
+        pytest.skip("../shared/data is not present (real TLC files are not part of the repo)")
+    return SHARED_DATA

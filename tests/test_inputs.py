@@ -1,0 +1,120 @@
+"""Finding files and refusing bad ones with a message that names the file and the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from taxi_duration.errors import BadInputError, UsageError
+from taxi_duration.inputs import check, discover
+from tests.conftest import green_row, write_jsonl, write_parquet
+
+CSV_HEADER = (
+    "VendorID,tpep_pickup_datetime,tpep_dropoff_datetime,passenger_count,trip_distance,PULocationID,DOLocationID"
+)
+CSV_ROW = "1,2019-06-01 00:55:13,2019-06-01 01:06:17,1,2.0,145,146"
+
+
+def test_discover_expands_files_globs_and_folders(tmp_path: Path) -> None:
+    a = write_parquet(tmp_path / "green_tripdata_2023-01.parquet", [green_row()])
+    b = write_parquet(tmp_path / "green_tripdata_2023-02.parquet", [green_row()])
+    (tmp_path / "notes.txt").write_text("not data")
+    assert discover([tmp_path]) == [a, b]
+    assert discover([str(tmp_path / "*2023-02*")]) == [b]
+    assert discover([a, a]) == [a]
+
+
+def test_discover_rejects_what_no_reader_handles(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="no such file"):
+        discover([tmp_path / "missing.parquet"])
+    (tmp_path / "trips.xlsx").write_text("x")
+    with pytest.raises(UsageError, match="unsupported file type"):
+        discover([tmp_path / "trips.xlsx"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match="holds no trip files"):
+        discover([tmp_path / "empty"])
+
+
+def test_check_counts_rows_and_reads_service_and_month_from_the_name(tmp_path: Path) -> None:
+    f = check(write_parquet(tmp_path / "green_tripdata_2023-01.parquet", [green_row(), green_row()]))
+    assert (f.format, f.rows, f.service, f.month) == ("parquet", 2, "green", 202301)
+
+
+def test_service_comes_from_column_prefix_when_the_name_says_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "trips.csv"
+    path.write_text(f"{CSV_HEADER}\n{CSV_ROW}\n")
+    f = check(path)
+    assert (f.service, f.month, f.rows) == ("yellow", None, 1)
+
+
+def test_truncated_parquet_is_refused(tmp_path: Path) -> None:
+    good = write_parquet(tmp_path / "good.parquet", [green_row()] * 50)
+    bad = tmp_path / "green_tripdata_2023-01.parquet"
+    bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(BadInputError, match=r"green_tripdata_2023-01\.parquet: not a readable Parquet file"):
+        check(bad)
+
+
+def test_empty_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "x.parquet").write_bytes(b"")
+    with pytest.raises(BadInputError, match="empty"):
+        check(tmp_path / "x.parquet")
+
+
+def test_parquet_that_is_not_trip_data_names_the_missing_columns(tmp_path: Path) -> None:
+    path = tmp_path / "weather.parquet"
+    pq.write_table(pa.table({"date": ["2023-01-01"], "temp_c": [3.5]}), path)
+    with pytest.raises(BadInputError, match=r"weather\.parquet: not trip data: missing required column\(s\) pickup"):
+        check(path)
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        (CSV_ROW + ",extra", "line 3: 8 fields where the header has 7"),
+        ("1,2019-06-01 00:55:13,2019-06-01 01:06:17", "line 3: 3 fields where the header has 7"),
+    ],
+)
+def test_csv_with_extra_or_missing_fields_names_the_line(tmp_path: Path, line: str, problem: str) -> None:
+    path = tmp_path / "yellow.csv"
+    path.write_text(f"{CSV_HEADER}\n{CSV_ROW}\n{line}\n")
+    with pytest.raises(BadInputError, match=problem):
+        check(path)
+
+
+def test_csv_without_required_columns_is_not_trip_data(tmp_path: Path) -> None:
+    path = tmp_path / "yellow.csv"
+    path.write_text("VendorID,passenger_count\n1,2\n")
+    with pytest.raises(BadInputError, match="not trip data"):
+        check(path)
+
+
+def test_csv_with_header_only_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "yellow.csv"
+    path.write_text(CSV_HEADER + "\n")
+    with pytest.raises(BadInputError, match="no rows"):
+        check(path)
+
+
+def test_json_line_that_is_not_json_names_the_line(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "events.jsonl", [green_row(), green_row()])
+    path.write_text(path.read_text() + '{"VendorID": 2, "lpep_pickup_datetime": \n')
+    with pytest.raises(BadInputError, match=r"events\.jsonl: line 3: not valid JSON"):
+        check(path)
+
+
+def test_json_line_that_is_not_an_object_is_refused(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "events.jsonl", [green_row()])
+    path.write_text(path.read_text() + "[1, 2]\n")
+    with pytest.raises(BadInputError, match="line 2: expected a JSON object, got list"):
+        check(path)
+
+
+def test_json_lines_count_rows_and_union_their_keys(tmp_path: Path) -> None:
+    rows = [green_row(), green_row(), {**green_row(), "extra_field": 1}]
+    f = check(write_jsonl(tmp_path / "events.jsonl", rows))
+    assert f.rows == 3
+    assert "extra_field" in f.columns
