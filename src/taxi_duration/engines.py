@@ -162,5 +162,5 @@ def _select(frame: nw.LazyFrame[Any], columns: list[str] | None) -> nw.LazyFrame
 
 
 def _is_engine_data_error(exc: Exception) -> bool:
-    module = type(exc).__module__
+    module = type(exc).__module__.lstrip("_")  # DuckDB raises from `_duckdb`
     return module.startswith(("duckdb", "pyspark", "py4j")) or isinstance(exc, ValueError)

@@ -1,0 +1,65 @@
+"""The validate job: outputs on disk, counts that reconcile on every engine, nothing half-written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from taxi_duration.engines import Runtime
+from taxi_duration.errors import BadInputError, UsageError
+from taxi_duration.inputs import check_all
+from taxi_duration.quality import parquet_rows, validate
+from taxi_duration.validation import RULE_CODES
+from tests.conftest import ALL_ENGINES, FAST_ENGINES, write_jsonl
+from tests.test_validation import CASES, all_cases, write_parquet
+
+
+@pytest.mark.parametrize("runtime", ALL_ENGINES, indirect=True)
+def test_outputs_reconcile_and_report_every_reason(runtime: Runtime, tmp_path: Path) -> None:
+    files = check_all([write_parquet(tmp_path / "green_tripdata_2023-01.parquet", all_cases())])
+    out = tmp_path / "out"
+    report = validate(runtime, files, out)
+
+    on_disk = json.loads((out / "report.json").read_text())
+    assert on_disk["input_rows"] == len(all_cases()) == on_disk["clean_rows"] + on_disk["quarantined_rows"]
+    assert on_disk["quarantined_rows"] == len(CASES) + 1
+    assert on_disk["by_reason"] == dict.fromkeys(RULE_CODES, 1)
+    assert on_disk["repaired"] == {"passenger_count_defaulted": 0}
+    assert parquet_rows(out / "clean") == report.clean_rows
+    assert parquet_rows(out / "quarantine") == report.quarantined_rows
+    quarantined = pq.read_table(out / "quarantine").column("reasons").to_pylist()
+    assert sorted(quarantined) == sorted([*CASES, "duplicate"])
+    assert "reasons" not in pq.read_table(out / "clean").column_names
+    assert "| duplicate | 1 |" in (out / "report.md").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["green_tripdata_2023-01.parquet", "out"]
+
+
+@pytest.mark.parametrize("runtime", FAST_ENGINES, indirect=True)
+def test_existing_output_is_kept_unless_overwrite(runtime: Runtime, tmp_path: Path) -> None:
+    files = check_all([write_parquet(tmp_path / "green_tripdata_2023-01.parquet", all_cases())])
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    with pytest.raises(UsageError, match="--overwrite"):
+        validate(runtime, files, out)
+    assert (out / "precious.txt").read_text() == "keep me"
+    validate(runtime, files, out, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["clean", "quarantine", "report.json", "report.md"]
+
+
+@pytest.mark.parametrize("runtime", ALL_ENGINES, indirect=True)
+def test_a_value_no_engine_can_read_fails_cleanly_and_writes_nothing(runtime: Runtime, tmp_path: Path) -> None:
+    event = {
+        "pickup_datetime": "yesterday at noon",
+        "dropoff_datetime": "2023-01-10T08:20:00",
+        "pu_location_id": 74,
+        "do_location_id": 75,
+        "trip_distance": 3.1,
+    }
+    files = check_all([write_jsonl(tmp_path / "events.jsonl", [event])])
+    with pytest.raises(BadInputError, match=r"events\.jsonl: .* could not read a value"):
+        validate(runtime, files, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.jsonl"]

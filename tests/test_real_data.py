@@ -1,0 +1,70 @@
+"""The reader and validator on the real TLC files in ../shared/data: counts reconcile, engines agree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from taxi_duration.engines import Runtime
+from taxi_duration.errors import BadInputError
+from taxi_duration.inputs import check, check_all, discover
+from taxi_duration.quality import validate
+from tests.conftest import ALL_ENGINES
+
+pytestmark = pytest.mark.shared
+
+
+@pytest.mark.parametrize("runtime", [ALL_ENGINES[0]], indirect=True)
+def test_every_green_month_reconciles(runtime: Runtime, shared_data: Path, tmp_path: Path) -> None:
+    files = check_all(discover([str(shared_data / "green_tripdata_*.parquet")]))
+    assert len(files) == 8
+    report = validate(runtime, files, tmp_path / "out")
+    assert report.input_rows == 556_585  # the sum of the eight months' published row counts
+    assert report.clean_rows + report.quarantined_rows == report.input_rows
+    # What the shared README says the real files get wrong is found here too.
+    assert report.by_reason["duration_too_short"] > 0
+    assert report.by_reason["pickup_outside_month"] > 0
+    assert report.by_reason["unknown_zone"] > 0
+    assert report.by_reason["huge_distance"] > 0
+    assert report.repaired["passenger_count_defaulted"] > 0
+    assert 0.85 < report.clean_rows / report.input_rows < 0.99
+
+
+@pytest.fixture(scope="module")
+def reports_by_engine() -> dict[str, dict]:
+    """Filled by the parity test as each engine runs, so later engines compare with earlier ones."""
+    return {}
+
+
+@pytest.mark.parametrize("runtime", ALL_ENGINES, indirect=True)
+def test_engines_agree_on_two_schema_eras(
+    runtime: Runtime, shared_data: Path, tmp_path: Path, reports_by_engine: dict[str, dict]
+) -> None:
+    files = check_all([shared_data / "green_tripdata_2023-01.parquet", shared_data / "green_tripdata_2023-02.parquet"])
+    report = validate(runtime, files, tmp_path / "out").to_dict()
+    counts = {k: report[k] for k in ("input_rows", "clean_rows", "quarantined_rows", "by_reason", "repaired")}
+    assert counts["input_rows"] == 68_211 + 64_809
+    for other in reports_by_engine.values():
+        assert counts == other
+    reports_by_engine[str(runtime.engine)] = counts
+
+
+@pytest.mark.parametrize("runtime", ALL_ENGINES, indirect=True)
+def test_yellow_csv_sample_validates(runtime: Runtime, shared_data: Path, tmp_path: Path) -> None:
+    files = check_all([shared_data / "yellow_tripdata_2019-06_sample1000.csv"])
+    report = validate(runtime, files, tmp_path / "out")
+    assert report.input_rows == 1000 == report.clean_rows + report.quarantined_rows
+    assert report.files[0]["service"] == "yellow"
+
+
+@pytest.mark.parametrize(
+    ("name", "missing"),
+    [
+        ("yellow_tripdata_2009-01_sample1000.csv", "pickup_datetime"),
+        ("fhvhv_tripdata_2019-08_sample40k.csv", "trip_distance"),
+    ],
+)
+def test_files_without_zones_or_distance_are_refused_by_name(shared_data: Path, name: str, missing: str) -> None:
+    with pytest.raises(BadInputError, match=rf"{name}: not trip data: missing required column\(s\).*{missing}"):
+        check(shared_data / name)
