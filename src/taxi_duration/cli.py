@@ -82,12 +82,13 @@ def synth(
     from taxi_duration import synth as synthesis
 
     total = synthesis.parse_rows(rows)
+    month_list = parse_months(months)
     shares = synthesis.DirtyShares().scaled(dirty)
     with _progress() as progress:
         task = progress.add_task("synthesizing trips", total=total)
         paths = synthesis.generate(
             total,
-            parse_months(months),
+            month_list,
             out,
             seed=seed,
             service=service,
@@ -224,7 +225,7 @@ def main() -> None:
     try:
         app()
     except TaxiDurationError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         console.print("[red]interrupted[/red]: no partial output was left behind")

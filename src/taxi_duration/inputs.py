@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import glob
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ class InputFile:
         return {**asdict(self), "path": str(self.path), "columns": list(self.columns)}
 
 
-def discover(specs: list[str | Path]) -> list[Path]:
+def discover(specs: Sequence[str | Path]) -> list[Path]:
     """Expand files, globs and folders (their trip files, not recursive) into a sorted list of files.
 
     Raises:

@@ -1,0 +1,30 @@
+# Run `make help` for the list. Every target sets itself up first, so any one works on a fresh clone.
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.DEFAULT_GOAL := help
+.PHONY: help setup run test lint format clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+setup: ## Create .venv, install the package with its extras, install Java for Spark when missing
+	@bash scripts/setup.sh
+
+run: setup ## The main job on embedded defaults: synthesize data if none, validate, report
+	$(BIN)/taxi-duration run
+
+test: setup ## Run the test suite (Spark tests share one local session)
+	$(BIN)/pytest
+
+lint: setup ## ruff lint and format check, mypy on the package
+	$(BIN)/ruff check src tests scripts benchmarks
+	$(BIN)/ruff format --check src tests scripts benchmarks
+	$(BIN)/mypy src
+
+format: setup ## Apply ruff fixes and formatting
+	$(BIN)/ruff check --fix src tests scripts benchmarks
+	$(BIN)/ruff format src tests scripts benchmarks
+
+clean: ## Remove generated data and caches (keeps .venv)
+	rm -rf data .pytest_cache .ruff_cache .mypy_cache spark-warehouse

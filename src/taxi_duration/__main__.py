@@ -1,0 +1,5 @@
+"""`python -m taxi_duration` is the `taxi-duration` command."""
+
+from taxi_duration.cli import main
+
+main()

@@ -1,0 +1,73 @@
+"""The command line as a user meets it: a real process, its exit code, its one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import green_row, write_parquet
+
+
+def cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "taxi_duration", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_help_lists_every_subcommand() -> None:
+    result = cli("--help")
+    assert result.returncode == 0
+    for command in ("synth", "download", "inspect", "validate", "run"):
+        assert command in result.stdout
+
+
+def test_validate_writes_outputs_and_exits_zero(tmp_path: Path) -> None:
+    data = write_parquet(tmp_path / "green_tripdata_2023-01.parquet", [green_row(), green_row(trip_distance=0.0)])
+    result = cli("validate", data, "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert (report["input_rows"], report["clean_rows"], report["quarantined_rows"]) == (2, 1, 1)
+    assert "non_positive_distance" in result.stdout
+
+
+def test_corrupt_file_is_one_clear_line_and_no_output(tmp_path: Path) -> None:
+    good = write_parquet(tmp_path / "good.parquet", [green_row()] * 20)
+    bad = tmp_path / "green_tripdata_2023-01.parquet"
+    bad.write_bytes(good.read_bytes()[:100])
+    result = cli("validate", good, bad, "--out", tmp_path / "out")
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: {bad}: not a readable Parquet file")
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_engine_is_a_usage_error(tmp_path: Path) -> None:
+    data = write_parquet(tmp_path / "green_tripdata_2023-01.parquet", [green_row()])
+    result = cli("validate", data, "--out", tmp_path / "out", "--engine", "excel")
+    assert result.returncode == 2
+    assert "unknown engine 'excel'" in result.stderr
+
+
+@pytest.mark.parametrize("months", ["2023-13", "2023-03..2023-01", "january"])
+def test_bad_month_specs_are_refused(tmp_path: Path, months: str) -> None:
+    result = cli("synth", "--rows", "10", "--months", months, "--out", tmp_path / "syn")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error:")
+    assert not (tmp_path / "syn").exists()
+
+
+def test_inspect_shows_rows_service_and_month(tmp_path: Path) -> None:
+    data = write_parquet(tmp_path / "green_tripdata_2023-01.parquet", [green_row()] * 3)
+    result = cli("inspect", data)
+    assert result.returncode == 0, result.stderr
+    assert "green" in result.stdout
+    assert "202301" in result.stdout
