@@ -27,6 +27,13 @@ def test_discover_expands_files_globs_and_folders(tmp_path: Path) -> None:
     assert discover([a, a]) == [a]
 
 
+def test_discover_refuses_two_files_of_one_name(tmp_path: Path) -> None:
+    a = write_parquet(tmp_path / "a" / "green_tripdata_2023-01.parquet", [green_row()])
+    b = write_parquet(tmp_path / "b" / "green_tripdata_2023-01.parquet", [green_row()])
+    with pytest.raises(UsageError, match=r"several inputs are named green_tripdata_2023-01\.parquet"):
+        discover([a, b])
+
+
 def test_discover_rejects_what_no_reader_handles(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="no such file"):
         discover([tmp_path / "missing.parquet"])

@@ -70,7 +70,12 @@ def discover(specs: Sequence[str | Path]) -> list[Path]:
             if f.suffix.lower() not in FORMATS:
                 raise UsageError(f"{f}: unsupported file type {f.suffix!r} (expected one of {', '.join(FORMATS)})")
         found.extend(files)
-    return sorted(dict.fromkeys(found))
+    unique = sorted(dict.fromkeys(p.resolve() for p in found))
+    names = [p.name for p in unique]
+    if clashes := sorted({n for n in names if names.count(n) > 1}):
+        # Rows carry the file name as their provenance, so two files of one name could not be told apart.
+        raise UsageError(f"several inputs are named {', '.join(clashes)}: rename or pass one of them")
+    return unique
 
 
 def check(path: Path) -> InputFile:

@@ -76,7 +76,8 @@ def validate(runtime: Runtime, files: list[InputFile], out: Path, *, overwrite: 
         flagged = runtime.scan_parquet(staged)
         runtime.write_parquet(flagged.filter(nw.col(schema.REASONS).is_null()).drop(schema.REASONS), tmp / CLEAN_DIR)
         runtime.write_parquet(flagged.filter(~nw.col(schema.REASONS).is_null()), tmp / QUARANTINE_DIR)
-        combos = flagged.group_by(schema.REASONS, REPAIRS_COL).agg(nw.len().alias("rows")).collect()
+        keys = (schema.SOURCE_FILE, schema.REASONS, REPAIRS_COL)
+        combos = flagged.group_by(*keys).agg(nw.len().alias("rows")).collect()
         shutil.rmtree(staged)
         report = _report(runtime, files, combos, tmp)
         report.elapsed_s = time.perf_counter() - started
@@ -88,30 +89,38 @@ def validate(runtime: Runtime, files: list[InputFile], out: Path, *, overwrite: 
 def _report(runtime: Runtime, files: list[InputFile], combos: nw.DataFrame[Any], out: Path) -> QualityReport:
     by_reason: Counter[str] = Counter({r.code: 0 for r in RULES})
     repaired: Counter[str] = Counter({r.code: 0 for r in REPAIRS})
-    clean = quarantined = 0
+    clean: Counter[str] = Counter()
+    quarantined: Counter[str] = Counter()
     # Through Arrow so a missing value is None on every engine (pandas would give pd.NA).
-    for reasons, repairs, rows in zip(*combos.to_arrow().to_pydict().values(), strict=True):
-        if reasons is None:
-            clean += rows
-        else:
-            quarantined += rows
-        by_reason.update({code: rows for code in split_codes(reasons)})
-        repaired.update({code: rows for code in split_codes(repairs)})
+    for source, reasons, repairs, rows in zip(*combos.to_arrow().to_pydict().values(), strict=True):
+        (clean if reasons is None else quarantined)[source] += rows
+        by_reason.update(dict.fromkeys(split_codes(reasons), rows))
+        repaired.update(dict.fromkeys(split_codes(repairs), rows))
+    per_file = []
+    for f in files:
+        name = f.path.name
+        if f.rows != clean[name] + quarantined[name]:
+            raise ReconciliationError(
+                f"{f.path}: {f.rows} rows in the file, {clean[name]} clean + {quarantined[name]} quarantined "
+                f"({runtime.engine} engine)"
+            )
+        per_file.append({**f.to_dict(), "clean_rows": clean[name], "quarantined_rows": quarantined[name]})
     input_rows = sum(f.rows for f in files)
     written = {name: parquet_rows(out / name) for name in (CLEAN_DIR, QUARANTINE_DIR)}
-    if not input_rows == clean + quarantined == written[CLEAN_DIR] + written[QUARANTINE_DIR]:
+    if not input_rows == clean.total() + quarantined.total() == written[CLEAN_DIR] + written[QUARANTINE_DIR]:
         raise ReconciliationError(
-            f"row counts do not reconcile: {input_rows} in input files, {clean} clean + {quarantined} quarantined "
-            f"flagged, {written[CLEAN_DIR]} + {written[QUARANTINE_DIR]} written ({runtime.engine} engine)"
+            f"row counts do not reconcile: {input_rows} in input files, {clean.total()} clean + "
+            f"{quarantined.total()} quarantined flagged, {written[CLEAN_DIR]} + {written[QUARANTINE_DIR]} written "
+            f"({runtime.engine} engine)"
         )
     return QualityReport(
         input_rows=input_rows,
-        clean_rows=clean,
-        quarantined_rows=quarantined,
+        clean_rows=clean.total(),
+        quarantined_rows=quarantined.total(),
         by_reason=dict(by_reason),
         repaired=dict(repaired),
         engine=str(runtime.engine),
-        files=[f.to_dict() for f in files],
+        files=per_file,
     )
 
 
@@ -146,6 +155,14 @@ def to_markdown(report: QualityReport) -> str:
         *(
             f"| {r.code} | {report.repaired[r.code]:,} | {report.repaired[r.code] * pct:.2f}% | {r.description} |"
             for r in REPAIRS
+        ),
+        "",
+        "| file | input | clean | quarantined | quarantined share |",
+        "|---|---:|---:|---:|---:|",
+        *(
+            f"| {Path(f['path']).name} | {f['rows']:,} | {f['clean_rows']:,} | {f['quarantined_rows']:,} "
+            f"| {100 * f['quarantined_rows'] / f['rows']:.2f}% |"
+            for f in report.files
         ),
         "",
     ]
