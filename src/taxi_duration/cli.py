@@ -77,6 +77,9 @@ def synth(
         float, typer.Option(help="Scale the shares of dirty rows (0 = clean data, 1 = as in real files).")
     ] = 1.0,
     drift: Annotated[float, typer.Option(help="Per-month shift of speeds and zone mix (0 = every month alike).")] = 0.0,
+    chunk_rows: Annotated[
+        int, typer.Option(help="Trips made and written at a time: memory grows with it, not with --rows.")
+    ] = 1_000_000,
 ) -> None:
     """Write synthetic TLC-schema trip files that look like the real ones, in constant memory."""
     from taxi_duration import synth as synthesis
@@ -94,6 +97,7 @@ def synth(
             service=service,
             dirty=shares,
             drift=drift,
+            chunk_rows=chunk_rows,
             on_progress=lambda n: progress.advance(task, n),
         )
     console.print(f"wrote {total:,} trips in {len(paths)} file(s) under {out}")
