@@ -23,7 +23,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # one message, one line, also in logs
 
 DEFAULT_RUN_ROWS = 300_000
 DEFAULT_RUN_MONTHS = "2023-01..2023-03"
