@@ -12,7 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -78,9 +78,13 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     Overrides that are None are ignored, so CLI flags left unset fall through to lower layers.
     """
     given = {k: v for k, v in overrides.items() if v is not None}
-    if config_file is None:
-        return Settings(**given)
-    if not config_file.is_file():
-        raise UsageError(f"config file not found: {config_file}")
-    from_file = type("Settings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": config_file}})
-    return from_file(**given)
+    cls: type[Settings] = Settings
+    if config_file is not None:
+        if not config_file.is_file():
+            raise UsageError(f"config file not found: {config_file}")
+        cls = type("Settings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": config_file}})
+    try:
+        return cls(**given)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise UsageError(f"invalid settings ({problems})") from exc

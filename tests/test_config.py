@@ -1,0 +1,54 @@
+"""Settings: defaults that work, then a TOML file, the environment and flags, each overriding the last."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from taxi_duration.config import Engine, load_settings
+from taxi_duration.errors import UsageError
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for var in ("TAXI_DURATION_ENGINE", "TAXI_DURATION_DATA_DIR", "TAXI_DURATION_SPARK_MASTER", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)  # no taxi-duration.toml here unless a test writes one
+
+
+def test_defaults_work_on_a_fresh_clone() -> None:
+    s = load_settings()
+    assert (s.engine, s.spark_master, s.data_dir) == (Engine.DUCKDB, "local[*]", Path("data"))
+    assert s.mlflow_tracking_uri == f"sqlite:///{Path('data/mlflow/mlflow.db').resolve()}"
+
+
+def test_file_then_environment_then_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "taxi-duration.toml").write_text('engine = "spark"\nspark_master = "spark://head:7077"\n')
+    assert load_settings().engine is Engine.SPARK
+    monkeypatch.setenv("TAXI_DURATION_ENGINE", "pandas")
+    s = load_settings()
+    assert (s.engine, s.spark_master) == (Engine.PANDAS, "spark://head:7077")
+    assert load_settings(engine=Engine.DUCKDB).engine is Engine.DUCKDB
+
+
+def test_named_config_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "cluster.toml"
+    cfg.write_text('data_dir = "/mnt/taxi"\n')
+    assert load_settings(cfg).data_dir == Path("/mnt/taxi")
+    with pytest.raises(UsageError, match="config file not found"):
+        load_settings(tmp_path / "missing.toml")
+
+
+def test_mlflow_follows_its_own_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert load_settings().mlflow_tracking_uri == "http://127.0.0.1:5000"
+
+
+def test_unknown_settings_and_engines_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "taxi-duration.toml").write_text('engnie = "spark"\n')
+    with pytest.raises(UsageError, match=r"invalid settings \(engnie: Extra inputs are not permitted"):
+        load_settings()
+    assert Engine.parse("local") is Engine.DUCKDB
+    with pytest.raises(ValueError, match="excel"):
+        Engine.parse("excel")
