@@ -47,12 +47,8 @@ class Repair:
     value: Any
 
 
-def _col(name: str) -> nw.Expr:
-    return nw.col(name)
-
-
 def _outside(name: str, low: float, high: float) -> nw.Expr:
-    return (_col(name) < low) | (_col(name) > high)
+    return (nw.col(name) < low) | (nw.col(name) > high)
 
 
 REPAIRS: tuple[Repair, ...] = (
@@ -60,7 +56,7 @@ REPAIRS: tuple[Repair, ...] = (
         "passenger_count_defaulted",
         "passenger_count missing or 0 (not entered by the driver) is set to 1, the TLC's most common value",
         s.PASSENGERS,
-        lambda: _col(s.PASSENGERS).is_null() | (_col(s.PASSENGERS) == 0),
+        lambda: nw.col(s.PASSENGERS).is_null() | (nw.col(s.PASSENGERS) == 0),
         1,
     ),
 )
@@ -69,47 +65,49 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "missing_required",
         f"a required field is null ({', '.join(s.REQUIRED)})",
-        lambda: nw.any_horizontal(*(_col(c).is_null() for c in s.REQUIRED), ignore_nulls=False),
+        lambda: nw.any_horizontal(*(nw.col(c).is_null() for c in s.REQUIRED), ignore_nulls=False),
     ),
-    Rule("dropoff_before_pickup", "dropoff time earlier than pickup time", lambda: _col(DURATION_COL) < 0),
+    Rule("dropoff_before_pickup", "dropoff time earlier than pickup time", lambda: nw.col(DURATION_COL) < 0),
     Rule(
         "duration_too_short",
         f"trip shorter than {MIN_DURATION_S} s (and not negative)",
-        lambda: (_col(DURATION_COL) >= 0) & (_col(DURATION_COL) < MIN_DURATION_S),
+        lambda: (nw.col(DURATION_COL) >= 0) & (nw.col(DURATION_COL) < MIN_DURATION_S),
     ),
     Rule(
         "duration_too_long",
         f"trip longer than {MAX_DURATION_S // 3600} h",
-        lambda: _col(DURATION_COL) > MAX_DURATION_S,
+        lambda: nw.col(DURATION_COL) > MAX_DURATION_S,
     ),
     Rule(
         "pickup_outside_month",
         "pickup not in the month the file name claims",
-        lambda: (_col(s.PICKUP).dt.year() * 100 + _col(s.PICKUP).dt.month()) != _col(s.SOURCE_MONTH),
+        lambda: (nw.col(s.PICKUP).dt.year() * 100 + nw.col(s.PICKUP).dt.month()) != nw.col(s.SOURCE_MONTH),
     ),
     Rule(
         "unknown_zone",
         f"pickup or dropoff zone outside {KNOWN_ZONES[0]}..{KNOWN_ZONES[1]} (264/265 are unknown/outside NYC)",
         lambda: _outside(s.PU_ZONE, *KNOWN_ZONES) | _outside(s.DO_ZONE, *KNOWN_ZONES),
     ),
-    Rule("non_positive_distance", "trip_distance is 0 or negative", lambda: _col(s.DISTANCE) <= 0),
-    Rule("huge_distance", f"trip_distance over {MAX_DISTANCE_MI:g} miles", lambda: _col(s.DISTANCE) > MAX_DISTANCE_MI),
+    Rule("non_positive_distance", "trip_distance is 0 or negative", lambda: nw.col(s.DISTANCE) <= 0),
+    Rule(
+        "huge_distance", f"trip_distance over {MAX_DISTANCE_MI:g} miles", lambda: nw.col(s.DISTANCE) > MAX_DISTANCE_MI
+    ),
     Rule(
         "impossible_speed",
         f"average speed over {MAX_SPEED_MPH:g} mph",
         # Multiplied out rather than divided, so a zero duration cannot divide by zero on any engine.
-        lambda: (_col(DURATION_COL) > 0) & (_col(s.DISTANCE) * 3600 > MAX_SPEED_MPH * _col(DURATION_COL)),
+        lambda: (nw.col(DURATION_COL) > 0) & (nw.col(s.DISTANCE) * 3600 > MAX_SPEED_MPH * nw.col(DURATION_COL)),
     ),
     Rule(
         "bad_passenger_count",
         f"passenger_count negative or over {MAX_PASSENGERS}",
         lambda: _outside(s.PASSENGERS, 0, MAX_PASSENGERS),
     ),
-    Rule("negative_fare", "fare_amount below zero (refunds and voids)", lambda: _col(s.FARE) < 0),
+    Rule("negative_fare", "fare_amount below zero (refunds and voids)", lambda: nw.col(s.FARE) < 0),
     Rule(
         "duplicate",
         "exact copy of an earlier row (same trip fields); the first copy stays",
-        lambda: _col(DUPLICATE_RANK_COL) > 1,
+        lambda: nw.col(DUPLICATE_RANK_COL) > 1,
     ),
 )
 
@@ -125,8 +123,8 @@ def flag(runtime: Runtime, trips: nw.LazyFrame[Any]) -> nw.LazyFrame[Any]:
     trips = trips.with_columns(nw.col(s.PICKUP).rank(method="ordinal").over(*s.TRIP_FIELDS).alias(DUPLICATE_RANK_COL))
     trips = trips.with_columns(
         _codes([(r.code, r.applies()) for r in REPAIRS]).alias(REPAIRS_COL),
-        *(nw.when(r.applies()).then(nw.lit(r.value)).otherwise(_col(r.column)).alias(r.column) for r in REPAIRS),
-    ).with_columns(*(_col(r.column).cast(s.BY_NAME[r.column].dtype) for r in REPAIRS))
+        *(nw.when(r.applies()).then(nw.lit(r.value)).otherwise(nw.col(r.column)).alias(r.column) for r in REPAIRS),
+    ).with_columns(*(nw.col(r.column).cast(s.BY_NAME[r.column].dtype) for r in REPAIRS))
     trips = trips.with_columns(_codes([(r.code, r.broken()) for r in RULES]).alias(s.REASONS))
     return trips.select(*s.NAMES, s.REASONS, REPAIRS_COL)
 
