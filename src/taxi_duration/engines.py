@@ -143,14 +143,15 @@ def with_null_columns(frame: nw.LazyFrame[Any], columns: dict[str, DType]) -> nw
 
         native = frame.collect().to_native()
         nulls = {
-            name: pd.Series(pd.NA, index=native.index, dtype=pd.ArrowDtype(_arrow_type(dtype)))
+            name: pd.Series(pd.NA, index=native.index, dtype=pd.ArrowDtype(arrow_type(dtype)))
             for name, dtype in columns.items()
         }
         return nw.from_native(native.assign(**nulls)).lazy()
     return frame.with_columns(nw.lit(None, dtype=dtype).alias(name) for name, dtype in columns.items())
 
 
-def _arrow_type(dtype: DType) -> Any:
+def arrow_type(dtype: DType) -> Any:
+    """The Arrow type narwhals maps `dtype` to."""
     import pyarrow as pa
 
     empty = nw.from_native(pa.table({"x": pa.nulls(0)}))

@@ -121,12 +121,16 @@ def flag(runtime: Runtime, trips: nw.LazyFrame[Any]) -> nw.LazyFrame[Any]:
     trips = runtime.seconds_between(trips, s.PICKUP, s.DROPOFF, DURATION_COL)
     # Ranked before any repair, so "exact copy" means exact in the source.
     trips = trips.with_columns(nw.col(s.PICKUP).rank(method="ordinal").over(*s.TRIP_FIELDS).alias(DUPLICATE_RANK_COL))
-    trips = trips.with_columns(
-        _codes([(r.code, r.applies()) for r in REPAIRS]).alias(REPAIRS_COL),
-        *(nw.when(r.applies()).then(nw.lit(r.value)).otherwise(nw.col(r.column)).alias(r.column) for r in REPAIRS),
-    ).with_columns(*(nw.col(r.column).cast(s.BY_NAME[r.column].dtype) for r in REPAIRS))
+    trips = apply_repairs(trips.with_columns(_codes([(r.code, r.applies()) for r in REPAIRS]).alias(REPAIRS_COL)))
     trips = trips.with_columns(_codes([(r.code, r.broken()) for r in RULES]).alias(s.REASONS))
     return trips.select(*s.NAMES, s.REASONS, REPAIRS_COL)
+
+
+def apply_repairs(trips: Any) -> Any:
+    """Apply every repair to a frame of canonical trips (lazy or eager): the batch and online paths share it."""
+    return trips.with_columns(
+        *(nw.when(r.applies()).then(nw.lit(r.value)).otherwise(nw.col(r.column)).alias(r.column) for r in REPAIRS),
+    ).with_columns(*(nw.col(r.column).cast(s.BY_NAME[r.column].dtype) for r in REPAIRS))
 
 
 def _codes(named: list[tuple[str, nw.Expr]]) -> nw.Expr:

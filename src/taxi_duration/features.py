@@ -1,0 +1,150 @@
+"""Every model feature, defined once as a narwhals expression over the canonical trip table.
+
+The batch paths (pandas, DuckDB, Spark) and the online path (one trip as a dict, evaluated on a one-row
+Arrow table) all call `add_features`, so a feature cannot mean one thing in training and another in
+serving. Two named feature sets say what a model may know: `pretrip` (what is known when the ride is
+booked) and `with_distance` (adds the metered distance, as the well-known course baselines do).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from functools import cache
+from typing import Any
+
+import holidays
+import narwhals as nw
+import pyarrow as pa
+from narwhals.dtypes import DType
+
+from taxi_duration import schema as s
+from taxi_duration.engines import Runtime, arrow_type
+from taxi_duration.validation import apply_repairs
+from taxi_duration.zones import AIRPORT_ZONES, UNKNOWN_BOROUGH, boroughs
+
+TARGET = "duration_min"
+HOLIDAY_YEARS = range(2009, 2036)
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One model input: its name, type, whether models should treat it as a category, and its definition."""
+
+    name: str
+    dtype: DType
+    categorical: bool
+    expr: Callable[[], nw.Expr]
+    doc: str
+
+
+def _weekday() -> nw.Expr:
+    # ISO: Monday 1 .. Sunday 7. narwhals' Spark backend returns 0 for Sunday; the parity test caught it.
+    wd = nw.col(s.PICKUP).dt.weekday()
+    return nw.when(wd == 0).then(nw.lit(7)).otherwise(wd)
+
+
+def _day_key() -> nw.Expr:
+    pickup = nw.col(s.PICKUP)
+    return pickup.dt.year() * 10_000 + pickup.dt.month() * 100 + pickup.dt.day()
+
+
+@cache
+def holiday_keys() -> tuple[int, ...]:
+    """US federal holidays (observed dates included) as YYYYMMDD integers."""
+    days: list[date] = list(holidays.country_holidays("US", years=HOLIDAY_YEARS))
+    return tuple(sorted(d.year * 10_000 + d.month * 100 + d.day for d in days))
+
+
+def _borough(zone: str) -> nw.Expr:
+    table = boroughs()
+    return nw.col(zone).replace_strict(
+        list(table), list(table.values()), default=nw.lit(UNKNOWN_BOROUGH), return_dtype=nw.String()
+    )
+
+
+def _flag(condition: nw.Expr) -> nw.Expr:
+    return nw.when(condition).then(nw.lit(1)).otherwise(nw.lit(0))
+
+
+def _joined(*parts: nw.Expr) -> nw.Expr:
+    return nw.concat_str([p.cast(nw.String()) for p in parts], separator="-")
+
+
+FEATURES: tuple[Feature, ...] = (
+    Feature("pickup_hour", nw.Int32(), False, lambda: nw.col(s.PICKUP).dt.hour(), "hour of pickup, 0-23"),
+    Feature("pickup_weekday", nw.Int32(), False, _weekday, "ISO day of week of pickup, Monday 1 .. Sunday 7"),
+    Feature("is_weekend", nw.Int32(), False, lambda: _flag(_weekday() >= 6), "1 on Saturday and Sunday"),
+    Feature("pickup_month", nw.Int32(), False, lambda: nw.col(s.PICKUP).dt.month(), "month of pickup, 1-12"),
+    Feature(
+        "is_holiday", nw.Int32(), False, lambda: _flag(_day_key().is_in(holiday_keys())), "1 on US federal holidays"
+    ),
+    Feature(
+        "hour_of_week",
+        nw.Int32(),
+        False,
+        lambda: (_weekday() - 1) * 24 + nw.col(s.PICKUP).dt.hour(),
+        "hours since Monday 00:00, 0-167",
+    ),
+    Feature(s.PU_ZONE, nw.Int32(), True, lambda: nw.col(s.PU_ZONE), "pickup zone"),
+    Feature(s.DO_ZONE, nw.Int32(), True, lambda: nw.col(s.DO_ZONE), "dropoff zone"),
+    Feature("zone_pair", nw.String(), True, lambda: _joined(nw.col(s.PU_ZONE), nw.col(s.DO_ZONE)), "'PU-DO'"),
+    Feature("pu_borough", nw.String(), True, lambda: _borough(s.PU_ZONE), "borough of the pickup zone"),
+    Feature("do_borough", nw.String(), True, lambda: _borough(s.DO_ZONE), "borough of the dropoff zone"),
+    Feature(
+        "borough_pair",
+        nw.String(),
+        True,
+        lambda: _joined(_borough(s.PU_ZONE), _borough(s.DO_ZONE)),
+        "'pickup borough-dropoff borough'",
+    ),
+    Feature(
+        "pu_airport", nw.Int32(), False, lambda: _flag(nw.col(s.PU_ZONE).is_in(AIRPORT_ZONES)), "pickup at JFK/LGA/EWR"
+    ),
+    Feature(
+        "do_airport", nw.Int32(), False, lambda: _flag(nw.col(s.DO_ZONE).is_in(AIRPORT_ZONES)), "dropoff at an airport"
+    ),
+    Feature(s.PASSENGERS, nw.Int32(), False, lambda: nw.col(s.PASSENGERS), "passengers (after repair)"),
+    Feature(s.VENDOR, nw.Int32(), True, lambda: nw.col(s.VENDOR).fill_null(0), "technology provider, 0 if unknown"),
+    Feature(s.DISTANCE, nw.Float64(), False, lambda: nw.col(s.DISTANCE), "metered miles: known only after the trip"),
+)
+BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}
+
+FEATURE_SETS: dict[str, tuple[str, ...]] = {
+    "pretrip": tuple(f.name for f in FEATURES if f.name != s.DISTANCE),
+    "with_distance": tuple(f.name for f in FEATURES),
+}
+
+
+def add_features(frame: nw.LazyFrame[Any] | nw.DataFrame[Any], keep: tuple[str, ...] = ()) -> Any:
+    """Every feature of `FEATURES` computed from canonical trip columns, plus the columns in `keep`."""
+    return frame.select(
+        *(nw.col(c) for c in keep if c not in BY_NAME),
+        *(f.expr().cast(f.dtype).alias(f.name) for f in FEATURES),
+    )
+
+
+def add_target(runtime: Runtime, frame: nw.LazyFrame[Any]) -> nw.LazyFrame[Any]:
+    """Add the label: trip duration in minutes."""
+    seconds = "_duration_s"
+    frame = runtime.seconds_between(frame, s.PICKUP, s.DROPOFF, seconds)
+    return frame.with_columns((nw.col(seconds) / 60.0).alias(TARGET)).drop(seconds)
+
+
+def request_table(trip: Mapping[str, Any]) -> pa.Table:
+    """One trip, as an API receives it (canonical or TLC names), as a one-row canonical Arrow table."""
+    found = s.resolve_aliases(list(trip))
+    columns = {}
+    for col in s.COLUMNS:
+        value = trip.get(found[col.name]) if col.name in found else None
+        if col.dtype == nw.Datetime and isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        columns[col.name] = pa.array([value], type=arrow_type(col.dtype))
+    return pa.table(columns)
+
+
+def features_for(trip: Mapping[str, Any]) -> dict[str, Any]:
+    """The online path: the features of one trip, by the same code as the batch paths."""
+    table = add_features(apply_repairs(nw.from_native(request_table(trip), eager_only=True))).to_native()
+    return {k: v[0] for k, v in table.to_pydict().items()}

@@ -1,0 +1,23 @@
+"""The TLC taxi zones: borough and airport of each zone id, from the packaged zone table.
+
+The table ships inside `data/calibration.json` (derived from the TLC's zone lookup and shapefile by
+`scripts/calibrate.py`), so zone facts have one home and a fresh clone needs no download.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+
+UNKNOWN_BOROUGH = "Unknown"
+# JFK, LaGuardia, Newark: trips to and from them are long, priced apart, and timed by traffic on highways.
+AIRPORT_ZONES: tuple[int, ...] = (1, 132, 138)
+
+
+@cache
+def boroughs() -> dict[int, str]:
+    """Zone id -> borough name, for all 265 TLC zone ids (264/265 are "Unknown")."""
+    raw = json.loads(resources.files("taxi_duration").joinpath("data/calibration.json").read_text("utf-8"))
+    zones = raw["zones"]
+    return {int(z): (b or UNKNOWN_BOROUGH) for z, b in zip(zones["id"], zones["borough"], strict=True)}
