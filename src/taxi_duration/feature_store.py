@@ -21,6 +21,7 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -105,8 +106,9 @@ class FeatureStore:
         """Each level's table as a lazy frame on `runtime`."""
         return {level.name: runtime.scan_parquet(self.path / f"{level.name}.parquet") for level in LEVELS}
 
+    @cached_property
     def arrow_tables(self) -> dict[str, nw.DataFrame[Any]]:
-        """Each level's whole-window statistics as eager Arrow frames, for the online path."""
+        """Each level's whole-window statistics as eager Arrow frames, for the online path (read once)."""
         return {
             level.name: nw.from_native(
                 pq.read_table(self.path / f"{level.name}.parquet", filters=[(FOLD_COL, "=", -1)])
@@ -194,7 +196,7 @@ def attach(frame: Any, store: FeatureStore, tables: Mapping[str, Any]) -> Any:
     """Join the store's statistics to `frame` (features computed), adding `STORE_FEATURES`.
 
     `tables` are the store's level tables on the frame's own engine (`store.tables(runtime)`, or
-    `store.arrow_tables()` for an eager Arrow frame).
+    `store.arrow_tables` for an eager Arrow frame).
     """
     lo, hi = store.window
     inside = (nw.col(s.PICKUP) >= lo) & (nw.col(s.PICKUP) < hi)

@@ -1,27 +1,25 @@
 """Every model feature, defined once as a narwhals expression over the canonical trip table.
 
-The batch paths (pandas, DuckDB, Spark) and the online path (one trip as a dict, evaluated on a one-row
-Arrow table) all call `add_features`, so a feature cannot mean one thing in training and another in
+The batch paths (pandas, DuckDB, Spark) and the online path (`online.py`: one trip as a dict, evaluated on
+a one-row Arrow table) all call `add_features`, so a feature cannot mean one thing in training and another in
 serving. Two named feature sets say what a model may know: `pretrip` (what is known when the ride is
 booked) and `with_distance` (adds the metered distance, as the well-known course baselines do).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from functools import cache
 from typing import Any
 
 import holidays
 import narwhals as nw
-import pyarrow as pa
 from narwhals.dtypes import DType
 
 from taxi_duration import schema as s
-from taxi_duration.engines import Runtime, arrow_type
-from taxi_duration.validation import apply_repairs
+from taxi_duration.engines import Runtime
 from taxi_duration.zones import AIRPORT_ZONES, UNKNOWN_BOROUGH, boroughs
 
 TARGET = "duration_min"
@@ -125,26 +123,13 @@ def add_features(frame: nw.LazyFrame[Any] | nw.DataFrame[Any], keep: tuple[str, 
     )
 
 
+def featurize(runtime: Runtime, trips: nw.LazyFrame[Any], keep: tuple[str, ...] = ()) -> nw.LazyFrame[Any]:
+    """Clean canonical trips -> features and the target (and the columns in `keep`): the batch path."""
+    return add_features(add_target(runtime, trips), keep=(*keep, TARGET))
+
+
 def add_target(runtime: Runtime, frame: nw.LazyFrame[Any]) -> nw.LazyFrame[Any]:
     """Add the label: trip duration in minutes."""
     seconds = "_duration_s"
     frame = runtime.seconds_between(frame, s.PICKUP, s.DROPOFF, seconds)
     return frame.with_columns((nw.col(seconds) / 60.0).alias(TARGET)).drop(seconds)
-
-
-def request_table(trip: Mapping[str, Any]) -> pa.Table:
-    """One trip, as an API receives it (canonical or TLC names), as a one-row canonical Arrow table."""
-    found = s.resolve_aliases(list(trip))
-    columns = {}
-    for col in s.COLUMNS:
-        value = trip.get(found[col.name]) if col.name in found else None
-        if col.dtype == nw.Datetime and isinstance(value, str):
-            value = datetime.fromisoformat(value)
-        columns[col.name] = pa.array([value], type=arrow_type(col.dtype))
-    return pa.table(columns)
-
-
-def features_for(trip: Mapping[str, Any]) -> dict[str, Any]:
-    """The online path: the features of one trip, by the same code as the batch paths."""
-    table = add_features(apply_repairs(nw.from_native(request_table(trip), eager_only=True))).to_native()
-    return {k: v[0] for k, v in table.to_pydict().items()}

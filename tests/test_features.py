@@ -1,0 +1,129 @@
+"""One parity test for every feature: pandas, DuckDB, Spark and the online path give the same values."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taxi_duration import feature_store as fs
+from taxi_duration import schema as s
+from taxi_duration.config import Engine, load_settings
+from taxi_duration.engines import Runtime
+from taxi_duration.features import BY_NAME, FEATURE_SETS, FEATURES, featurize
+from taxi_duration.inputs import check_all
+from taxi_duration.months import Month
+from taxi_duration.online import online_features
+from taxi_duration.readers import read_trips
+from taxi_duration.validation import apply_repairs
+from tests.conftest import ALL_ENGINES, green_row, write_parquet
+
+FEATURE_NAMES = tuple(f.name for f in FEATURES)
+
+
+def trips(shift: timedelta = timedelta(0)) -> list[dict[str, Any]]:
+    """Trips that exercise every branch: each weekday incl. Sunday, a holiday, airports, unknown vendor."""
+    rows = []
+    start = datetime(2023, 1, 1, 0, 30) + shift  # unshifted: a Sunday, and New Year's Day
+    for i in range(60):
+        pickup = start + timedelta(hours=11 * i, minutes=7 * i, seconds=i)
+        rows.append(
+            green_row(
+                lpep_pickup_datetime=pickup,
+                lpep_dropoff_datetime=pickup + timedelta(minutes=5 + i % 40, seconds=13 * i % 60),
+                PULocationID=[74, 132, 1, 138, 161, 236][i % 6],
+                # Six pairs of ten trips, but every tenth trip goes to a rare zone: half the pairs drop
+                # below MIN_TRIPS and fall back to their pickup zone.
+                DOLocationID=41 if i % 10 == 9 else [75, 236, 132][i % 3],
+                passenger_count=i % 4,
+                trip_distance=0.5 + (i * 37 % 150) / 10,
+                VendorID=None if i % 7 == 0 else 2,
+            )
+        )
+    return rows
+
+
+def featurized(runtime: Runtime, path: Path) -> Any:
+    return featurize(runtime, apply_repairs(read_trips(runtime, check_all([path]))), keep=(s.PICKUP, s.DISTANCE))
+
+
+@pytest.fixture(scope="module")
+def january(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_parquet(tmp_path_factory.mktemp("jan") / "green_tripdata_2023-01.parquet", trips())
+
+
+@pytest.fixture(scope="module")
+def february(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same trips a month later: outside the store's window, like requests to the API."""
+    return write_parquet(tmp_path_factory.mktemp("feb") / "green_tripdata_2023-02.parquet", trips(timedelta(days=31)))
+
+
+@pytest.fixture(scope="module")
+def store(january: Path, tmp_path_factory: pytest.TempPathFactory) -> fs.FeatureStore:
+    runtime = Runtime.open(load_settings(), Engine.DUCKDB)
+    return fs.build(
+        runtime, featurized(runtime, january), Month(2023, 1), Month(2023, 1), tmp_path_factory.mktemp("fs")
+    )
+
+
+def assert_same(batch: list[dict[str, Any]], online: list[dict[str, Any]], names: tuple[str, ...]) -> None:
+    assert len(batch) == len(online) > 0
+    for b, o in zip(batch, online, strict=True):
+        for name in names:
+            x, y = b[name], o[name]
+            if isinstance(x, float) or isinstance(y, float):
+                assert math.isclose(x, y, rel_tol=0, abs_tol=1e-9), (name, x, y)
+            else:
+                assert x == y, (name, x, y)
+                assert type(x) is type(y), (name, x, y)
+
+
+@pytest.mark.parametrize("runtime", ALL_ENGINES, indirect=True)
+def test_every_feature_is_the_same_on_every_engine_and_online(
+    runtime: Runtime, february: Path, store: fs.FeatureStore
+) -> None:
+    frame = fs.attach(featurized(runtime, february), store, store.tables(runtime))
+    batch = frame.sort(s.PICKUP).collect().to_arrow().to_pylist()
+    online = [online_features(trip, store) for trip in trips(timedelta(days=31))]
+    assert_same(batch, online, (*FEATURE_NAMES, *fs.STORE_FEATURES))
+    assert {r["fs_pair_level"] for r in batch} == {0, 1}
+
+
+def test_values_are_what_the_definitions_say() -> None:
+    f = online_features(trips()[0])  # Sunday 2023-01-01 00:30, New Year's Day, 74 -> 75, 0 passengers
+    assert (f["pickup_weekday"], f["is_weekend"], f["is_holiday"], f["hour_of_week"]) == (7, 1, 1, 6 * 24)
+    assert (f["zone_pair"], f["borough_pair"], f["pu_airport"], f["do_airport"]) == (
+        "74-75",
+        "Manhattan-Manhattan",
+        0,
+        0,
+    )
+    assert (f[s.PASSENGERS], f[s.VENDOR]) == (1, 0)  # 0 passengers repaired to 1; no vendor is 0
+    jfk = online_features(green_row(PULocationID=132, DOLocationID=1))
+    assert (jfk["pu_borough"], jfk["do_borough"], jfk["pu_airport"], jfk["do_airport"]) == ("Queens", "EWR", 1, 1)
+    monday = online_features(green_row(lpep_pickup_datetime=datetime(2023, 1, 9, 0, 0)))
+    assert (monday["pickup_weekday"], monday["hour_of_week"], monday["is_holiday"]) == (1, 0, 0)
+
+
+def test_online_path_accepts_canonical_names_and_iso_text() -> None:
+    tlc = online_features(green_row())
+    canonical = online_features(
+        {
+            "pickup_datetime": "2023-01-10T08:00:00",
+            "pu_location_id": 74,
+            "do_location_id": 75,
+            "passenger_count": 1,
+            "trip_distance": 2.5,
+            "vendor_id": 2,
+        }
+    )
+    assert canonical == tlc
+
+
+def test_feature_sets() -> None:
+    assert s.DISTANCE not in FEATURE_SETS["pretrip"]
+    assert set(FEATURE_SETS["with_distance"]) - set(FEATURE_SETS["pretrip"]) == {s.DISTANCE}
+    assert all(name in BY_NAME for names in FEATURE_SETS.values() for name in names)
