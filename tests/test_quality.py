@@ -10,10 +10,11 @@ import pytest
 
 from taxi_duration.engines import Runtime
 from taxi_duration.errors import BadInputError, UsageError
+from taxi_duration.features import FEATURE_SETS, TARGET
 from taxi_duration.inputs import check_all
 from taxi_duration.quality import parquet_rows, validate
 from taxi_duration.validation import RULE_CODES
-from tests.conftest import ALL_ENGINES, FAST_ENGINES, write_jsonl
+from tests.conftest import ALL_ENGINES, FAST_ENGINES, green_row, write_jsonl
 from tests.test_validation import CASES, all_cases, write_parquet
 
 
@@ -32,9 +33,21 @@ def test_outputs_reconcile_and_report_every_reason(runtime: Runtime, tmp_path: P
     assert parquet_rows(out / "quarantine") == report.quarantined_rows
     quarantined = pq.read_table(out / "quarantine").column("reasons").to_pylist()
     assert sorted(quarantined) == sorted([*CASES, "duplicate"])
-    assert "reasons" not in pq.read_table(out / "clean").column_names
+    assert set(pq.read_table(out / "clean").column("reasons").to_pylist()) == {None}
     assert "| duplicate | 1 |" in (out / "report.md").read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["green_tripdata_2023-01.parquet", "out"]
+
+
+@pytest.mark.parametrize("runtime", ALL_ENGINES, indirect=True)
+def test_all_clean_input_still_gets_an_empty_quarantine_of_the_same_schema(runtime: Runtime, tmp_path: Path) -> None:
+    files = check_all([write_parquet(tmp_path / "green_tripdata_2023-01.parquet", [green_row()])])
+    report = validate(runtime, files, tmp_path / "out", features=True)
+    assert (report.clean_rows, report.quarantined_rows) == (1, 0)
+    clean, quarantine = (pq.read_table(tmp_path / "out" / d) for d in ("clean", "quarantine"))
+    assert quarantine.num_rows == 0
+    assert quarantine.schema.names == clean.schema.names
+    assert {TARGET, *FEATURE_SETS["with_distance"]} <= set(clean.schema.names)
+    assert clean.column(TARGET).to_pylist() == [15.0]
 
 
 @pytest.mark.parametrize("runtime", FAST_ENGINES, indirect=True)

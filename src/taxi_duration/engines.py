@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import narwhals as nw
+import pyarrow as pa
+import pyarrow.parquet as pq
 from narwhals.dtypes import DType
 
 from taxi_duration.config import Engine, Settings
@@ -107,17 +109,30 @@ class Runtime:
 
     # Writers.
 
-    def write_parquet(self, frame: nw.LazyFrame[Any], folder: Path) -> None:
-        """Write `frame` as Parquet part files into `folder`, which must not exist yet."""
+    def write_parquet(self, frame: nw.LazyFrame[Any], folder: Path, partition_by: str | None = None) -> None:
+        """Write `frame` as Parquet part files into `folder`, which must not exist yet.
+
+        With `partition_by`, rows go to `folder/<column>=<value>/` by that column's value (which the files
+        then do not hold): one pass over the data writes every part.
+        """
         native = frame.to_native()
+        parts = [partition_by] if partition_by else []
         if self.engine is Engine.SPARK:
-            native.write.mode("errorifexists").parquet(str(folder))
+            native.write.mode("errorifexists").partitionBy(*parts).parquet(str(folder))
+            return
+        if self.engine is Engine.DUCKDB:
+            if parts:
+                native.to_parquet(str(folder), compression=PARQUET_COMPRESSION, partition_by=parts)
+            else:
+                folder.mkdir(parents=True)
+                native.to_parquet(str(folder / "part-0.parquet"), compression=PARQUET_COMPRESSION)
             return
         folder.mkdir(parents=True)
-        if self.engine is Engine.DUCKDB:
-            native.write_parquet(str(folder / "part-0.parquet"), compression=PARQUET_COMPRESSION)
-            return
-        frame.collect().to_native().to_parquet(folder / "part-0.parquet", compression=PARQUET_COMPRESSION)
+        table = frame.collect().to_arrow()
+        if parts:
+            pq.write_to_dataset(table, folder, partition_cols=parts, compression=PARQUET_COMPRESSION)
+        else:
+            pq.write_table(table, folder / "part-0.parquet", compression=PARQUET_COMPRESSION)
 
     # Adapters for what narwhals' backends do not share.
 
@@ -152,8 +167,6 @@ def with_null_columns(frame: nw.LazyFrame[Any], columns: dict[str, DType]) -> nw
 
 def arrow_type(dtype: DType) -> Any:
     """The Arrow type narwhals maps `dtype` to."""
-    import pyarrow as pa
-
     empty = nw.from_native(pa.table({"x": pa.nulls(0)}))
     return empty.select(nw.col("x").cast(dtype)).to_native().schema.field("x").type
 

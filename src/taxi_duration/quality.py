@@ -1,8 +1,9 @@
 """The validate job: read inputs, flag every row, write clean and quarantined rows and a quality report.
 
-The output folder appears whole or not at all. Counts are reconciled three ways before it appears: rows
-counted in the input files (by `inputs.check`), rows the engine flagged, and rows found in the written
-`clean/` and `quarantine/` folders.
+Rows are split into `clean/` and `quarantine/` in one write (both keep the `reasons` column, null on
+every clean row, so their schemas are one). The output folder appears whole or not at all. Counts are
+reconciled before it appears: rows counted in the input files (by `inputs.check`), per file, against the
+rows found in the written `clean/` and `quarantine/` folders.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import narwhals as nw
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from taxi_duration import schema
 from taxi_duration.atomic import atomic_dir
-from taxi_duration.engines import Runtime
+from taxi_duration.engines import Runtime, arrow_type
 from taxi_duration.errors import ReconciliationError
+from taxi_duration.features import featurize
 from taxi_duration.inputs import InputFile
 from taxi_duration.readers import read_trips
 from taxi_duration.validation import REPAIRS, REPAIRS_COL, RULES, flag, split_codes
@@ -31,6 +34,7 @@ CLEAN_DIR = "clean"
 QUARANTINE_DIR = "quarantine"
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
+STATUS_COL = "_status"
 
 
 @dataclass
@@ -64,26 +68,48 @@ class QualityReport:
         }
 
 
-def validate(runtime: Runtime, files: list[InputFile], out: Path, *, overwrite: bool = False) -> QualityReport:
-    """Validate `files` on `runtime` into `out/{clean,quarantine}/`, `out/report.json` and `out/report.md`."""
+def validate(
+    runtime: Runtime, files: list[InputFile], out: Path, *, overwrite: bool = False, features: bool = False
+) -> QualityReport:
+    """Validate `files` on `runtime` into `out/{clean,quarantine}/`, `out/report.json` and `out/report.md`.
+
+    With `features`, every row also carries the model features and the target (`features.py`).
+    """
     started = time.perf_counter()
     names = ", ".join(f.path.name for f in files)
     with atomic_dir(out, overwrite=overwrite) as tmp, runtime.reading(names):
-        staged = tmp / "_staged"
-        # One pass over the inputs: the flagged rows are written once and split from there, so an
-        # expensive read (CSV, a remote store) and the duplicate window never run twice.
-        runtime.write_parquet(flag(runtime, read_trips(runtime, files)), staged)
-        flagged = runtime.scan_parquet(staged)
-        runtime.write_parquet(flagged.filter(nw.col(schema.REASONS).is_null()).drop(schema.REASONS), tmp / CLEAN_DIR)
-        runtime.write_parquet(flagged.filter(~nw.col(schema.REASONS).is_null()), tmp / QUARANTINE_DIR)
+        flagged = flag(runtime, read_trips(runtime, files))
+        if features:
+            flagged = featurize(runtime, flagged, keep=(*schema.NAMES, schema.REASONS, REPAIRS_COL))
+        # One pass over the inputs: rows are split while written, so the read and the duplicate window
+        # run once.
+        status = nw.when(nw.col(schema.REASONS).is_null()).then(nw.lit(CLEAN_DIR)).otherwise(nw.lit(QUARANTINE_DIR))
+        runtime.write_parquet(flagged.with_columns(status.alias(STATUS_COL)), tmp / "_split", partition_by=STATUS_COL)
+        _name_partitions(tmp / "_split", tmp, flagged)
         keys = (schema.SOURCE_FILE, schema.REASONS, REPAIRS_COL)
-        combos = flagged.group_by(*keys).agg(nw.len().alias("rows")).collect()
-        shutil.rmtree(staged)
-        report = _report(runtime, files, combos, tmp)
+        combos = nw.concat(
+            [runtime.scan_parquet(tmp / name, columns=list(keys)) for name in (CLEAN_DIR, QUARANTINE_DIR)],
+            how="vertical",
+        )
+        report = _report(runtime, files, combos.group_by(*keys).agg(nw.len().alias("rows")).collect(), tmp)
         report.elapsed_s = time.perf_counter() - started
         (tmp / REPORT_JSON).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
         (tmp / REPORT_MD).write_text(to_markdown(report))
     return report
+
+
+def _name_partitions(split: Path, out: Path, frame: nw.LazyFrame[Any]) -> None:
+    """Move `split/_status=clean` to `out/clean` (same for quarantine); an empty side gets an empty file."""
+    for name in (CLEAN_DIR, QUARANTINE_DIR):
+        part = split / f"{STATUS_COL}={name}"
+        if part.is_dir():
+            part.rename(out / name)
+        else:
+            (out / name).mkdir()
+            types = frame.collect_schema()
+            empty = pa.schema([(col, arrow_type(dtype)) for col, dtype in types.items()])
+            pq.write_table(empty.empty_table(), out / name / "part-0.parquet")
+    shutil.rmtree(split)
 
 
 def _report(runtime: Runtime, files: list[InputFile], combos: nw.DataFrame[Any], out: Path) -> QualityReport:
