@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from taxi_duration.measure import run_measured
+from taxi_duration.bench.measure import run_measured
 
 ALLOCATE = "import time; b = bytearray({mb} * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(0.5)"
 

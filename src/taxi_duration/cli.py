@@ -142,12 +142,15 @@ def validate(
     inputs: InputsArg,
     out: Annotated[Path, typer.Option(help="Output folder: clean/, quarantine/, report.json, report.md.")],
     engine: EngineOpt = None,
+    features: Annotated[
+        bool, typer.Option("--features", help="Also write every model feature and the target (duration_min).")
+    ] = False,
     overwrite: OverwriteOpt = False,
     config: ConfigOpt = None,
 ) -> None:
     """Split trips into clean and quarantined rows (with reasons), and report counts that reconcile."""
     settings = _settings(config, engine)
-    report = _validate(settings, inputs, out, overwrite)
+    report = _validate(settings, inputs, out, overwrite, features)
     _print_report(report, out)
 
 
@@ -173,7 +176,7 @@ def run(
     _print_report(report, out)
 
 
-def _validate(settings: Settings, inputs: list[str], out: Path, overwrite: bool) -> Any:
+def _validate(settings: Settings, inputs: list[str], out: Path, overwrite: bool, features: bool = False) -> Any:
     from taxi_duration.engines import Runtime
     from taxi_duration.inputs import check_all, discover
     from taxi_duration.quality import validate as run_validation
@@ -184,7 +187,7 @@ def _validate(settings: Settings, inputs: list[str], out: Path, overwrite: bool)
         runtime = Runtime.open(settings)
     try:
         with console.status(f"validating {sum(f.rows for f in files):,} rows on {settings.engine}"):
-            return run_validation(runtime, files, out, overwrite=overwrite)
+            return run_validation(runtime, files, out, overwrite=overwrite, features=features)
     finally:
         runtime.close()
 

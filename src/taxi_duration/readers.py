@@ -43,20 +43,23 @@ def normalize(frame: nw.LazyFrame[Any], source: InputFile) -> nw.LazyFrame[Any]:
         if provenance.get(col.name) is not None:
             exprs.append(nw.lit(provenance[col.name], dtype=col.dtype).alias(col.name))
         elif col.name in found and col.name not in provenance:
-            exprs.append(_cast(nw.col(found[col.name]), source_types[found[col.name]], col.dtype).alias(col.name))
+            cast = _cast(nw.col(found[col.name]), source_types[found[col.name]], col.dtype, source.format)
+            exprs.append(cast.alias(col.name))
         else:
             missing[col.name] = col.dtype
     return with_null_columns(frame.select(exprs), missing).select(schema.NAMES)
 
 
-def _cast(expr: nw.Expr, source: DType, target: DType) -> nw.Expr:
+def _cast(expr: nw.Expr, source: DType, target: DType, fmt: str) -> nw.Expr:
     is_text = source == nw.String
     if target == nw.Datetime:
         if is_text:
             return expr.str.replace_all("T", " ").str.slice(0, 19).str.to_datetime(DATETIME_FORMAT).cast(target)
-        # DuckDB detects timestamps in JSON itself, fractions included; Spark's truncate returns a zoned
-        # timestamp, hence the second cast.
-        return expr.cast(target).dt.truncate("1s").cast(target)
+        if fmt == "json":
+            # DuckDB detects timestamps in JSON itself, fractions included; Spark's truncate returns a zoned
+            # timestamp, hence the second cast. TLC Parquet files hold whole seconds: no cost there.
+            return expr.cast(target).dt.truncate("1s").cast(target)
+        return expr.cast(target)
     if target.is_integer() and (is_text or source.is_float()):
         # Through a float: "1.0" and 1.0 are valid counts in older files, and no engine casts "1.0" to int.
         return expr.cast(nw.Float64()).cast(target)
