@@ -137,12 +137,12 @@ def pyspark(out: Path, files: list[str]) -> dict[str, int]:
     trips = frames[0]
     for frame in frames[1:]:
         trips = trips.unionByName(frame)
-    key = [c.strip() for c in DUPLICATE_KEY.split(",")]
+    duplicate_key = [c.strip() for c in DUPLICATE_KEY.split(",")]
     pickup = F.col("pickup_datetime")
     no_passengers = F.col("passenger_count").isNull() | (F.col("passenger_count") == 0)
     flagged = (
         trips.withColumn("dur_s", F.expr("timestampdiff(SECOND, pickup_datetime, dropoff_datetime)"))
-        .withColumn("copy_no", F.row_number().over(Window.partitionBy(*key).orderBy(pickup)))
+        .withColumn("copy_no", F.row_number().over(Window.partitionBy(*duplicate_key).orderBy(pickup)))
         .withColumn("repairs", F.when(no_passengers, F.lit("passenger_count_defaulted")))
         .withColumn("passenger_count", F.when(no_passengers, F.lit(1)).otherwise(F.col("passenger_count")))
         .withColumn("reasons", F.expr(f"nullif({REASONS_SQL}, '')"))
