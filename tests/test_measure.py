@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from taxi_duration.bench.measure import run_measured
+import pytest
+
+from taxi_duration.bench.measure import parse_bytes, run_measured
+from taxi_duration.errors import UsageError
 
 ALLOCATE = "import time; b = bytearray({mb} * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(0.5)"
 
@@ -25,3 +28,26 @@ def test_peak_memory_includes_grandchildren() -> None:
 def test_failure_keeps_the_exit_code_and_the_end_of_stderr() -> None:
     m = run_measured([sys.executable, "-c", "import sys; sys.exit('boom')"])
     assert (m.returncode, m.stderr_tail.strip()) == (1, "boom")
+
+
+def test_a_memory_limit_stops_a_process_that_goes_past_it() -> None:
+    from taxi_duration.bench.measure import CGROUP_V1, CGROUP_V2
+
+    if not (CGROUP_V1.is_dir() or (CGROUP_V2 / "cgroup.controllers").is_file()):
+        pytest.skip("no memory cgroups on this machine")
+    capped = run_measured([sys.executable, "-c", ALLOCATE.format(mb=400)], memory_limit=200 * 2**20)
+    assert capped.returncode != 0
+    fits = run_measured([sys.executable, "-c", ALLOCATE.format(mb=50)], memory_limit=200 * 2**20)
+    assert fits.returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "size"), [("4GiB", 4 * 2**30), ("512MiB", 512 * 2**20), ("2GB", 2 * 10**9), ("1000", 1000)]
+)
+def test_sizes(text: str, size: int) -> None:
+    assert parse_bytes(text) == size
+
+
+def test_bad_size() -> None:
+    with pytest.raises(UsageError, match="not a size"):
+        parse_bytes("lots")

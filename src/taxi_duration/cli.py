@@ -218,6 +218,54 @@ def _print_report(report: Any, out: Path) -> None:
     )
 
 
+bench_app = typer.Typer(help="Measure the project against its baselines.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("engines")
+def bench_engines(
+    rows: Annotated[str, typer.Option(help="Sizes, comma-separated: 1M,10M,50M.")] = "1M,10M,50M",
+    engines: Annotated[
+        str, typer.Option(help="Comma-separated: duckdb, pandas, spark (ours), duckdb-sql, pyspark (references).")
+    ] = "duckdb,duckdb-sql,pandas,spark,pyspark",
+    out: Annotated[Path, typer.Option(help="Folder for results.json, results.md, results.png.")] = Path(
+        "benchmarks/results"
+    ),
+    data_dir: Annotated[Path, typer.Option(help="Where synthetic inputs are made once and reused.")] = Path(
+        "data/bench"
+    ),
+    memory_limit: Annotated[
+        str | None, typer.Option(help="Cap each run's process tree (cgroup), e.g. 4GiB: shows who fits.")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Seconds after which a run is killed and marked failed.")
+    ] = None,
+) -> None:
+    """The same job (read -> validate -> features -> write) on every engine and on hand-written references."""
+    from taxi_duration.bench import engines as bench
+    from taxi_duration.bench.measure import parse_bytes
+    from taxi_duration.synth import parse_rows
+
+    sizes = [parse_rows(r) for r in rows.split(",")]
+    chosen = [e.strip() for e in engines.split(",")]
+    cap = parse_bytes(memory_limit) if memory_limit else None
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with _progress() as progress:
+        task = progress.add_task("benchmark runs", total=len(sizes) * len(chosen))
+
+        def report(r: bench.Result) -> None:
+            progress.advance(task)
+            status = "ok" if r.ok else f"FAILED {r.error}"
+            progress.console.print(
+                f"{r.engine:>10} {r.rows:>12,} rows {r.wall_s:8.1f} s {r.peak_rss_bytes / 2**20:8,.0f} MiB  {status}"
+            )
+
+        results = bench.run(sizes, chosen, data_dir, memory_limit=cap, timeout=timeout, on_result=report)
+    bench.write(results, out, memory_limit=cap)
+    print(bench.markdown(results, cap))
+    console.print(f"results in {out / 'results.json'}, {out / 'results.md'}, {out / 'results.png'}")
+
+
 @app.callback(invoke_without_command=True)
 def _root(
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,

@@ -7,13 +7,19 @@ PySpark starts counts too; `resource.getrusage` would report only the largest si
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import subprocess
 import tempfile
 import time
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+
+from taxi_duration.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -36,13 +42,29 @@ def tree_rss(proc: psutil.Process) -> int:
 
 
 def run_measured(
-    cmd: list[str], *, interval: float = 0.05, timeout: float | None = None, cwd: Path | None = None
+    cmd: list[str],
+    *,
+    interval: float = 0.05,
+    timeout: float | None = None,
+    cwd: Path | None = None,
+    memory_limit: int | None = None,
 ) -> Measurement:
-    """Run `cmd` to completion, sampling its process tree's memory; stdout is discarded."""
+    """Run `cmd` to completion, sampling its process tree's memory; stdout is discarded.
+
+    With `memory_limit` (bytes) the whole tree runs in a memory cgroup capped there, as a container
+    would be: past it the kernel kills the process, which then reports a failure.
+    """
     # stderr goes to a file, not a pipe: a chatty child (Spark's logs) must never block on a full pipe.
-    with tempfile.TemporaryFile(mode="w+") as err:
+    with tempfile.TemporaryFile(mode="w+") as err, _memory_cgroup(memory_limit) as join:
         started = time.perf_counter()
-        popen = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True, cwd=cwd)
+        popen = subprocess.Popen(
+            cmd,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            text=True,
+            cwd=cwd,
+            preexec_fn=join,
+        )
         peak = _watch(popen, interval, None if timeout is None else started + timeout)
         wall = time.perf_counter() - started
         err.seek(0)
@@ -64,3 +86,47 @@ def _watch(popen: subprocess.Popen[str], interval: float, deadline: float | None
         time.sleep(interval)
     popen.wait()
     return peak
+
+
+CGROUP_V1 = Path("/sys/fs/cgroup/memory")
+CGROUP_V2 = Path("/sys/fs/cgroup")
+
+
+@contextlib.contextmanager
+def _memory_cgroup(limit: int | None) -> Iterator[Callable[[], None] | None]:
+    """A fresh memory cgroup capped at `limit` bytes; yields the function a child calls to join it."""
+    if limit is None:
+        yield None
+        return
+    if (CGROUP_V2 / "cgroup.controllers").is_file():
+        group, limit_file = CGROUP_V2 / f"taxi-duration-{uuid.uuid4().hex[:8]}", "memory.max"
+    elif CGROUP_V1.is_dir():
+        group, limit_file = CGROUP_V1 / f"taxi-duration-{uuid.uuid4().hex[:8]}", "memory.limit_in_bytes"
+    else:
+        raise UsageError("a memory limit needs Linux memory cgroups (run as root, or in a container with --memory)")
+    try:
+        group.mkdir()
+        (group / limit_file).write_text(str(limit))
+    except OSError as exc:
+        raise UsageError(f"cannot create a memory cgroup under {group.parent} ({exc}): run as root") from exc
+    procs = str(group / "cgroup.procs")
+
+    def join() -> None:
+        with open(procs, "w") as fh:
+            fh.write(str(os.getpid()))
+
+    try:
+        yield join
+    finally:
+        with contextlib.suppress(OSError):
+            group.rmdir()
+
+
+def parse_bytes(text: str) -> int:
+    """`4GiB`, `512MiB`, `2GB`, `1000000` -> bytes."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)B?\s*", text, re.IGNORECASE)
+    if not match:
+        raise UsageError(f"not a size: {text!r} (expected e.g. 4GiB, 512MiB)")
+    number, unit, binary = float(match[1]), match[2].upper(), match[3]
+    base = 1024 if binary or not unit else 1000
+    return int(number * base ** " KMGT".index(unit or " "))
