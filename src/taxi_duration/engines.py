@@ -107,6 +107,16 @@ class Runtime:
         frame = pd.read_json(path, lines=True, dtype=False, convert_dates=False)
         return nw.from_native(frame.convert_dtypes(dtype_backend="pyarrow")).lazy()
 
+    def from_arrow(self, table: pa.Table) -> nw.LazyFrame[Any]:
+        """A small Arrow table (a lookup) as a lazy frame on this engine, joinable with its other frames."""
+        if self.engine is Engine.DUCKDB:
+            return nw.from_native(self.native.from_arrow(table))
+        if self.engine is Engine.SPARK:
+            return nw.from_native(self.native.createDataFrame(table.to_pandas()))
+        import pandas as pd
+
+        return nw.from_native(table.to_pandas(types_mapper=pd.ArrowDtype)).lazy()
+
     # Writers.
 
     def write_parquet(self, frame: nw.LazyFrame[Any], folder: Path, partition_by: str | None = None) -> None:

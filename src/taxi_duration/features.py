@@ -16,6 +16,7 @@ from typing import Any
 
 import holidays
 import narwhals as nw
+import pyarrow as pa
 from narwhals.dtypes import DType
 
 from taxi_duration import schema as s
@@ -58,11 +59,13 @@ def holiday_keys() -> tuple[int, ...]:
     return tuple(sorted(d.year * 10_000 + d.month * 100 + d.day for d in days))
 
 
-def _borough(zone: str) -> nw.Expr:
-    table = boroughs()
-    return nw.col(zone).replace_strict(
-        list(table), list(table.values()), default=nw.lit(UNKNOWN_BOROUGH), return_dtype=nw.String()
-    )
+# Boroughs come from joining the zone table (`zones` below): a hash join against 265 rows. A mapping
+# expression was 3x slower on Spark, whose map lookups scan every key for every row.
+_PU_BOROUGH, _DO_BOROUGH = "_pu_borough", "_do_borough"
+
+
+def _borough(joined: str) -> nw.Expr:
+    return nw.col(joined).fill_null(nw.lit(UNKNOWN_BOROUGH))
 
 
 def _flag(condition: nw.Expr) -> nw.Expr:
@@ -94,8 +97,8 @@ FEATURES: tuple[Feature, ...] = (
     Feature(s.PU_ZONE, nw.Int32(), True, lambda: nw.col(s.PU_ZONE), "pickup zone"),
     Feature(s.DO_ZONE, nw.Int32(), True, lambda: nw.col(s.DO_ZONE), "dropoff zone"),
     Feature("zone_pair", nw.String(), True, lambda: _joined(nw.col(s.PU_ZONE), nw.col(s.DO_ZONE)), "'PU-DO'"),
-    Feature("pu_borough", nw.String(), True, lambda: _borough(s.PU_ZONE), "borough of the pickup zone"),
-    Feature("do_borough", nw.String(), True, lambda: _borough(s.DO_ZONE), "borough of the dropoff zone"),
+    Feature("pu_borough", nw.String(), True, lambda: _borough(_PU_BOROUGH), "borough of the pickup zone"),
+    Feature("do_borough", nw.String(), True, lambda: _borough(_DO_BOROUGH), "borough of the dropoff zone"),
     Feature(
         "borough_pair",
         nw.String(),
@@ -122,9 +125,21 @@ FEATURE_SETS: dict[str, tuple[str, ...]] = {
 }
 
 
-def add_features(frame: nw.LazyFrame[Any] | nw.DataFrame[Any], keep: tuple[str, ...] = ()) -> Any:
-    """Every feature of `FEATURES` computed from canonical trip columns, plus the columns in `keep`."""
+def zone_table() -> pa.Table:
+    """Zone id -> borough, as the table `add_features` joins."""
+    table = boroughs()
+    return pa.table({"zone": pa.array(list(table), pa.int32()), "borough": pa.array(list(table.values()), pa.string())})
+
+
+def add_features(frame: Any, zones: Any, keep: tuple[str, ...] = ()) -> Any:
+    """Every feature of `FEATURES` computed from canonical trip columns, plus the columns in `keep`.
+
+    `zones` is `zone_table()` on the frame's own engine (`Runtime.from_arrow`, or the Arrow table itself
+    for an eager Arrow frame).
+    """
     kept = [c for c in keep if c not in BY_NAME]
+    for zone, joined in ((s.PU_ZONE, _PU_BOROUGH), (s.DO_ZONE, _DO_BOROUGH)):
+        frame = frame.join(zones.rename({"zone": zone, "borough": joined}), on=zone, how="left")
     base = frame.select(*kept, *(f.expr().cast(f.dtype).alias(f.name) for f in FEATURES if not f.derived))
     derived = base.with_columns(*(f.expr().cast(f.dtype).alias(f.name) for f in FEATURES if f.derived))
     return derived.select(*kept, *BY_NAME)
@@ -132,7 +147,8 @@ def add_features(frame: nw.LazyFrame[Any] | nw.DataFrame[Any], keep: tuple[str, 
 
 def featurize(runtime: Runtime, trips: nw.LazyFrame[Any], keep: tuple[str, ...] = ()) -> nw.LazyFrame[Any]:
     """Clean canonical trips -> features and the target (and the columns in `keep`): the batch path."""
-    return add_features(add_target(runtime, trips), keep=(*keep, TARGET))
+    zones = runtime.from_arrow(zone_table())
+    return add_features(add_target(runtime, trips), zones, keep=(*keep, TARGET))
 
 
 def add_target(runtime: Runtime, frame: nw.LazyFrame[Any]) -> nw.LazyFrame[Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 import narwhals as nw
@@ -16,7 +17,7 @@ import pyarrow as pa
 from taxi_duration import feature_store as fs
 from taxi_duration import schema as s
 from taxi_duration.engines import arrow_type
-from taxi_duration.features import add_features
+from taxi_duration.features import add_features, zone_table
 from taxi_duration.validation import apply_repairs
 
 
@@ -32,9 +33,15 @@ def request_table(trip: Mapping[str, Any]) -> pa.Table:
     return pa.table(columns)
 
 
+@cache
+def _zones() -> nw.DataFrame[Any]:
+    return nw.from_native(zone_table(), eager_only=True)
+
+
 def online_features(trip: Mapping[str, Any], store: fs.FeatureStore | None = None) -> dict[str, Any]:
     """The features of one trip, with the store's statistics when a store is given."""
-    frame = add_features(apply_repairs(nw.from_native(request_table(trip), eager_only=True)), keep=(s.PICKUP,))
+    trips = apply_repairs(nw.from_native(request_table(trip), eager_only=True))
+    frame = add_features(trips, _zones(), keep=(s.PICKUP,))
     if store is not None:
         frame = fs.attach(frame, store, store.arrow_tables)
     row = frame.drop(s.PICKUP).to_arrow().to_pylist()[0]
