@@ -128,10 +128,9 @@ def markdown(results: list[Result], memory_limit: int | None = None) -> str:
     for r in results:
         ratio = f"{r.wall_s / reference[r.rows]:.2f}x" if r.ok and r.rows in reference else ""
         status = "ok" if r.ok else f"failed: {r.error}"
-        lines.append(
-            f"| {r.engine} | {r.rows:,} | {r.wall_s:.1f} | {r.rows_per_s:,.0f} | {r.peak_rss_bytes / 2**20:,.0f} "
-            f"| {ratio} | {status} |"
-        )
+        rate = f"{r.rows_per_s:,.0f}" if r.ok else ""  # a failed run processed no rows per second
+        mib = f"{r.peak_rss_bytes / 2**20:,.0f}"
+        lines.append(f"| {r.engine} | {r.rows:,} | {r.wall_s:.1f} | {rate} | {mib} | {ratio} | {status} |")
     return "\n".join(lines) + "\n"
 
 
