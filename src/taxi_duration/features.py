@@ -36,8 +36,8 @@ class Feature:
     categorical: bool
     expr: Callable[[], nw.Expr]
     doc: str
-    # Reads other features by name (computed first) rather than recomputing them: a borough lookup is a
-    # 265-way CASE, and evaluating it twice more for the pair cost DuckDB 3x the whole feature step.
+    # Reads other features by name (computed first) rather than recomputing them: the weekday fix-up and
+    # the borough strings are built once per row, not once per feature that uses them.
     derived: bool = False
 
 
