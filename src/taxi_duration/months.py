@@ -34,6 +34,11 @@ class Month:
         return Month(self.year + self.month // 12, self.month % 12 + 1)
 
     @classmethod
+    def from_yyyymm(cls, value: int) -> Month:
+        """The month of an integer YYYYMM (the form of `source_month`)."""
+        return cls(value // 100, value % 100)
+
+    @classmethod
     def parse(cls, text: str) -> Month:
         """Parse `YYYY-MM`."""
         m = _MONTH.fullmatch(text.strip())

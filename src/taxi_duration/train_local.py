@@ -1,0 +1,69 @@
+"""The traditional pipeline: scikit-learn preprocessing and a LightGBM model, on one machine.
+
+Its input is the embedded engine's output (`dataset.prepare`), as pandas frames. Categorical features
+are ordinal-encoded by scikit-learn (unseen categories become -1, which LightGBM treats as missing) and
+given to LightGBM as categories; numbers pass through.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from lightgbm import LGBMRegressor
+from sklearn.compose import ColumnTransformer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OrdinalEncoder
+
+from taxi_duration import feature_store as fs
+from taxi_duration.features import BY_NAME, FEATURE_SETS, TARGET
+
+# Chosen once on 2023-01 -> 2023-02 (validation), never on a test month; see docs when training lands.
+LGBM_PARAMS: dict[str, Any] = {
+    "n_estimators": 600,
+    "learning_rate": 0.05,
+    "num_leaves": 63,
+    "min_child_samples": 40,
+    "subsample": 0.8,
+    "subsample_freq": 1,
+    "colsample_bytree": 0.8,
+    "verbose": -1,
+}
+
+
+def columns(feature_set: str) -> tuple[list[str], list[str]]:
+    """(categorical, numeric) model inputs of a feature set, store features included."""
+    if feature_set not in FEATURE_SETS:
+        from taxi_duration.errors import UsageError
+
+        raise UsageError(f"unknown feature set {feature_set!r}: choose {', '.join(FEATURE_SETS)}")
+    names = FEATURE_SETS[feature_set]
+    categorical = [n for n in names if BY_NAME[n].categorical]
+    numeric = [n for n in names if not BY_NAME[n].categorical] + list(fs.STORE_FEATURES)
+    return categorical, numeric
+
+
+def build(feature_set: str, seed: int = 0, **params: Any) -> Pipeline:
+    """An unfitted pipeline for `feature_set`."""
+    categorical, numeric = columns(feature_set)
+    encode = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1)
+    prepare = ColumnTransformer(
+        [("categorical", encode, categorical), ("numeric", "passthrough", numeric)],
+        verbose_feature_names_out=False,
+    ).set_output(transform="pandas")
+    model = LGBMRegressor(**{**LGBM_PARAMS, **params, "random_state": seed})
+    return Pipeline([("prepare", prepare), ("model", model)])
+
+
+def fit(train: pd.DataFrame, feature_set: str, seed: int = 0, **params: Any) -> Pipeline:
+    """Fit the pipeline on training rows (their `duration_min` is the target)."""
+    pipeline = build(feature_set, seed, **params)
+    categorical, _ = columns(feature_set)
+    pipeline.fit(train, train[TARGET].to_numpy(), model__categorical_feature=categorical)
+    return pipeline
+
+
+def predict(pipeline: Pipeline, trips: pd.DataFrame) -> np.ndarray:
+    """Predicted minutes, never below zero."""
+    return np.clip(pipeline.predict(trips), 0.0, None)

@@ -1,0 +1,59 @@
+"""The traditional pipeline on a small synthetic split: prepared without leakage, and better than the mean."""
+
+from __future__ import annotations
+
+import pytest
+
+from taxi_duration.baselines import GlobalMean
+from taxi_duration.config import Engine, load_settings
+from taxi_duration.dataset import Prepared, prepare
+from taxi_duration.engines import Runtime
+from taxi_duration.errors import UsageError
+from taxi_duration.evaluate import metrics
+from taxi_duration.features import TARGET
+from taxi_duration.inputs import check_all, discover
+from taxi_duration.months import parse_months
+from taxi_duration.splits import TimeSplit
+from taxi_duration.synth import generate
+from taxi_duration.train_local import fit, predict
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Prepared:
+    root = tmp_path_factory.mktemp("split")
+    generate(60_000, parse_months("2023-01..2023-03"), root / "raw", seed=1)
+    runtime = Runtime.open(load_settings(), Engine.DUCKDB)
+    split = TimeSplit.last_two_held_out(parse_months("2023-01..2023-03"))
+    return prepare(runtime, check_all(discover([root / "raw"])), split, root / "work")
+
+
+def test_each_part_holds_only_its_months_clean_rows(prepared: Prepared) -> None:
+    for role, month in (("train", 1), ("validate", 2), ("test", 3)):
+        frame = prepared.frames[role]
+        assert set(frame["pickup_month"]) == {month}
+        assert len(frame) == prepared.quality[role].clean_rows
+    assert prepared.store.manifest.window_start == "2023-01"
+    assert prepared.store.manifest.window_end == "2023-02"
+
+
+@pytest.mark.parametrize("feature_set", ["with_distance", "pretrip"])
+def test_lightgbm_beats_the_global_mean(prepared: Prepared, feature_set: str) -> None:
+    train, val = prepared.frames["train"], prepared.frames["validate"]
+    model = fit(train, feature_set, n_estimators=100)
+    ours = metrics(val[TARGET], predict(model, val))
+    mean = metrics(val[TARGET], GlobalMean().fit(train).predict(val))
+    assert ours["rmse"] < 0.9 * mean["rmse"]
+    assert (predict(model, val) >= 0).all()
+
+
+def test_distance_moves_the_with_distance_model_but_not_pretrip(prepared: Prepared) -> None:
+    train, val = prepared.frames["train"], prepared.frames["validate"].head(500)
+    longer = val.assign(trip_distance=val["trip_distance"] * 3)
+    with_distance, pretrip = fit(train, "with_distance", n_estimators=100), fit(train, "pretrip", n_estimators=100)
+    assert predict(with_distance, longer).mean() > predict(with_distance, val).mean()
+    assert (predict(pretrip, longer) == predict(pretrip, val)).all()
+
+
+def test_unknown_feature_set() -> None:
+    with pytest.raises(UsageError, match="unknown feature set"):
+        fit(None, "everything")  # type: ignore[arg-type]
