@@ -153,11 +153,15 @@ def _quantile_grid(probs: list[float], bands: list[list[float]]) -> np.ndarray:
 
 
 @cache
+def raw_profile() -> dict:
+    """The packaged `data/calibration.json`, parsed (cached: read once per process)."""
+    return json.loads(resources.files("taxi_duration").joinpath("data/calibration.json").read_text("utf-8"))
+
+
+@cache
 def load_profile() -> Profile:
-    """Read the packaged calibration profile (cached: the file is read once per process)."""
-    return profile_from_dict(
-        json.loads(resources.files("taxi_duration").joinpath("data/calibration.json").read_text("utf-8"))
-    )
+    """The packaged calibration profile, ready to sample from (cached)."""
+    return profile_from_dict(raw_profile())
 
 
 def profile_from_dict(raw: dict) -> Profile:

@@ -17,6 +17,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
 from taxi_duration import feature_store as fs
+from taxi_duration.errors import UsageError
 from taxi_duration.features import BY_NAME, FEATURE_SETS, TARGET
 
 # Chosen once on 2023-01 -> 2023-02 (validation), never on a test month; see docs when training lands.
@@ -35,8 +36,6 @@ LGBM_PARAMS: dict[str, Any] = {
 def columns(feature_set: str) -> tuple[list[str], list[str]]:
     """(categorical, numeric) model inputs of a feature set, store features included."""
     if feature_set not in FEATURE_SETS:
-        from taxi_duration.errors import UsageError
-
         raise UsageError(f"unknown feature set {feature_set!r}: choose {', '.join(FEATURE_SETS)}")
     names = FEATURE_SETS[feature_set]
     categorical = [n for n in names if BY_NAME[n].categorical]

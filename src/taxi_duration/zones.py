@@ -6,9 +6,9 @@ The table ships inside `data/calibration.json` (derived from the TLC's zone look
 
 from __future__ import annotations
 
-import json
 from functools import cache
-from importlib import resources
+
+from taxi_duration.calibration import raw_profile
 
 UNKNOWN_BOROUGH = "Unknown"
 # JFK, LaGuardia, Newark: trips to and from them are long, priced apart, and timed by traffic on highways.
@@ -18,6 +18,5 @@ AIRPORT_ZONES: tuple[int, ...] = (1, 132, 138)
 @cache
 def boroughs() -> dict[int, str]:
     """Zone id -> borough name, for all 265 TLC zone ids (264/265 are "Unknown")."""
-    raw = json.loads(resources.files("taxi_duration").joinpath("data/calibration.json").read_text("utf-8"))
-    zones = raw["zones"]
+    zones = raw_profile()["zones"]
     return {int(z): (b or UNKNOWN_BOROUGH) for z, b in zip(zones["id"], zones["borough"], strict=True)}

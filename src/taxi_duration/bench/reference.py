@@ -4,8 +4,8 @@
 the work of `taxi-duration validate --features` on TLC green Parquet files: normalize, repair, apply every
 rule, find duplicates, compute the features and the target, write clean and quarantined rows in one
 partitioned write, and count rows by file, reasons and repairs (what the quality report is made of).
-They are written without the package's abstractions (only its constants: zones and holidays), so they
-show what those abstractions cost.
+They are written without the package's abstractions (only its constants, zones and holidays, and the
+one Spark session builder, so both Spark runs share their settings), so they show what those cost.
 
 Run: `python -m taxi_duration.bench.reference {duckdb-sql|pyspark} OUT FILE...`; prints the counts as JSON.
 """
@@ -103,16 +103,12 @@ def _by_status(rows: list[tuple[str, str, str | None, str | None, int]]) -> dict
 
 def pyspark(out: Path, files: list[str]) -> dict[str, int]:
     """The job in plain PySpark, tuned as the project tunes its own sessions."""
-    from pyspark.sql import SparkSession, Window
+    from pyspark.sql import Window
     from pyspark.sql import functions as F  # noqa: N812
 
-    from taxi_duration.spark import LOCAL_DEFAULTS
+    from taxi_duration.spark import get_spark
 
-    builder = SparkSession.builder.master("local[*]").config("spark.driver.memory", "4g")
-    for key, value in LOCAL_DEFAULTS.items():
-        builder = builder.config(key, value)
-    spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("ERROR")
+    spark = get_spark("local[*]", "4g")
     zones = spark.createDataFrame(list(boroughs().items()), "zone INT, borough STRING")
     frames = []
     for path in files:
