@@ -7,7 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from taxi_duration.evaluate import breakdown, hour_band, metrics
+import narwhals as nw
+import pandas as pd
+import pyarrow as pa
+
+from taxi_duration.evaluate import hour_band, metrics, score
+from taxi_duration.engines import Runtime
+from tests.conftest import ALL_ENGINES
 
 
 def test_metrics_by_hand() -> None:
@@ -46,10 +52,33 @@ def test_hour_bands_cover_every_hour_once() -> None:
     ]
 
 
-def test_breakdown_groups_rows() -> None:
-    result = breakdown([10, 20, 30, 40], [10, 22, 30, 44], ["Queens", "Queens", "Bronx", "Bronx"], [1, 7, 7, 12])
-    assert result["overall"]["all"]["rows"] == 4
-    assert result["by_borough"]["Bronx"]["mae"] == pytest.approx(2.0)
-    assert result["by_borough"]["Queens"]["mae"] == pytest.approx(1.0)
-    assert result["by_hour_band"]["morning rush 6-9"]["rows"] == 2
-    assert result["by_hour_band"]["evening 20-23"]["rows"] == 0
+FRAME = pd.DataFrame(
+    {
+        "duration_min": [10.0, 20, 30, 40],
+        "model": [10.0, 22, 30, 44],
+        "mean": [25.0, 25, 25, 25],
+        "pu_borough": ["Queens", "Queens", "Bronx", "Bronx"],
+        "pickup_hour": [1, 7, 7, 12],
+    }
+)
+
+
+def test_score_groups_rows_by_borough_and_band() -> None:
+    result = score(nw.from_native(FRAME, eager_only=True), ["model", "mean"])
+    model = result["model"]
+    assert model["overall"]["all"]["rows"] == 4
+    assert model["overall"]["all"]["mae"] == pytest.approx(1.5)
+    assert model["by_borough"]["Bronx"]["mae"] == pytest.approx(2.0)
+    assert model["by_borough"]["Queens"]["mae"] == pytest.approx(1.0)
+    assert model["by_hour_band"]["morning rush 6-9"]["rows"] == 2
+    assert model["by_hour_band"]["evening 20-23"]["rows"] == 0
+    assert result["mean"]["overall"]["all"]["r2"] == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("runtime", ALL_ENGINES, indirect=True)
+def test_every_engine_scores_alike(runtime: Runtime) -> None:
+    ours = score(runtime.from_arrow(pa.Table.from_pandas(FRAME)), ["model"])["model"]
+    expected = score(nw.from_native(FRAME, eager_only=True), ["model"])["model"]
+    for kind, groups in expected.items():
+        for group, values in groups.items():
+            assert ours[kind][group] == pytest.approx(values, nan_ok=True), (kind, group)

@@ -10,7 +10,7 @@ from taxi_duration.dataset import Prepared, prepare
 from taxi_duration.engines import Runtime
 from taxi_duration.errors import UsageError
 from taxi_duration.evaluate import metrics
-from taxi_duration.features import TARGET
+from taxi_duration.features import TARGET, TARGET_RANGE
 from taxi_duration.inputs import check_all, discover
 from taxi_duration.months import parse_months
 from taxi_duration.splits import TimeSplit
@@ -29,16 +29,17 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Prepared:
 
 def test_each_part_holds_only_its_months_clean_rows(prepared: Prepared) -> None:
     for role, month in (("train", 1), ("validate", 2), ("test", 3)):
-        frame = prepared.frames[role]
+        frame = prepared.pandas(role)
         assert set(frame["pickup_month"]) == {month}
-        assert len(frame) == prepared.quality[role].clean_rows
+        assert 0.9 * prepared.quality[role].clean_rows < len(frame) <= prepared.quality[role].clean_rows
+        assert frame[TARGET].between(*TARGET_RANGE).all()
     assert prepared.store.manifest.window_start == "2023-01"
     assert prepared.store.manifest.window_end == "2023-02"
 
 
 @pytest.mark.parametrize("feature_set", ["with_distance", "pretrip"])
 def test_lightgbm_beats_the_global_mean(prepared: Prepared, feature_set: str) -> None:
-    train, val = prepared.frames["train"], prepared.frames["validate"]
+    train, val = prepared.pandas("train"), prepared.pandas("validate")
     model = fit(train, feature_set, n_estimators=100)
     ours = metrics(val[TARGET], predict(model, val))
     mean = metrics(val[TARGET], GlobalMean().fit(train).predict(val))
@@ -47,7 +48,7 @@ def test_lightgbm_beats_the_global_mean(prepared: Prepared, feature_set: str) ->
 
 
 def test_distance_moves_the_with_distance_model_but_not_pretrip(prepared: Prepared) -> None:
-    train, val = prepared.frames["train"], prepared.frames["validate"].head(500)
+    train, val = prepared.pandas("train"), prepared.pandas("validate").head(500)
     longer = val.assign(trip_distance=val["trip_distance"] * 3)
     with_distance, pretrip = fit(train, "with_distance", n_estimators=100), fit(train, "pretrip", n_estimators=100)
     assert predict(with_distance, longer).mean() > predict(with_distance, val).mean()

@@ -15,14 +15,12 @@ from sklearn.feature_extraction import DictVectorizer
 from sklearn.linear_model import LinearRegression
 
 from taxi_duration import schema as s
-from taxi_duration.features import TARGET
-
-COURSE_MIN_MINUTES, COURSE_MAX_MINUTES = 1.0, 60.0
+from taxi_duration.features import TARGET, TARGET_RANGE
 
 
 def course_filter(trips: pd.DataFrame) -> pd.DataFrame:
     """The course's only cleaning step: keep trips of 1 to 60 minutes."""
-    return trips[trips[TARGET].between(COURSE_MIN_MINUTES, COURSE_MAX_MINUTES)]
+    return trips[trips[TARGET].between(*TARGET_RANGE)]
 
 
 @dataclass

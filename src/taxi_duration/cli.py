@@ -154,26 +154,184 @@ def validate(
     _print_report(report, out)
 
 
+FeatureSetOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--feature-set",
+        help="with_distance (adds the metered distance, as the course does; default) or pretrip (known at booking).",
+        show_default=False,
+    ),
+]
+TrainMonthsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--train-months",
+        help="Months to train on (2023-01 or 2023-01..2023-02); the next month validates, the one after tests. "
+        "Default: every month of the data but the last two.",
+        show_default=False,
+    ),
+]
+# `--data a.parquet b.parquet` (what a shell glob after --data gives) and `--data a --data b` both work: the
+# values after the first one arrive as arguments and are merged.
+MoreDataArg = Annotated[list[str] | None, typer.Argument(help="More trip files, globs or folders.", show_default=False)]
+OutJsonOpt = Annotated[Path | None, typer.Option("--out", help="Also write the results to this JSON file.")]
+
+
 @app.command()
 def run(
     data: Annotated[
         list[str] | None,
         typer.Option(help="Trip files, globs or folders; default: synthesize a data set under the data dir."),
     ] = None,
+    more: MoreDataArg = None,
     engine: EngineOpt = None,
-    data_dir: Annotated[Path | None, typer.Option(help="Root for generated data and outputs.")] = None,
+    feature_set: FeatureSetOpt = None,
+    train_months: TrainMonthsOpt = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Root for generated data, outputs and MLflow.")] = None,
+    out: OutJsonOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """The main job: get data (synthesizing it on a fresh clone), validate it, and report its quality."""
-    settings = _settings(config, engine, data_dir=data_dir)
+    """The main job: ingest, validate, featurize, train, evaluate against the baselines, register in MLflow.
+
+    On a fresh clone with no data it first synthesizes three months of trips. `--engine spark` runs the
+    big-data pipeline (MLlib) end to end.
+    """
+    settings = _settings(config, engine, data_dir=data_dir, feature_set=feature_set)
+    data = [*(data or []), *(more or [])]
     if not data:
         synthetic = settings.data_dir / "synthetic"
         if not any(synthetic.glob("*.parquet")):
             synth(rows=str(DEFAULT_RUN_ROWS), months=DEFAULT_RUN_MONTHS, out=synthetic, seed=0)
         data = [str(synthetic)]
-    out = settings.data_dir / "validated"
-    report = _validate(settings, data, out, overwrite=True)
-    _print_report(report, out)
+    _train(settings, data, train_months, out)
+
+
+@app.command()
+def train(
+    data: Annotated[list[str], typer.Option(help="Trip files, globs or folders covering every month of the split.")],
+    more: MoreDataArg = None,
+    engine: EngineOpt = None,
+    feature_set: FeatureSetOpt = None,
+    train_months: TrainMonthsOpt = None,
+    out: OutJsonOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Train on a time-honest split, score against the baselines, log to MLflow, register the model.
+
+    The `champion` alias moves to the new version only if it beats the current champion on the same
+    validation data. The tracking store is MLFLOW_TRACKING_URI when set, else SQLite under the data dir.
+    """
+    _train(_settings(config, engine, feature_set=feature_set), [*data, *(more or [])], train_months, out)
+
+
+@app.command()
+def evaluate(
+    model: Annotated[
+        str, typer.Option(help="Model URI: models:/taxi-duration@champion, models:/taxi-duration/3, runs:/ID/model.")
+    ],
+    data: Annotated[list[str], typer.Option(help="Trip files, globs or folders to score.")],
+    more: MoreDataArg = None,
+    engine: EngineOpt = None,
+    out: OutJsonOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Score a model on any trip files: RMSE, MAE, R2, RMSLE and rows, next to the baselines it carries."""
+    from taxi_duration.inputs import check_all, discover
+    from taxi_duration.scorecard import score_files
+
+    settings = _settings(config, engine)
+    files = check_all(discover([*data, *(more or [])]))
+    with console.status(f"scoring {model} on {sum(f.rows for f in files):,} rows"):
+        result = score_files(settings, model, files)
+    table = _metrics_table(f"{model} on {result['data']['scored_rows']:,} trips", result["metrics"])
+    Console().print(table)
+    _write_json(out, result)
+
+
+def _train(settings: Settings, data: list[str], train_months: str | None, out: Path | None) -> None:
+    from taxi_duration.inputs import check_all, discover
+    from taxi_duration.months import Month
+    from taxi_duration.splits import TimeSplit
+    from taxi_duration.train import STEPS, outcome_json
+    from taxi_duration.train import train as run_training
+
+    with console.status("checking input files"):
+        files = check_all(discover(data))
+    if train_months:
+        split = TimeSplit.after(parse_months(train_months))
+    else:
+        split = TimeSplit.last_two_held_out([Month.from_yyyymm(f.month) for f in files if f.month is not None])
+    console.print(f"{split}; {settings.feature_set} features; {settings.engine} engine")
+    with _progress() as progress:
+        task = progress.add_task("training", total=len(STEPS))
+        seen: list[str] = []
+
+        def on_step(step: str) -> None:
+            if seen:
+                progress.advance(task)
+            seen.append(step)
+            progress.update(task, description=step)
+
+        outcome = run_training(settings, files, split, settings.feature_set, on_step)
+        progress.update(task, completed=len(STEPS), description="done")
+    _print_outcome(outcome)
+    _write_json(out, outcome_json(outcome))
+
+
+def _metrics_table(
+    title: str, by_name: dict[str, dict[str, float]], test: dict[str, dict[str, float]] | None = None
+) -> Table:
+    caption = "(0.64x): our RMSE / that baseline's RMSE, on the same rows"
+    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
+    table.add_column("")
+    for metric in ("RMSE", "MAE", "R2", "RMSLE"):
+        table.add_column(metric, justify="right")
+    if test is not None:
+        table.add_column("test RMSE", justify="right")
+    ours = by_name["model"]["rmse"]
+    for name, m in by_name.items():
+        label = "[bold]ours" if name == "model" else name.replace("_", " ")
+        ratio = "" if name == "model" else f" ({ours / m['rmse']:.2f}x)" if m["rmse"] else ""
+        cells = [f"{m['rmse']:.3f}", f"{m['mae']:.3f}", f"{m['r2']:.3f}", f"{m['rmsle']:.4f}"]
+        if test is not None:
+            cells.append(f"{test[name]['rmse']:.3f}")
+        table.add_row(label + ("" if name == "model" else f"[dim]{ratio}"), *cells)
+    return table
+
+
+def _print_outcome(outcome: Any) -> None:
+    rows = Table(title=f"Data ({outcome.split})", title_justify="left")
+    for col in ("part", "input rows", "clean", "quarantined", "modeled (1-60 min)"):
+        rows.add_column(col, justify="left" if col == "part" else "right")
+    for role, report in outcome.quality.items():
+        rows.add_row(
+            role,
+            f"{report.input_rows:,}",
+            f"{report.clean_rows:,}",
+            f"{report.quarantined_rows:,}",
+            f"{outcome.rows[role]:,}",
+        )
+    out = Console()
+    out.print(rows)
+    title = f"Validation metrics, minutes ({outcome.engine}: {outcome.chosen}, {outcome.feature_set})"
+    out.print(_metrics_table(title, outcome.overall("validate"), outcome.overall("test")))
+    d = outcome.decision
+    status = "[green]now the champion[/green]" if d.promoted else "[yellow]not promoted[/yellow]"
+    out.print(f"model: taxi-duration v{d.version}, {status}: {d.reason}")
+    out.print(f"MLflow run {outcome.run_id} in {outcome.tracking_uri}; open it with: {outcome.ui_command}")
+    out.print(f"done in {outcome.elapsed_s:.0f} s")
+
+
+def _write_json(out: Path | None, document: dict[str, Any]) -> None:
+    if out is None:
+        return
+    import json
+
+    from taxi_duration.atomic import atomic_file
+
+    with atomic_file(out) as tmp:
+        tmp.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    console.print(f"results in {out}")
 
 
 def _validate(settings: Settings, inputs: list[str], out: Path, overwrite: bool, features: bool = False) -> Any:

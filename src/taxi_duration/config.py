@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     engine: Engine = Field(Engine.DUCKDB, description="duckdb (embedded, default), pandas, or spark.")
     spark_master: str = Field("local[*]", description="Spark master URL: local[*], spark://host:7077, yarn...")
     spark_driver_memory: str = Field("4g", description="spark.driver.memory for sessions this tool starts.")
+    spark_parallelism: int = Field(2, ge=1, description="Models the Spark search fits at once.")
+    feature_set: str = Field("with_distance", description="Features models train on: with_distance or pretrip.")
     duckdb_memory_limit: str | None = Field(None, description="DuckDB memory_limit, e.g. '2GB'.")
     mlflow_tracking_uri: str | None = Field(
         None, description="MLflow tracking URI; defaults to MLFLOW_TRACKING_URI, then a SQLite store in data_dir."

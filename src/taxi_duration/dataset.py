@@ -2,12 +2,17 @@
 training window only.
 
 Every month is validated by the same job as `taxi-duration validate`, so the rows a model sees are the
-clean rows a user can inspect, and the store is built from the training months' clean rows alone.
+clean rows a user can inspect; of those, the trips inside `TARGET_RANGE` are modeled, and the store is built
+from the training months' modeled rows alone. The parts stay lazy frames on the runtime's engine: Spark
+trains on them where they lie, the embedded path turns them into pandas.
+
+Beside them, the *course rows*: every trip of 1-60 minutes as read, uncleaned, which is what the course
+baseline trains on and how it is judged in its own right.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,41 +23,58 @@ from taxi_duration import feature_store as fs
 from taxi_duration import schema as s
 from taxi_duration.engines import Runtime
 from taxi_duration.errors import UsageError
-from taxi_duration.features import featurize
+from taxi_duration.features import featurize, in_target_range
 from taxi_duration.inputs import InputFile
 from taxi_duration.months import Month
 from taxi_duration.quality import CLEAN_DIR, QualityReport, validate
+from taxi_duration.readers import read_trips
 from taxi_duration.splits import TimeSplit
-from taxi_duration.validation import REPAIRS_COL
+from taxi_duration.validation import REPAIRS_COL, apply_repairs
 
 ROLES = ("train", "validate", "test")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Prepared:
-    """The three parts of a split as pandas frames of features, store features and target."""
+    """The three parts of a split (clean rows, and the course's uncleaned rows): features, store features and
+    target, as lazy frames on one engine."""
 
     split: TimeSplit
     store: fs.FeatureStore
-    frames: dict[str, pd.DataFrame]
+    parts: dict[str, nw.LazyFrame[Any]]
+    course_parts: dict[str, nw.LazyFrame[Any]]
     quality: dict[str, QualityReport]
+    files: dict[str, list[InputFile]]
+    _pandas: dict[tuple[str, bool], pd.DataFrame] = field(default_factory=dict, repr=False)
+
+    def pandas(self, role: str, course_rows: bool = False) -> pd.DataFrame:
+        """One part as a pandas frame in pickup order (collected once)."""
+        key = (role, course_rows)
+        if key not in self._pandas:
+            part = (self.course_parts if course_rows else self.parts)[role]
+            self._pandas[key] = part.sort(s.PICKUP).collect().to_pandas()
+        return self._pandas[key]
 
 
 def prepare(runtime: Runtime, files: list[InputFile], split: TimeSplit, workdir: Path) -> Prepared:
-    """Validate the files of each role, build the store on the training clean rows, attach it to all."""
-    by_role = _files_by_role(files, split)
-    quality, featurized = {}, {}
+    """Validate the files of each role, build the store on the training rows, attach it to every part."""
+    by_role = files_by_role(files, split)
+    quality, featurized, course = {}, {}, {}
     for role in ROLES:
         quality[role] = validate(runtime, by_role[role], workdir / "validated" / role, overwrite=True)
         clean = runtime.scan_parquet(workdir / "validated" / role / CLEAN_DIR).drop(s.REASONS, REPAIRS_COL)
-        featurized[role] = featurize(runtime, clean, keep=(s.PICKUP,))
+        featurized[role] = featurize(runtime, clean, keep=(s.PICKUP,)).filter(in_target_range())
+        as_read = apply_repairs(read_trips(runtime, by_role[role]))
+        course[role] = featurize(runtime, as_read, keep=(s.PICKUP,)).filter(in_target_range())
     store = fs.build(runtime, featurized["train"], split.train[0], split.train[-1], workdir / "feature_store")
     tables = store.tables(runtime)
-    frames = {role: _to_pandas(fs.attach(featurized[role], store, tables)) for role in ROLES}
-    return Prepared(split, store, frames, quality)
+    parts = {role: fs.attach(featurized[role], store, tables) for role in ROLES}
+    course_parts = {role: fs.attach(course[role], store, tables) for role in ROLES}
+    return Prepared(split, store, parts, course_parts, quality, by_role)
 
 
-def _files_by_role(files: list[InputFile], split: TimeSplit) -> dict[str, list[InputFile]]:
+def files_by_role(files: list[InputFile], split: TimeSplit) -> dict[str, list[InputFile]]:
+    """The input files of each part of the split; files of other months are left out."""
     by_role: dict[str, list[InputFile]] = {role: [] for role in ROLES}
     for f in files:
         if f.month is None:
@@ -64,7 +86,3 @@ def _files_by_role(files: list[InputFile], split: TimeSplit) -> dict[str, list[I
         if not found:
             raise UsageError(f"no input file for the {role} part of the split ({split})")
     return by_role
-
-
-def _to_pandas(frame: nw.LazyFrame[Any]) -> pd.DataFrame:
-    return frame.sort(s.PICKUP).collect().to_pandas()

@@ -151,7 +151,7 @@ class Runtime:
         if self.engine is Engine.SPARK:
             # narwhals has no dt.total_seconds on Spark; timestampdiff works on TIMESTAMP_NTZ and truncates
             # toward zero like the other engines.
-            from pyspark.sql import functions as F  # noqa: N812
+            from pyspark.sql import functions as F
 
             native = frame.to_native().withColumn(name, F.expr(f"timestampdiff(SECOND, `{start}`, `{end}`)"))
             return nw.from_native(native).with_columns(nw.col(name).cast(nw.Int64()))

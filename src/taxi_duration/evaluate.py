@@ -1,21 +1,26 @@
 """Metrics in minutes, overall and by borough and hour band: what every model and baseline is judged by.
 
-RMSLE is the Kaggle NYC trip-duration metric; predictions below zero are clipped to zero before it, as a
-duration cannot be negative.
+The metrics are computed from sums (squared error, absolute error, ...) aggregated by pickup borough and
+hour on the frame's own engine, so a month of predictions on Spark is scored where it lies and only a small
+table of sums reaches the driver. RMSLE is the Kaggle NYC trip-duration metric; predictions below zero are
+clipped to zero before it, as a duration cannot be negative.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import narwhals as nw
 import numpy as np
 import pandas as pd
-from sklearn.metrics import (
-    mean_absolute_error,
-    r2_score,
-    root_mean_squared_error,
-    root_mean_squared_log_error,
-)
+
+from taxi_duration.features import TARGET
+
+BOROUGH, HOUR = "pu_borough", "pickup_hour"
+# Prediction columns every scored frame carries: ours, then the baselines it must beat.
+MODEL = "model"
+BASELINES = ("course", "zone_pair_median", "global_mean")
+METRICS = ("rmse", "mae", "r2", "rmsle")
 
 # Hour bands with different traffic: (label, first hour, last hour).
 HOUR_BANDS: tuple[tuple[str, int, int], ...] = (
@@ -26,19 +31,7 @@ HOUR_BANDS: tuple[tuple[str, int, int], ...] = (
     ("evening 20-23", 20, 23),
 )
 
-
-def metrics(actual: Any, predicted: Any) -> dict[str, float]:
-    """RMSE, MAE, R2 and RMSLE (all in minutes but R2) and the row count."""
-    y, p = np.asarray(actual, dtype=float), np.asarray(predicted, dtype=float)
-    if len(y) == 0:
-        return {"rows": 0, "rmse": float("nan"), "mae": float("nan"), "r2": float("nan"), "rmsle": float("nan")}
-    return {
-        "rows": len(y),
-        "rmse": float(root_mean_squared_error(y, p)),
-        "mae": float(mean_absolute_error(y, p)),
-        "r2": float(r2_score(y, p)) if len(y) > 1 else float("nan"),
-        "rmsle": float(root_mean_squared_log_error(np.clip(y, 0, None), np.clip(p, 0, None))),
-    }
+Scores = dict[str, dict[str, dict[str, float]]]
 
 
 def hour_band(hour: Any) -> np.ndarray:
@@ -50,15 +43,61 @@ def hour_band(hour: Any) -> np.ndarray:
     return labels
 
 
-def breakdown(actual: Any, predicted: Any, borough: Any, hour: Any) -> dict[str, dict[str, dict[str, float]]]:
-    """Metrics overall, by pickup borough and by hour band."""
-    frame = pd.DataFrame(
-        {"y": np.asarray(actual, float), "p": np.asarray(predicted, float), "borough": borough, "band": hour_band(hour)}
-    )
+def _log1p(expr: nw.Expr) -> nw.Expr:
+    return (expr.clip(lower_bound=0.0) + 1.0).log()
+
+
+def sums(frame: Any, predictions: list[str], target: str = TARGET) -> pd.DataFrame:
+    """Per (borough, hour): row count and the sums every metric is built from, one row per group.
+
+    `frame` is a narwhals frame on any engine with `target`, `pu_borough`, `pickup_hour` and the
+    prediction columns.
+    """
+    y = nw.col(target)
+    terms = {"y": y, "yy": y * y}
+    for p in predictions:
+        err, log_err = nw.col(p) - y, _log1p(nw.col(p)) - _log1p(y)
+        terms |= {f"{p}:se": err * err, f"{p}:ae": err.abs(), f"{p}:sle": log_err * log_err}
+    # Row terms first, then plain sums: the one form of group-by every engine (pandas too) runs natively.
+    rows = frame.select(BOROUGH, HOUR, nw.lit(1).alias("n"), **terms)
+    table = rows.group_by(BOROUGH, HOUR).agg(nw.col("n", *terms).sum())
+    if isinstance(table, nw.LazyFrame):
+        table = table.collect()
+    return table.to_pandas()
+
+
+def _from_sums(row: pd.Series, p: str) -> dict[str, float]:
+    n = int(row["n"])
+    if n == 0:
+        return {"rows": 0, **dict.fromkeys(METRICS, float("nan"))}
+    total = row["yy"] - row["y"] ** 2 / n
     return {
-        "overall": {"all": metrics(frame.y, frame.p)},
-        "by_borough": {str(k): metrics(g.y, g.p) for k, g in frame.groupby("borough", sort=True)},
-        "by_hour_band": {
-            label: metrics(frame.y[frame.band == label], frame.p[frame.band == label]) for label, _, _ in HOUR_BANDS
-        },
+        "rows": n,
+        "rmse": float(np.sqrt(row[f"{p}:se"] / n)),
+        "mae": float(row[f"{p}:ae"] / n),
+        "r2": float(1 - row[f"{p}:se"] / total) if n > 1 and total > 0 else float("nan"),
+        "rmsle": float(np.sqrt(row[f"{p}:sle"] / n)),
     }
+
+
+def score(frame: Any, predictions: list[str], target: str = TARGET) -> dict[str, Scores]:
+    """For each prediction column: metrics overall, by pickup borough and by hour band."""
+    table = sums(frame, predictions, target).assign(band=lambda t: hour_band(t[HOUR]))
+    numeric = table.drop(columns=[BOROUGH, HOUR, "band"])
+    overall = numeric.sum()
+    by_borough = numeric.groupby(table[BOROUGH]).sum()
+    by_band = numeric.groupby(table["band"]).sum().reindex([b for b, _, _ in HOUR_BANDS], fill_value=0)
+    return {
+        p: {
+            "overall": {"all": _from_sums(overall, p)},
+            "by_borough": {str(k): _from_sums(r, p) for k, r in by_borough.sort_index().iterrows()},
+            "by_hour_band": {str(k): _from_sums(r, p) for k, r in by_band.iterrows()},
+        }
+        for p in predictions
+    }
+
+
+def metrics(actual: Any, predicted: Any) -> dict[str, float]:
+    """RMSE, MAE, R2 and RMSLE (all in minutes but R2) and the row count, for arrays."""
+    frame = pd.DataFrame({TARGET: np.asarray(actual, float), "p": np.asarray(predicted, float), BOROUGH: "", HOUR: 0})
+    return score(nw.from_native(frame, eager_only=True), ["p"])["p"]["overall"]["all"]

@@ -24,6 +24,9 @@ from taxi_duration.engines import Runtime
 from taxi_duration.zones import AIRPORT_ZONES, UNKNOWN_BOROUGH, boroughs
 
 TARGET = "duration_min"
+# The trips every model learns from and is judged on: the course's 1-60 minute window, so that our models
+# and the baselines are scored on the very same rows. Longer clean trips stay in the validated output.
+TARGET_RANGE = (1.0, 60.0)
 HOLIDAY_YEARS = range(2009, 2036)
 
 
@@ -149,6 +152,11 @@ def featurize(runtime: Runtime, trips: nw.LazyFrame[Any], keep: tuple[str, ...] 
     """Clean canonical trips -> features and the target (and the columns in `keep`): the batch path."""
     zones = runtime.from_arrow(zone_table())
     return add_features(add_target(runtime, trips), zones, keep=(*keep, TARGET))
+
+
+def in_target_range() -> nw.Expr:
+    """True for trips inside `TARGET_RANGE` (ends included)."""
+    return nw.col(TARGET).is_between(*TARGET_RANGE, closed="both")
 
 
 def add_target(runtime: Runtime, frame: nw.LazyFrame[Any]) -> nw.LazyFrame[Any]:

@@ -39,6 +39,14 @@ class TimeSplit:
             raise UsageError(f"a time-honest split needs at least 3 months of data, got {len(ordered)}")
         return cls(tuple(ordered[:-2]), ordered[-2], ordered[-1])
 
+    @classmethod
+    def after(cls, train: list[Month]) -> TimeSplit:
+        """Train on `train`, validate on the month after it, test on the month after that."""
+        ordered = sorted(set(train))
+        if not ordered:
+            raise UsageError("a split needs at least one training month")
+        return cls(tuple(ordered), ordered[-1].next(), ordered[-1].next().next())
+
     def role(self, month: Month) -> str | None:
         """'train', 'validate', 'test', or None for a month outside the split."""
         if month in self.train:

@@ -104,7 +104,7 @@ def _by_status(rows: list[tuple[str, str, str | None, str | None, int]]) -> dict
 def pyspark(out: Path, files: list[str]) -> dict[str, int]:
     """The job in plain PySpark, tuned as the project tunes its own sessions."""
     from pyspark.sql import Window
-    from pyspark.sql import functions as F  # noqa: N812
+    from pyspark.sql import functions as F
 
     from taxi_duration.spark import get_spark
 

@@ -1,0 +1,165 @@
+"""The model as MLflow stores, registers and serves it: raw trips in, minutes out.
+
+A trained model is a *bundle*, one folder holding everything a prediction needs, so that a model version
+is self-contained and any process (the API, `evaluate`, `mlflow models serve`) rebuilds the same features:
+
+    meta.json          what was trained: kind, feature set, training window, validation scores
+    feature_store/     the store version the model was trained against
+    model/             the fitted predictor (a scikit-learn pipeline, or an MLlib PipelineModel)
+    course_baseline/   the course baseline fitted on the same rows, for `evaluate` to score beside us
+
+The bundle is logged as an MLflow pyfunc whose `predict` takes trips with canonical or TLC column names.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import joblib
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
+
+from taxi_duration import schema as s
+from taxi_duration.errors import UsageError
+from taxi_duration.feature_store import FeatureStore
+from taxi_duration.online import features_table, trips_table
+
+META, STORE_DIR, MODEL_DIR, COURSE_DIR = "meta.json", "feature_store", "model", "course_baseline"
+PAIR_MEDIAN = "fs_pair_median_min"  # the store's zone-pair median: the zone-pair-median baseline
+
+# What a caller sends: the trip as known at booking (distance when the model's feature set uses it).
+INPUT_SCHEMA = Schema(
+    [
+        ColSpec("datetime", s.PICKUP),
+        ColSpec("long", s.PU_ZONE),
+        ColSpec("long", s.DO_ZONE),
+        ColSpec("long", s.PASSENGERS, required=False),
+        ColSpec("double", s.DISTANCE, required=False),
+        ColSpec("long", s.VENDOR, required=False),
+    ]
+)
+INPUT_COLUMNS: tuple[str, ...] = tuple(str(c.name) for c in INPUT_SCHEMA.inputs)
+SIGNATURE = ModelSignature(inputs=INPUT_SCHEMA, outputs=Schema([ColSpec("double", "duration_minutes")]))
+
+
+class Predictor(Protocol):
+    """A fitted model over feature frames."""
+
+    kind: str
+
+    def predict(self, features: pd.DataFrame) -> np.ndarray:
+        """Minutes for each row of features."""
+        ...
+
+    def save(self, path: Path) -> None:
+        """Write the fitted model to a new folder."""
+        ...
+
+
+@dataclass
+class SklearnPredictor:
+    """Anything with scikit-learn's `predict(frame)`, kept with joblib."""
+
+    estimator: Any
+    kind: str = "sklearn"
+
+    def predict(self, features: pd.DataFrame) -> np.ndarray:
+        """Minutes for each row of features."""
+        return np.asarray(self.estimator.predict(features), dtype=float)
+
+    def save(self, path: Path) -> None:
+        """Write the estimator as one joblib file in a new folder."""
+        path.mkdir(parents=True)
+        joblib.dump(self.estimator, path / "estimator.joblib")
+
+    @classmethod
+    def load(cls, path: Path) -> SklearnPredictor:
+        """Read a folder written by `save`."""
+        return cls(joblib.load(path / "estimator.joblib"))
+
+
+def _load_mllib(path: Path) -> Predictor:
+    from taxi_duration.train_spark import MllibPredictor
+
+    return MllibPredictor.load(path)
+
+
+LOADERS: dict[str, Callable[[Path], Predictor]] = {"sklearn": SklearnPredictor.load, "mllib": _load_mllib}
+
+
+@dataclass
+class Meta:
+    """What a bundle holds, in words a person (and `GET /model`) can read."""
+
+    name: str
+    kind: str
+    feature_set: str
+    train_months: list[str]
+    validate_month: str
+    store_version: str
+    target_range: tuple[float, float]
+    global_mean: float
+    params: dict[str, Any] = field(default_factory=dict)
+    validation: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Bundle:
+    """An opened bundle: features and predictions for raw trips."""
+
+    path: Path
+    meta: Meta
+    store: FeatureStore
+    model: Predictor
+    course: Predictor
+
+    @classmethod
+    def open(cls, path: Path) -> Bundle:
+        """Open a bundle folder written by `write`."""
+        if not (path / META).is_file():
+            raise UsageError(f"{path}: not a taxi-duration model (no {META})")
+        meta = Meta(**json.loads((path / META).read_text()))
+        model = LOADERS[meta.kind](path / MODEL_DIR)
+        course = LOADERS[meta.kind](path / COURSE_DIR)
+        return cls(path, meta, FeatureStore.open(path / STORE_DIR), model, course)
+
+    def features(self, trips: pd.DataFrame) -> pd.DataFrame:
+        """Raw trips (canonical or TLC names) -> model inputs, in input order."""
+        missing = [c.name for c in INPUT_SCHEMA.inputs if c.required and c.name not in s.resolve_aliases(list(trips))]
+        if missing:
+            raise UsageError(f"trips lack required column(s): {', '.join(missing)}")
+        return features_table(trips_table(trips), self.store).to_pandas()
+
+    def predict(self, trips: pd.DataFrame) -> np.ndarray:
+        """Predicted minutes for raw trips, never below zero."""
+        return np.clip(self.model.predict(self.features(trips)), 0.0, None)
+
+
+def write(path: Path, meta: Meta, store: FeatureStore, model: Predictor, course: Predictor) -> Path:
+    """Write a bundle folder (which must not exist yet) and return it."""
+    path.mkdir(parents=True)
+    (path / META).write_text(json.dumps(asdict(meta), indent=2) + "\n")
+    shutil.copytree(store.path, path / STORE_DIR)
+    model.save(path / MODEL_DIR)
+    course.save(path / COURSE_DIR)
+    return path
+
+
+class TripDurationModel(mlflow.pyfunc.PythonModel):
+    """The MLflow face of a bundle: `predict(trips) -> minutes`."""
+
+    def load_context(self, context: Any) -> None:
+        """Open the bundle MLflow unpacked."""
+        self.bundle = Bundle.open(Path(context.artifacts["bundle"]))
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> np.ndarray:
+        """Predicted minutes, one per trip."""
+        return self.bundle.predict(model_input)

@@ -1,0 +1,69 @@
+"""The figures every training run logs: how close predictions are, when the model errs, what it relies on."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: training runs on servers without a display
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+from taxi_duration.evaluate import Scores
+
+
+def predicted_vs_actual(actual: np.ndarray, predicted: np.ndarray, title: str) -> Figure:
+    """A hexbin of predicted against actual minutes, with the line a perfect model would draw."""
+    fig, ax = plt.subplots(figsize=(6, 5.5), layout="constrained")
+    top = float(np.percentile(actual, 99.5)) if len(actual) else 1.0
+    hb = ax.hexbin(actual, predicted, gridsize=60, extent=(0, top, 0, top), bins="log", cmap="viridis", mincnt=1)
+    ax.plot([0, top], [0, top], color="tab:red", lw=1, label="predicted = actual")
+    ax.set(xlabel="actual minutes", ylabel="predicted minutes", title=title, xlim=(0, top), ylim=(0, top))
+    ax.legend(loc="upper left")
+    fig.colorbar(hb, ax=ax, label="trips (log)")
+    return fig
+
+
+def residuals_by_hour(actual: np.ndarray, predicted: np.ndarray, hour: np.ndarray, title: str) -> Figure:
+    """Residuals (predicted - actual) by pickup hour: median and the 10-90% band."""
+    residual = np.asarray(predicted) - np.asarray(actual)
+    hours = np.arange(24)
+    q = np.array(
+        [np.percentile(residual[hour == h], [10, 50, 90]) if (hour == h).any() else [np.nan] * 3 for h in hours]
+    )
+    fig, ax = plt.subplots(figsize=(8, 4), layout="constrained")
+    ax.fill_between(hours, q[:, 0], q[:, 2], alpha=0.3, label="10-90% of trips")
+    ax.plot(hours, q[:, 1], marker="o", label="median")
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set(xlabel="pickup hour", ylabel="predicted - actual (minutes)", title=title, xticks=hours[::2])
+    ax.legend()
+    return fig
+
+
+def feature_importance(importances: Mapping[str, float], title: str, top: int = 20) -> Figure:
+    """The `top` features by importance, largest at the top, as shares of the total."""
+    total = sum(importances.values()) or 1.0
+    ranked = sorted(importances.items(), key=lambda kv: kv[1])[-top:]
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(ranked) + 1.2), layout="constrained")
+    ax.barh([k for k, _ in ranked], [v / total for _, v in ranked], color="tab:blue")
+    ax.set(xlabel="share of total importance", title=title)
+    return fig
+
+
+def rmse_by_borough(scores: Mapping[str, Scores], title: str) -> Figure:
+    """RMSE by pickup borough for the model and each baseline, side by side."""
+    names = list(scores)
+    boroughs = sorted({b for s in scores.values() for b, m in s["by_borough"].items() if m["rows"]})
+    fig, ax = plt.subplots(figsize=(9, 4), layout="constrained")
+    width = 0.8 / len(names)
+    x = np.arange(len(boroughs))
+    for i, name in enumerate(names):
+        values = [scores[name]["by_borough"].get(b, {}).get("rmse", np.nan) for b in boroughs]
+        ax.bar(x + i * width, values, width, label=name)
+    ax.set_xticks(x + 0.4 - width / 2, boroughs)
+    ax.set(ylabel="RMSE (minutes)", title=title)
+    ax.legend()
+    return fig

@@ -1,0 +1,182 @@
+"""MLflow: where runs, models and the champion live, and the rule that moves the champion.
+
+The embedded default needs no server: a SQLite tracking store and an artifact folder under the data dir.
+Any tracking URI the user sets (a real `mlflow server`, Databricks) is used as is.
+
+The champion rule: a new version takes the `champion` alias only when it beats the current champion on
+the same validation data. When the champion was judged on other data, it is scored again on this data
+before the comparison. A training process that dies leaves its run RUNNING; the next training marks such
+runs FAILED and deletes any version they registered that never got a decision, so the registry never
+shows a half-registered model.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import RunStatus
+from mlflow.exceptions import MlflowException
+
+from taxi_duration.config import Settings
+
+EXPERIMENT = "taxi-duration"
+MODEL_NAME = "taxi-duration"
+CHAMPION = "champion"
+
+# Tags this project writes, in one namespace.
+PID_TAG, HOST_TAG = "taxi_duration.pid", "taxi_duration.host"
+OUTCOME_TAG = "taxi_duration.outcome"
+DECISION_TAG, VALIDATION_TAG, RMSE_TAG = "taxi_duration.decision", "taxi_duration.validation", "taxi_duration.rmse"
+PENDING = "pending"
+
+
+@dataclass(frozen=True)
+class Store:
+    """An MLflow tracking store and registry, connected."""
+
+    client: MlflowClient
+    tracking_uri: str
+    experiment_id: str
+
+    @property
+    def ui_command(self) -> str:
+        """The command that opens this store in the MLflow UI."""
+        if self.tracking_uri.startswith(("http://", "https://", "databricks")):
+            return f"open {self.tracking_uri}"
+        return f"mlflow ui --backend-store-uri {self.tracking_uri}"
+
+
+def connect(settings: Settings) -> Store:
+    """Point MLflow at the configured store, creating the embedded one and the experiment when missing."""
+    uri = str(settings.mlflow_tracking_uri)
+    artifacts: str | None = None
+    if uri.startswith("sqlite:///"):
+        db = Path(uri.removeprefix("sqlite:///"))
+        db.parent.mkdir(parents=True, exist_ok=True)
+        artifacts = (db.parent / "artifacts").resolve().as_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = MlflowClient(uri, uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    experiment_id = (
+        experiment.experiment_id
+        if experiment is not None
+        else client.create_experiment(EXPERIMENT, artifact_location=artifacts)
+    )
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return Store(client, uri, experiment_id)
+
+
+def run_tags(extra: dict[str, str]) -> dict[str, str]:
+    """Tags every training run carries: who runs it (to recover from a crash) and the code it ran."""
+    tags = {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname(), **extra}
+    commit = _git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False)
+    except OSError:
+        return None
+    return out.stdout.strip() or None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover(store: Store) -> list[str]:
+    """Close runs whose process died on this host, and delete the undecided versions they registered.
+
+    Returns what was repaired, one line each.
+    """
+    repaired: list[str] = []
+    host = socket.gethostname()
+    running = store.client.search_runs([store.experiment_id], "attributes.status = 'RUNNING'")
+    for run in running:
+        tags = run.data.tags
+        if tags.get(HOST_TAG) != host or not tags.get(PID_TAG, "").isdigit() or _alive(int(tags[PID_TAG])):
+            continue
+        store.client.set_tag(run.info.run_id, OUTCOME_TAG, "killed: its process died before the run ended")
+        store.client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
+        repaired.append(f"run {run.info.run_id} was left running by a dead process: marked FAILED")
+    champion = champion_version(store)
+    for version in store.client.search_model_versions(f"name = '{MODEL_NAME}'"):
+        if version.tags.get(DECISION_TAG) != PENDING or version.version == champion:
+            continue
+        if store.client.get_run(version.run_id).info.status == "RUNNING":
+            continue
+        store.client.delete_model_version(MODEL_NAME, version.version)
+        repaired.append(f"{MODEL_NAME} version {version.version} was registered but never judged: deleted")
+    return repaired
+
+
+def champion_version(store: Store) -> str | None:
+    """The version the `champion` alias points at, or None."""
+    try:
+        return str(store.client.get_model_version_by_alias(MODEL_NAME, CHAMPION).version)
+    except MlflowException:
+        return None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What registration did: the new version, and whether it became the champion and why."""
+
+    version: str
+    promoted: bool
+    reason: str
+    champion_rmse: float | None
+
+
+def register(
+    store: Store,
+    model_uri: str,
+    run_id: str,
+    validation_key: str,
+    rmse: float,
+    rescore: Callable[[str], float],
+) -> Decision:
+    """Register a logged model and move `champion` to it only if it beats the champion on this validation data.
+
+    `validation_key` identifies the validation rows; `rescore(model_uri)` scores another version on them.
+    """
+    try:
+        store.client.create_registered_model(MODEL_NAME)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    tags = {DECISION_TAG: PENDING, VALIDATION_TAG: validation_key, RMSE_TAG: f"{rmse:.6f}"}
+    version = str(store.client.create_model_version(MODEL_NAME, model_uri, run_id=run_id, tags=tags).version)
+    current = champion_version(store)
+    if current is None:
+        promoted, reason, champion_rmse = True, "the first registered model", None
+    else:
+        old = store.client.get_model_version(MODEL_NAME, current)
+        if old.tags.get(VALIDATION_TAG) == validation_key and RMSE_TAG in old.tags:
+            champion_rmse = float(old.tags[RMSE_TAG])
+        else:
+            champion_rmse = rescore(f"models:/{MODEL_NAME}/{current}")
+        promoted = rmse < champion_rmse
+        verb = "beats" if promoted else "does not beat"
+        reason = f"RMSE {rmse:.4f} {verb} champion v{current} at {champion_rmse:.4f} on the same validation data"
+    if promoted:
+        store.client.set_registered_model_alias(MODEL_NAME, CHAMPION, version)
+    store.client.set_model_version_tag(MODEL_NAME, version, DECISION_TAG, "champion" if promoted else "not promoted")
+    return Decision(version, promoted, reason, champion_rmse)

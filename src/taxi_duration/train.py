@@ -1,0 +1,383 @@
+"""The training job: validate -> features -> train -> evaluate -> log -> register, on either pipeline.
+
+The embedded engine feeds the traditional pipeline (pandas -> scikit-learn + LightGBM); Spark feeds the
+big-data one (MLlib, trained where the data lies). Both are judged against the same baselines on the same
+validation and test rows, logged to the same MLflow experiment and registered under the same name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import narwhals as nw
+import numpy as np
+import pandas as pd
+
+from taxi_duration import evaluate, plots, tracking
+from taxi_duration import model as bundle_io
+from taxi_duration.baselines import CourseBaseline
+from taxi_duration.config import Engine, Settings
+from taxi_duration.dataset import Prepared, prepare
+from taxi_duration.engines import Runtime
+from taxi_duration.features import TARGET, TARGET_RANGE
+from taxi_duration.inputs import InputFile
+from taxi_duration.quality import QualityReport
+from taxi_duration.splits import TimeSplit
+
+STEPS = ("validate and featurize", "train", "evaluate", "log to MLflow", "register")
+# (name in scores and metrics, part, on the course's uncleaned rows?)
+SCORED = (
+    ("validate", "validate", False),
+    ("test", "test", False),
+    ("validate_course_rows", "validate", True),
+    ("test_course_rows", "test", True),
+)
+PLOT_SAMPLE = 50_000
+# Fault injection for the crash-recovery test: SIGKILL this process when the named step is reached.
+CRASH_ENV = "TAXI_DURATION_CRASH_AT"
+
+
+@dataclass
+class Outcome:
+    """What a training run produced, for the summary table and for scripts."""
+
+    run_id: str
+    model_uri: str
+    decision: tracking.Decision
+    engine: str
+    feature_set: str
+    chosen: str
+    split: str
+    quality: dict[str, QualityReport]
+    rows: dict[str, int]
+    scores: dict[str, dict[str, evaluate.Scores]]
+    tracking_uri: str
+    ui_command: str
+    elapsed_s: float
+
+    def overall(self, role: str) -> dict[str, dict[str, float]]:
+        """Overall metrics of the model and each baseline on one part."""
+        return {name: s["overall"]["all"] for name, s in self.scores[role].items()}
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fingerprint(files: dict[str, list[InputFile]], quality: dict[str, QualityReport], rows: dict[str, int]) -> dict:
+    """Which data a run saw: every file (name, bytes, SHA-256, month), and rows read, clean and modeled."""
+    return {
+        role: {
+            "files": [
+                {"name": f.path.name, "bytes": f.path.stat().st_size, "sha256": file_digest(f.path), "month": f.month}
+                for f in found
+            ],
+            "input_rows": quality[role].input_rows,
+            "clean_rows": quality[role].clean_rows,
+            "modeled_rows": rows[role],
+        }
+        for role, found in files.items()
+    }
+
+
+def validation_key(data: dict[str, Any]) -> str:
+    """One id for the validation rows: the same files under the same target range give the same key."""
+    part = data["validate"]
+    identity = {"files": [f["sha256"] for f in part["files"]], "rows": part["modeled_rows"], "range": TARGET_RANGE}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def requirements() -> list[str]:
+    """The model's pip requirements: this package's own runtime pins (no extras), read from its metadata."""
+    needed = importlib.metadata.requires("taxi-duration-predictor") or []
+    return [r.split(";")[0].strip() for r in needed if "extra ==" not in r]
+
+
+def _checkpoint(step: str) -> None:
+    if os.environ.get(CRASH_ENV) == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass
+class _Trained:
+    kind: str
+    model: Any
+    course: Any
+    chosen: str
+    params: dict[str, Any]
+    importances: dict[str, float]
+    global_mean: float
+    candidates: list[dict[str, Any]]
+
+
+def _train_local(prepared: Prepared, feature_set: str) -> _Trained:
+    from taxi_duration import train_local
+
+    train = prepared.pandas("train")
+    pipeline = train_local.fit(train, feature_set)
+    booster = pipeline.named_steps["model"].booster_
+    names = list(pipeline[:-1].get_feature_names_out())
+    importances = dict(zip(names, booster.feature_importance(importance_type="gain").tolist(), strict=True))
+    return _Trained(
+        kind="sklearn",
+        model=bundle_io.SklearnPredictor(pipeline),
+        course=bundle_io.SklearnPredictor(CourseBaseline().fit(prepared.pandas("train", course_rows=True))),
+        chosen="lightgbm",
+        params=dict(train_local.LGBM_PARAMS),
+        importances=importances,
+        global_mean=float(train[TARGET].mean()),
+        candidates=[],
+    )
+
+
+def _train_spark(prepared: Prepared, feature_set: str, settings: Settings) -> _Trained:
+    from pyspark.sql import functions as F
+
+    from taxi_duration import train_spark
+
+    train, validate = prepared.parts["train"].to_native(), prepared.parts["validate"].to_native()
+    result = train_spark.fit(train, validate, feature_set, parallelism=settings.spark_parallelism)
+    mean = train.agg(F.avg(TARGET)).first()
+    return _Trained(
+        kind="mllib",
+        model=result.chosen,
+        course=train_spark.fit_course(prepared.course_parts["train"].to_native()),
+        chosen=result.name,
+        params=result.params,
+        importances=result.importances,
+        global_mean=float(mean[0]) if mean is not None else float("nan"),
+        candidates=[{"name": c.name, "params": c.params, "validate_rmse": c.rmse} for c in result.candidates],
+    )
+
+
+def _predictions(prepared: Prepared, role: str, course_rows: bool, trained: _Trained) -> Any:
+    """One part with a column per model and baseline, as a narwhals frame on the part's engine."""
+    keep = [TARGET, evaluate.BOROUGH, evaluate.HOUR, *bundle_io.INPUT_COLUMNS]
+    if trained.kind == "mllib":
+        from pyspark.sql import functions as F
+
+        frame = trained.model.transform(
+            (prepared.course_parts if course_rows else prepared.parts)[role].to_native()
+        ).withColumnRenamed("prediction", evaluate.MODEL)
+        frame = trained.course.transform(frame).withColumnRenamed("prediction", "course")
+        frame = frame.select(
+            *keep,
+            evaluate.MODEL,
+            "course",
+            F.col(bundle_io.PAIR_MEDIAN).alias("zone_pair_median"),
+            F.lit(trained.global_mean).alias("global_mean"),
+        )
+        return nw.from_native(frame)
+    part = prepared.pandas(role, course_rows)
+    frame = part[keep].assign(
+        **{
+            evaluate.MODEL: np.clip(trained.model.predict(part), 0.0, None),
+            "course": trained.course.predict(part),
+            "zone_pair_median": part[bundle_io.PAIR_MEDIAN],
+            "global_mean": trained.global_mean,
+        }
+    )
+    return nw.from_native(frame, eager_only=True)
+
+
+def _sample(frame: Any, rows: int, total: int) -> pd.DataFrame:
+    native = frame.to_native()
+    if isinstance(native, pd.DataFrame):
+        return native.sample(min(rows, len(native)), random_state=0)
+    return native.sample(fraction=min(1.0, rows / max(total, 1)), seed=0).toPandas()
+
+
+def _log_figures(sample: pd.DataFrame, scores: dict[str, evaluate.Scores], importances: dict[str, float]) -> None:
+    y, p, hour = sample[TARGET].to_numpy(), sample[evaluate.MODEL].to_numpy(), sample[evaluate.HOUR].to_numpy()
+    figures = {
+        "plots/predicted_vs_actual.png": plots.predicted_vs_actual(y, p, "Validation month: predicted vs actual"),
+        "plots/residuals_by_hour.png": plots.residuals_by_hour(y, p, hour, "Validation month: residuals by hour"),
+        "plots/rmse_by_borough.png": plots.rmse_by_borough(scores, "Validation RMSE by pickup borough"),
+    }
+    if importances:
+        figures["plots/feature_importance.png"] = plots.feature_importance(importances, "Feature importance (gain)")
+    for path, fig in figures.items():
+        mlflow.log_figure(fig, path)
+        plots.plt.close(fig)
+
+
+def _log_metrics(scores: dict[str, dict[str, evaluate.Scores]]) -> None:
+    values = {
+        f"{role}_{name}_{metric}": value
+        for role, by_name in scores.items()
+        for name, result in by_name.items()
+        for metric, value in result["overall"]["all"].items()
+        if metric != "rows" and np.isfinite(value)
+    }
+    mlflow.log_metrics(values)
+
+
+def _rescorer(prepared: Prepared) -> Callable[[str], float]:
+    def rescore(model_uri: str) -> float:
+        champion = mlflow.pyfunc.load_model(model_uri)
+        raw = prepared.pandas("validate")  # only when the champion was judged on other data
+        predicted = np.asarray(champion.predict(raw[list(bundle_io.INPUT_COLUMNS)]), dtype=float)
+        return evaluate.metrics(raw[TARGET], predicted)["rmse"]
+
+    return rescore
+
+
+def train(
+    settings: Settings,
+    files: list[InputFile],
+    split: TimeSplit,
+    feature_set: str,
+    on_step: Callable[[str], None] = lambda step: None,
+) -> Outcome:
+    """Run the whole job and return what it produced; the MLflow run is FINISHED only if every step was."""
+    started = time.perf_counter()
+    store = tracking.connect(settings)
+    tracking.recover(store)
+    runtime = Runtime.open(settings)
+    work = Path(tempfile.mkdtemp(prefix="train-", dir=_mkdir(settings.data_dir / "tmp")))
+    engine = str(runtime.engine)
+    tags = tracking.run_tags({"engine": engine, "feature_set": feature_set})
+    try:
+        with mlflow.start_run(run_name=f"{engine}-{feature_set}-{split.validate}", tags=tags) as run:
+            on_step(STEPS[0])
+            prepared = prepare(runtime, files, split, work / "data")
+            rows = {role: int(part.select(nw.len()).collect().item()) for role, part in prepared.parts.items()}
+            data = fingerprint(prepared.files, prepared.quality, rows)
+            mlflow.log_dict(data, "data.json")
+            mlflow.log_dict({r: q.to_dict() for r, q in prepared.quality.items()}, "quality.json")
+            _checkpoint("train")
+            on_step(STEPS[1])
+            trained = (
+                _train_spark(prepared, feature_set, settings)
+                if runtime.engine is Engine.SPARK
+                else _train_local(prepared, feature_set)
+            )
+            mlflow.log_params(
+                {
+                    "engine": engine,
+                    "feature_set": feature_set,
+                    "model": trained.chosen,
+                    "train_months": ",".join(map(str, split.train)),
+                    "validate_month": str(split.validate),
+                    "test_month": str(split.test),
+                    "feature_store_version": prepared.store.manifest.version,
+                    "target_range_min": f"{TARGET_RANGE[0]}-{TARGET_RANGE[1]}",
+                    **{f"model.{k}": v for k, v in _flat(trained.params).items()},
+                }
+            )
+            if trained.candidates:
+                mlflow.log_dict(trained.candidates, "candidates.json")
+            on_step(STEPS[2])
+            scores, sample = {}, pd.DataFrame()
+            for name, role, course_rows in SCORED:
+                frame = _predictions(prepared, role, course_rows, trained)
+                scores[name] = evaluate.score(frame, [evaluate.MODEL, *evaluate.BASELINES])
+                if name == "validate":
+                    sample = _sample(frame, PLOT_SAMPLE, rows[role])
+            _log_metrics(scores)
+            mlflow.log_dict(scores, "scores.json")
+            _log_figures(sample, scores["validate"], trained.importances)
+            on_step(STEPS[3])
+            validation = scores["validate"][evaluate.MODEL]["overall"]["all"]
+            meta = bundle_io.Meta(
+                name=tracking.MODEL_NAME,
+                kind=trained.kind,
+                feature_set=feature_set,
+                train_months=[str(m) for m in split.train],
+                validate_month=str(split.validate),
+                store_version=prepared.store.manifest.version,
+                target_range=TARGET_RANGE,
+                global_mean=trained.global_mean,
+                params={"model": trained.chosen, **_flat(trained.params)},
+                validation=validation,
+            )
+            bundle = bundle_io.write(work / "bundle", meta, prepared.store, trained.model, trained.course)
+            example = sample[list(bundle_io.INPUT_COLUMNS)].head(5)
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=bundle_io.TripDurationModel(),
+                artifacts={"bundle": str(bundle)},
+                signature=bundle_io.SIGNATURE,
+                input_example=example
+                if example is not None and len(example.columns) == len(bundle_io.INPUT_COLUMNS)
+                else None,
+                pip_requirements=requirements(),
+            )
+            _checkpoint("register")
+            on_step(STEPS[4])
+            decision = tracking.register(
+                store,
+                info.model_uri,
+                run.info.run_id,
+                validation_key(data),
+                validation["rmse"],
+                _rescorer(prepared),
+            )
+            mlflow.set_tag(tracking.OUTCOME_TAG, decision.reason)
+        return Outcome(
+            run_id=run.info.run_id,
+            model_uri=f"models:/{tracking.MODEL_NAME}/{decision.version}",
+            decision=decision,
+            engine=engine,
+            feature_set=feature_set,
+            chosen=trained.chosen,
+            split=str(split),
+            quality=prepared.quality,
+            rows=rows,
+            scores=scores,
+            tracking_uri=store.tracking_uri,
+            ui_command=store.ui_command,
+            elapsed_s=time.perf_counter() - started,
+        )
+    finally:
+        runtime.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _flat(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, dict):
+            out |= _flat(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def outcome_json(outcome: Outcome) -> dict[str, Any]:
+    """The outcome as a JSON-ready dict (for `--out` files and scripts)."""
+    return {
+        "run_id": outcome.run_id,
+        "model_uri": outcome.model_uri,
+        "decision": asdict(outcome.decision),
+        "engine": outcome.engine,
+        "feature_set": outcome.feature_set,
+        "model": outcome.chosen,
+        "split": outcome.split,
+        "rows": outcome.rows,
+        "scores": outcome.scores,
+        "tracking_uri": outcome.tracking_uri,
+        "elapsed_s": round(outcome.elapsed_s, 1),
+    }
