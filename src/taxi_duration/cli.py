@@ -174,6 +174,10 @@ TrainMonthsOpt = Annotated[
 # `--data a.parquet b.parquet` (what a shell glob after --data gives) and `--data a --data b` both work: the
 # values after the first one arrive as arguments and are merged.
 MoreDataArg = Annotated[list[str] | None, typer.Argument(help="More trip files, globs or folders.", show_default=False)]
+SearchOpt = Annotated[
+    str | None,
+    typer.Option("--search", help="full (default): the documented models; quick: small ones, for a smoke test."),
+]
 OutJsonOpt = Annotated[Path | None, typer.Option("--out", help="Also write the results to this JSON file.")]
 
 
@@ -187,6 +191,7 @@ def run(
     engine: EngineOpt = None,
     feature_set: FeatureSetOpt = None,
     train_months: TrainMonthsOpt = None,
+    search: SearchOpt = None,
     data_dir: Annotated[Path | None, typer.Option(help="Root for generated data, outputs and MLflow.")] = None,
     out: OutJsonOpt = None,
     config: ConfigOpt = None,
@@ -196,7 +201,7 @@ def run(
     On a fresh clone with no data it first synthesizes three months of trips. `--engine spark` runs the
     big-data pipeline (MLlib) end to end.
     """
-    settings = _settings(config, engine, data_dir=data_dir, feature_set=feature_set)
+    settings = _settings(config, engine, data_dir=data_dir, feature_set=feature_set, search=search)
     data = [*(data or []), *(more or [])]
     if not data:
         synthetic = settings.data_dir / "synthetic"
@@ -213,6 +218,7 @@ def train(
     engine: EngineOpt = None,
     feature_set: FeatureSetOpt = None,
     train_months: TrainMonthsOpt = None,
+    search: SearchOpt = None,
     out: OutJsonOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -221,7 +227,7 @@ def train(
     The `champion` alias moves to the new version only if it beats the current champion on the same
     validation data. The tracking store is MLFLOW_TRACKING_URI when set, else SQLite under the data dir.
     """
-    _train(_settings(config, engine, feature_set=feature_set), [*data, *(more or [])], train_months, out)
+    _train(_settings(config, engine, feature_set=feature_set, search=search), [*data, *(more or [])], train_months, out)
 
 
 @app.command()

@@ -38,6 +38,13 @@ class Engine(StrEnum):
         return cls.DUCKDB if value == "local" else cls(value)
 
 
+class Search(StrEnum):
+    """How much model search training does."""
+
+    FULL = "full"
+    QUICK = "quick"
+
+
 class Settings(BaseSettings):
     """Every setting the commands share."""
 
@@ -48,6 +55,9 @@ class Settings(BaseSettings):
     spark_master: str = Field("local[*]", description="Spark master URL: local[*], spark://host:7077, yarn...")
     spark_driver_memory: str = Field("4g", description="spark.driver.memory for sessions this tool starts.")
     spark_parallelism: int = Field(2, ge=1, description="Models the Spark search fits at once.")
+    search: Search = Field(
+        Search.FULL, description="full: the documented models; quick: small ones, for smoke tests and trying things."
+    )
     feature_set: str = Field("with_distance", description="Features models train on: with_distance or pretrip.")
     duckdb_memory_limit: str | None = Field(None, description="DuckDB memory_limit, e.g. '2GB'.")
     mlflow_tracking_uri: str | None = Field(

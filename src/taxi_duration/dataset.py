@@ -6,8 +6,9 @@ clean rows a user can inspect; of those, the trips inside `TARGET_RANGE` are mod
 from the training months' modeled rows alone. The parts stay lazy frames on the runtime's engine: Spark
 trains on them where they lie, the embedded path turns them into pandas.
 
-Beside them, the *course rows*: every trip of 1-60 minutes as read, uncleaned, which is what the course
-baseline trains on and how it is judged in its own right.
+Beside them, the *course rows*: every trip of 1-60 minutes as read, uncleaned (only rows missing the
+course model's own inputs are left out, as it cannot use them), which is what the course baseline trains on
+and how it is judged in its own right.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def prepare(runtime: Runtime, files: list[InputFile], split: TimeSplit, workdir:
         clean = runtime.scan_parquet(workdir / "validated" / role / CLEAN_DIR).drop(s.REASONS, REPAIRS_COL)
         featurized[role] = featurize(runtime, clean, keep=(s.PICKUP,)).filter(in_target_range())
         as_read = apply_repairs(read_trips(runtime, by_role[role]))
-        course[role] = featurize(runtime, as_read, keep=(s.PICKUP,)).filter(in_target_range())
+        usable = ~(nw.col(s.PU_ZONE).is_null() | nw.col(s.DO_ZONE).is_null() | nw.col(s.DISTANCE).is_null())
+        course[role] = featurize(runtime, as_read.filter(usable), keep=(s.PICKUP,)).filter(in_target_range())
     store = fs.build(runtime, featurized["train"], split.train[0], split.train[-1], workdir / "feature_store")
     tables = store.tables(runtime)
     parts = {role: fs.attach(featurized[role], store, tables) for role in ROLES}

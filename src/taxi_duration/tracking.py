@@ -13,6 +13,7 @@ shows a half-registered model.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 from collections.abc import Callable
@@ -35,6 +36,14 @@ PID_TAG, HOST_TAG = "taxi_duration.pid", "taxi_duration.host"
 OUTCOME_TAG = "taxi_duration.outcome"
 DECISION_TAG, VALIDATION_TAG, RMSE_TAG = "taxi_duration.decision", "taxi_duration.validation", "taxi_duration.rmse"
 PENDING = "pending"
+# Fault injection for the crash-recovery tests: SIGKILL this process when the named point is reached.
+CRASH_ENV = "TAXI_DURATION_CRASH_AT"
+
+
+def crash_point(name: str) -> None:
+    """Die here, as a power cut would, if `TAXI_DURATION_CRASH_AT` names this point."""
+    if os.environ.get(CRASH_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass(frozen=True)
@@ -118,7 +127,7 @@ def recover(store: Store) -> list[str]:
         repaired.append(f"run {run.info.run_id} was left running by a dead process: marked FAILED")
     champion = champion_version(store)
     for version in store.client.search_model_versions(f"name = '{MODEL_NAME}'"):
-        if version.tags.get(DECISION_TAG) != PENDING or version.version == champion:
+        if version.tags.get(DECISION_TAG) != PENDING or str(version.version) == champion:
             continue
         if store.client.get_run(version.run_id).info.status == "RUNNING":
             continue
@@ -164,6 +173,7 @@ def register(
             raise
     tags = {DECISION_TAG: PENDING, VALIDATION_TAG: validation_key, RMSE_TAG: f"{rmse:.6f}"}
     version = str(store.client.create_model_version(MODEL_NAME, model_uri, run_id=run_id, tags=tags).version)
+    crash_point("decide")
     current = champion_version(store)
     if current is None:
         promoted, reason, champion_rmse = True, "the first registered model", None

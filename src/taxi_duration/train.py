@@ -10,9 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
-import os
 import shutil
-import signal
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,7 +26,7 @@ import pandas as pd
 from taxi_duration import evaluate, plots, tracking
 from taxi_duration import model as bundle_io
 from taxi_duration.baselines import CourseBaseline
-from taxi_duration.config import Engine, Settings
+from taxi_duration.config import Engine, Search, Settings
 from taxi_duration.dataset import Prepared, prepare
 from taxi_duration.engines import Runtime
 from taxi_duration.features import TARGET, TARGET_RANGE
@@ -45,8 +43,6 @@ SCORED = (
     ("test_course_rows", "test", True),
 )
 PLOT_SAMPLE = 50_000
-# Fault injection for the crash-recovery test: SIGKILL this process when the named step is reached.
-CRASH_ENV = "TAXI_DURATION_CRASH_AT"
 
 
 @dataclass
@@ -110,11 +106,6 @@ def requirements() -> list[str]:
     return [r.split(";")[0].strip() for r in needed if "extra ==" not in r]
 
 
-def _checkpoint(step: str) -> None:
-    if os.environ.get(CRASH_ENV) == step:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 @dataclass
 class _Trained:
     kind: str
@@ -127,11 +118,12 @@ class _Trained:
     candidates: list[dict[str, Any]]
 
 
-def _train_local(prepared: Prepared, feature_set: str) -> _Trained:
+def _train_local(prepared: Prepared, feature_set: str, settings: Settings) -> _Trained:
     from taxi_duration import train_local
 
     train = prepared.pandas("train")
-    pipeline = train_local.fit(train, feature_set)
+    quick = {"n_estimators": 100} if settings.search is Search.QUICK else {}
+    pipeline = train_local.fit(train, feature_set, **quick)
     booster = pipeline.named_steps["model"].booster_
     names = list(pipeline[:-1].get_feature_names_out())
     importances = dict(zip(names, booster.feature_importance(importance_type="gain").tolist(), strict=True))
@@ -140,7 +132,7 @@ def _train_local(prepared: Prepared, feature_set: str) -> _Trained:
         model=bundle_io.SklearnPredictor(pipeline),
         course=bundle_io.SklearnPredictor(CourseBaseline().fit(prepared.pandas("train", course_rows=True))),
         chosen="lightgbm",
-        params=dict(train_local.LGBM_PARAMS),
+        params={**train_local.LGBM_PARAMS, **quick},
         importances=importances,
         global_mean=float(train[TARGET].mean()),
         candidates=[],
@@ -153,7 +145,8 @@ def _train_spark(prepared: Prepared, feature_set: str, settings: Settings) -> _T
     from taxi_duration import train_spark
 
     train, validate = prepared.parts["train"].to_native(), prepared.parts["validate"].to_native()
-    result = train_spark.fit(train, validate, feature_set, parallelism=settings.spark_parallelism)
+    quick = settings.search is Search.QUICK
+    result = train_spark.fit(train, validate, feature_set, parallelism=settings.spark_parallelism, quick=quick)
     mean = train.agg(F.avg(TARGET)).first()
     return _Trained(
         kind="mllib",
@@ -262,12 +255,12 @@ def train(
             data = fingerprint(prepared.files, prepared.quality, rows)
             mlflow.log_dict(data, "data.json")
             mlflow.log_dict({r: q.to_dict() for r, q in prepared.quality.items()}, "quality.json")
-            _checkpoint("train")
+            tracking.crash_point("train")
             on_step(STEPS[1])
             trained = (
                 _train_spark(prepared, feature_set, settings)
                 if runtime.engine is Engine.SPARK
-                else _train_local(prepared, feature_set)
+                else _train_local(prepared, feature_set, settings)
             )
             mlflow.log_params(
                 {
@@ -320,7 +313,7 @@ def train(
                 else None,
                 pip_requirements=requirements(),
             )
-            _checkpoint("register")
+            tracking.crash_point("register")
             on_step(STEPS[4])
             decision = tracking.register(
                 store,

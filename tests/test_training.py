@@ -1,0 +1,162 @@
+"""The training job end to end, on a real MLflow store and registry: runs, artifacts, the champion rule,
+crash recovery, and `evaluate` agreeing with what training logged."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from taxi_duration import tracking
+from taxi_duration.config import Settings, load_settings
+from taxi_duration.inputs import InputFile, check_all, discover
+from taxi_duration.months import parse_months
+from taxi_duration.scorecard import score_files
+from taxi_duration.splits import TimeSplit
+from taxi_duration.synth import generate
+from taxi_duration.train import Outcome, train
+
+SPLIT = TimeSplit.last_two_held_out(parse_months("2023-01..2023-03"))
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory: pytest.TempPathFactory) -> list[InputFile]:
+    root = tmp_path_factory.mktemp("raw")
+    generate(24_000, parse_months("2023-01..2023-03"), root, seed=3)
+    return check_all(discover([root]))
+
+
+def settings_in(root: Path, **overrides: str) -> Settings:
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    return load_settings(data_dir=root, mlflow_tracking_uri=uri, search="quick", **overrides)
+
+
+@pytest.fixture(scope="module")
+def first(raw: list[InputFile], tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Outcome]:
+    settings = settings_in(tmp_path_factory.mktemp("store"), feature_set="pretrip")
+    return settings, train(settings, raw, SPLIT, "pretrip")
+
+
+def test_a_run_logs_everything_and_beats_the_mean(first: tuple[Settings, Outcome]) -> None:
+    settings, outcome = first
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    run = client.get_run(outcome.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["feature_set"] == "pretrip"
+    assert run.data.params["feature_store_version"]
+    assert run.data.tags[tracking.PID_TAG] == str(os.getpid())
+    metrics = run.data.metrics
+    assert metrics["validate_model_rmse"] < 0.9 * metrics["validate_global_mean_rmse"]
+    assert {"test_model_rmse", "validate_course_rmse", "validate_course_rows_course_rmse"} <= set(metrics)
+    artifacts = {a.path for a in client.list_artifacts(outcome.run_id)}
+    assert {"data.json", "quality.json", "scores.json", "plots"} <= artifacts
+    plots = {a.path for a in client.list_artifacts(outcome.run_id, "plots")}
+    assert "plots/predicted_vs_actual.png" in plots
+    assert "plots/feature_importance.png" in plots
+    data = client.download_artifacts(outcome.run_id, "data.json")
+    assert "sha256" in Path(data).read_text()
+
+
+def test_the_first_model_becomes_champion(first: tuple[Settings, Outcome]) -> None:
+    settings, outcome = first
+    assert outcome.decision.promoted
+    store = tracking.connect(settings)
+    assert tracking.champion_version(store) == outcome.decision.version
+
+
+def test_evaluate_reproduces_the_logged_validation_scores(raw: list[InputFile], first: tuple[Settings, Outcome]) -> None:
+    settings, outcome = first
+    validation_files = [f for f in raw if f.month == 202302]
+    result = score_files(settings, "models:/taxi-duration@champion", validation_files)
+    logged = outcome.overall("validate")
+    for name in ("model", "course", "zone_pair_median", "global_mean"):
+        assert result["metrics"][name]["rmse"] == pytest.approx(logged[name]["rmse"], rel=1e-9)
+        assert result["metrics"][name]["rows"] == logged[name]["rows"]
+
+
+def test_champion_moves_only_for_a_better_model_on_the_same_validation_data(
+    raw: list[InputFile], tmp_path: Path
+) -> None:
+    settings = settings_in(tmp_path)
+    pretrip = train(settings, raw, SPLIT, "pretrip")
+    with_distance = train(settings, raw, SPLIT, "with_distance")
+    again = train(settings, raw, SPLIT, "pretrip")
+    assert pretrip.decision.promoted
+    assert with_distance.decision.promoted
+    assert with_distance.decision.champion_rmse == pytest.approx(pretrip.overall("validate")["model"]["rmse"])
+    assert not again.decision.promoted
+    assert "does not beat" in again.decision.reason
+    assert tracking.champion_version(tracking.connect(settings)) == with_distance.decision.version
+
+
+def test_a_champion_judged_on_other_months_is_scored_again(raw: list[InputFile], tmp_path: Path) -> None:
+    settings = settings_in(tmp_path)
+    store = tracking.connect(settings)
+    first = train(settings, raw, SPLIT, "pretrip")
+    rescored: list[str] = []
+
+    def rescore(uri: str) -> float:
+        rescored.append(uri)
+        return 1.0
+
+    with_run = tracking.mlflow.start_run()
+    decision = tracking.register(store, first.model_uri, with_run.info.run_id, "other-month", 2.0, rescore)
+    tracking.mlflow.end_run()
+    assert rescored == [f"models:/taxi-duration/{first.decision.version}"]
+    assert not decision.promoted
+    assert decision.champion_rmse == 1.0
+
+
+@pytest.mark.parametrize("point", ["train", "decide"])
+def test_a_killed_training_leaves_no_broken_run_or_half_registered_model(
+    raw: list[InputFile], tmp_path: Path, point: str
+) -> None:
+    settings = settings_in(tmp_path)
+    env = {
+        **os.environ,
+        tracking.CRASH_ENV: point,
+        "TAXI_DURATION_DATA_DIR": str(tmp_path),
+        "MLFLOW_TRACKING_URI": str(settings.mlflow_tracking_uri),
+        "TAXI_DURATION_SEARCH": "quick",
+    }
+    args = ["train", "--data", *(str(f.path) for f in raw)]
+    killed = subprocess.run([sys.executable, "-m", "taxi_duration", *args], env=env, capture_output=True, timeout=300)
+    assert killed.returncode == -9
+    store = tracking.connect(settings)
+    left = store.client.search_runs([store.experiment_id])
+    assert [r.info.status for r in left] == ["RUNNING"]
+    versions = store.client.search_model_versions("name = 'taxi-duration'")
+    assert len(versions) == (1 if point == "decide" else 0)
+
+    outcome = train(settings, raw, SPLIT, "with_distance")
+    dead = store.client.get_run(left[0].info.run_id)
+    assert dead.info.status == "FAILED"
+    assert "killed" in dead.data.tags[tracking.OUTCOME_TAG]
+    remaining = store.client.search_model_versions("name = 'taxi-duration'")
+    assert [str(v.version) for v in remaining] == [outcome.decision.version]
+    assert outcome.decision.promoted
+
+
+def test_too_few_months_is_a_clear_error(raw: list[InputFile], tmp_path: Path) -> None:
+    from taxi_duration.errors import UsageError
+
+    with pytest.raises(UsageError, match="no input file for the test part"):
+        train(settings_in(tmp_path), [f for f in raw if f.month != 202303], SPLIT, "pretrip")
+
+
+@pytest.mark.spark
+def test_spark_pipeline_end_to_end(raw: list[InputFile], tmp_path: Path, spark: object) -> None:
+    settings = settings_in(tmp_path, engine="spark", spark_master="local[2]", spark_driver_memory="1g")
+    outcome = train(settings, raw, SPLIT, "with_distance")
+    scores = outcome.overall("validate")
+    assert outcome.engine == "spark"
+    assert outcome.chosen in ("linear", "gbt", "ensemble")
+    assert scores["model"]["rmse"] < 0.9 * scores["global_mean"]["rmse"]
+    candidates = MlflowClient(settings.mlflow_tracking_uri).download_artifacts(outcome.run_id, "candidates.json")
+    assert '"gbt"' in Path(candidates).read_text()
+    result = score_files(settings, outcome.model_uri, [f for f in raw if f.month == 202302])
+    assert result["metrics"]["model"]["rmse"] == pytest.approx(scores["model"]["rmse"], rel=1e-6)
