@@ -11,7 +11,7 @@ help: ## List the targets
 setup: ## Create .venv, install the package with its extras, install Java for Spark when missing
 	@bash scripts/setup.sh
 
-run: setup ## The main job on embedded defaults: synthesize data if none, validate, report
+run: setup ## The main job on embedded defaults: synthesize data if none, validate, train, register in MLflow
 	$(BIN)/taxi-duration run
 
 test: setup ## Run the test suite (Spark tests share one local session)

@@ -276,7 +276,8 @@ def _train(settings: Settings, data: list[str], train_months: str | None, out: P
             if seen:
                 progress.advance(task)
             seen.append(step)
-            progress.update(task, description=step)
+            if step in STEPS:
+                progress.update(task, description=step)
 
         outcome = run_training(settings, files, split, settings.feature_set, on_step)
         progress.update(task, completed=len(STEPS), description="done")
@@ -306,8 +307,11 @@ def _metrics_table(
 
 
 def _print_outcome(outcome: Any) -> None:
+    from taxi_duration.features import TARGET_RANGE
+
     rows = Table(title=f"Data ({outcome.split})", title_justify="left")
-    for col in ("part", "input rows", "clean", "quarantined", "modeled (1-60 min)"):
+    modeled = f"modeled ({TARGET_RANGE[0]:g}-{TARGET_RANGE[1]:g} min)"
+    for col in ("part", "input rows", "clean", "quarantined", modeled):
         rows.add_column(col, justify="left" if col == "part" else "right")
     for role, report in outcome.quality.items():
         rows.add_row(
@@ -325,7 +329,8 @@ def _print_outcome(outcome: Any) -> None:
     status = "[green]now the champion[/green]" if d.promoted else "[yellow]not promoted[/yellow]"
     out.print(f"model: taxi-duration v{d.version}, {status}: {d.reason}")
     out.print(f"MLflow run {outcome.run_id} in {outcome.tracking_uri}; open it with: {outcome.ui_command}")
-    out.print(f"done in {outcome.elapsed_s:.0f} s")
+    steps = ", ".join(f"{name} {s:.0f} s" for name, s in outcome.step_s.items())
+    out.print(f"done in {outcome.elapsed_s:.0f} s ({steps})")
 
 
 def _write_json(out: Path | None, document: dict[str, Any]) -> None:

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import joblib
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature
+from mlflow.pyfunc import PythonModel
 from mlflow.types import ColSpec, Schema
 
 from taxi_duration import schema as s
@@ -133,7 +133,9 @@ class Bundle:
 
     def features(self, trips: pd.DataFrame) -> pd.DataFrame:
         """Raw trips (canonical or TLC names) -> model inputs, in input order."""
-        missing = [c.name for c in INPUT_SCHEMA.inputs if c.required and c.name not in s.resolve_aliases(list(trips))]
+        missing = [
+            str(c.name) for c in INPUT_SCHEMA.inputs if c.required and c.name not in s.resolve_aliases(list(trips))
+        ]
         if missing:
             raise UsageError(f"trips lack required column(s): {', '.join(missing)}")
         return features_table(trips_table(trips), self.store).to_pandas()
@@ -153,7 +155,7 @@ def write(path: Path, meta: Meta, store: FeatureStore, model: Predictor, course:
     return path
 
 
-class TripDurationModel(mlflow.pyfunc.PythonModel):
+class TripDurationModel(PythonModel):
     """The MLflow face of a bundle: `predict(trips) -> minutes`."""
 
     def load_context(self, context: Any) -> None:

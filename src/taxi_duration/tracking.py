@@ -129,7 +129,7 @@ def recover(store: Store) -> list[str]:
     for version in store.client.search_model_versions(f"name = '{MODEL_NAME}'"):
         if version.tags.get(DECISION_TAG) != PENDING or str(version.version) == champion:
             continue
-        if store.client.get_run(version.run_id).info.status == "RUNNING":
+        if version.run_id and store.client.get_run(version.run_id).info.status == "RUNNING":
             continue
         store.client.delete_model_version(MODEL_NAME, version.version)
         repaired.append(f"{MODEL_NAME} version {version.version} was registered but never judged: deleted")

@@ -62,6 +62,7 @@ class Outcome:
     tracking_uri: str
     ui_command: str
     elapsed_s: float
+    step_s: dict[str, float]
 
     def overall(self, role: str) -> dict[str, dict[str, float]]:
         """Overall metrics of the model and each baseline on one part."""
@@ -241,6 +242,16 @@ def train(
 ) -> Outcome:
     """Run the whole job and return what it produced; the MLflow run is FINISHED only if every step was."""
     started = time.perf_counter()
+    step_s: dict[str, float] = {}
+    marks: list[tuple[str, float]] = []
+
+    def step(name: str) -> None:
+        now = time.perf_counter()
+        if marks:
+            step_s[marks[-1][0]] = now - marks[-1][1]
+        marks.append((name, now))
+        on_step(name)
+
     store = tracking.connect(settings)
     tracking.recover(store)
     runtime = Runtime.open(settings)
@@ -249,14 +260,14 @@ def train(
     tags = tracking.run_tags({"engine": engine, "feature_set": feature_set})
     try:
         with mlflow.start_run(run_name=f"{engine}-{feature_set}-{split.validate}", tags=tags) as run:
-            on_step(STEPS[0])
+            step(STEPS[0])
             prepared = prepare(runtime, files, split, work / "data")
             rows = {role: int(part.select(nw.len()).collect().item()) for role, part in prepared.parts.items()}
             data = fingerprint(prepared.files, prepared.quality, rows)
             mlflow.log_dict(data, "data.json")
             mlflow.log_dict({r: q.to_dict() for r, q in prepared.quality.items()}, "quality.json")
             tracking.crash_point("train")
-            on_step(STEPS[1])
+            step(STEPS[1])
             trained = (
                 _train_spark(prepared, feature_set, settings)
                 if runtime.engine is Engine.SPARK
@@ -276,8 +287,8 @@ def train(
                 }
             )
             if trained.candidates:
-                mlflow.log_dict(trained.candidates, "candidates.json")
-            on_step(STEPS[2])
+                mlflow.log_dict({"candidates": trained.candidates}, "candidates.json")
+            step(STEPS[2])
             scores, sample = {}, pd.DataFrame()
             for name, role, course_rows in SCORED:
                 frame = _predictions(prepared, role, course_rows, trained)
@@ -287,7 +298,7 @@ def train(
             _log_metrics(scores)
             mlflow.log_dict(scores, "scores.json")
             _log_figures(sample, scores["validate"], trained.importances)
-            on_step(STEPS[3])
+            step(STEPS[3])
             validation = scores["validate"][evaluate.MODEL]["overall"]["all"]
             meta = bundle_io.Meta(
                 name=tracking.MODEL_NAME,
@@ -314,7 +325,7 @@ def train(
                 pip_requirements=requirements(),
             )
             tracking.crash_point("register")
-            on_step(STEPS[4])
+            step(STEPS[4])
             decision = tracking.register(
                 store,
                 info.model_uri,
@@ -324,6 +335,8 @@ def train(
                 _rescorer(prepared),
             )
             mlflow.set_tag(tracking.OUTCOME_TAG, decision.reason)
+            step("done")
+            mlflow.log_dict(step_s, "timings.json")
         return Outcome(
             run_id=run.info.run_id,
             model_uri=f"models:/{tracking.MODEL_NAME}/{decision.version}",
@@ -338,6 +351,7 @@ def train(
             tracking_uri=store.tracking_uri,
             ui_command=store.ui_command,
             elapsed_s=time.perf_counter() - started,
+            step_s=step_s,
         )
     finally:
         runtime.close()
@@ -373,4 +387,5 @@ def outcome_json(outcome: Outcome) -> dict[str, Any]:
         "scores": outcome.scores,
         "tracking_uri": outcome.tracking_uri,
         "elapsed_s": round(outcome.elapsed_s, 1),
+        "step_s": {k: round(v, 1) for k, v in outcome.step_s.items()},
     }
