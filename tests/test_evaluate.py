@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-import pytest
-
 import narwhals as nw
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pytest
 
-from taxi_duration.evaluate import hour_band, metrics, score
 from taxi_duration.engines import Runtime
+from taxi_duration.evaluate import hour_band, metrics, score
 from tests.conftest import ALL_ENGINES
 
 

@@ -4,10 +4,13 @@ crash recovery, and `evaluate` agreeing with what training logged."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from mlflow import MlflowClient
 
@@ -68,7 +71,9 @@ def test_the_first_model_becomes_champion(first: tuple[Settings, Outcome]) -> No
     assert tracking.champion_version(store) == outcome.decision.version
 
 
-def test_evaluate_reproduces_the_logged_validation_scores(raw: list[InputFile], first: tuple[Settings, Outcome]) -> None:
+def test_evaluate_reproduces_the_logged_validation_scores(
+    raw: list[InputFile], first: tuple[Settings, Outcome]
+) -> None:
     settings, outcome = first
     validation_files = [f for f in raw if f.month == 202302]
     result = score_files(settings, "models:/taxi-duration@champion", validation_files)
@@ -76,6 +81,49 @@ def test_evaluate_reproduces_the_logged_validation_scores(raw: list[InputFile], 
     for name in ("model", "course", "zone_pair_median", "global_mean"):
         assert result["metrics"][name]["rmse"] == pytest.approx(logged[name]["rmse"], rel=1e-9)
         assert result["metrics"][name]["rows"] == logged[name]["rows"]
+
+
+def test_the_store_opens_in_the_mlflow_ui_with_run_plots_and_champion(first: tuple[Settings, Outcome]) -> None:
+    settings, outcome = first
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", str(settings.mlflow_tracking_uri),
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(f"{base}/health", server)
+        alias = httpx.get(
+            f"{base}/api/2.0/mlflow/registered-models/alias", params={"name": "taxi-duration", "alias": "champion"}
+        )
+        assert alias.status_code == 200, alias.text
+        assert alias.json()["model_version"]["version"] == outcome.decision.version
+        run = httpx.get(f"{base}/api/2.0/mlflow/runs/get", params={"run_id": outcome.run_id}).json()["run"]
+        assert run["info"]["status"] == "FINISHED"
+        plots = httpx.get(f"{base}/api/2.0/mlflow/artifacts/list", params={"run_id": outcome.run_id, "path": "plots"})
+        assert "plots/residuals_by_hour.png" in {f["path"] for f in plots.json()["files"]}
+        assert httpx.get(base).status_code == 200  # the UI's page itself
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _wait_until_up(url: str, server: subprocess.Popen[bytes], timeout_s: float = 90.0) -> None:
+    """Poll until the server answers (a condition, not a guess): fail fast if it died."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert server.poll() is None, "mlflow server exited"
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer within {timeout_s} s")
 
 
 def test_champion_moves_only_for_a_better_model_on_the_same_validation_data(
