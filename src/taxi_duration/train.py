@@ -123,6 +123,7 @@ def _train_local(prepared: Prepared, feature_set: str, settings: Settings) -> _T
     from taxi_duration import train_local
 
     train = prepared.pandas("train")
+    course_rows = prepared.course_parts["train"].select(*CourseBaseline.INPUTS, TARGET).collect().to_pandas()
     quick = {"n_estimators": 100} if settings.search is Search.QUICK else {}
     pipeline = train_local.fit(train, feature_set, **quick)
     booster = pipeline.named_steps["model"].booster_
@@ -131,7 +132,7 @@ def _train_local(prepared: Prepared, feature_set: str, settings: Settings) -> _T
     return _Trained(
         kind="sklearn",
         model=bundle_io.SklearnPredictor(pipeline),
-        course=bundle_io.SklearnPredictor(CourseBaseline().fit(prepared.pandas("train", course_rows=True))),
+        course=bundle_io.SklearnPredictor(CourseBaseline().fit(course_rows)),
         chosen="lightgbm",
         params={**train_local.LGBM_PARAMS, **quick},
         importances=importances,
