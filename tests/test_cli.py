@@ -71,3 +71,27 @@ def test_inspect_shows_rows_service_and_month(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "green" in result.stdout
     assert "202301" in result.stdout
+
+
+def test_train_needs_three_months_and_says_so(tmp_path: Path) -> None:
+    data = write_parquet(tmp_path / "green_tripdata_2023-01.parquet", [green_row()] * 3)
+    env_dir = tmp_path / "data"
+    result = cli("train", "--data", data, "--config", _config(tmp_path, env_dir))
+    assert result.returncode == 2
+    assert "a time-honest split needs at least 3 months of data, got 1" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_evaluate_with_a_model_that_does_not_exist_is_one_clear_line(tmp_path: Path) -> None:
+    data = write_parquet(tmp_path / "green_tripdata_2023-01.parquet", [green_row()] * 3)
+    result = cli("evaluate", "--model", "models:/taxi-duration/99", "--data", data, "--config", _config(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: cannot load model 'models:/taxi-duration/99'")
+    assert "Traceback" not in result.stderr
+
+
+def _config(tmp_path: Path, data_dir: Path | None = None) -> Path:
+    data_dir = data_dir or tmp_path / "data"
+    config = tmp_path / "taxi-duration.toml"
+    config.write_text(f'data_dir = "{data_dir}"\nmlflow_tracking_uri = "sqlite:///{data_dir}/mlflow.db"\n')
+    return config

@@ -12,6 +12,7 @@ shows a half-registered model.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -64,6 +65,8 @@ class Store:
 
 def connect(settings: Settings) -> Store:
     """Point MLflow at the configured store, creating the embedded one and the experiment when missing."""
+    # MLflow logs its routine steps at INFO on stderr; a command's output should be its own.
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     uri = str(settings.mlflow_tracking_uri)
     artifacts: str | None = None
     if uri.startswith("sqlite:///"):

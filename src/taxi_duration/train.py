@@ -317,7 +317,7 @@ def train(
             example = sample[list(bundle_io.INPUT_COLUMNS)].head(5)
             info = mlflow.pyfunc.log_model(
                 name="model",
-                python_model=bundle_io.TripDurationModel(),
+                python_model=str(Path(bundle_io.__file__).with_name("pyfunc_entry.py")),
                 artifacts={"bundle": str(bundle)},
                 signature=bundle_io.SIGNATURE,
                 input_example=example
