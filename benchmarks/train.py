@@ -64,7 +64,7 @@ def main() -> None:
             fit_s = outcome.get("step_s", {}).get("train", float("nan"))
             row = {
                 "engine": engine,
-                "pipeline": "MLlib" if engine == "spark" else "scikit-learn + LightGBM",
+                "pipeline": "Spark ML (MLlib + XGBoost)" if engine == "spark" else "scikit-learn + LightGBM",
                 "search": args.search,
                 "rows": rows,
                 "train_rows": trained,

@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -83,20 +85,29 @@ def test_evaluate_reproduces_the_logged_validation_scores(
         assert result["metrics"][name]["rows"] == logged[name]["rows"]
 
 
-def test_the_store_opens_in_the_mlflow_ui_with_run_plots_and_champion(first: tuple[Settings, Outcome]) -> None:
-    settings, outcome = first
+@contextmanager
+def mlflow_server(*args: str) -> Iterator[str]:
+    """A real `mlflow server` on a free loopback port, up and answering; yields its base URL."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", str(settings.mlflow_tracking_uri),
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        [sys.executable, "-m", "mlflow", "server", *args, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_until_up(f"{base}/health", server)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_the_store_opens_in_the_mlflow_ui_with_run_plots_and_champion(first: tuple[Settings, Outcome]) -> None:
+    settings, outcome = first
+    with mlflow_server("--backend-store-uri", str(settings.mlflow_tracking_uri)) as base:
         alias = httpx.get(
             f"{base}/api/2.0/mlflow/registered-models/alias", params={"name": "taxi-duration", "alias": "champion"}
         )
@@ -107,9 +118,18 @@ def test_the_store_opens_in_the_mlflow_ui_with_run_plots_and_champion(first: tup
         plots = httpx.get(f"{base}/api/2.0/mlflow/artifacts/list", params={"run_id": outcome.run_id, "path": "plots"})
         assert "plots/residuals_by_hour.png" in {f["path"] for f in plots.json()["files"]}
         assert httpx.get(base).status_code == 200  # the UI's page itself
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+
+
+def test_training_against_a_tracking_server(raw: list[InputFile], tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'server.db'}"
+    with mlflow_server("--backend-store-uri", store, "--artifacts-destination", str(tmp_path / "artifacts")) as base:
+        settings = load_settings(data_dir=tmp_path, mlflow_tracking_uri=base, search="quick")
+        outcome = train(settings, raw, SPLIT, "pretrip")
+        assert outcome.decision.promoted
+        assert outcome.ui_command == f"open {base}"
+        result = score_files(settings, "models:/taxi-duration@champion", [f for f in raw if f.month == 202302])
+        assert result["metrics"]["model"]["rmse"] == pytest.approx(outcome.overall("validate")["model"]["rmse"])
+    assert any((tmp_path / "artifacts").rglob("predicted_vs_actual.png"))
 
 
 def _wait_until_up(url: str, server: subprocess.Popen[bytes], timeout_s: float = 90.0) -> None:
