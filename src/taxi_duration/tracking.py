@@ -164,10 +164,12 @@ def register(
     validation_key: str,
     rmse: float,
     rescore: Callable[[str], float],
+    model_id: str | None = None,
 ) -> Decision:
     """Register a logged model and move `champion` to it only if it beats the champion on this validation data.
 
     `validation_key` identifies the validation rows; `rescore(model_uri)` scores another version on them.
+    `model_id` is the logged model's id (a tracking server needs it to resolve `models:/<id>` sources).
     """
     try:
         store.client.create_registered_model(MODEL_NAME)
@@ -175,7 +177,8 @@ def register(
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
     tags = {DECISION_TAG: PENDING, VALIDATION_TAG: validation_key, RMSE_TAG: f"{rmse:.6f}"}
-    version = str(store.client.create_model_version(MODEL_NAME, model_uri, run_id=run_id, tags=tags).version)
+    created = store.client.create_model_version(MODEL_NAME, model_uri, run_id=run_id, tags=tags, model_id=model_id)
+    version = str(created.version)
     crash_point("decide")
     current = champion_version(store)
     if current is None:

@@ -334,6 +334,7 @@ def train(
                 validation_key(data),
                 validation["rmse"],
                 _rescorer(prepared),
+                model_id=info.model_id,
             )
             mlflow.set_tag(tracking.OUTCOME_TAG, decision.reason)
             step("done")
