@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from typing import TYPE_CHECKING
 
 from taxi_duration.errors import EngineUnavailableError
@@ -84,6 +85,10 @@ def get_spark(master: str = "local[*]", driver_memory: str = "4g", app_name: str
     if master.startswith("local"):
         # A local driver talks only to itself: loopback avoids hostname look-ups and firewall prompts.
         builder = builder.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
+        # Python workers (pandas UDFs, XGBoost's trainer) must run this interpreter, with this environment's
+        # packages, not whatever `python3` is first on the PATH.
+        if "PYSPARK_PYTHON" not in os.environ:
+            builder = builder.config("spark.pyspark.python", sys.executable)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
