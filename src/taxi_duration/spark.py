@@ -86,9 +86,8 @@ def get_spark(master: str = "local[*]", driver_memory: str = "4g", app_name: str
         # A local driver talks only to itself: loopback avoids hostname look-ups and firewall prompts.
         builder = builder.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
         # Python workers (pandas UDFs, XGBoost's trainer) must run this interpreter, with this environment's
-        # packages, not whatever `python3` is first on the PATH.
-        if "PYSPARK_PYTHON" not in os.environ:
-            builder = builder.config("spark.pyspark.python", sys.executable)
+        # packages, not whatever `python3` is first on the PATH; PySpark reads the variable when it starts.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
