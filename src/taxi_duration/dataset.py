@@ -24,7 +24,7 @@ from taxi_duration import feature_store as fs
 from taxi_duration import schema as s
 from taxi_duration.engines import Runtime
 from taxi_duration.errors import UsageError
-from taxi_duration.features import featurize, in_target_range
+from taxi_duration.features import TARGET, featurize, in_target_range
 from taxi_duration.inputs import InputFile
 from taxi_duration.months import Month
 from taxi_duration.quality import CLEAN_DIR, QualityReport, validate
@@ -33,6 +33,9 @@ from taxi_duration.splits import TimeSplit
 from taxi_duration.validation import REPAIRS_COL, apply_repairs
 
 ROLES = ("train", "validate", "test")
+# Pickup time first, then enough of the trip to break ties: the same files give the same row order, so
+# the same model (engines return tied rows in any order they like).
+ORDER = (s.PICKUP, s.PU_ZONE, s.DO_ZONE, s.DISTANCE, TARGET, s.PASSENGERS, s.VENDOR)
 
 
 @dataclass
@@ -53,7 +56,7 @@ class Prepared:
         key = (role, course_rows)
         if key not in self._pandas:
             part = (self.course_parts if course_rows else self.parts)[role]
-            self._pandas[key] = part.sort(s.PICKUP).collect().to_pandas()
+            self._pandas[key] = part.sort(*ORDER).collect().to_pandas()
         return self._pandas[key]
 
 

@@ -30,6 +30,9 @@ LGBM_PARAMS: dict[str, Any] = {
     "subsample_freq": 1,
     "colsample_bytree": 0.8,
     "verbose": -1,
+    # Same rows in, same model out, whatever the thread scheduling.
+    "deterministic": True,
+    "force_row_wise": True,
 }
 
 
