@@ -72,6 +72,12 @@ class Settings(BaseSettings):
             )
         return self
 
+    def scratch_dir(self) -> Path:
+        """The folder for a job's working files under the data dir, created when missing."""
+        path = self.data_dir / "tmp"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
     @classmethod
     def settings_customise_sources(
         cls,

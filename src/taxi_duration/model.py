@@ -29,6 +29,7 @@ from mlflow.types import ColSpec, Schema
 
 from taxi_duration import schema as s
 from taxi_duration.errors import UsageError
+from taxi_duration.evaluate import BASELINES, MODEL
 from taxi_duration.feature_store import FeatureStore
 from taxi_duration.online import features_table, trips_table
 
@@ -143,6 +144,17 @@ class Bundle:
     def predict(self, trips: pd.DataFrame) -> np.ndarray:
         """Predicted minutes for raw trips, never below zero."""
         return np.clip(self.model.predict(self.features(trips)), 0.0, None)
+
+
+def scored_columns(features: pd.DataFrame, model: Predictor, course: Predictor, global_mean: float) -> dict[str, Any]:
+    """Our prediction and each baseline's for a frame of features, named as `evaluate.score` expects."""
+    course_name, pair_name, mean_name = BASELINES
+    return {
+        MODEL: np.clip(model.predict(features), 0.0, None),
+        course_name: course.predict(features),
+        pair_name: features[PAIR_MEDIAN],
+        mean_name: global_mean,
+    }
 
 
 def write(path: Path, meta: Meta, store: FeatureStore, model: Predictor, course: Predictor) -> Path:

@@ -12,7 +12,6 @@ from typing import Any
 
 import mlflow
 import narwhals as nw
-import numpy as np
 
 from taxi_duration import evaluate, tracking
 from taxi_duration.config import Settings
@@ -20,7 +19,7 @@ from taxi_duration.engines import Runtime
 from taxi_duration.errors import UsageError
 from taxi_duration.features import TARGET, add_target, in_target_range
 from taxi_duration.inputs import InputFile
-from taxi_duration.model import INPUT_COLUMNS, PAIR_MEDIAN, Bundle, TripDurationModel
+from taxi_duration.model import INPUT_COLUMNS, Bundle, TripDurationModel, scored_columns
 from taxi_duration.quality import CLEAN_DIR, validate
 
 
@@ -42,7 +41,7 @@ def score_files(settings: Settings, model_uri: str, files: list[InputFile]) -> d
     bundle = load_bundle(settings, model_uri)
     runtime = Runtime.open(settings)
     try:
-        with tempfile.TemporaryDirectory(dir=_tmp(settings)) as work:
+        with tempfile.TemporaryDirectory(dir=settings.scratch_dir()) as work:
             report = validate(runtime, files, Path(work) / "validated", overwrite=True)
             clean = runtime.scan_parquet(Path(work) / "validated" / CLEAN_DIR)
             trips = add_target(runtime, clean).filter(in_target_range()).select(*INPUT_COLUMNS, TARGET)
@@ -50,14 +49,9 @@ def score_files(settings: Settings, model_uri: str, files: list[InputFile]) -> d
     finally:
         runtime.close()
     features = bundle.features(raw)
+    meta = bundle.meta
     frame = features.assign(
-        **{
-            TARGET: raw[TARGET].to_numpy(),
-            evaluate.MODEL: np.clip(bundle.model.predict(features), 0.0, None),
-            "course": bundle.course.predict(features),
-            "zone_pair_median": features[PAIR_MEDIAN],
-            "global_mean": bundle.meta.global_mean,
-        }
+        **{TARGET: raw[TARGET].to_numpy()}, **scored_columns(features, bundle.model, bundle.course, meta.global_mean)
     )
     names = [evaluate.MODEL, *evaluate.BASELINES]
     scores = evaluate.score(nw.from_native(frame, eager_only=True), names)
@@ -73,9 +67,3 @@ def score_files(settings: Settings, model_uri: str, files: list[InputFile]) -> d
         "metrics": {name: scores[name]["overall"]["all"] for name in names},
         "breakdown": scores,
     }
-
-
-def _tmp(settings: Settings) -> Path:
-    path = settings.data_dir / "tmp"
-    path.mkdir(parents=True, exist_ok=True)
-    return path

@@ -171,24 +171,18 @@ def _predictions(prepared: Prepared, role: str, course_rows: bool, trained: _Tra
         frame = trained.model.transform(
             (prepared.course_parts if course_rows else prepared.parts)[role].to_native()
         ).withColumnRenamed("prediction", evaluate.MODEL)
-        frame = trained.course.transform(frame).withColumnRenamed("prediction", "course")
+        course, pair, mean = evaluate.BASELINES
+        frame = trained.course.transform(frame).withColumnRenamed("prediction", course)
         frame = frame.select(
             *keep,
             evaluate.MODEL,
-            "course",
-            F.col(bundle_io.PAIR_MEDIAN).alias("zone_pair_median"),
-            F.lit(trained.global_mean).alias("global_mean"),
+            course,
+            F.col(bundle_io.PAIR_MEDIAN).alias(pair),
+            F.lit(trained.global_mean).alias(mean),
         )
         return nw.from_native(frame)
     part = prepared.pandas(role, course_rows)
-    frame = part[keep].assign(
-        **{
-            evaluate.MODEL: np.clip(trained.model.predict(part), 0.0, None),
-            "course": trained.course.predict(part),
-            "zone_pair_median": part[bundle_io.PAIR_MEDIAN],
-            "global_mean": trained.global_mean,
-        }
-    )
+    frame = part[keep].assign(**bundle_io.scored_columns(part, trained.model, trained.course, trained.global_mean))
     return nw.from_native(frame, eager_only=True)
 
 
@@ -256,7 +250,7 @@ def train(
     store = tracking.connect(settings)
     tracking.recover(store)
     runtime = Runtime.open(settings)
-    work = Path(tempfile.mkdtemp(prefix="train-", dir=_mkdir(settings.data_dir / "tmp")))
+    work = Path(tempfile.mkdtemp(prefix="train-", dir=settings.scratch_dir()))
     engine = str(runtime.engine)
     tags = tracking.run_tags({"engine": engine, "feature_set": feature_set})
     try:
@@ -320,9 +314,7 @@ def train(
                 python_model=str(Path(bundle_io.__file__).with_name("pyfunc_entry.py")),
                 artifacts={"bundle": str(bundle)},
                 signature=bundle_io.SIGNATURE,
-                input_example=example
-                if example is not None and len(example.columns) == len(bundle_io.INPUT_COLUMNS)
-                else None,
+                input_example=example,
                 pip_requirements=requirements(),
             )
             tracking.crash_point("register")
@@ -358,11 +350,6 @@ def train(
     finally:
         runtime.close()
         shutil.rmtree(work, ignore_errors=True)
-
-
-def _mkdir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def _flat(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
