@@ -7,6 +7,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from taxi_duration import feature_store as fs
@@ -16,12 +18,13 @@ from taxi_duration.engines import Runtime
 from taxi_duration.features import BY_NAME, FEATURE_SETS, FEATURES, featurize
 from taxi_duration.inputs import check_all
 from taxi_duration.months import Month
-from taxi_duration.online import online_features
+from taxi_duration.online import FastFeatures, features_table, online_features, trips_table
 from taxi_duration.readers import read_trips
 from taxi_duration.validation import apply_repairs
 from tests.conftest import ALL_ENGINES, green_row, write_parquet
 
 FEATURE_NAMES = tuple(f.name for f in FEATURES)
+ALL_NAMES = (*FEATURE_NAMES, *fs.STORE_FEATURES)
 
 
 def trips(shift: timedelta = timedelta(0)) -> list[dict[str, Any]]:
@@ -90,6 +93,45 @@ def test_every_feature_is_the_same_on_every_engine_and_online(
     online = [online_features(trip, store) for trip in trips(timedelta(days=31))]
     assert_same(batch, online, (*FEATURE_NAMES, *fs.STORE_FEATURES))
     assert {r["fs_pair_level"] for r in batch} == {0, 1}
+    fast = FastFeatures(store)
+    assert_same(batch, [fast.one(canonical(trip)) for trip in trips(timedelta(days=31))], ALL_NAMES)
+
+
+def canonical(trip: dict[str, Any]) -> dict[str, Any]:
+    """A TLC-named trip as the API hands it to the fast path."""
+    names = {"lpep_pickup_datetime": s.PICKUP, "PULocationID": s.PU_ZONE, "DOLocationID": s.DO_ZONE}
+    names |= {"passenger_count": s.PASSENGERS, "trip_distance": s.DISTANCE, "VendorID": s.VENDOR}
+    return {new: trip[old] for old, new in names.items()}
+
+
+def random_trips(n: int, seed: int) -> pd.DataFrame:
+    """Trips at any minute of 2022-2024 (holidays, the store's own month included), any zones and inputs."""
+    rng = np.random.default_rng(seed)
+    seconds = rng.integers(0, 3 * 365 * 86_400, n)
+    distance = np.round(rng.exponential(3.0, n), 2)
+    return pd.DataFrame(
+        {
+            s.PICKUP: [datetime(2022, 1, 1) + timedelta(seconds=int(x)) for x in seconds],
+            s.PU_ZONE: rng.integers(1, 266, n),
+            s.DO_ZONE: rng.choice([74, 75, 41, 132, 236, *range(1, 266)], n),
+            s.PASSENGERS: pd.Series(rng.integers(-1, 10, n), dtype="Int64").where(lambda x: x >= 0),
+            s.DISTANCE: np.where(rng.random(n) < 0.05, np.nan, distance),
+            s.VENDOR: pd.Series(rng.choice([-1, 1, 2, 6], n), dtype="Int64").where(lambda x: x >= 0),
+        }
+    )
+
+
+def test_the_fast_path_gives_what_the_definitions_give_on_random_trips(store: fs.FeatureStore) -> None:
+    trips_ = random_trips(600, seed=11)
+    known = trips_.index < 200  # pairs the store knows well
+    trips_.loc[known, s.PU_ZONE] = [74, 132, 1, 138, 161, 236] * 33 + [74, 74]
+    trips_.loc[known, s.DO_ZONE] = [75, 236, 132] * 66 + [75, 75]
+    expected = features_table(trips_table(trips_), store).to_pylist()
+    fast = FastFeatures(store)
+    rows = [{k: (None if pd.isna(v) else v) for k, v in r.items()} for r in trips_.to_dict("records")]
+    got = [fast.one({**r, s.PICKUP: r[s.PICKUP].to_pydatetime()}) for r in rows]
+    assert_same(expected, got, ALL_NAMES)
+    assert {r["fs_pair_level"] for r in expected} >= {0, 3}  # known pairs and the global fallback both seen
 
 
 def test_values_are_what_the_definitions_say() -> None:

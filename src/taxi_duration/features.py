@@ -28,6 +28,7 @@ TARGET = "duration_min"
 # and the baselines are scored on the very same rows. Longer clean trips stay in the validated output.
 TARGET_RANGE = (1.0, 60.0)
 HOLIDAY_YEARS = range(2009, 2036)
+PICKUP_GRAIN = "hour"  # no feature reads the pickup finer than its hour
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,9 @@ class Feature:
     # Reads other features by name (computed first) rather than recomputing them: the weekday fix-up and
     # the borough strings are built once per row, not once per feature that uses them.
     derived: bool = False
+    # The canonical trip columns the value depends on (the pickup only to the hour: `PICKUP_GRAIN`). The
+    # online path caches each feature by these inputs; a test with random minutes and zones holds it to that.
+    reads: tuple[str, ...] = ()
 
 
 def _weekday() -> nw.Expr:
@@ -79,15 +83,31 @@ def _joined(*parts: nw.Expr) -> nw.Expr:
     return nw.concat_str([p.cast(nw.String()) for p in parts], separator="-")
 
 
+TIME, ZONES = (s.PICKUP,), (s.PU_ZONE, s.DO_ZONE)
 FEATURES: tuple[Feature, ...] = (
-    Feature("pickup_hour", nw.Int32(), False, lambda: nw.col(s.PICKUP).dt.hour(), "hour of pickup, 0-23"),
-    Feature("pickup_weekday", nw.Int32(), False, _weekday, "ISO day of week of pickup, Monday 1 .. Sunday 7"),
+    Feature("pickup_hour", nw.Int32(), False, lambda: nw.col(s.PICKUP).dt.hour(), "hour of pickup, 0-23", reads=TIME),
     Feature(
-        "is_weekend", nw.Int32(), False, lambda: _flag(nw.col("pickup_weekday") >= 6), "1 on Saturday and Sunday", True
+        "pickup_weekday", nw.Int32(), False, _weekday, "ISO day of week of pickup, Monday 1 .. Sunday 7", reads=TIME
     ),
-    Feature("pickup_month", nw.Int32(), False, lambda: nw.col(s.PICKUP).dt.month(), "month of pickup, 1-12"),
     Feature(
-        "is_holiday", nw.Int32(), False, lambda: _flag(_day_key().is_in(holiday_keys())), "1 on US federal holidays"
+        "is_weekend",
+        nw.Int32(),
+        False,
+        lambda: _flag(nw.col("pickup_weekday") >= 6),
+        "1 on Saturday and Sunday",
+        True,
+        TIME,
+    ),
+    Feature(
+        "pickup_month", nw.Int32(), False, lambda: nw.col(s.PICKUP).dt.month(), "month of pickup, 1-12", reads=TIME
+    ),
+    Feature(
+        "is_holiday",
+        nw.Int32(),
+        False,
+        lambda: _flag(_day_key().is_in(holiday_keys())),
+        "1 on US federal holidays",
+        reads=TIME,
     ),
     Feature(
         "hour_of_week",
@@ -96,12 +116,15 @@ FEATURES: tuple[Feature, ...] = (
         lambda: (nw.col("pickup_weekday") - 1) * 24 + nw.col("pickup_hour"),
         "hours since Monday 00:00, 0-167",
         True,
+        TIME,
     ),
-    Feature(s.PU_ZONE, nw.Int32(), True, lambda: nw.col(s.PU_ZONE), "pickup zone"),
-    Feature(s.DO_ZONE, nw.Int32(), True, lambda: nw.col(s.DO_ZONE), "dropoff zone"),
-    Feature("zone_pair", nw.String(), True, lambda: _joined(nw.col(s.PU_ZONE), nw.col(s.DO_ZONE)), "'PU-DO'"),
-    Feature("pu_borough", nw.String(), True, lambda: _borough(_PU_BOROUGH), "borough of the pickup zone"),
-    Feature("do_borough", nw.String(), True, lambda: _borough(_DO_BOROUGH), "borough of the dropoff zone"),
+    Feature(s.PU_ZONE, nw.Int32(), True, lambda: nw.col(s.PU_ZONE), "pickup zone", reads=ZONES),
+    Feature(s.DO_ZONE, nw.Int32(), True, lambda: nw.col(s.DO_ZONE), "dropoff zone", reads=ZONES),
+    Feature(
+        "zone_pair", nw.String(), True, lambda: _joined(nw.col(s.PU_ZONE), nw.col(s.DO_ZONE)), "'PU-DO'", reads=ZONES
+    ),
+    Feature("pu_borough", nw.String(), True, lambda: _borough(_PU_BOROUGH), "borough of the pickup zone", reads=ZONES),
+    Feature("do_borough", nw.String(), True, lambda: _borough(_DO_BOROUGH), "borough of the dropoff zone", reads=ZONES),
     Feature(
         "borough_pair",
         nw.String(),
@@ -109,16 +132,48 @@ FEATURES: tuple[Feature, ...] = (
         lambda: _joined(nw.col("pu_borough"), nw.col("do_borough")),
         "'pickup borough-dropoff borough'",
         True,
+        ZONES,
     ),
     Feature(
-        "pu_airport", nw.Int32(), False, lambda: _flag(nw.col(s.PU_ZONE).is_in(AIRPORT_ZONES)), "pickup at JFK/LGA/EWR"
+        "pu_airport",
+        nw.Int32(),
+        False,
+        lambda: _flag(nw.col(s.PU_ZONE).is_in(AIRPORT_ZONES)),
+        "pickup at JFK/LGA/EWR",
+        reads=ZONES,
     ),
     Feature(
-        "do_airport", nw.Int32(), False, lambda: _flag(nw.col(s.DO_ZONE).is_in(AIRPORT_ZONES)), "dropoff at an airport"
+        "do_airport",
+        nw.Int32(),
+        False,
+        lambda: _flag(nw.col(s.DO_ZONE).is_in(AIRPORT_ZONES)),
+        "dropoff at an airport",
+        reads=ZONES,
     ),
-    Feature(s.PASSENGERS, nw.Int32(), False, lambda: nw.col(s.PASSENGERS), "passengers (after repair)"),
-    Feature(s.VENDOR, nw.Int32(), True, lambda: nw.col(s.VENDOR).fill_null(0), "technology provider, 0 if unknown"),
-    Feature(s.DISTANCE, nw.Float64(), False, lambda: nw.col(s.DISTANCE), "metered miles: known only after the trip"),
+    Feature(
+        s.PASSENGERS,
+        nw.Int32(),
+        False,
+        lambda: nw.col(s.PASSENGERS),
+        "passengers (after repair)",
+        reads=(s.PASSENGERS,),
+    ),
+    Feature(
+        s.VENDOR,
+        nw.Int32(),
+        True,
+        lambda: nw.col(s.VENDOR).fill_null(0),
+        "technology provider, 0 if unknown",
+        reads=(s.VENDOR,),
+    ),
+    Feature(
+        s.DISTANCE,
+        nw.Float64(),
+        False,
+        lambda: nw.col(s.DISTANCE),
+        "metered miles: known only after the trip",
+        reads=(s.DISTANCE,),
+    ),
 )
 BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}
 

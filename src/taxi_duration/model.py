@@ -3,12 +3,14 @@
 A trained model is a *bundle*, one folder holding everything a prediction needs, so that a model version
 is self-contained and any process (the API, `evaluate`, `mlflow models serve`) rebuilds the same features:
 
-    meta.json          what was trained: kind, feature set, training window, validation scores
+    meta.json          what was trained: kind, feature set, training window, validation scores, interval
     feature_store/     the store version the model was trained against
     model/             the fitted predictor (a scikit-learn pipeline, or an MLlib PipelineModel)
+    native/            the same model exported for serving without its trainer (`native.py`: no JVM)
     course_baseline/   the course baseline fitted on the same rows, for `evaluate` to score beside us
 
-The bundle is logged as an MLflow pyfunc whose `predict` takes trips with canonical or TLC column names.
+The bundle is logged as an MLflow pyfunc whose `predict` takes trips with canonical or TLC column names and
+predicts with the native export, so no process that serves a model needs Spark.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import json
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,9 +34,12 @@ from taxi_duration import schema as s
 from taxi_duration.errors import UsageError
 from taxi_duration.evaluate import BASELINES, MODEL
 from taxi_duration.feature_store import FeatureStore
+from taxi_duration.intervals import Interval
+from taxi_duration.native import NativeModel, from_sklearn
 from taxi_duration.online import features_table, trips_table
 
 META, STORE_DIR, MODEL_DIR, COURSE_DIR = "meta.json", "feature_store", "model", "course_baseline"
+NATIVE_DIR = "native"
 PAIR_MEDIAN = "fs_pair_median_min"  # the store's zone-pair median: the zone-pair-median baseline
 
 # What a caller sends: the trip as known at booking (distance when the model's feature set uses it).
@@ -64,6 +70,10 @@ class Predictor(Protocol):
         """Write the fitted model to a new folder."""
         ...
 
+    def native(self) -> NativeModel:
+        """The model exported for serving without its trainer."""
+        ...
+
 
 @dataclass
 class SklearnPredictor:
@@ -80,6 +90,10 @@ class SklearnPredictor:
         """Write the estimator as one joblib file in a new folder."""
         path.mkdir(parents=True)
         joblib.dump(self.estimator, path / "estimator.joblib")
+
+    def native(self) -> NativeModel:
+        """The LightGBM pipeline as its booster behind the same encoding."""
+        return from_sklearn(self.estimator)
 
     @classmethod
     def load(cls, path: Path) -> SklearnPredictor:
@@ -110,27 +124,46 @@ class Meta:
     global_mean: float
     params: dict[str, Any] = field(default_factory=dict)
     validation: dict[str, float] = field(default_factory=dict)
+    interval: dict[str, Any] | None = None  # `intervals.Interval` fitted on the validation month
 
 
 @dataclass
 class Bundle:
-    """An opened bundle: features and predictions for raw trips."""
+    """An opened bundle: features and predictions for raw trips.
+
+    Serving touches only the store and the native export; the trainer's own model and the course baseline
+    (which, for a Spark model, start a Spark session) are loaded when `evaluate` first asks for them.
+    """
 
     path: Path
     meta: Meta
     store: FeatureStore
-    model: Predictor
-    course: Predictor
+    native: NativeModel
 
     @classmethod
     def open(cls, path: Path) -> Bundle:
         """Open a bundle folder written by `write`."""
         if not (path / META).is_file():
             raise UsageError(f"{path}: not a taxi-duration model (no {META})")
+        if not (path / NATIVE_DIR).is_dir():
+            raise UsageError(f"{path}: this model predates the native export; train it again to serve it")
         meta = Meta(**json.loads((path / META).read_text()))
-        model = LOADERS[meta.kind](path / MODEL_DIR)
-        course = LOADERS[meta.kind](path / COURSE_DIR)
-        return cls(path, meta, FeatureStore.open(path / STORE_DIR), model, course)
+        return cls(path, meta, FeatureStore.open(path / STORE_DIR), NativeModel.load(path / NATIVE_DIR))
+
+    @cached_property
+    def model(self) -> Predictor:
+        """The trainer's own fitted model."""
+        return LOADERS[self.meta.kind](self.path / MODEL_DIR)
+
+    @cached_property
+    def course(self) -> Predictor:
+        """The course baseline fitted on the same rows."""
+        return LOADERS[self.meta.kind](self.path / COURSE_DIR)
+
+    @cached_property
+    def interval(self) -> Interval | None:
+        """The p10-p90 interval, when the model was trained with one."""
+        return Interval(**self.meta.interval) if self.meta.interval else None
 
     def features(self, trips: pd.DataFrame) -> pd.DataFrame:
         """Raw trips (canonical or TLC names) -> model inputs, in input order."""
@@ -142,8 +175,8 @@ class Bundle:
         return features_table(trips_table(trips), self.store).to_pandas()
 
     def predict(self, trips: pd.DataFrame) -> np.ndarray:
-        """Predicted minutes for raw trips, never below zero."""
-        return np.clip(self.model.predict(self.features(trips)), 0.0, None)
+        """Predicted minutes for raw trips, never below zero, from the native export."""
+        return self.native.predict(self.features(trips))
 
 
 def scored_columns(features: pd.DataFrame, model: Predictor, course: Predictor, global_mean: float) -> dict[str, Any]:
@@ -163,6 +196,7 @@ def write(path: Path, meta: Meta, store: FeatureStore, model: Predictor, course:
     (path / META).write_text(json.dumps(asdict(meta), indent=2) + "\n")
     shutil.copytree(store.path, path / STORE_DIR)
     model.save(path / MODEL_DIR)
+    model.native().save(path / NATIVE_DIR)
     course.save(path / COURSE_DIR)
     return path
 

@@ -8,6 +8,7 @@ itself on different engines, not two implementations.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -18,7 +19,7 @@ import pyarrow as pa
 from taxi_duration import feature_store as fs
 from taxi_duration import schema as s
 from taxi_duration.engines import arrow_type
-from taxi_duration.features import add_features, zone_table
+from taxi_duration.features import FEATURES, add_features, zone_table
 from taxi_duration.validation import apply_repairs
 
 
@@ -61,3 +62,101 @@ def features_table(trips: pa.Table, store: fs.FeatureStore | None = None) -> pa.
 def online_features(trip: Mapping[str, Any], store: fs.FeatureStore | None = None) -> dict[str, Any]:
     """The features of one trip, with the store's statistics when a store is given."""
     return dict(features_table(request_table(trip), store).to_pylist()[0])
+
+
+class FastFeatures:
+    """The features of one trip in microseconds: the online path's answers, remembered by what they read.
+
+    A narwhals evaluation of one row takes milliseconds; an API wants microseconds. Each feature is a
+    function of the few inputs it declares (`Feature.reads`, the pickup to its hour), so its value is
+    remembered per distinct input: the first trip seen in an hour, a zone pair or a distance pays one
+    evaluation of the real definitions (`features_table`), later ones a dictionary lookup. Every zone pair,
+    passenger count and vendor a request can carry is evaluated up front in one batch.
+
+    The store statistics are looked up level by level and the first level with enough trips wins, the rule
+    `feature_store.attach` applies in batch (written twice because a join per request is what costs the
+    milliseconds; a test holds the two to the same values). A pickup inside the store's window needs its
+    fold's statistics and takes the full path.
+    """
+
+    def __init__(self, store: fs.FeatureStore | None = None, cache_size: int = 200_000) -> None:
+        self.store = store
+        self.cache_size = cache_size
+        self._groups: dict[tuple[str, ...], list[str]] = {}
+        for feature in FEATURES:
+            self._groups.setdefault(feature.reads, []).append(feature.name)
+        self._known: dict[tuple[str, ...], dict[tuple[Any, ...], tuple[Any, ...]]] = {g: {} for g in self._groups}
+        self._levels: dict[str, dict[tuple[Any, ...], tuple[Any, ...]]] = {}
+        if store is not None:
+            for level in fs.LEVELS:
+                rows = store.arrow_tables[level.name].select(*level.keys, *fs.STATS).rows()
+                self._levels[level.name] = {row[: len(level.keys)]: row[len(level.keys) :] for row in rows}
+        self._warm()
+
+    def _warm(self) -> None:
+        """Every zone pair, passenger count, vendor and metered distance to the cent of a mile (TLC files and
+        most clients carry two decimals), evaluated in one batch."""
+        ids = [*range(1, 266)]
+        pairs = [(pu, do) for pu in ids for do in ids]
+        trips = pd.DataFrame(
+            {
+                s.PICKUP: [datetime(2000, 1, 1)] * len(pairs),
+                s.PU_ZONE: [p for p, _ in pairs],
+                s.DO_ZONE: [d for _, d in pairs],
+                s.PASSENGERS: [(None, *range(0, 10))[i % 11] for i in range(len(pairs))],
+                s.VENDOR: [(None, *range(0, 8))[i % 9] for i in range(len(pairs))],
+                s.DISTANCE: [i % 10_001 / 100 for i in range(len(pairs))],
+            }
+        )
+        self._remember(trips.to_dict("records"), features_table(trips_table(trips)).to_pylist())
+
+    def warm_hours(self, start: datetime, end: datetime) -> None:
+        """Evaluate every pickup hour in [start, end) in one batch, so the first trips in them pay nothing."""
+        hours = pd.date_range(_hour(start), end, freq="h", inclusive="left")
+        if len(hours):
+            trips = pd.DataFrame({s.PICKUP: hours, s.PU_ZONE: 1, s.DO_ZONE: 1})
+            self._remember(trips.to_dict("records"), features_table(trips_table(trips)).to_pylist())
+
+    def _key(self, reads: tuple[str, ...], trip: Mapping[str, Any]) -> tuple[Any, ...]:
+        return tuple(_hour(trip[c]) if c == s.PICKUP else trip.get(c) for c in reads)
+
+    def _remember(self, trips: list[Mapping[str, Any]], rows: list[dict[str, Any]]) -> None:
+        for reads, names in self._groups.items():
+            known = self._known[reads]
+            if len(known) > self.cache_size:
+                known.clear()  # bounded memory: a rare flood of new keys costs a refill, not a leak
+            for trip, row in zip(trips, rows, strict=True):
+                known[self._key(reads, trip)] = tuple(row[n] for n in names)
+
+    def one(self, trip: Mapping[str, Any]) -> dict[str, Any]:
+        """Features (and store statistics) of one canonical trip: `pickup_datetime` a naive UTC datetime."""
+        if self.store is not None:
+            lo, hi = self.store.window
+            if lo <= trip[s.PICKUP] < hi:
+                return online_features(trip, self.store)
+        out: dict[str, Any] = {}
+        for reads, names in self._groups.items():
+            values = self._known[reads].get(self._key(reads, trip))
+            if values is None:
+                self._remember([trip], features_table(request_table(trip)).to_pylist())
+                values = self._known[reads][self._key(reads, trip)]
+            out.update(zip(names, values, strict=True))
+        if self.store is not None:
+            self._attach(out)
+        return out
+
+    def _attach(self, features: dict[str, Any]) -> None:
+        for prefix, chain in fs.CHAINS.items():
+            found = [self._levels[level.name].get(tuple(features[k] for k in level.keys)) for level in chain]
+            used = next(
+                (i for i, row in enumerate(found[:-1]) if row is not None and row[0] >= fs.MIN_TRIPS), len(chain) - 1
+            )
+            stats = found[used] or (None,) * len(fs.STATS)
+            features[f"{prefix}_trips"] = found[0][0] if found[0] is not None else 0
+            for name, value in zip(fs.STATS[1:], stats[1:], strict=True):
+                features[f"{prefix}_{name}"] = None if value is None else float(value)
+            features[f"{prefix}_level"] = used
+
+
+def _hour(pickup: datetime) -> datetime:
+    return pickup.replace(minute=0, second=0, microsecond=0)

@@ -23,7 +23,7 @@ import narwhals as nw
 import numpy as np
 import pandas as pd
 
-from taxi_duration import evaluate, plots, tracking
+from taxi_duration import evaluate, intervals, plots, tracking
 from taxi_duration import model as bundle_io
 from taxi_duration.baselines import CourseBaseline
 from taxi_duration.config import Engine, Search, Settings
@@ -284,12 +284,16 @@ def train(
             if trained.candidates:
                 mlflow.log_dict({"candidates": trained.candidates}, "candidates.json")
             step(STEPS[2])
-            scores, sample = {}, pd.DataFrame()
+            scores, samples = {}, {}
             for name, role, course_rows in SCORED:
                 frame = _predictions(prepared, role, course_rows, trained)
                 scores[name] = evaluate.score(frame, [evaluate.MODEL, *evaluate.BASELINES])
-                if name == "validate":
-                    sample = _sample(frame, PLOT_SAMPLE, rows[role])
+                if name in ("validate", "test"):
+                    samples[name] = _sample(frame, PLOT_SAMPLE, rows[role])
+            sample = samples["validate"]
+            interval = intervals.fit(sample[TARGET], sample[evaluate.MODEL])
+            coverage = interval.coverage(samples["test"][TARGET], samples["test"][evaluate.MODEL])
+            mlflow.log_metric("test_interval_coverage", coverage)
             _log_metrics(scores)
             mlflow.log_dict(scores, "scores.json")
             _log_figures(sample, scores["validate"], trained.importances)
@@ -306,6 +310,7 @@ def train(
                 global_mean=trained.global_mean,
                 params={"model": trained.chosen, **_flat(trained.params)},
                 validation=validation,
+                interval=interval.to_json(),
             )
             bundle = bundle_io.write(work / "bundle", meta, prepared.store, trained.model, trained.course)
             example = sample[list(bundle_io.INPUT_COLUMNS)].head(5)

@@ -26,6 +26,7 @@ from pyspark.sql import functions as F
 
 from taxi_duration import schema as s
 from taxi_duration.features import TARGET
+from taxi_duration.native import NativeModel, from_mllib
 from taxi_duration.spark import get_spark
 from taxi_duration.train_local import columns
 
@@ -77,6 +78,10 @@ class MllibPredictor:
     def save(self, path: Path) -> None:
         """Write the PipelineModel with MLlib's own writer."""
         self.model.write().save(str(path))
+
+    def native(self) -> NativeModel:
+        """The PipelineModel exported to numpy, read while Spark is up."""
+        return from_mllib(self.model)
 
     @classmethod
     def load(cls, path: Path) -> MllibPredictor:
