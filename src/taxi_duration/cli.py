@@ -254,6 +254,53 @@ def evaluate(
     _write_json(out, result)
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on; 0.0.0.0 for every interface.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    model: Annotated[str, typer.Option(help="Model URI to serve; an @alias is followed as it moves.")] = (
+        "models:/taxi-duration@champion"
+    ),
+    poll_seconds: Annotated[
+        float, typer.Option(help="Check the registry for a new version this often; 0 turns polling off.")
+    ] = 30.0,
+    config: ConfigOpt = None,
+) -> None:
+    """Serve predictions over HTTP: POST /predict and /predict/batch, GET /health, /ready, /model, /metrics.
+
+    The model is the MLflow registry's champion (MLFLOW_TRACKING_URI, else the SQLite store under the data
+    dir), served natively without Spark or a JVM. When the alias moves, the new version is loaded and
+    checked beside the old one, then swapped in (POST /admin/reload does it at once). Set
+    TAXI_DURATION_API_KEY to require a key for predictions, TAXI_DURATION_ADMIN_KEY to allow admin calls.
+    API docs at http://HOST:PORT/docs.
+    """
+    import logging
+
+    import uvicorn
+
+    from taxi_duration.api import create_app
+    from taxi_duration.serving import ModelHolder
+
+    settings = _settings(config)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    holder = ModelHolder(settings, model)
+    try:
+        with console.status(f"loading {model}"):
+            served = holder.start()
+        holder.poll(poll_seconds)
+        keys = (settings.api_key, settings.admin_key)
+        api_key, admin_key = (k.get_secret_value() if k else None for k in keys)
+        app = create_app(holder, api_key, admin_key)
+        console.print(
+            f"serving {served.uri} ({served.bundle.native.source}, {served.bundle.meta.feature_set}) "
+            f"on http://{host}:{port} (docs: /docs); prediction key {'on' if api_key else 'off'}, "
+            f"admin calls {'on' if admin_key else 'off'}"
+        )
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    finally:
+        holder.close()
+
+
 def _train(settings: Settings, data: list[str], train_months: str | None, out: Path | None) -> None:
     from taxi_duration.inputs import check_all, discover
     from taxi_duration.months import Month
@@ -433,6 +480,40 @@ def bench_engines(
     bench.write(results, out, memory_limit=cap)
     print(bench.markdown(results, cap))
     console.print(f"results in {out / 'results.json'}, {out / 'results.md'}, {out / 'results.png'}")
+
+
+@bench_app.command("serve")
+def bench_serve(
+    duration: Annotated[float, typer.Option(help="Seconds of load per server and endpoint (after a warm-up).")] = 60.0,
+    out: Annotated[Path, typer.Option(help="Folder for results.json and results.md.")] = Path(
+        "benchmarks/results/serve"
+    ),
+    model: Annotated[str, typer.Option(help="Model URI both servers serve.")] = "models:/taxi-duration@champion",
+    connections: Annotated[int, typer.Option(help="Concurrent connections the load generator keeps open.")] = 8,
+    batch_size: Annotated[int, typer.Option(help="Trips per batch request.")] = 100,
+    soak: Annotated[float, typer.Option(help="Then keep /predict under load this many seconds, sampling RSS.")] = 0.0,
+    port: Annotated[int, typer.Option(help="Our server's port; MLflow's is the next one.")] = 8710,
+    config: ConfigOpt = None,
+) -> None:
+    """Our API against `mlflow models serve` on the same model: in-process model time, then requests/s and
+    p50/p99 over loopback for one trip and for batches (wrk, in its own process), zero errors expected."""
+    from taxi_duration.bench import serve as bench
+
+    settings = _settings(config)
+    with console.status("benchmark") as status:
+        results = bench.run(
+            settings,
+            model,
+            out,
+            duration=duration,
+            connections=connections,
+            batch_size=batch_size,
+            soak_s=soak,
+            port=port,
+            on_step=lambda step: status.update(step),
+        )
+    print(bench.markdown(results))
+    console.print(f"results in {out / 'results.json'} and {out / 'results.md'}")
 
 
 @app.callback(invoke_without_command=True)

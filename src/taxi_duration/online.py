@@ -29,7 +29,9 @@ def request_table(trip: Mapping[str, Any]) -> pa.Table:
 
 
 def trips_table(trips: pd.DataFrame) -> pa.Table:
-    """Trips (canonical or TLC column names) as a canonical Arrow table; absent columns are nulls."""
+    """Trips (canonical or TLC column names) as a canonical Arrow table; absent columns are nulls.
+
+    Times with a zone are converted to New York time (`schema.TIME_ZONE`), as TLC files hold them."""
     found = s.resolve_aliases(list(trips.columns))
     columns = {}
     for col in s.COLUMNS:
@@ -37,7 +39,7 @@ def trips_table(trips: pd.DataFrame) -> pa.Table:
         if col.dtype == nw.Datetime:
             values = pd.to_datetime(values, format="ISO8601")
             if values.dt.tz is not None:
-                values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+                values = values.dt.tz_convert(s.TIME_ZONE).dt.tz_localize(None)
         columns[col.name] = pa.array(values, type=arrow_type(col.dtype), from_pandas=True)
     return pa.table(columns)
 
@@ -129,7 +131,7 @@ class FastFeatures:
                 known[self._key(reads, trip)] = tuple(row[n] for n in names)
 
     def one(self, trip: Mapping[str, Any]) -> dict[str, Any]:
-        """Features (and store statistics) of one canonical trip: `pickup_datetime` a naive UTC datetime."""
+        """Features (and store statistics) of one canonical trip (`pickup_datetime` naive New York time)."""
         if self.store is not None:
             lo, hi = self.store.window
             if lo <= trip[s.PICKUP] < hi:

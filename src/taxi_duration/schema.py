@@ -25,6 +25,10 @@ SERVICE = "service"
 SOURCE_FILE = "source_file"
 SOURCE_MONTH = "source_month"
 
+# TLC timestamps carry no zone: they are New York wall-clock time. A time that does carry one (an API
+# request, an event) is converted to this zone and its offset dropped.
+TIME_ZONE = "America/New_York"
+
 # Added by validation: comma-separated reason codes, null for a clean row.
 REASONS = "reasons"
 

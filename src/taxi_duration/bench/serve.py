@@ -1,0 +1,356 @@
+"""`taxi-duration bench serve`: our API against `mlflow models serve`, same model, same load, same run.
+
+1. In process: features + model time for one prediction (the served model's own fast path), per call.
+2. Over loopback HTTP: each server runs in its own process (one worker each, as `mlflow models serve`
+   defaults to); `wrk`, a C load generator, runs in another with a fixed number of connections, cycling
+   through distinct real-looking trips, for `duration` seconds per endpoint after a warm-up. One trip per
+   request (`/predict` against MLflow's `/invocations`), then batches (`/predict/batch`, rows/s).
+3. Optionally a soak: `/predict` under load for `soak_s` seconds, the server's RSS sampled throughout.
+
+Written by hand because the comparison itself is the product: no tool starts both servers on one model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import psutil
+
+from taxi_duration import schema as s
+from taxi_duration.config import Settings
+from taxi_duration.errors import UsageError
+from taxi_duration.months import Month
+from taxi_duration.serving import Served, load, wait_ready
+from taxi_duration.synth import DirtyShares, generate
+
+OURS, MLFLOW = "taxi-duration", "mlflow models serve"
+# `done` prints wrk's own exact counts and percentiles as one JSON line (its text summary rounds them).
+WRK_SCRIPT = """
+local bodies, i = {}, 0
+for line in io.lines(os.getenv("BODIES")) do bodies[#bodies + 1] = line end
+local headers = {["Content-Type"] = "application/json"}
+request = function()
+  i = i % #bodies + 1
+  return wrk.format("POST", os.getenv("ENDPOINT"), headers, bodies[i])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests": %d, "duration_us": %d, "socket_errors": %d, "bad_status": %d, "p50_us": %d, "p99_us": %d}\\n',
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, e.status,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One server on one endpoint under load, as `results.json` lists it."""
+
+    server: str
+    endpoint: str
+    rps: float
+    rows_per_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    requests: int
+    rss_mib: float
+
+
+def trips(month: str, n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """`n` clean synthetic trips picked up in `month`, as API clients send them (canonical names)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        generate(n * 2, [Month.parse(month)], Path(tmp), seed=seed, dirty=DirtyShares.clean())
+        frame = pd.read_parquet(next(Path(tmp).glob("*.parquet")))
+    frame = frame[(frame["trip_distance"] > 0) & (frame["trip_distance"] <= 100)].head(n)
+    return [
+        {
+            s.PICKUP: pickup.isoformat(timespec="seconds"),
+            s.PU_ZONE: int(pu),
+            s.DO_ZONE: int(do),
+            s.PASSENGERS: None if pd.isna(passengers) else int(passengers),
+            s.DISTANCE: round(float(distance), 2),
+        }
+        for pickup, pu, do, passengers, distance in zip(
+            frame["lpep_pickup_datetime"],
+            frame["PULocationID"],
+            frame["DOLocationID"],
+            frame["passenger_count"],
+            frame["trip_distance"],
+            strict=True,
+        )
+    ]
+
+
+def in_process(served: Served, requests: list[dict[str, Any]], calls: int) -> dict[str, float]:
+    """Per-call time of features + model for one trip, and batch throughput, inside one process."""
+    canonical = [{**t, s.PICKUP: datetime.fromisoformat(t[s.PICKUP]), s.VENDOR: None} for t in requests]
+    for trip in canonical:  # first sight of each hour and distance: not what a steady server pays
+        served.bundle.native.predict_one(served.features.one(trip))
+    times = np.empty(calls)
+    for i in range(calls):
+        trip = canonical[i % len(canonical)]
+        start = time.perf_counter_ns()
+        served.bundle.native.predict_one(served.features.one(trip))
+        times[i] = time.perf_counter_ns() - start
+    began = time.perf_counter()
+    served.predict(canonical)
+    batch_s = time.perf_counter() - began
+    return {
+        "calls": calls,
+        "p50_us": float(np.percentile(times, 50) / 1e3),
+        "p99_us": float(np.percentile(times, 99) / 1e3),
+        "mean_us": float(times.mean() / 1e3),
+        "batch_rows": len(canonical),
+        "batch_rows_per_s": len(canonical) / batch_s,
+    }
+
+
+@contextmanager
+def _server(command: list[str], url: str, ready: str, env: dict[str, str]) -> Iterator[psutil.Process]:
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                wait_ready(url, timeout_s=2) if ready == "/ready" else _ping(url + ready)
+                break
+            except (TimeoutError, OSError):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise UsageError(f"{' '.join(command[:3])} did not start (exit {process.poll()})") from None
+        yield psutil.Process(process.pid)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _ping(url: str) -> None:
+    import httpx
+
+    try:
+        if httpx.get(url, timeout=2).status_code == 200:
+            return
+    except httpx.HTTPError as exc:
+        raise OSError(str(exc)) from exc
+    raise OSError(f"{url} not ready")
+
+
+@contextmanager
+def _wrk(url: str, endpoint: str, bodies: Path, seconds: float, connections: int) -> Iterator[subprocess.Popen[str]]:
+    """wrk running against one endpoint, cycling through the request bodies in `bodies` (one per line)."""
+    if shutil.which("wrk") is None:
+        raise UsageError("`bench serve` needs wrk, the HTTP load generator: apt-get install wrk (or brew install wrk)")
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(WRK_SCRIPT)
+        script.flush()
+        env = {**os.environ, "BODIES": str(bodies), "ENDPOINT": endpoint}
+        command = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "-s", script.name, url]
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.kill()
+
+
+def _summary(process: subprocess.Popen[str]) -> dict[str, Any]:
+    out, err = process.communicate()
+    if process.returncode != 0:
+        raise UsageError(f"wrk failed: {err.strip()}")
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def wrk(url: str, endpoint: str, bodies: Path, seconds: float, connections: int) -> dict[str, Any]:
+    """Run wrk against one endpoint; its JSON summary."""
+    with _wrk(url, endpoint, bodies, seconds, connections) as process:
+        return _summary(process)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One server under test: how it is started and what each endpoint's request body looks like."""
+
+    name: str
+    command: list[str]
+    ready: str
+    single: str
+    batch: str
+    body: Callable[[list[dict[str, Any]]], dict[str, Any]]  # trips -> the request body
+    batch_body: Callable[[list[dict[str, Any]]], dict[str, Any]]
+
+
+def targets(model_uri: str, port: int) -> list[Target]:
+    """Our server and MLflow's, on the same pinned model version."""
+    cli = str(Path(sys.executable).with_name("taxi-duration"))
+    mlflow = str(Path(sys.executable).with_name("mlflow"))
+    ours = [cli, "serve", "--model", model_uri, "--port", str(port), "--poll-seconds", "0"]
+    theirs = [mlflow, "models", "serve", "-m", model_uri, "-p", str(port + 1), "--env-manager", "local"]
+    return [
+        Target(OURS, ours, "/ready", "/predict", "/predict/batch", lambda t: t[0], lambda t: {"trips": t}),
+        Target(
+            MLFLOW,
+            theirs,
+            "/ping",
+            "/invocations",
+            "/invocations",
+            lambda t: {"dataframe_records": t},
+            lambda t: {"dataframe_records": t},
+        ),
+    ]
+
+
+def run(
+    settings: Settings,
+    model_uri: str,
+    out: Path,
+    duration: float = 60.0,
+    connections: int = 8,
+    batch_size: int = 100,
+    soak_s: float = 0.0,
+    port: int = 8710,
+    on_step: Callable[[str], None] = lambda step: None,
+) -> dict[str, Any]:
+    """Measure everything, write `out/results.json` and `out/results.md`, and return the results."""
+    work = Path(tempfile.mkdtemp(prefix="bench-serve-", dir=settings.scratch_dir()))
+    try:
+        on_step("loading the model in process")
+        served = load(settings, model_uri, work)
+        pinned = served.uri
+        requests = trips(served.bundle.meta.validate_month, 2_000)
+        if s.DISTANCE not in served.bundle.native.inputs:
+            requests = [{k: v for k, v in t.items() if k != s.DISTANCE} for t in requests]
+        on_step("timing features + model in process")
+        local = in_process(served, requests, calls=20_000)
+        env = {**os.environ, "MLFLOW_TRACKING_URI": str(settings.mlflow_tracking_uri)}
+        env["TAXI_DURATION_DATA_DIR"] = str(settings.data_dir)
+        rows: list[Row] = []
+        soak: dict[str, Any] | None = None
+        for i, target in enumerate(targets(pinned, port)):
+            single, batch = work / f"single-{i}.jsonl", work / f"batch-{i}.jsonl"
+            single.write_text("".join(json.dumps(target.body([t])) + "\n" for t in requests))
+            chunks = [requests[j : j + batch_size] for j in range(0, len(requests), batch_size)]
+            batch.write_text("".join(json.dumps(target.batch_body(c)) + "\n" for c in chunks))
+            url = f"http://127.0.0.1:{port + i}"
+            on_step(f"starting {target.name}")
+            with _server(target.command, url, target.ready, env) as process:
+                for endpoint, bodies, per_request in ((target.single, single, 1), (target.batch, batch, batch_size)):
+                    label = f"{endpoint} ({per_request} trip{'s' if per_request > 1 else ''})"
+                    on_step(f"{target.name} {label}: warm-up")
+                    wrk(url, endpoint, bodies, min(10.0, duration), connections)
+                    on_step(f"{target.name} {label}: {duration:.0f} s under load")
+                    result = wrk(url, endpoint, bodies, duration, connections)
+                    seconds = result["duration_us"] / 1e6
+                    rps = result["requests"] / seconds
+                    rows.append(
+                        Row(
+                            server=target.name,
+                            endpoint=label,
+                            rps=round(rps, 1),
+                            rows_per_s=round(rps * per_request, 1),
+                            p50_ms=result["p50_us"] / 1e3,
+                            p99_ms=result["p99_us"] / 1e3,
+                            errors=result["socket_errors"] + result["bad_status"],
+                            requests=result["requests"],
+                            rss_mib=round(process.memory_info().rss / 2**20, 1),
+                        )
+                    )
+                if soak_s > 0 and target.name == OURS:
+                    on_step(f"soak: {soak_s:.0f} s of /predict")
+                    soak = _soak(process, url, target.single, single, soak_s, connections)
+        results = {
+            "model": pinned,
+            "model_kind": served.bundle.native.source,
+            "feature_set": served.bundle.meta.feature_set,
+            "duration_s": duration,
+            "connections": connections,
+            "batch_size": batch_size,
+            "cpus": os.cpu_count(),
+            "in_process": local,
+            "rows": [asdict(r) for r in rows],
+            "soak": soak,
+        }
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        (out / "results.md").write_text(markdown(results))
+        return results
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _soak(process: psutil.Process, url: str, endpoint: str, bodies: Path, seconds: float, connections: int) -> dict:
+    """`/predict` under load for `seconds`, the server's RSS sampled every five seconds."""
+    samples: list[tuple[float, float]] = []
+    started = time.monotonic()
+    with _wrk(url, endpoint, bodies, seconds, connections) as load:
+        while load.poll() is None:
+            samples.append((time.monotonic() - started, process.memory_info().rss / 2**20))
+            time.sleep(5)
+        summary = _summary(load)
+    warm = [rss for t, rss in samples if t >= 30] or [rss for _, rss in samples]
+    return {
+        "seconds": seconds,
+        "requests": summary["requests"],
+        "errors": summary["socket_errors"] + summary["bad_status"],
+        "rss_start_mib": round(samples[0][1], 1),
+        "rss_after_30s_mib": round(warm[0], 1),
+        "rss_end_mib": round(samples[-1][1], 1),
+        "rss_max_mib": round(max(r for _, r in samples), 1),
+        "samples": [(round(t, 1), round(r, 1)) for t, r in samples],
+    }
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The results as the Markdown tables `benchmarks/README.md` shows."""
+    local = results["in_process"]
+    lines = [
+        f"Model {results['model']} ({results['model_kind']}, {results['feature_set']}); "
+        f"{results['connections']} connections, {results['duration_s']:.0f} s per row, {results['cpus']} CPUs.",
+        "",
+        f"In process, features + model for one trip: p50 {local['p50_us']:.0f} µs, p99 {local['p99_us']:.0f} µs "
+        f"({local['calls']:,} calls); a batch of {local['batch_rows']:,} trips: "
+        f"{local['batch_rows_per_s']:,.0f} trips/s.",
+        "",
+        "| server | endpoint | requests/s | trips/s | p50 ms | p99 ms | errors | server RSS MiB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results["rows"]:
+        lines.append(
+            f"| {r['server']} | {r['endpoint']} | {r['rps']:,.0f} | {r['rows_per_s']:,.0f} | {r['p50_ms']:.2f} "
+            f"| {r['p99_ms']:.2f} | {r['errors']} | {r['rss_mib']:.0f} |"
+        )
+    by = {(r["server"], r["endpoint"].split(" ")[1]): r for r in results["rows"]}
+    for size in ("(1", f"({results['batch_size']}"):
+        ours, theirs = by.get((OURS, size)), by.get((MLFLOW, size))
+        if ours and theirs:
+            lines.append("")
+            lines.append(
+                f"{'One trip' if size == '(1' else 'Batches'}: {ours['rps'] / theirs['rps']:.1f}x the requests/s of "
+                f"`mlflow models serve`, p99 {ours['p99_ms']:.2f} ms against {theirs['p99_ms']:.2f} ms."
+            )
+    if results.get("soak"):
+        soak = results["soak"]
+        lines += [
+            "",
+            f"Soak: {soak['seconds']:.0f} s of /predict, {soak['requests']:,} requests, {soak['errors']} errors; "
+            f"server RSS {soak['rss_start_mib']:.0f} MiB at the start, {soak['rss_after_30s_mib']:.0f} MiB after 30 s, "
+            f"{soak['rss_end_mib']:.0f} MiB at the end (max {soak['rss_max_mib']:.0f}).",
+        ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,323 @@
+"""The prediction API, as `taxi-duration serve` runs it: a real server process on loopback, a real MLflow
+registry behind it, real HTTP requests. What the Dockerfile starts is the command these tests start."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import mlflow
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from taxi_duration import tracking
+from taxi_duration.api import MAX_BATCH
+from taxi_duration.config import Settings, load_settings
+from taxi_duration.inputs import check_all, discover
+from taxi_duration.model import SIGNATURE
+from taxi_duration.months import parse_months
+from taxi_duration.serving import wait_ready
+from taxi_duration.splits import TimeSplit
+from taxi_duration.synth import generate
+from taxi_duration.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+SPLIT = TimeSplit.last_two_held_out(parse_months("2023-01..2023-03"))
+TRIP = {
+    "pickup_datetime": "2023-03-14T08:30:00",
+    "pu_location_id": 74,
+    "do_location_id": 236,
+    "passenger_count": 1,
+    "trip_distance": 2.4,
+}
+API_KEY, ADMIN_KEY = "test-predict-key", "test-admin-key"
+
+
+def settings_in(root: Path, **overrides: str) -> Settings:
+    return load_settings(data_dir=root, mlflow_tracking_uri=f"sqlite:///{root / 'mlflow.db'}", **overrides)
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """A store whose champion is a small LightGBM model trained on `with_distance`."""
+    root = tmp_path_factory.mktemp("registry")
+    generate(24_000, parse_months("2023-01..2023-03"), root / "raw", seed=4)
+    settings = settings_in(root, search="quick")
+    train(settings, check_all(discover([root / "raw"])), SPLIT, "with_distance")
+    return settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def dockerfile_command() -> list[str]:
+    """The command the image runs (its CMD, in exec form)."""
+    line = next(x for x in (ROOT / "Dockerfile").read_text().splitlines() if x.startswith("CMD "))
+    return list(json.loads(line.removeprefix("CMD ")))
+
+
+class Server:
+    """`taxi-duration serve` in its own process, as the image starts it, on a free loopback port."""
+
+    def __init__(self, settings: Settings, **env: str) -> None:
+        self.port = free_port()
+        command = dockerfile_command()
+        args = [*command[2:], "--host", "127.0.0.1", "--port", str(self.port), "--poll-seconds", "0.2"]
+        environment = {**os.environ, "MLFLOW_TRACKING_URI": str(settings.mlflow_tracking_uri), **env}
+        environment["TAXI_DURATION_DATA_DIR"] = str(settings.data_dir)
+        executable = str(Path(sys.executable).with_name(command[0]))
+        self.process = subprocess.Popen([executable, command[1], *args], env=environment, stderr=subprocess.PIPE)
+        self.url = f"http://127.0.0.1:{self.port}"
+        try:
+            wait_ready(self.url, timeout_s=90)
+        except TimeoutError:
+            self.stop()
+            raise
+
+    def post(self, path: str, body: Any = None, **kwargs: Any) -> httpx.Response:
+        return httpx.post(f"{self.url}{path}", json=body, timeout=30, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return httpx.get(f"{self.url}{path}", timeout=30, **kwargs)
+
+    def stop(self) -> str:
+        self.process.terminate()
+        _, err = self.process.communicate(timeout=30)
+        return err.decode()
+
+
+@pytest.fixture(scope="module")
+def server(registry: Settings) -> Iterator[Server]:
+    running = Server(registry)
+    yield running
+    running.stop()
+
+
+def test_the_image_runs_the_command_the_tests_run() -> None:
+    command = dockerfile_command()
+    assert command[:2] == ["taxi-duration", "serve"]
+    assert command[2:] == ["--host", "0.0.0.0", "--port", "8000"]
+    text = (ROOT / "Dockerfile").read_text()
+    assert "USER " in text
+    assert "HEALTHCHECK" in text
+
+
+def test_predict_answers_minutes_an_interval_and_the_version(server: Server, registry: Settings) -> None:
+    answer = server.post("/predict", TRIP)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["model_version"] == "1"
+    assert body["interval"]["p10"] < body["duration_minutes"] < body["interval"]["p90"]
+    tracking.connect(registry)
+    pyfunc = mlflow.pyfunc.load_model("models:/taxi-duration/1")
+    frame = pd.DataFrame([{**TRIP, "pickup_datetime": pd.Timestamp(TRIP["pickup_datetime"])}])
+    assert body["duration_minutes"] == pytest.approx(float(pyfunc.predict(frame)[0]), abs=1e-9)
+
+
+@pytest.mark.parametrize("pickup", ["lpep_pickup_datetime", "tpep_pickup_datetime"])
+def test_tlc_column_names_give_the_same_answer(server: Server, pickup: str) -> None:
+    tlc = {pickup: "2023-03-14 08:30:00", "PULocationID": 74, "DOLocationID": 236, "trip_distance": 2.4}
+    tlc |= {"passenger_count": 1, "VendorID": None, "fare_amount": 12.5}  # extra TLC columns are ignored
+    assert server.post("/predict", tlc).json() == server.post("/predict", TRIP).json()
+
+
+def test_a_batch_answers_in_order_what_single_calls_answer(server: Server) -> None:
+    trips = [TRIP, {**TRIP, "do_location_id": 132, "trip_distance": 15.0}, {**TRIP, "pu_location_id": 264}]
+    batch = server.post("/predict/batch", {"trips": trips})
+    assert batch.status_code == 200, batch.text
+    singles = [server.post("/predict", t).json() for t in trips]
+    assert batch.json()["predictions"] == singles
+
+
+BAD_REQUESTS = [
+    ({**TRIP, "pu_location_id": 999}, "pu_location_id", "less than or equal to 265"),
+    ({**TRIP, "do_location_id": 0}, "do_location_id", "greater than or equal to 1"),
+    ({**TRIP, "pickup_datetime": "2099-01-01T10:00:00"}, "pickup_datetime", "a year from today"),
+    ({**TRIP, "pickup_datetime": "yesterday"}, "pickup_datetime", "datetime"),
+    ({**TRIP, "passenger_count": -2}, "passenger_count", "greater than or equal to 0"),
+    ({**TRIP, "passenger_count": "two"}, "passenger_count", "valid integer"),
+    ({**TRIP, "trip_distance": -1.0}, "trip_distance", "greater than 0"),
+    ({**TRIP, "trip_distance": 250_000.0}, "trip_distance", "less than or equal to 100"),
+    ({k: v for k, v in TRIP.items() if k != "pickup_datetime"}, "pickup_datetime", "Field required"),
+    ({k: v for k, v in TRIP.items() if k != "trip_distance"}, "trip_distance", "uses the metered distance"),
+    ([TRIP], "body", "valid dictionary"),
+]
+
+
+@pytest.mark.parametrize(("body", "field", "message"), BAD_REQUESTS)
+def test_bad_trips_are_422_naming_the_field(server: Server, body: Any, field: str, message: str) -> None:
+    answer = server.post("/predict", body)
+    assert answer.status_code == 422, answer.text
+    problems = answer.json()["problems"]
+    assert any(p["field"] == field and message in p["message"] for p in problems), problems
+
+
+def test_malformed_json_and_non_finite_numbers_are_422(server: Server) -> None:
+    as_json = {"Content-Type": "application/json"}
+    broken = httpx.post(f"{server.url}/predict", content=b'{"pickup_datetime": ', headers=as_json, timeout=10)
+    assert broken.status_code == 422
+    assert "not valid JSON" in broken.json()["problems"][0]["message"]
+    nan = json.dumps({**TRIP, "trip_distance": float("nan")})
+    assert httpx.post(f"{server.url}/predict", content=nan, headers=as_json, timeout=10).status_code == 422
+    untyped = httpx.post(f"{server.url}/predict", content=json.dumps(TRIP), timeout=10)
+    assert untyped.status_code == 422
+    assert "Content-Type: application/json" in untyped.json()["error"]
+
+
+def test_batches_over_the_limit_and_huge_bodies_are_refused(server: Server) -> None:
+    over = server.post("/predict/batch", {"trips": [TRIP] * (MAX_BATCH + 1)})
+    assert over.status_code == 422
+    assert f"at most {MAX_BATCH}" in over.json()["problems"][0]["message"]
+    assert server.post("/predict/batch", {"trips": []}).status_code == 422
+    huge = httpx.post(f"{server.url}/predict", content=b"x" * (2 << 20), timeout=30)
+    assert huge.status_code == 413
+    assert "bytes" in huge.json()["error"]
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the server counts as it reads
+        for _ in range(64):
+            yield b" " * 65_536
+
+    streamed = httpx.post(f"{server.url}/predict", content=chunks(), timeout=30)
+    assert streamed.status_code == 413
+
+
+def test_health_ready_model_and_metrics(server: Server) -> None:
+    assert server.get("/health").json() == {"status": "ok"}
+    assert server.get("/ready").json() == {"status": "ready", "model_version": "1"}
+    model = server.get("/model").json()
+    assert (model["version"], model["feature_set"], model["train_months"]) == ("1", "with_distance", ["2023-01"])
+    assert model["served_by"] == "native (lightgbm)"
+    assert model["validation_metrics"]["rmse"] > 0
+    server.post("/predict", TRIP)
+    server.post("/predict", {**TRIP, "pu_location_id": 999})
+    metrics = server.get("/metrics").text
+    assert 'taxi_duration_requests_total{endpoint="/predict",status="200"}' in metrics
+    assert 'taxi_duration_requests_total{endpoint="/predict",status="422"}' in metrics
+    assert 'taxi_duration_request_seconds_bucket{endpoint="/predict",le="0.001"}' in metrics
+    assert "taxi_duration_predicted_minutes_count" in metrics
+    assert "taxi_duration_model_version 1.0" in metrics
+
+
+def test_openapi_docs_with_examples(server: Server) -> None:
+    assert server.get("/docs").status_code == 200
+    spec = server.get("/openapi.json").json()
+    examples = spec["components"]["schemas"]["Trip"]["examples"]
+    assert any("PULocationID" in e for e in examples)
+    assert any("pu_location_id" in e for e in examples)
+    assert {"/predict", "/predict/batch", "/health", "/ready", "/model", "/metrics"} <= set(spec["paths"])
+
+
+def test_admin_calls_are_off_without_an_admin_key(server: Server) -> None:
+    assert server.post("/admin/reload").status_code == 403
+
+
+def test_keys_guard_predictions_and_admin_calls(registry: Settings) -> None:
+    keyed = Server(registry, TAXI_DURATION_API_KEY=API_KEY, TAXI_DURATION_ADMIN_KEY=ADMIN_KEY)
+    try:
+        assert keyed.post("/predict", TRIP).status_code == 401
+        assert keyed.post("/predict", TRIP, headers={"X-API-Key": "wrong"}).status_code == 401
+        assert keyed.post("/predict", TRIP, headers={"X-API-Key": API_KEY}).status_code == 200
+        assert keyed.post("/admin/reload", headers={"X-API-Key": API_KEY}).status_code == 401
+        assert keyed.post("/admin/reload", headers={"X-API-Key": ADMIN_KEY}).json()["outcome"] == "unchanged"
+        assert keyed.get("/health").status_code == 200
+    finally:
+        log = keyed.stop()
+    assert API_KEY not in log
+    assert ADMIN_KEY not in log
+
+
+def _broken_version(work: Path) -> str:
+    """Register version 1's bundle with its model weight set to NaN: it loads, and predicts nonsense."""
+    bundle = Path(mlflow.artifacts.download_artifacts("models:/taxi-duration/1", dst_path=str(work)))
+    spec_file = bundle / "artifacts" / "bundle" / "native" / "native.json"
+    spec = json.loads(spec_file.read_text())
+    spec["parts"][0]["weight"] = float("nan")
+    spec_file.write_text(json.dumps(spec))
+    entry = ROOT / "src" / "taxi_duration" / "pyfunc_entry.py"
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(entry),
+            artifacts={"bundle": str(bundle / "artifacts" / "bundle")},
+            signature=SIGNATURE,
+        )
+    return str(mlflow.register_model(info.model_uri, tracking.MODEL_NAME).version)
+
+
+def test_a_new_champion_is_served_without_downtime_and_a_bad_one_never(registry: Settings, tmp_path: Path) -> None:
+    live = Server(registry, TAXI_DURATION_ADMIN_KEY=ADMIN_KEY)
+    admin = {"X-API-Key": ADMIN_KEY}
+    try:
+        tracking.connect(registry)
+        pretrip = train(registry, check_all(discover([registry.data_dir / "raw"])), SPLIT, "pretrip")
+        new = pretrip.decision.version
+        assert new != "1"  # registered, but not champion: it is worse than version 1 on the same month
+        statuses: list[int] = []
+        stop = threading.Event()
+
+        def traffic() -> None:
+            with httpx.Client(timeout=30) as client:
+                while not stop.is_set():
+                    statuses.append(client.post(f"{live.url}/predict", json=TRIP).status_code)
+
+        load = threading.Thread(target=traffic)
+        load.start()
+        MlflowClient(registry.mlflow_tracking_uri).set_registered_model_alias("taxi-duration", "champion", new)
+        reloaded = live.post("/admin/reload", headers=admin).json()
+        stop.set()
+        load.join()
+        assert (reloaded["outcome"], reloaded["model_version"]) in {("loaded", new), ("unchanged", new)}
+        assert statuses
+        assert set(statuses) == {200}
+        assert live.get("/model").json()["feature_set"] == "pretrip"
+        no_distance = {k: v for k, v in TRIP.items() if k != "trip_distance"}
+        assert live.post("/predict", no_distance).json()["model_version"] == new
+
+        bad = _broken_version(tmp_path)
+        MlflowClient(registry.mlflow_tracking_uri).set_registered_model_alias("taxi-duration", "champion", bad)
+        refused = live.post("/admin/reload", headers=admin)
+        assert refused.status_code == 409
+        assert "failed its check" in refused.json()["error"]
+        model = live.get("/model").json()
+        assert (model["version"], model["reload"]["outcome"]) == (new, "failed")
+        assert live.post("/predict", no_distance).json()["model_version"] == new
+    finally:
+        live.stop()
+
+
+def test_serving_with_no_champion_is_a_clear_error(tmp_path: Path) -> None:
+    settings = settings_in(tmp_path)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": str(settings.mlflow_tracking_uri)}
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("taxi-duration")), "serve", "--port", str(free_port())],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "no version of 'taxi-duration' has the alias 'champion'" in result.stderr
+    assert shlex.split("taxi-duration run")[0] in result.stderr
+
+
+def test_interval_covers_most_validation_trips(registry: Settings) -> None:
+    runs = MlflowClient(registry.mlflow_tracking_uri).search_runs(
+        [MlflowClient(registry.mlflow_tracking_uri).get_experiment_by_name("taxi-duration").experiment_id]
+    )
+    coverage = [r.data.metrics["test_interval_coverage"] for r in runs if "test_interval_coverage" in r.data.metrics]
+    assert coverage
+    assert all(0.7 < c < 0.9 for c in coverage)
