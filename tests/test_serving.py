@@ -147,6 +147,9 @@ BAD_REQUESTS = [
     ({**TRIP, "do_location_id": 0}, "do_location_id", "greater than or equal to 1"),
     ({**TRIP, "pickup_datetime": "2099-01-01T10:00:00"}, "pickup_datetime", "a year from today"),
     ({**TRIP, "pickup_datetime": "yesterday"}, "pickup_datetime", "datetime"),
+    # Found by schemathesis: converting these to New York time overflows.
+    ({**TRIP, "pickup_datetime": "0001-01-01T01:00:01Z"}, "pickup_datetime", "a year from today"),
+    ({**TRIP, "pickup_datetime": "0001-01-01T00:00:00+01:00"}, "pickup_datetime", "a year from today"),
     ({**TRIP, "passenger_count": -2}, "passenger_count", "greater than or equal to 0"),
     ({**TRIP, "passenger_count": "two"}, "passenger_count", "valid integer"),
     ({**TRIP, "trip_distance": -1.0}, "trip_distance", "greater than 0"),
@@ -172,6 +175,9 @@ def test_malformed_json_and_non_finite_numbers_are_422(server: Server) -> None:
     assert "not valid JSON" in broken.json()["problems"][0]["message"]
     nan = json.dumps({**TRIP, "trip_distance": float("nan")})
     assert httpx.post(f"{server.url}/predict", content=nan, headers=as_json, timeout=10).status_code == 422
+    binary = httpx.post(f"{server.url}/predict", content=b"\xc3\x28\xa0\xa1", headers=as_json, timeout=10)
+    assert binary.status_code == 400
+    assert "UTF-8" in binary.json()["error"]
     untyped = httpx.post(f"{server.url}/predict", content=json.dumps(TRIP), timeout=10)
     assert untyped.status_code == 422
     assert "Content-Type: application/json" in untyped.json()["error"]

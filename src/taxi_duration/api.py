@@ -95,11 +95,16 @@ class Trip(BaseModel):
     @field_validator("pickup_datetime")
     @classmethod
     def _in_range(cls, value: datetime) -> datetime:
-        local = value.astimezone(NEW_YORK).replace(tzinfo=None) if value.tzinfo else value
-        latest = datetime.now() + AHEAD
-        if not datetime.combine(FIRST_DAY, datetime.min.time()) <= local <= latest:
-            raise ValueError(f"must lie between {FIRST_DAY} (the first TLC records) and a year from today")
-        return local
+        earliest, latest = datetime.combine(FIRST_DAY, datetime.min.time()), datetime.now() + AHEAD
+        problem = f"must lie between {FIRST_DAY} (the first TLC records) and a year from today"
+        if value.tzinfo is not None:
+            try:
+                value = value.astimezone(NEW_YORK).replace(tzinfo=None)
+            except OverflowError:  # year 1 or 9999 with an offset: outside any calendar Python keeps
+                raise ValueError(problem) from None
+        if not earliest <= value <= latest:
+            raise ValueError(problem)
+        return value
 
     def canonical(self) -> dict[str, Any]:
         """The trip in the canonical column names the feature path reads."""
@@ -148,6 +153,30 @@ class Problem(BaseModel):
 
     error: str
     problems: list[dict[str, Any]] = []
+
+
+class Refusal(BaseModel):
+    """Why a request was refused."""
+
+    error: str
+
+
+def _refusal(description: str) -> dict[str, Any]:
+    return {"model": Refusal, "description": description}
+
+
+UNREADABLE = "the body could not be read: send JSON encoded as UTF-8"
+REFUSALS: dict[int | str, dict[str, Any]] = {
+    400: _refusal("The body could not be decoded (not UTF-8)"),
+    401: _refusal("The server has a prediction key and the request did not send it in X-API-Key"),
+    413: _refusal(f"The body is over {MAX_BODY_BYTES:,} bytes"),
+    503: _refusal("No model is loaded yet"),
+}
+ADMIN_REFUSALS: dict[int | str, dict[str, Any]] = {
+    401: _refusal("Missing or wrong admin key in X-API-Key"),
+    403: _refusal("Admin calls are off: the server has no admin key"),
+    409: _refusal("The new version failed to load or its check; the old one is still served"),
+}
 
 
 class Metrics:
@@ -278,7 +307,9 @@ def create_app(holder: ModelHolder, api_key: str | None = None, admin_key: str |
 
     @app.exception_handler(StarletteHTTPException)
     async def refused(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        # FastAPI's own 400 says only "There was an error parsing the body": bytes that are not UTF-8.
+        error = UNREADABLE if exc.status_code == 400 else exc.detail
+        return JSONResponse({"error": error}, status_code=exc.status_code, headers=exc.headers)
 
     def answer(model: Served, trips: list[Trip]) -> list[Prediction]:
         canonical = [t.canonical() for t in trips]
@@ -307,12 +338,14 @@ def create_app(holder: ModelHolder, api_key: str | None = None, admin_key: str |
 
     keyed = [Depends(prediction_key)]
 
-    @app.post("/predict", response_model=Prediction, dependencies=keyed, tags=["predictions"])
+    @app.post("/predict", response_model=Prediction, dependencies=keyed, tags=["predictions"], responses=REFUSALS)
     async def predict(trip: Trip) -> Prediction:
         """Predict one trip's duration in minutes, with the p10-p90 interval."""
         return answer(served(), [trip])[0]
 
-    @app.post("/predict/batch", response_model=BatchPrediction, dependencies=keyed, tags=["predictions"])
+    @app.post(
+        "/predict/batch", response_model=BatchPrediction, dependencies=keyed, tags=["predictions"], responses=REFUSALS
+    )
     async def predict_batch(batch: Batch) -> BatchPrediction:
         """Predict up to 1000 trips at once; predictions come back in the order sent."""
         model = served()
@@ -323,12 +356,12 @@ def create_app(holder: ModelHolder, api_key: str | None = None, admin_key: str |
         """Liveness: the process answers."""
         return {"status": "ok"}
 
-    @app.get("/ready", tags=["operations"])
+    @app.get("/ready", tags=["operations"], responses={503: _refusal("No model is loaded yet")})
     async def ready() -> dict[str, Any]:
         """Readiness: a checked model is loaded (503 otherwise)."""
         return {"status": "ready", "model_version": served().version}
 
-    @app.get("/model", tags=["operations"])
+    @app.get("/model", tags=["operations"], responses={503: _refusal("No model is loaded yet")})
     async def model_info() -> dict[str, Any]:
         """The served model: version, feature set, training window, validation metrics, last reload."""
         return {**served().describe(), "reload": asdict(holder.status), "source": holder.uri}
@@ -340,7 +373,7 @@ def create_app(holder: ModelHolder, api_key: str | None = None, admin_key: str |
             metrics.version.set(float(holder.current.version) if holder.current.version.isdigit() else -1)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/admin/reload", dependencies=[Depends(admin)], tags=["operations"])
+    @app.post("/admin/reload", dependencies=[Depends(admin)], tags=["operations"], responses=ADMIN_REFUSALS)
     def reload() -> dict[str, Any]:
         """Load the version the model URI names now; the old one serves until the new one is checked."""
         status = holder.reload()

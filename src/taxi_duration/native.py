@@ -245,7 +245,7 @@ class Booster:
 
     def predict_one(self, row: Mapping[str, Any]) -> float:
         """Minutes for one row."""
-        return self._single.predict(_row(self.inputs, row)[0])
+        return self._single.predict([e.encode_one(row[e.column]) for e in self.inputs])
 
     @cached_property
     def _single(self) -> _SingleRow:
@@ -273,10 +273,13 @@ class _SingleRow:
 
         self._lib, self._safe_call = _LIB, _safe_call
         self._handle = ctypes.c_void_p()
+        # One input row and one output value, allocated once: their addresses are passed on every call.
+        self._row = np.zeros(booster.num_feature(), dtype=np.float64)
+        self._row_ptr = self._row.ctypes.data_as(ctypes.c_void_p)
         self._out = np.zeros(1, dtype=np.float64)
         self._out_ptr = self._out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
         self._length = ctypes.c_int64()
-        self._lock = threading.Lock()  # the fast config holds buffers: one call at a time
+        self._lock = threading.Lock()  # the buffers and the fast config serve one call at a time
         features = ctypes.c_int32(booster.num_feature())
         kinds = (ctypes.c_int(self._NORMAL), ctypes.c_int(0), ctypes.c_int(-1), ctypes.c_int(self._FLOAT64))
         params = _c_str("num_threads=1")
@@ -287,12 +290,12 @@ class _SingleRow:
         )
         self._booster = booster  # the fast config points into it
 
-    def predict(self, row: np.ndarray) -> float:
-        data = np.ascontiguousarray(row, dtype=np.float64)
+    def predict(self, row: Sequence[float]) -> float:
         with self._lock:
+            self._row[:] = row
             self._safe_call(
                 self._lib.LGBM_BoosterPredictForMatSingleRowFast(
-                    self._handle, data.ctypes.data_as(ctypes.c_void_p), ctypes.byref(self._length), self._out_ptr
+                    self._handle, self._row_ptr, ctypes.byref(self._length), self._out_ptr
                 )
             )
             return float(self._out[0])

@@ -54,17 +54,14 @@ class Served:
 
     def predict(self, trips: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Minutes, p10 and p90 for canonical trips (one or many)."""
-        if len(trips) == 1:
-            minutes = np.array([self.bundle.native.predict_one(self.features.one(trips[0]))])
-        else:
-            rows = [self.features.one(t) for t in trips]
-            columns = {name: [r[name] for r in rows] for name in self.bundle.native.inputs}
-            minutes = self.bundle.native.predict(columns)
         interval = self.bundle.interval
-        if interval is None:
-            return minutes, minutes, minutes
-        low, high = interval.bounds(minutes)
-        return minutes, low, high
+        if len(trips) == 1:
+            minutes = self.bundle.native.predict_one(self.features.one(trips[0]))
+            low, high = interval.bounds_one(minutes) if interval else (minutes, minutes)
+            return np.array([minutes]), np.array([low]), np.array([high])
+        rows = [self.features.one(t) for t in trips]
+        batch = self.bundle.native.predict({name: [r[name] for r in rows] for name in self.bundle.native.inputs})
+        return (batch, *interval.bounds(batch)) if interval else (batch, batch, batch)
 
     def describe(self) -> dict[str, Any]:
         """What `GET /model` shows."""
