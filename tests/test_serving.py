@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -245,13 +246,17 @@ def test_keys_guard_predictions_and_admin_calls(registry: Settings) -> None:
     assert ADMIN_KEY not in log
 
 
-def _broken_version(work: Path) -> str:
-    """Register version 1's bundle with its model weight set to NaN: it loads, and predicts nonsense."""
+def _broken_version(work: Path, breaks: str) -> str:
+    """Register version 1's bundle broken one way: `nan` weights (it loads and predicts nonsense), or `old`
+    (no native export, as models trained before it existed)."""
     bundle = Path(mlflow.artifacts.download_artifacts("models:/taxi-duration/1", dst_path=str(work)))
-    spec_file = bundle / "artifacts" / "bundle" / "native" / "native.json"
-    spec = json.loads(spec_file.read_text())
-    spec["parts"][0]["weight"] = float("nan")
-    spec_file.write_text(json.dumps(spec))
+    native = bundle / "artifacts" / "bundle" / "native"
+    if breaks == "nan":
+        spec = json.loads((native / "native.json").read_text())
+        spec["parts"][0]["weight"] = float("nan")
+        (native / "native.json").write_text(json.dumps(spec))
+    else:
+        shutil.rmtree(native)
     entry = ROOT / "src" / "taxi_duration" / "pyfunc_entry.py"
     with mlflow.start_run():
         info = mlflow.pyfunc.log_model(
@@ -292,14 +297,19 @@ def test_a_new_champion_is_served_without_downtime_and_a_bad_one_never(registry:
         no_distance = {k: v for k, v in TRIP.items() if k != "trip_distance"}
         assert live.post("/predict", no_distance).json()["model_version"] == new
 
-        bad = _broken_version(tmp_path)
-        MlflowClient(registry.mlflow_tracking_uri).set_registered_model_alias("taxi-duration", "champion", bad)
-        refused = live.post("/admin/reload", headers=admin)
-        assert refused.status_code == 409
-        assert "failed its check" in refused.json()["error"]
-        model = live.get("/model").json()
-        assert (model["version"], model["reload"]["outcome"]) == (new, "failed")
-        assert live.post("/predict", no_distance).json()["model_version"] == new
+        for breaks, reason in (("nan", "failed its check"), ("old", "predates the native export")):
+            bad = _broken_version(tmp_path / breaks, breaks)
+            MlflowClient(registry.mlflow_tracking_uri).set_registered_model_alias("taxi-duration", "champion", bad)
+            refused = live.post("/admin/reload", headers=admin)
+            assert refused.status_code == 409
+            assert reason in refused.json()["error"]
+            model = live.get("/model").json()
+            assert (model["version"], model["reload"]["outcome"]) == (new, "failed")
+            assert live.post("/predict", no_distance).json()["model_version"] == new
+        old_format = mlflow.pyfunc.load_model(f"models:/taxi-duration/{bad}")  # still scores, through LightGBM
+        frame = pd.DataFrame([{**TRIP, "pickup_datetime": pd.Timestamp(TRIP["pickup_datetime"])}])
+        first = mlflow.pyfunc.load_model("models:/taxi-duration/1")
+        assert float(old_format.predict(frame)[0]) == pytest.approx(float(first.predict(frame)[0]), abs=1e-9)
     finally:
         live.stop()
 

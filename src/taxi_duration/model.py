@@ -135,23 +135,33 @@ class Bundle:
     """An opened bundle: features and predictions for raw trips.
 
     Serving touches only the store and the native export; the trainer's own model and the course baseline
-    (which, for a Spark model, start a Spark session) are loaded when `evaluate` first asks for them.
+    (which, for a Spark model, start a Spark session) are loaded when `evaluate` first asks for them. Each
+    part is read on first use.
     """
 
     path: Path
     meta: Meta
     store: FeatureStore
-    native: NativeModel
 
     @classmethod
     def open(cls, path: Path) -> Bundle:
         """Open a bundle folder written by `write`."""
         if not (path / META).is_file():
             raise UsageError(f"{path}: not a taxi-duration model (no {META})")
-        if not (path / NATIVE_DIR).is_dir():
-            raise UsageError(f"{path}: this model predates the native export; train it again to serve it")
         meta = Meta(**json.loads((path / META).read_text()))
-        return cls(path, meta, FeatureStore.open(path / STORE_DIR), NativeModel.load(path / NATIVE_DIR))
+        return cls(path, meta, FeatureStore.open(path / STORE_DIR))
+
+    @property
+    def exported(self) -> bool:
+        """Whether the bundle holds the native export (models trained before it existed do not)."""
+        return (self.path / NATIVE_DIR).is_dir()
+
+    @cached_property
+    def native(self) -> NativeModel:
+        """The model exported for serving without its trainer."""
+        if not self.exported:
+            raise UsageError(f"{self.path}: this model predates the native export; train it again to serve it")
+        return NativeModel.load(self.path / NATIVE_DIR)
 
     @cached_property
     def model(self) -> Predictor:
@@ -178,7 +188,10 @@ class Bundle:
         return features_table(self._canonical(trips), self.store).to_pandas()
 
     def predict(self, trips: pd.DataFrame) -> np.ndarray:
-        """Predicted minutes for raw trips, never below zero, from the native export."""
+        """Predicted minutes for raw trips, never below zero, from the native export (or, for a model
+        trained before it existed, from the trainer's own model)."""
+        if not self.exported:
+            return np.clip(self.model.predict(self.features(trips)), 0.0, None)
         if len(trips) > FAST_ROWS:
             return self.native.predict(self.features(trips))
         rows = [self.fast.one(trip) for trip in self._canonical(trips).to_pylist()]
