@@ -1,0 +1,129 @@
+"""PostgreSQL: trips read from a table, predictions written back, on either engine.
+
+The embedded engine talks to PostgreSQL through ADBC's native driver (rows arrive as Arrow, by the COPY
+protocol), Spark through JDBC with partitioned parallel reads (Debian's `libpostgresql-jdbc-java`, or any
+driver jar named in `spark.jars`). Predictions are upserted on their key, so writing the same batch twice
+leaves one row per trip. A connection URL's password is never printed: messages show `redacted(url)`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+
+from taxi_duration.errors import UsageError
+
+JDBC_JAR = Path("/usr/share/java/postgresql.jar")  # Debian's libpostgresql-jdbc-java
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
+
+
+def redacted(url: str) -> str:
+    """The URL with its password replaced by `***`."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)
+
+
+def _identifier(name: str) -> str:
+    # Table and column names go into SQL text; only plain (optionally schema-qualified) names are allowed.
+    if not _IDENTIFIER.fullmatch(name):
+        raise UsageError(f"{name!r} is not a plain table or column name")
+    return name
+
+
+@contextmanager
+def connect(url: str) -> Iterator[Any]:
+    """An ADBC connection; a failure names the server without its password."""
+    import adbc_driver_postgresql.dbapi as pg
+
+    try:
+        connection = pg.connect(url)
+    except Exception as exc:  # the driver raises its own error types, whose text may include the URL
+        message = str(exc).replace(url, redacted(url)).splitlines()[0]
+        raise UsageError(f"cannot connect to {redacted(url)}: {message}") from None
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+def write_table(url: str, table: str, rows: pa.Table, replace: bool = False) -> None:
+    """Create `table` from Arrow rows (or replace it), in one transaction."""
+    with connect(url) as connection, connection.cursor() as cursor:
+        cursor.adbc_ingest(_identifier(table), rows, mode="replace" if replace else "create")
+        connection.commit()
+
+
+def read_table(url: str, table: str, columns: list[str] | None = None) -> pa.Table:
+    """Every row of `table` as Arrow, through the native driver."""
+    names = ", ".join(_identifier(c) for c in columns) if columns else "*"
+    with connect(url) as connection, connection.cursor() as cursor:
+        cursor.execute(f"SELECT {names} FROM {_identifier(table)}")
+        return cursor.fetch_arrow_table()
+
+
+def upsert(url: str, table: str, rows: pa.Table, key: list[str]) -> int:
+    """Insert `rows` into `table` (created on first use), replacing rows with the same `key`; returns the
+    table's row count after. Running the same batch twice leaves the table as one run left it."""
+    target, keys = _identifier(table), [_identifier(k) for k in key]
+    staging = f"_staging_{target.replace('.', '_')}"
+    columns = ", ".join(_identifier(c) for c in rows.column_names)
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in rows.column_names if c not in keys)
+    with connect(url) as connection, connection.cursor() as cursor:
+        cursor.adbc_ingest(staging, rows, mode="replace", temporary=True)
+        cursor.execute(f"CREATE TABLE IF NOT EXISTS {target} AS SELECT * FROM {staging} WITH NO DATA")
+        cursor.execute(
+            f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_indexes WHERE indexname = '{staging}_key') "
+            f"THEN CREATE UNIQUE INDEX {staging}_key ON {target} ({', '.join(keys)}); END IF; END $$"
+        )
+        cursor.execute(
+            f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {staging} "
+            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
+        )
+        cursor.execute(f"SELECT count(*) FROM {target}")
+        (count,) = cursor.fetchone()
+        connection.commit()
+    return int(count)
+
+
+def jdbc_options(url: str) -> dict[str, str]:
+    """Spark's JDBC options for a `postgresql://user:password@host:port/db` URL."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
+        raise UsageError(f"{redacted(url)}: expected postgresql://user:password@host:port/database")
+    options = {
+        "url": f"jdbc:postgresql://{parts.hostname}:{parts.port or 5432}{parts.path}",
+        "driver": "org.postgresql.Driver",
+    }
+    if parts.username:
+        options["user"] = parts.username
+    if parts.password:
+        options["password"] = parts.password
+    return options
+
+
+def spark_read(spark: Any, url: str, table: str, partition_column: str, partitions: int) -> Any:
+    """`table` as a Spark frame read by `partitions` parallel JDBC queries, split on the range of the
+    integer `partition_column` (whose bounds are asked of the server first)."""
+    column = _identifier(partition_column)
+    options = jdbc_options(url)
+    bounds = (
+        spark.read.format("jdbc")
+        .options(**options, query=f"SELECT min({column}) AS lo, max({column}) AS hi FROM {_identifier(table)}")
+        .load()
+        .first()
+    )
+    lo, hi = (0, 0) if bounds is None or bounds["lo"] is None else (int(bounds["lo"]), int(bounds["hi"]))
+    return (
+        spark.read.format("jdbc")
+        .options(**options, dbtable=table, partitionColumn=column, lowerBound=str(lo), upperBound=str(hi + 1))
+        .option("numPartitions", str(partitions))
+        .load()
+    )

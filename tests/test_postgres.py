@@ -1,0 +1,96 @@
+"""Trips through a real PostgreSQL server (the one `.ci/run` starts on loopback): loaded into a table, read
+back by the embedded engine's native driver and by Spark over JDBC in parallel partitions, the same rows;
+predictions written back twice, no duplicates."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from taxi_duration import postgres
+from taxi_duration.errors import UsageError
+from taxi_duration.months import parse_months
+from taxi_duration.synth import DirtyShares, generate
+
+URL_ENV = "TAXI_DURATION_TEST_POSTGRES_URL"
+
+
+@pytest.fixture(scope="module")
+def url() -> str:
+    found = os.environ.get(URL_ENV)
+    if not found:
+        pytest.skip(f'no PostgreSQL server: `eval "$(bash scripts/postgres.sh start)"` sets {URL_ENV}')
+    return found
+
+
+@pytest.fixture(scope="module")
+def trips(url: str, tmp_path_factory: pytest.TempPathFactory) -> pa.Table:
+    """3,000 synthetic trips with a trip id, loaded into the `trips` table."""
+    root = tmp_path_factory.mktemp("pg")
+    generate(3_000, parse_months("2023-01"), root, seed=9, dirty=DirtyShares.clean())
+    table = pq.read_table(next(root.glob("*.parquet")))
+    table = table.append_column("trip_id", pa.array(np.arange(1, table.num_rows + 1), pa.int64()))
+    postgres.write_table(url, "trips", table, replace=True)
+    return table
+
+
+def _sorted(rows: pa.Table) -> list[dict[str, Any]]:
+    return sorted(rows.to_pylist(), key=lambda r: r["trip_id"])
+
+
+def test_the_embedded_engine_reads_back_the_same_rows(url: str, trips: pa.Table) -> None:
+    back = postgres.read_table(url, "trips")
+    assert back.num_rows == trips.num_rows
+    assert _sorted(back.select(trips.column_names)) == _sorted(trips)
+
+
+@pytest.mark.spark
+def test_spark_reads_the_same_rows_in_parallel_partitions(url: str, trips: pa.Table, spark: Any) -> None:
+    frame = postgres.spark_read(spark, url, "trips", "trip_id", partitions=3)
+    assert frame.rdd.getNumPartitions() == 3
+    rows = frame.select("trip_id", "PULocationID", "DOLocationID", "trip_distance").toPandas()
+    expected = trips.select(["trip_id", "PULocationID", "DOLocationID", "trip_distance"]).to_pandas()
+    assert len(rows) == len(expected)
+    merged = expected.merge(rows, on="trip_id", suffixes=("", "_spark"))
+    assert len(merged) == len(expected)
+    for column in ("PULocationID", "DOLocationID", "trip_distance"):
+        assert (merged[column] == merged[f"{column}_spark"]).all(), column
+
+
+def test_writing_predictions_twice_leaves_one_row_per_trip(url: str, trips: pa.Table) -> None:
+    ids = trips.column("trip_id")
+    first = pa.table({"trip_id": ids, "model_version": pa.array(["1"] * len(ids)), "minutes": np.full(len(ids), 10.0)})
+    assert postgres.upsert(url, "predictions", first, key=["trip_id", "model_version"]) == len(ids)
+    again = first.set_column(2, "minutes", pa.array(np.full(len(ids), 12.5)))
+    assert postgres.upsert(url, "predictions", again, key=["trip_id", "model_version"]) == len(ids)
+    stored = postgres.read_table(url, "predictions", ["trip_id", "minutes"])
+    assert stored.num_rows == len(ids)
+    assert set(stored.column("minutes").to_pylist()) == {12.5}
+
+
+def test_the_password_never_shows(url: str) -> None:
+    password = url.split(":")[2].split("@")[0]
+    assert password not in postgres.redacted(url)
+    wrong = url.replace(f":{password}@", ":not-the-password@")
+    with pytest.raises(UsageError) as failure:
+        postgres.read_table(wrong, "trips")
+    assert "not-the-password" not in str(failure.value)
+    assert "***" in str(failure.value)
+
+
+def test_table_names_are_never_sql(url: str) -> None:
+    with pytest.raises(UsageError, match="not a plain table"):
+        postgres.read_table(url, "trips; DROP TABLE trips")
+
+
+def test_jdbc_options_split_the_url() -> None:
+    options = postgres.jdbc_options("postgresql://taxi:secret@127.0.0.1:5433/trips")
+    assert options["url"] == "jdbc:postgresql://127.0.0.1:5433/trips"
+    assert (options["user"], options["password"]) == ("taxi", "secret")
+    with pytest.raises(UsageError, match=r"\*\*\*"):
+        postgres.jdbc_options("mysql://taxi:secret@host/db")
