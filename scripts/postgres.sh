@@ -13,8 +13,9 @@ action=${1:-start}
 
 pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
 
+# PostgreSQL refuses to run as root: as root, run its programs as the `postgres` user the package creates.
 as_postgres() {
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  if [ "$(id -u)" = 0 ]; then PATH="$PATH:/usr/sbin:/sbin" runuser -u postgres -- "$@"; else "$@"; fi
 }
 
 if [ "$action" = stop ]; then
