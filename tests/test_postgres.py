@@ -4,7 +4,11 @@ predictions written back twice, no duplicates."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,9 +17,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from taxi_duration import postgres
+from taxi_duration.config import load_settings
 from taxi_duration.errors import UsageError
+from taxi_duration.inputs import check_all, discover
 from taxi_duration.months import parse_months
+from taxi_duration.splits import TimeSplit
 from taxi_duration.synth import DirtyShares, generate
+from taxi_duration.train import train
+
+SPLIT = TimeSplit.last_two_held_out(parse_months("2023-01..2023-03"))
 
 URL_ENV = "TAXI_DURATION_TEST_POSTGRES_URL"
 
@@ -94,3 +104,37 @@ def test_jdbc_options_split_the_url() -> None:
     assert (options["user"], options["password"]) == ("taxi", "secret")
     with pytest.raises(UsageError, match=r"\*\*\*"):
         postgres.jdbc_options("mysql://taxi:secret@host/db")
+
+
+def test_predict_scores_a_table_and_a_rerun_adds_no_rows(url: str, trips: pa.Table, tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    generate(12_000, parse_months("2023-01..2023-03"), raw, seed=2)
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    settings = load_settings(data_dir=tmp_path, mlflow_tracking_uri=store, search="quick")
+    train(settings, check_all(discover([raw])), SPLIT, "with_distance")
+    gaps = trips.slice(0, 500).to_pandas()
+    gaps.loc[:9, "PULocationID"] = None  # ten trips without a pickup zone: counted, not predicted
+    postgres.write_table(url, "trips_with_gaps", pa.Table.from_pandas(gaps, preserve_index=False), replace=True)
+    env = {**os.environ, "TAXI_DURATION_POSTGRES_URL": url, "MLFLOW_TRACKING_URI": str(settings.mlflow_tracking_uri)}
+    command = [str(Path(sys.executable).with_name("taxi-duration")), "predict", "--table", "trips_with_gaps"]
+    command += [
+        "--key",
+        "trip_id",
+        "--to",
+        "trip_predictions",
+        "--chunk-rows",
+        "200",
+        "--out",
+        str(tmp_path / "o.json"),
+    ]
+    for _ in range(2):
+        run = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr
+        assert url.split(":")[2].split("@")[0] not in run.stderr + run.stdout  # the password
+    result = json.loads((tmp_path / "o.json").read_text())
+    assert (result["rows_read"], result["predicted"], result["skipped"]) == (500, 490, {"no pu_location_id": 10})
+    assert result["rows_in_target"] == 490
+    stored = postgres.read_table(url, "trip_predictions").to_pandas().set_index("trip_id")
+    assert len(stored) == 490
+    assert (stored["p10_minutes"] <= stored["duration_minutes"]).all()
+    assert (stored["duration_minutes"] <= stored["p90_minutes"]).all()

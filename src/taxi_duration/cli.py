@@ -255,6 +255,42 @@ def evaluate(
 
 
 @app.command()
+def predict(
+    table: Annotated[str, typer.Option(help="PostgreSQL table of trips (TLC or canonical column names).")],
+    key: Annotated[str, typer.Option(help="The table's trip id column: predictions are keyed on it.")],
+    to: Annotated[str, typer.Option(help="Table the predictions are upserted into (created on first use).")],
+    model: Annotated[str, typer.Option(help="Model URI.")] = "models:/taxi-duration@champion",
+    chunk_rows: Annotated[int, typer.Option(help="Trips read, predicted and written at a time.")] = 100_000,
+    out: OutJsonOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Score every trip of a PostgreSQL table and upsert the predictions into another table.
+
+    The database is TAXI_DURATION_POSTGRES_URL (or `postgres_url` in taxi-duration.toml):
+    postgresql://user:password@host:port/db; its password is never printed. Rows are keyed on
+    (KEY, model_version), so re-running a batch replaces its rows instead of adding more.
+    """
+    from taxi_duration.scorecard import load_bundle
+    from taxi_duration.scoring import describe, score_table
+    from taxi_duration.serving import resolve
+
+    settings = _settings(config)
+    if settings.postgres_url is None:
+        raise UsageError("no database: set TAXI_DURATION_POSTGRES_URL=postgresql://user:password@host:port/db")
+    url = settings.postgres_url.get_secret_value()
+    version, pinned = resolve(settings, model)
+    bundle = load_bundle(settings, pinned)
+    with console.status(f"scoring {table} with {pinned}"):
+        scored = score_table(url, bundle, version, table, key, to, chunk_rows)
+    skipped = ", ".join(f"{n:,} {why}" for why, n in scored.skipped.items()) or "none"
+    console.print(
+        f"{scored.rows_read:,} trips read, {scored.predicted:,} predicted by {pinned}, skipped: {skipped}; "
+        f"{to} holds {scored.table_rows:,} rows"
+    )
+    _write_json(out, {"model": pinned, "table": table, "to": to, **describe(scored)})
+
+
+@app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on; 0.0.0.0 for every interface.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     feature_set: str = Field("with_distance", description="Features models train on: with_distance or pretrip.")
     duckdb_memory_limit: str | None = Field(None, description="DuckDB memory_limit, e.g. '2GB'.")
     api_key: SecretStr | None = Field(None, description="When set, prediction calls must send it as X-API-Key.")
+    postgres_url: SecretStr | None = Field(
+        None, description="postgresql://user:password@host:port/db for `predict`; kept secret, never printed."
+    )
     admin_key: SecretStr | None = Field(None, description="When set, enables admin calls (X-API-Key); else off.")
     mlflow_tracking_uri: str | None = Field(
         None, description="MLflow tracking URI; defaults to MLFLOW_TRACKING_URI, then a SQLite store in data_dir."

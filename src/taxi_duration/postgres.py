@@ -69,6 +69,20 @@ def read_table(url: str, table: str, columns: list[str] | None = None) -> pa.Tab
         return cursor.fetch_arrow_table()
 
 
+def batches(url: str, table: str, rows: int) -> Iterator[pa.Table]:
+    """`table` in chunks of about `rows` rows, streamed from the server (memory stays flat)."""
+    with connect(url) as connection, connection.cursor() as cursor:
+        cursor.execute(f"SELECT * FROM {_identifier(table)}")
+        pending: list[pa.RecordBatch] = []
+        for batch in cursor.fetch_record_batch():
+            pending.append(batch)
+            if sum(b.num_rows for b in pending) >= rows:
+                yield pa.Table.from_batches(pending)
+                pending = []
+        if pending:
+            yield pa.Table.from_batches(pending)
+
+
 def upsert(url: str, table: str, rows: pa.Table, key: list[str]) -> int:
     """Insert `rows` into `table` (created on first use), replacing rows with the same `key`; returns the
     table's row count after. Running the same batch twice leaves the table as one run left it."""
