@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -183,6 +183,21 @@ class Bundle:
         """The online feature path that answers a trip in microseconds (built on first use)."""
         return FastFeatures(self.store)
 
+    @property
+    def required_inputs(self) -> list[str]:
+        """What a trip must carry for this model: the required inputs, and the distance if the model reads it."""
+        required = [str(c.name) for c in INPUT_SCHEMA.inputs if c.required]
+        return [*required, s.DISTANCE] if s.DISTANCE in self.native.inputs else required
+
+    def predict_trips(self, trips: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Minutes for canonical trips (dicts, as the API holds them), through the fast feature path."""
+        rows = [self.fast.one(trip) for trip in trips]
+        return self.native.predict({name: [r[name] for r in rows] for name in self.native.inputs})
+
+    def bounds(self, minutes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(p10, p90) for predicted minutes; the minutes themselves for a model trained without an interval."""
+        return self.interval.bounds(minutes) if self.interval else (minutes, minutes)
+
     def features(self, trips: pd.DataFrame) -> pd.DataFrame:
         """Raw trips (canonical or TLC names) -> model inputs, in input order."""
         return features_table(self._canonical(trips), self.store).to_pandas()
@@ -194,8 +209,7 @@ class Bundle:
             return np.clip(self.model.predict(self.features(trips)), 0.0, None)
         if len(trips) > FAST_ROWS:
             return self.native.predict(self.features(trips))
-        rows = [self.fast.one(trip) for trip in self._canonical(trips).to_pylist()]
-        return self.native.predict({name: [r[name] for r in rows] for name in self.native.inputs})
+        return self.predict_trips(self._canonical(trips).to_pylist())
 
     @staticmethod
     def _canonical(trips: pd.DataFrame) -> Any:

@@ -110,14 +110,17 @@ class FastFeatures:
                 s.DISTANCE: [i % 10_001 / 100 for i in range(len(pairs))],
             }
         )
-        self._remember(trips.to_dict("records"), features_table(trips_table(trips)).to_pylist())
+        self._evaluate(trips)
 
     def warm_hours(self, start: datetime, end: datetime) -> None:
         """Evaluate every pickup hour in [start, end) in one batch, so the first trips in them pay nothing."""
         hours = pd.date_range(_hour(start), end, freq="h", inclusive="left")
         if len(hours):
-            trips = pd.DataFrame({s.PICKUP: hours, s.PU_ZONE: 1, s.DO_ZONE: 1})
-            self._remember(trips.to_dict("records"), features_table(trips_table(trips)).to_pylist())
+            self._evaluate(pd.DataFrame({s.PICKUP: hours, s.PU_ZONE: 1, s.DO_ZONE: 1}))
+
+    def _evaluate(self, trips: pd.DataFrame) -> None:
+        """Run the definitions on a batch of trips once and remember every answer."""
+        self._remember(trips.to_dict("records"), features_table(trips_table(trips)).to_pylist())
 
     def _key(self, reads: tuple[str, ...], trip: Mapping[str, Any]) -> tuple[Any, ...]:
         return tuple(_hour(trip[c]) if c == s.PICKUP else trip.get(c) for c in reads)

@@ -33,11 +33,6 @@ class Scored:
     table_rows: int = 0
 
 
-def _needed(bundle: Bundle) -> list[str]:
-    needed = [s.PICKUP, s.PU_ZONE, s.DO_ZONE]
-    return [*needed, s.DISTANCE] if s.DISTANCE in bundle.native.inputs else needed
-
-
 def score_table(
     url: str, bundle: Bundle, version: str, table: str, key: str, target: str, chunk_rows: int = 100_000
 ) -> Scored:
@@ -49,7 +44,7 @@ def score_table(
         trips = chunk.to_pandas()
         found = s.resolve_aliases(list(trips.columns))
         usable = np.ones(len(trips), dtype=bool)
-        for column in _needed(bundle):
+        for column in bundle.required_inputs:
             if column not in found:
                 raise UsageError(f"table {table} has no {column} column (nor a TLC name for it)")
             missing = trips[found[column]].isna().to_numpy() & usable
@@ -61,7 +56,7 @@ def score_table(
         if kept.empty:
             continue
         minutes = bundle.predict(kept)
-        low, high = bundle.interval.bounds(minutes) if bundle.interval else (minutes, minutes)
+        low, high = bundle.bounds(minutes)
         now = datetime.now(UTC)
         rows = pa.table(
             {

@@ -27,7 +27,6 @@ from taxi_duration import tracking
 from taxi_duration.config import Settings
 from taxi_duration.errors import UsageError
 from taxi_duration.model import Bundle
-from taxi_duration.online import FastFeatures
 
 log = logging.getLogger("taxi_duration.serving")
 DEFAULT_MODEL = f"models:/{tracking.MODEL_NAME}@{tracking.CHAMPION}"
@@ -43,25 +42,23 @@ class Served:
     version: str
     uri: str
     bundle: Bundle
-    features: FastFeatures
     folder: Path
     loaded_at: str = field(default_factory=lambda: datetime.now().astimezone().isoformat(timespec="seconds"))
 
     @property
     def needs_distance(self) -> bool:
         """Whether the model's features include the metered distance."""
-        return s.DISTANCE in self.bundle.native.inputs
+        return s.DISTANCE in self.bundle.required_inputs
 
     def predict(self, trips: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Minutes, p10 and p90 for canonical trips (one or many)."""
         interval = self.bundle.interval
         if len(trips) == 1:
-            minutes = self.bundle.native.predict_one(self.features.one(trips[0]))
+            minutes = self.bundle.native.predict_one(self.bundle.fast.one(trips[0]))
             low, high = interval.bounds_one(minutes) if interval else (minutes, minutes)
             return np.array([minutes]), np.array([low]), np.array([high])
-        rows = [self.features.one(t) for t in trips]
-        batch = self.bundle.native.predict({name: [r[name] for r in rows] for name in self.bundle.native.inputs})
-        return (batch, *interval.bounds(batch)) if interval else (batch, batch, batch)
+        batch = self.bundle.predict_trips(trips)
+        return (batch, *self.bundle.bounds(batch))
 
     def describe(self) -> dict[str, Any]:
         """What `GET /model` shows."""
@@ -115,10 +112,9 @@ def load(settings: Settings, uri: str, work: Path) -> Served:
         bundle = Bundle.open(local / BUNDLE_PATH if (local / BUNDLE_PATH).is_dir() else local)
         if not bundle.exported:
             raise UsageError(f"model {pinned} predates the native export the server needs: train it again")
-        features = FastFeatures(bundle.store)
         now = datetime.now()
-        features.warm_hours(now - timedelta(hours=1), now + timedelta(days=2))
-        served = Served(version, pinned, bundle, features, folder)
+        bundle.fast.warm_hours(now - timedelta(hours=1), now + timedelta(days=2))
+        served = Served(version, pinned, bundle, folder)
         check(served)
         return served
     except BaseException:
