@@ -83,7 +83,7 @@ class Server:
         self.process = subprocess.Popen([executable, command[1], *args], env=environment, stderr=subprocess.PIPE)
         self.url = f"http://127.0.0.1:{self.port}"
         try:
-            wait_ready(self.url, timeout_s=90)
+            wait_ready(self.url, timeout_s=90, alive=lambda: self.process.poll() is None)
         except TimeoutError:
             self.stop()
             raise

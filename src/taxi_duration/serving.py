@@ -238,17 +238,24 @@ def _now() -> str:
     return datetime.now().astimezone().isoformat(timespec="seconds")
 
 
-def wait_ready(url: str, timeout_s: float = 60.0) -> None:
-    """Block until `GET {url}/ready` answers 200, or raise after `timeout_s` (for scripts and tests)."""
+def wait_ready(
+    url: str, timeout_s: float = 60.0, path: str = "/ready", alive: Callable[[], bool] = lambda: True
+) -> None:
+    """Block until `GET {url}{path}` answers 200 (for scripts, benchmarks and tests).
+
+    Raises TimeoutError after `timeout_s`, or as soon as `alive()` says the server's process has ended.
+    """
     import httpx
 
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+            if httpx.get(f"{url}{path}", timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
+        if not alive():
+            raise TimeoutError(f"{url}: the server exited before it was ready")
         if time.monotonic() > deadline:
             raise TimeoutError(f"{url} was not ready after {timeout_s:.0f} s")
         time.sleep(0.1)

@@ -125,14 +125,10 @@ def in_process(served: Served, requests: list[dict[str, Any]], calls: int) -> di
 def _server(command: list[str], url: str, ready: str, env: dict[str, str]) -> Iterator[psutil.Process]:
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                wait_ready(url, timeout_s=2) if ready == "/ready" else _ping(url + ready)
-                break
-            except (TimeoutError, OSError):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise UsageError(f"{' '.join(command[:3])} did not start (exit {process.poll()})") from None
+        try:
+            wait_ready(url, timeout_s=180, path=ready, alive=lambda: process.poll() is None)
+        except TimeoutError:
+            raise UsageError(f"{' '.join(command[:3])} did not start (exit {process.poll()})") from None
         yield psutil.Process(process.pid)
     finally:
         process.terminate()
@@ -140,17 +136,6 @@ def _server(command: list[str], url: str, ready: str, env: dict[str, str]) -> It
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
-
-
-def _ping(url: str) -> None:
-    import httpx
-
-    try:
-        if httpx.get(url, timeout=2).status_code == 200:
-            return
-    except httpx.HTTPError as exc:
-        raise OSError(str(exc)) from exc
-    raise OSError(f"{url} not ready")
 
 
 @contextmanager
