@@ -324,7 +324,7 @@ def markdown(results: dict[str, Any]) -> str:
     by = {(r["server"], r["endpoint"].split(" ")[1]): r for r in results["rows"]}
     for size in ("(1", f"({results['batch_size']}"):
         ours, theirs = by.get((OURS, size)), by.get((MLFLOW, size))
-        if ours and theirs:
+        if ours and theirs and theirs["rps"] > 0:  # a very short run may complete no request at all
             lines.append("")
             lines.append(
                 f"{'One trip' if size == '(1' else 'Batches'}: {ours['rps'] / theirs['rps']:.1f}x the requests/s of "
