@@ -70,10 +70,6 @@ class Encoding:
         return {"column": self.column, "categories": self.categories, "unknown": self.unknown}
 
 
-def _length(rows: Rows, encodings: Sequence[Encoding]) -> int:
-    return len(rows[encodings[0].column])
-
-
 def _matrix(encodings: Sequence[Encoding], rows: Rows) -> np.ndarray:
     return np.column_stack([e.encode(rows[e.column]) for e in encodings]) if encodings else np.empty((0, 0))
 
@@ -84,6 +80,11 @@ def _row(encodings: Sequence[Encoding], row: Mapping[str, Any]) -> np.ndarray:
 
 class Part(Protocol):
     """One exported model: numbers in, minutes out."""
+
+    @property
+    def inputs(self) -> list[Encoding]:
+        """The feature columns it reads, each with its encoding."""
+        ...
 
     def predict(self, rows: Rows) -> np.ndarray:
         """Minutes for every row of `rows` (columns as arrays)."""
@@ -110,7 +111,7 @@ class Linear:
 
     def predict(self, rows: Rows) -> np.ndarray:
         """Minutes for every row."""
-        out = np.full(_length(rows, self.numbers + self.categories), self.intercept, dtype=np.float64)
+        out = np.full(len(rows[self.inputs[0].column]), self.intercept, dtype=np.float64)
         if self.numbers:
             out += _matrix(self.numbers, rows) @ self.number_coefs
         for encoding in self.categories:
@@ -128,6 +129,11 @@ class Linear:
 
     def __post_init__(self) -> None:
         self._padded = np.append(self.category_coefs, 0.0)
+
+    @property
+    def inputs(self) -> list[Encoding]:
+        """The numbers, then the category columns."""
+        return [*self.numbers, *self.categories]
 
     def save(self, path: Path, name: str) -> dict[str, Any]:
         np.save(path / f"{name}.npy", self.category_coefs)
@@ -359,7 +365,15 @@ def from_sklearn(pipeline: Any) -> NativeModel:
 
 # --- MLlib, read while Spark is up --------------------------------------------------------------------------
 
-_MIX = re.compile(r"SELECT \*, ([0-9.eE+-]+) \* (\w+) \+ ([0-9.eE+-]+) \* (\w+) AS prediction FROM __THIS__")
+PREDICTION = "prediction"  # the output column of every Spark model `train_spark` builds
+# The Spark search averages two family models with a SQLTransformer. Its statement is written here, beside
+# the pattern that reads the weights back when the average is exported.
+_MIX = re.compile(rf"SELECT \*, ([0-9.eE+-]+) \* (\w+) \+ ([0-9.eE+-]+) \* (\w+) AS {PREDICTION} FROM __THIS__")
+
+
+def mix_statement(weight_a: float, column_a: str, weight_b: float, column_b: str) -> str:
+    """The SQL that averages two prediction columns into `prediction`."""
+    return f"SELECT *, {weight_a} * {column_a} + {weight_b} * {column_b} AS {PREDICTION} FROM __THIS__"
 
 
 def from_mllib(model: Any) -> NativeModel:
@@ -374,18 +388,13 @@ def from_mllib(model: Any) -> NativeModel:
     exported = {_prediction_col(f): _family(f) for f in families}
     if len(families) == 1:
         source, part = next(iter(exported.values()))
-        return NativeModel([(1.0, part)], source, _inputs(part))
+        return NativeModel([(1.0, part)], source, [e.column for e in part.inputs])
     match = _MIX.fullmatch(mix.getStatement().strip()) if mix is not None else None
     if match is None:
         raise ValueError(f"cannot export this PipelineModel: {[type(st).__name__ for st in stages]}")
     wa, ca, wb, cb = match.groups()
     parts = [(float(wa), exported[ca][1]), (float(wb), exported[cb][1])]
-    return NativeModel(parts, "ensemble", sorted({c for _, p in parts for c in _inputs(p)}))
-
-
-def _inputs(part: Any) -> list[str]:
-    encodings = part.inputs if hasattr(part, "inputs") else [*part.numbers, *part.categories]
-    return [e.column for e in encodings]
+    return NativeModel(parts, "ensemble", sorted({e.column for _, p in parts for e in p.inputs}))
 
 
 def _prediction_col(family: Any) -> str:

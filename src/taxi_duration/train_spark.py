@@ -26,11 +26,10 @@ from pyspark.sql import functions as F
 
 from taxi_duration import schema as s
 from taxi_duration.features import TARGET
-from taxi_duration.native import NativeModel, from_mllib
+from taxi_duration.native import PREDICTION, NativeModel, from_mllib, mix_statement
 from taxi_duration.spark import get_spark
 from taxi_duration.train_local import columns
 
-PREDICTION = "prediction"
 ENSEMBLE_WEIGHTS = (0.25, 0.5, 0.75)  # share of the tree model in the average
 # Strings with few values are indexed; zone ids stay numbers for trees (265 values would need 265 bins),
 # and the zone pair (thousands of values) reaches trees through the store's pair statistics.
@@ -208,7 +207,7 @@ def _last(model: PipelineModel | Pipeline) -> Any:
 
 def _averaged(a: PipelineModel, b: PipelineModel, weight: float) -> PipelineModel:
     pa, pb = _last(a).getPredictionCol(), _last(b).getPredictionCol()
-    mix = SQLTransformer(statement=f"SELECT *, {1 - weight} * {pa} + {weight} * {pb} AS {PREDICTION} FROM __THIS__")
+    mix = SQLTransformer(statement=mix_statement(1 - weight, pa, weight, pb))
     return PipelineModel(stages=[a, b, mix])
 
 
