@@ -12,10 +12,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from taxi_duration.config import Engine, load_settings
+from taxi_duration.config import Engine, Settings, load_settings
 from taxi_duration.engines import Runtime
+from taxi_duration.months import parse_months
+from taxi_duration.splits import TimeSplit
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+# The synthetic months the training tests generate: train 2023-01, validate 2023-02, test 2023-03.
+SPLIT = TimeSplit.last_two_held_out(parse_months("2023-01..2023-03"))
+
+
+def store_settings(root: Path, **overrides: str) -> Settings:
+    """Settings whose data and MLflow store (SQLite) live under `root`, with the quick model search."""
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    return load_settings(data_dir=root, mlflow_tracking_uri=uri, search="quick", **overrides)
+
 
 # Engines that start in milliseconds run everywhere; Spark only where marked, on the shared session.
 FAST_ENGINES = [Engine.DUCKDB, Engine.PANDAS]

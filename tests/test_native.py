@@ -21,10 +21,9 @@ from taxi_duration.features import TARGET
 from taxi_duration.inputs import check_all, discover
 from taxi_duration.months import parse_months
 from taxi_duration.native import NativeModel, from_mllib, from_sklearn
-from taxi_duration.splits import TimeSplit
 from taxi_duration.synth import generate
+from tests.conftest import SPLIT
 
-SPLIT = TimeSplit.last_two_held_out(parse_months("2023-01..2023-03"))
 TOLERANCE = 1e-6
 
 

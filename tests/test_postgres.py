@@ -17,15 +17,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from taxi_duration import postgres
-from taxi_duration.config import load_settings
 from taxi_duration.errors import UsageError
 from taxi_duration.inputs import check_all, discover
 from taxi_duration.months import parse_months
-from taxi_duration.splits import TimeSplit
 from taxi_duration.synth import DirtyShares, generate
 from taxi_duration.train import train
-
-SPLIT = TimeSplit.last_two_held_out(parse_months("2023-01..2023-03"))
+from tests.conftest import SPLIT, store_settings
 
 URL_ENV = "TAXI_DURATION_TEST_POSTGRES_URL"
 
@@ -109,8 +106,7 @@ def test_jdbc_options_split_the_url() -> None:
 def test_predict_scores_a_table_and_a_rerun_adds_no_rows(url: str, trips: pa.Table, tmp_path: Path) -> None:
     raw = tmp_path / "raw"
     generate(12_000, parse_months("2023-01..2023-03"), raw, seed=2)
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    settings = load_settings(data_dir=tmp_path, mlflow_tracking_uri=store, search="quick")
+    settings = store_settings(tmp_path)
     train(settings, check_all(discover([raw])), SPLIT, "with_distance")
     gaps = trips.slice(0, 500).to_pandas()
     gaps.loc[:9, "PULocationID"] = None  # ten trips without a pickup zone: counted, not predicted

@@ -23,17 +23,16 @@ from mlflow import MlflowClient
 
 from taxi_duration import tracking
 from taxi_duration.api import MAX_BATCH
-from taxi_duration.config import Settings, load_settings
+from taxi_duration.config import Settings
 from taxi_duration.inputs import check_all, discover
 from taxi_duration.model import SIGNATURE
 from taxi_duration.months import parse_months
 from taxi_duration.serving import wait_ready
-from taxi_duration.splits import TimeSplit
 from taxi_duration.synth import generate
 from taxi_duration.train import train
+from tests.conftest import SPLIT, store_settings
 
 ROOT = Path(__file__).resolve().parents[1]
-SPLIT = TimeSplit.last_two_held_out(parse_months("2023-01..2023-03"))
 TRIP = {
     "pickup_datetime": "2023-03-14T08:30:00",
     "pu_location_id": 74,
@@ -44,16 +43,12 @@ TRIP = {
 API_KEY, ADMIN_KEY = "test-predict-key", "test-admin-key"
 
 
-def settings_in(root: Path, **overrides: str) -> Settings:
-    return load_settings(data_dir=root, mlflow_tracking_uri=f"sqlite:///{root / 'mlflow.db'}", **overrides)
-
-
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """A store whose champion is a small LightGBM model trained on `with_distance`."""
     root = tmp_path_factory.mktemp("registry")
     generate(24_000, parse_months("2023-01..2023-03"), root / "raw", seed=4)
-    settings = settings_in(root, search="quick")
+    settings = store_settings(root)
     train(settings, check_all(discover([root / "raw"])), SPLIT, "with_distance")
     return settings
 
@@ -315,7 +310,7 @@ def test_a_new_champion_is_served_without_downtime_and_a_bad_one_never(registry:
 
 
 def test_serving_with_no_champion_is_a_clear_error(tmp_path: Path) -> None:
-    settings = settings_in(tmp_path)
+    settings = store_settings(tmp_path)
     env = {**os.environ, "MLFLOW_TRACKING_URI": str(settings.mlflow_tracking_uri)}
     result = subprocess.run(
         [str(Path(sys.executable).with_name("taxi-duration")), "serve", "--port", str(free_port())],

@@ -21,11 +21,9 @@ from taxi_duration.config import Settings, load_settings
 from taxi_duration.inputs import InputFile, check_all, discover
 from taxi_duration.months import parse_months
 from taxi_duration.scorecard import score_files
-from taxi_duration.splits import TimeSplit
 from taxi_duration.synth import generate
 from taxi_duration.train import Outcome, train
-
-SPLIT = TimeSplit.last_two_held_out(parse_months("2023-01..2023-03"))
+from tests.conftest import SPLIT, store_settings
 
 
 @pytest.fixture(scope="module")
@@ -35,14 +33,9 @@ def raw(tmp_path_factory: pytest.TempPathFactory) -> list[InputFile]:
     return check_all(discover([root]))
 
 
-def settings_in(root: Path, **overrides: str) -> Settings:
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    return load_settings(data_dir=root, mlflow_tracking_uri=uri, search="quick", **overrides)
-
-
 @pytest.fixture(scope="module")
 def first(raw: list[InputFile], tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Outcome]:
-    settings = settings_in(tmp_path_factory.mktemp("store"), feature_set="pretrip")
+    settings = store_settings(tmp_path_factory.mktemp("store"), feature_set="pretrip")
     return settings, train(settings, raw, SPLIT, "pretrip")
 
 
@@ -149,7 +142,7 @@ def _wait_until_up(url: str, server: subprocess.Popen[bytes], timeout_s: float =
 def test_champion_moves_only_for_a_better_model_on_the_same_validation_data(
     raw: list[InputFile], tmp_path: Path
 ) -> None:
-    settings = settings_in(tmp_path)
+    settings = store_settings(tmp_path)
     pretrip = train(settings, raw, SPLIT, "pretrip")
     with_distance = train(settings, raw, SPLIT, "with_distance")
     again = train(settings, raw, SPLIT, "pretrip")
@@ -162,7 +155,7 @@ def test_champion_moves_only_for_a_better_model_on_the_same_validation_data(
 
 
 def test_a_champion_judged_on_other_months_is_scored_again(raw: list[InputFile], tmp_path: Path) -> None:
-    settings = settings_in(tmp_path)
+    settings = store_settings(tmp_path)
     store = tracking.connect(settings)
     first = train(settings, raw, SPLIT, "pretrip")
     rescored: list[str] = []
@@ -183,7 +176,7 @@ def test_a_champion_judged_on_other_months_is_scored_again(raw: list[InputFile],
 def test_a_killed_training_leaves_no_broken_run_or_half_registered_model(
     raw: list[InputFile], tmp_path: Path, point: str
 ) -> None:
-    settings = settings_in(tmp_path)
+    settings = store_settings(tmp_path)
     env = {
         **os.environ,
         tracking.CRASH_ENV: point,
@@ -213,12 +206,12 @@ def test_too_few_months_is_a_clear_error(raw: list[InputFile], tmp_path: Path) -
     from taxi_duration.errors import UsageError
 
     with pytest.raises(UsageError, match="no input file for the test part"):
-        train(settings_in(tmp_path), [f for f in raw if f.month != 202303], SPLIT, "pretrip")
+        train(store_settings(tmp_path), [f for f in raw if f.month != 202303], SPLIT, "pretrip")
 
 
 @pytest.mark.spark
 def test_spark_pipeline_end_to_end(raw: list[InputFile], tmp_path: Path, spark: object) -> None:
-    settings = settings_in(tmp_path, engine="spark", spark_master="local[2]", spark_driver_memory="1g")
+    settings = store_settings(tmp_path, engine="spark", spark_master="local[2]", spark_driver_memory="1g")
     outcome = train(settings, raw, SPLIT, "with_distance")
     scores = outcome.overall("validate")
     assert outcome.engine == "spark"
