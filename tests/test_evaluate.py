@@ -11,7 +11,8 @@ import pyarrow as pa
 import pytest
 
 from taxi_duration.engines import Runtime
-from taxi_duration.evaluate import hour_band, metrics, score
+from taxi_duration.evaluate import BOROUGH, HOUR, hour_band, metrics, score
+from taxi_duration.features import TARGET
 from tests.conftest import ALL_ENGINES
 
 
@@ -81,3 +82,9 @@ def test_every_engine_scores_alike(runtime: Runtime) -> None:
     for kind, groups in expected.items():
         for group, values in groups.items():
             assert ours[kind][group] == pytest.approx(values, nan_ok=True), (kind, group)
+
+
+def test_a_missing_prediction_is_an_error_not_a_perfect_score() -> None:
+    frame = pd.DataFrame({TARGET: [10.0, 20.0], "p": [10.0, None], BOROUGH: "Queens", HOUR: 8})
+    with pytest.raises(ValueError, match="1 of 2 rows have no p prediction"):
+        score(nw.from_native(frame, eager_only=True), ["p"])

@@ -1,17 +1,16 @@
 """Zones from coordinates, with the TLC's real zone shapes: every zone finds itself, points outside every
-zone get the unknown zone, and Spark's Arrow UDF assigns what the local index assigns."""
+zone get the unknown zone. Reading coordinate files on every engine is in test_coordinates.py."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from taxi_duration.errors import UsageError
-from taxi_duration.geo import UNKNOWN_ZONE, ZoneIndex, counts, spark_zones
+from taxi_duration.geo import UNKNOWN_ZONE, ZoneIndex
 
 
 @pytest.fixture(scope="module")
@@ -39,20 +38,9 @@ def test_points_outside_every_zone_and_missing_points_are_unknown(index: ZoneInd
 @pytest.mark.shared
 def test_the_kaggle_sample_lands_in_zones(index: ZoneIndex, shared_data: Path) -> None:
     trips = pd.read_csv(shared_data / "kaggle_nyc_trip_duration_sample_train.csv")
-    pickups = counts(index.assign(trips["pickup_longitude"], trips["pickup_latitude"]))
-    assert pickups["inside_a_zone"] + pickups["unknown_zone"] == len(trips)
-    assert pickups["unknown_zone"] < 0.01 * len(trips)
-
-
-@pytest.mark.spark
-@pytest.mark.shared
-def test_spark_assigns_what_the_local_index_assigns(index: ZoneIndex, shared_data: Path, spark: Any) -> None:
-    trips = pd.read_csv(shared_data / "kaggle_nyc_trip_duration_sample_train.csv")
-    frame = spark.createDataFrame(trips[["id", "dropoff_longitude", "dropoff_latitude"]]).repartition(3)
-    out = spark_zones(frame, index, "dropoff_longitude", "dropoff_latitude", "do_zone").toPandas()
-    expected = dict(zip(trips["id"], index.assign(trips["dropoff_longitude"], trips["dropoff_latitude"]), strict=True))
-    assert len(out) == len(trips)
-    assert all(expected[i] == z for i, z in zip(out["id"], out["do_zone"], strict=True))
+    zones = index.assign(trips["pickup_longitude"], trips["pickup_latitude"])
+    assert zones.shape == (len(trips),)
+    assert 0 < (zones == UNKNOWN_ZONE).sum() < 0.01 * len(trips)
 
 
 def test_missing_or_broken_shapes_say_how_to_fetch_them(tmp_path: Path) -> None:

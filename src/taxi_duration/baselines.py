@@ -1,7 +1,8 @@
 """The baselines every model must beat, reproduced in the same run as the model.
 
 - `CourseBaseline`: the well-known course's model: one-hot pickup-dropoff pair plus trip distance,
-  scikit-learn `LinearRegression`, trained and judged on trips of 1-60 minutes.
+  scikit-learn `LinearRegression`, trained and judged on trips of 1-60 minutes. On data with no metered
+  distance (the Kaggle trips), the straight-line miles from the coordinates stand in for it.
 - `GlobalMean`: the mean training duration for every trip.
 """
 
@@ -19,6 +20,8 @@ from sklearn.preprocessing import OneHotEncoder
 from taxi_duration import schema as s
 from taxi_duration.features import TARGET, TARGET_RANGE
 
+STRAIGHT_MILES = "haversine_mi"
+
 
 def course_filter(trips: pd.DataFrame) -> pd.DataFrame:
     """The course's only cleaning step: keep trips of 1 to 60 minutes."""
@@ -33,7 +36,7 @@ class CourseBaseline:
     here from an integer pair code, so ten million trips need no ten million Python dicts.
     """
 
-    INPUTS: ClassVar[tuple[str, ...]] = (s.PU_ZONE, s.DO_ZONE, s.DISTANCE)
+    INPUTS: ClassVar[tuple[str, ...]] = (s.PU_ZONE, s.DO_ZONE, s.DISTANCE, STRAIGHT_MILES)
 
     encoder: OneHotEncoder = field(default_factory=lambda: OneHotEncoder(handle_unknown="ignore"))
     model: LinearRegression = field(default_factory=LinearRegression)
@@ -43,7 +46,10 @@ class CourseBaseline:
         return (trips[s.PU_ZONE].to_numpy(np.int64) * 10_000 + trips[s.DO_ZONE].to_numpy(np.int64)).reshape(-1, 1)
 
     def _design(self, trips: pd.DataFrame) -> sparse.csr_matrix:
-        distance = sparse.csr_matrix(trips[s.DISTANCE].to_numpy(float).reshape(-1, 1))
+        miles = trips[s.DISTANCE].to_numpy(float, na_value=np.nan)
+        if np.isnan(miles).any() and STRAIGHT_MILES in trips:
+            miles = np.where(np.isnan(miles), trips[STRAIGHT_MILES].to_numpy(float, na_value=np.nan), miles)
+        distance = sparse.csr_matrix(miles.reshape(-1, 1))
         return sparse.hstack([self.encoder.transform(self._pairs(trips)), distance], format="csr")
 
     def fit(self, trips: pd.DataFrame) -> CourseBaseline:

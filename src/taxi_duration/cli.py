@@ -105,15 +105,19 @@ def synth(
 
 @app.command()
 def download(
-    months: Annotated[str, typer.Option(help="Months to fetch: 2021-01..2021-03 or 2021-01,2021-05.")],
+    months: Annotated[
+        str | None, typer.Option(help="Months to fetch: 2021-01..2021-03 or 2021-01,2021-05 (none: zone files only).")
+    ] = None,
     service: Annotated[str, typer.Option(help="yellow, green, fhv or fhvhv.")] = "green",
     dest: Annotated[Path, typer.Option(help="Folder to download into.")] = Path("data/raw"),
-    shapes: Annotated[bool, typer.Option(help="Also fetch the zone shapefile (taxi_zones.zip).")] = False,
+    shapes: Annotated[
+        bool, typer.Option(help="Also fetch the zone shapefile (taxi_zones.zip), needed for trips with coordinates.")
+    ] = False,
 ) -> None:
     """Fetch monthly TLC trip files and the zone table; re-running resumes or skips what is done."""
     from taxi_duration import download as fetching
 
-    paths = fetching.download(service, parse_months(months), dest, shapes=shapes)
+    paths = fetching.download(service, parse_months(months) if months else [], dest, shapes=shapes)
     console.print(f"{len(paths)} file(s) ready under {dest}")
 
 
@@ -178,6 +182,13 @@ SearchOpt = Annotated[
     str | None,
     typer.Option("--search", help="full (default): the documented models; quick: small ones, for a smoke test."),
 ]
+ValidateDataOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="Validation files, for data split by file rather than by month (the Kaggle trips); needs --test-data."
+    ),
+]
+TestDataOpt = Annotated[list[str] | None, typer.Option(help="Test files, with --validate-data.")]
 OutJsonOpt = Annotated[Path | None, typer.Option("--out", help="Also write the results to this JSON file.")]
 
 
@@ -219,15 +230,22 @@ def train(
     feature_set: FeatureSetOpt = None,
     train_months: TrainMonthsOpt = None,
     search: SearchOpt = None,
+    validate_data: ValidateDataOpt = None,
+    test_data: TestDataOpt = None,
     out: OutJsonOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Train on a time-honest split, score against the baselines, log to MLflow, register the model.
 
-    The `champion` alias moves to the new version only if it beats the current champion on the same
-    validation data. The tracking store is MLFLOW_TRACKING_URI when set, else SQLite under the data dir.
+    The split is by month: the last two months are held out, or the two after --train-months. A data set
+    its publisher split by file (the Kaggle trips) names its parts: --data for training, --validate-data
+    and --test-data. The `champion` alias moves to the new version only if it beats the current champion
+    on the same validation data. The tracking store is MLFLOW_TRACKING_URI when set, else SQLite under the
+    data dir.
     """
-    _train(_settings(config, engine, feature_set=feature_set, search=search), [*data, *(more or [])], train_months, out)
+    settings = _settings(config, engine, feature_set=feature_set, search=search)
+    parts = (validate_data, test_data) if validate_data or test_data else None
+    _train(settings, [*data, *(more or [])], train_months, out, parts)
 
 
 @app.command()
@@ -237,6 +255,13 @@ def evaluate(
     ],
     data: Annotated[list[str], typer.Option(help="Trip files, globs or folders to score.")],
     more: MoreDataArg = None,
+    legacy_train: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Also fit the team's old model (RandomForest, 8 features, 30 s - 6 h filter) on these trips "
+            "with coordinates and score it on the same rows."
+        ),
+    ] = None,
     engine: EngineOpt = None,
     out: OutJsonOpt = None,
     config: ConfigOpt = None,
@@ -247,8 +272,9 @@ def evaluate(
 
     settings = _settings(config, engine)
     files = check_all(discover([*data, *(more or [])]))
+    old = check_all(discover(legacy_train)) if legacy_train else None
     with console.status(f"scoring {model} on {sum(f.rows for f in files):,} rows"):
-        result = score_files(settings, model, files)
+        result = score_files(settings, model, files, legacy_train=old)
     table = _metrics_table(f"{model} on {result['data']['scored_rows']:,} trips", result["metrics"])
     Console().print(table)
     _write_json(out, result)
@@ -337,16 +363,31 @@ def serve(
         holder.close()
 
 
-def _train(settings: Settings, data: list[str], train_months: str | None, out: Path | None) -> None:
+def _train(
+    settings: Settings,
+    data: list[str],
+    train_months: str | None,
+    out: Path | None,
+    parts: tuple[list[str] | None, list[str] | None] | None = None,
+) -> None:
     from taxi_duration.inputs import check_all, discover
     from taxi_duration.months import Month
-    from taxi_duration.splits import TimeSplit
+    from taxi_duration.splits import FileSplit, Split, TimeSplit
     from taxi_duration.train import STEPS, outcome_json
     from taxi_duration.train import train as run_training
 
+    split: Split
     with console.status("checking input files"):
         files = check_all(discover(data))
-    if train_months:
+        if parts is not None:
+            validate_files, test_files = (check_all(discover(p or [])) if p else [] for p in parts)
+    if parts is not None:
+        if train_months:
+            raise UsageError("--train-months splits by month; --validate-data and --test-data split by file")
+        names = [[f.path.name for f in found] for found in (files, validate_files, test_files)]
+        split = FileSplit(*map(tuple, names))
+        files = [*files, *validate_files, *test_files]
+    elif train_months:
         split = TimeSplit.after(parse_months(train_months))
     else:
         split = TimeSplit.last_two_held_out([Month.from_yyyymm(f.month) for f in files if f.month is not None])
@@ -464,6 +505,10 @@ def _print_report(report: Any, out: Path) -> None:
     for repair in REPAIRS:
         if n := report.repaired[repair.code]:
             table.add_row(f"repaired: {repair.code}", f"{n:,}", f"{n * share:.2f}%")
+    if zones := report.zones_from_coordinates:
+        for label in ("inside_a_zone", "unknown_zone"):
+            n = zones[label]
+            table.add_row(f"points {label.replace('_', ' ')}", f"{n:,}", f"{100 * n / zones['points']:.2f}%")
     Console().print(table)
     console.print(
         f"clean rows in {out / 'clean'}, quarantined in {out / 'quarantine'}, report in {out / 'report.json'}"

@@ -29,10 +29,12 @@ from taxi_duration.inputs import InputFile
 from taxi_duration.months import Month
 from taxi_duration.quality import CLEAN_DIR, QualityReport, validate
 from taxi_duration.readers import read_trips
-from taxi_duration.splits import TimeSplit
+from taxi_duration.splits import Split, TimeSplit
 from taxi_duration.validation import REPAIRS_COL, apply_repairs
 
 ROLES = ("train", "validate", "test")
+# Trip columns kept beside the features: what re-scoring a champion on these rows needs besides them.
+KEPT = (s.PICKUP, *s.COORDINATES)
 # Pickup time first, then enough of the trip to break ties: the same files give the same row order, so
 # the same model (engines return tied rows in any order they like).
 ORDER = (s.PICKUP, s.PU_ZONE, s.DO_ZONE, s.DISTANCE, TARGET, s.PASSENGERS, s.VENDOR)
@@ -43,7 +45,7 @@ class Prepared:
     """The three parts of a split (clean rows, and the course's uncleaned rows): features, store features and
     target, as lazy frames on one engine."""
 
-    split: TimeSplit
+    split: Split
     store: fs.FeatureStore
     parts: dict[str, nw.LazyFrame[Any]]
     course_parts: dict[str, nw.LazyFrame[Any]]
@@ -60,31 +62,39 @@ class Prepared:
         return self._pandas[key]
 
 
-def prepare(runtime: Runtime, files: list[InputFile], split: TimeSplit, workdir: Path) -> Prepared:
+def prepare(runtime: Runtime, files: list[InputFile], split: Split, workdir: Path) -> Prepared:
     """Validate the files of each role, build the store on the training rows, attach it to every part."""
     by_role = files_by_role(files, split)
     quality, featurized, course = {}, {}, {}
     for role in ROLES:
         quality[role] = validate(runtime, by_role[role], workdir / "validated" / role, overwrite=True)
         clean = runtime.scan_parquet(workdir / "validated" / role / CLEAN_DIR).drop(s.REASONS, REPAIRS_COL)
-        featurized[role] = featurize(runtime, clean, keep=(s.PICKUP,)).filter(in_target_range())
+        featurized[role] = featurize(runtime, clean, keep=KEPT).filter(in_target_range())
         as_read = apply_repairs(read_trips(runtime, by_role[role]))
-        usable = ~(nw.col(s.PU_ZONE).is_null() | nw.col(s.DO_ZONE).is_null() | nw.col(s.DISTANCE).is_null())
-        course[role] = featurize(runtime, as_read.filter(usable), keep=(s.PICKUP,)).filter(in_target_range())
-    store = fs.build(runtime, featurized["train"], split.train[0], split.train[-1], workdir / "feature_store")
+        no_distance = nw.col(s.DISTANCE).is_null() & nw.col(s.PU_LON).is_null()  # see CourseBaseline
+        usable = ~(nw.col(s.PU_ZONE).is_null() | nw.col(s.DO_ZONE).is_null() | no_distance)
+        course[role] = featurize(runtime, as_read.filter(usable), keep=KEPT).filter(in_target_range())
+    first, last = (split.train[0], split.train[-1]) if isinstance(split, TimeSplit) else _spanned(featurized["train"])
+    store = fs.build(runtime, featurized["train"], first, last, workdir / "feature_store")
     tables = store.tables(runtime)
     parts = {role: fs.attach(featurized[role], store, tables) for role in ROLES}
     course_parts = {role: fs.attach(course[role], store, tables) for role in ROLES}
     return Prepared(split, store, parts, course_parts, quality, by_role)
 
 
-def files_by_role(files: list[InputFile], split: TimeSplit) -> dict[str, list[InputFile]]:
+def _spanned(trips: nw.LazyFrame[Any]) -> tuple[Month, Month]:
+    """The first and last month of the trips' pickups: the store's window for a split by file."""
+    first, last = trips.select(nw.col(s.PICKUP).min().alias("a"), nw.col(s.PICKUP).max().alias("b")).collect().row(0)
+    if first is None:
+        raise UsageError("the training files hold no trips to learn from")
+    return Month(first.year, first.month), Month(last.year, last.month)
+
+
+def files_by_role(files: list[InputFile], split: Split) -> dict[str, list[InputFile]]:
     """The input files of each part of the split; files of other months are left out."""
     by_role: dict[str, list[InputFile]] = {role: [] for role in ROLES}
     for f in files:
-        if f.month is None:
-            raise UsageError(f"{f.path}: no month in the file name, so it cannot be placed in {split}")
-        role = split.role(Month.from_yyyymm(f.month))
+        role = split.role_of(f)
         if role is not None:
             by_role[role].append(f)
     for role, found in by_role.items():

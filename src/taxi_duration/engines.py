@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import narwhals as nw
-import pyarrow as pa
+import numpy as np
+import pyarrow as pa  # module level: Spark reads the Arrow UDF's type hints from this module's names
 import pyarrow.parquet as pq
 from narwhals.dtypes import DType
 
 from taxi_duration.config import Engine, Settings
 from taxi_duration.errors import BadInputError
+from taxi_duration.geo import ZoneIndex
 from taxi_duration.spark import get_spark
 
 PARQUET_COMPRESSION = "zstd"
@@ -31,6 +33,8 @@ class Runtime:
 
     engine: Engine
     native: Any = field(default=None, repr=False)
+    shapes: Path | None = None  # the TLC zone shapefile, for files with coordinates instead of zones
+    _functions: set[str] = field(default_factory=set, repr=False)  # DuckDB functions registered here
 
     @classmethod
     def open(cls, settings: Settings, engine: Engine | None = None) -> Runtime:
@@ -43,10 +47,10 @@ class Runtime:
             if settings.duckdb_memory_limit:
                 con.execute(f"SET memory_limit = '{settings.duckdb_memory_limit}'")
             con.execute("SET preserve_insertion_order = false")  # lets DuckDB stream writes in parallel
-            return cls(engine, con)
+            return cls(engine, con, settings.zone_shapes)
         if engine is Engine.SPARK:
-            return cls(engine, get_spark(settings.spark_master, settings.spark_driver_memory))
-        return cls(engine)
+            return cls(engine, get_spark(settings.spark_master, settings.spark_driver_memory), settings.zone_shapes)
+        return cls(engine, shapes=settings.zone_shapes)
 
     def close(self) -> None:
         """Release the engine (a Spark session is left running: it is shared by the whole process)."""
@@ -156,6 +160,79 @@ class Runtime:
             native = frame.to_native().withColumn(name, F.expr(f"timestampdiff(SECOND, `{start}`, `{end}`)"))
             return nw.from_native(native).with_columns(nw.col(name).cast(nw.Int64()))
         return frame.with_columns((nw.col(end) - nw.col(start)).dt.total_seconds().cast(nw.Int64()).alias(name))
+
+    def plus_seconds(self, frame: nw.LazyFrame[Any], start: str, seconds: str, name: str) -> nw.LazyFrame[Any]:
+        """Add `name`: the time `start` plus `seconds` (an integer column)."""
+        if self.engine is Engine.SPARK:
+            from pyspark.sql import functions as F
+
+            native = frame.to_native().withColumn(name, F.expr(f"timestampadd(SECOND, `{seconds}`, `{start}`)"))
+        elif self.engine is Engine.DUCKDB:
+            # narwhals cannot cast an integer to a DuckDB interval; to_seconds can.
+            native = frame.to_native().project(f'*, "{start}" + to_seconds("{seconds}") AS "{name}"')
+        else:
+            return frame.with_columns((nw.col(start) + nw.col(seconds).cast(nw.Duration("s"))).alias(name))
+        return nw.from_native(native).with_columns(nw.col(name).cast(nw.Datetime("us")))
+
+    def with_zones(
+        self, frame: nw.LazyFrame[Any], index: ZoneIndex, points: dict[str, tuple[str, str]]
+    ) -> nw.LazyFrame[Any]:
+        """Add zone id columns from coordinates: `points` maps each new column to its (longitude, latitude).
+
+        The index is queried a batch at a time where the engine runs: a vectorized DuckDB function, an
+        Arrow UDF on Spark executors (the index broadcast once), numpy arrays on pandas.
+        """
+        if self.engine is Engine.SPARK:
+            return nw.from_native(_spark_zones(frame.to_native(), index, points))
+        if self.engine is Engine.DUCKDB:
+            function = f"tlc_zone_{id(index)}"
+            if function not in self._functions:
+                _register_zone_function(self.native, function, index)
+                self._functions.add(function)
+            columns = ", ".join(f'{function}("{lon}", "{lat}") AS "{out}"' for out, (lon, lat) in points.items())
+            return nw.from_native(frame.to_native().project(f"*, {columns}"))
+        native = frame.collect().to_native()
+        import pandas as pd
+
+        zones = {
+            out: pd.array(
+                index.assign(_floats(pa.array(native[lon])), _floats(pa.array(native[lat]))), pd.ArrowDtype(pa.int32())
+            )
+            for out, (lon, lat) in points.items()
+        }
+        return nw.from_native(native.assign(**zones)).lazy()
+
+
+def _register_zone_function(con: Any, name: str, index: ZoneIndex) -> None:
+    """The index as a vectorized DuckDB function of (longitude, latitude), nulls passed in as NaN."""
+    from duckdb.sqltypes import DOUBLE, INTEGER
+
+    def assign(lon: pa.Array, lat: pa.Array) -> pa.Array:
+        return pa.array(index.assign(_floats(lon), _floats(lat)), type=pa.int32())
+
+    con.create_function(name, assign, [DOUBLE, DOUBLE], INTEGER, type="arrow", null_handling="special")
+
+
+def _floats(values: Any) -> np.ndarray:
+    """Arrow doubles as numpy, nulls as NaN."""
+    return values.to_numpy(zero_copy_only=False) if values.null_count == 0 else values.fill_null(np.nan).to_numpy()
+
+
+def _spark_zones(frame: Any, index: ZoneIndex, points: dict[str, tuple[str, str]]) -> Any:
+    from pyspark.sql.functions import arrow_udf
+
+    shipped = frame.sparkSession.sparkContext.broadcast(index.to_wkb())
+    built: dict[str, ZoneIndex] = {}  # travels with the function: one index per worker process, not per batch
+
+    @arrow_udf("int")  # type: ignore[call-overload]
+    def assign(lon: pa.Array, lat: pa.Array) -> pa.Array:
+        if "index" not in built:
+            built["index"] = ZoneIndex.from_wkb(shipped.value)
+        return pa.array(built["index"].assign(_floats(lon), _floats(lat)), type=pa.int32())
+
+    for out, (lon, lat) in points.items():
+        frame = frame.withColumn(out, assign(frame[lon], frame[lat]))
+    return frame
 
 
 def with_null_columns(frame: nw.LazyFrame[Any], columns: dict[str, DType]) -> nw.LazyFrame[Any]:

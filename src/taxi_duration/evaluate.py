@@ -58,6 +58,8 @@ def sums(frame: Any, predictions: list[str], target: str = TARGET) -> pd.DataFra
     for p in predictions:
         err, log_err = nw.col(p) - y, _log1p(nw.col(p)) - _log1p(y)
         terms |= {f"{p}:se": err * err, f"{p}:ae": err.abs(), f"{p}:sle": log_err * log_err}
+        # Sums skip missing values, which would score a missing prediction as a perfect one: count them.
+        terms[f"{p}:missing"] = nw.col(p).is_null().cast(nw.Int64())
     # Row terms first, then plain sums: the one form of group-by every engine (pandas too) runs natively.
     rows = frame.select(BOROUGH, HOUR, nw.lit(1).alias("n"), **terms)
     table = rows.group_by(BOROUGH, HOUR).agg(nw.col("n", *terms).sum())
@@ -83,6 +85,9 @@ def _from_sums(row: pd.Series, p: str) -> dict[str, float]:
 def score(frame: Any, predictions: list[str], target: str = TARGET) -> dict[str, Scores]:
     """For each prediction column: metrics overall, by pickup borough and by hour band."""
     table = sums(frame, predictions, target).assign(band=lambda t: hour_band(t[HOUR]))
+    for p in predictions:
+        if missing := int(table[f"{p}:missing"].sum()):
+            raise ValueError(f"{missing:,} of {int(table['n'].sum()):,} rows have no {p} prediction to score")
     numeric = table.drop(columns=[BOROUGH, HOUR, "band"])
     overall = numeric.sum()
     by_borough = numeric.groupby(table[BOROUGH]).sum()

@@ -108,13 +108,9 @@ class FeatureStore:
 
     @cached_property
     def arrow_tables(self) -> dict[str, nw.DataFrame[Any]]:
-        """Each level's whole-window statistics as eager Arrow frames, for the online path (read once)."""
-        return {
-            level.name: nw.from_native(
-                pq.read_table(self.path / f"{level.name}.parquet", filters=[(FOLD_COL, "=", -1)])
-            )
-            for level in LEVELS
-        }
+        """Each level's statistics, every fold's and the whole window's, as eager Arrow frames, for the online
+        path (read once): a trip picked up inside the window joins its fold's, as in batch."""
+        return {level.name: nw.from_native(pq.read_table(self.path / f"{level.name}.parquet")) for level in LEVELS}
 
 
 def _month_start(month: Month) -> datetime:

@@ -8,6 +8,7 @@ booked) and `with_distance` (adds the metered distance, as the well-known course
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -21,7 +22,7 @@ from narwhals.dtypes import DType
 
 from taxi_duration import schema as s
 from taxi_duration.engines import Runtime
-from taxi_duration.zones import AIRPORT_ZONES, UNKNOWN_BOROUGH, boroughs
+from taxi_duration.zones import AIRPORT_ZONES, UNKNOWN_BOROUGH, boroughs, centroids
 
 TARGET = "duration_min"
 # The trips every model learns from and is judged on: the course's 1-60 minute window, so that our models
@@ -66,9 +67,85 @@ def holiday_keys() -> tuple[int, ...]:
     return tuple(sorted(d.year * 10_000 + d.month * 100 + d.day for d in days))
 
 
-# Boroughs come from joining the zone table (`zones` below): a hash join against 265 rows. A mapping
-# expression was 3x slower on Spark, whose map lookups scan every key for every row.
+# Boroughs and zone centroids come from joining the zone table (`zones` below): a hash join against 265
+# rows. A mapping expression was 3x slower on Spark, whose map lookups scan every key for every row.
 _PU_BOROUGH, _DO_BOROUGH = "_pu_borough", "_do_borough"
+_JOINED = {
+    s.PU_ZONE: {"borough": _PU_BOROUGH, "lon": "_pu_zone_lon", "lat": "_pu_zone_lat"},
+    s.DO_ZONE: {"borough": _DO_BOROUGH, "lon": "_do_zone_lon", "lat": "_do_zone_lat"},
+}
+
+# Geometry. narwhals has sin, cos and sqrt on every engine but no arcsin or arctan2, so those two are
+# written as series (below); the trips they serve span at most a few hundred miles.
+EARTH_RADIUS_MI = 3958.7613  # the mean radius (IUGG), 6371.0088 km
+MANHATTAN_GRID_DEG = 29.0  # Manhattan's avenues run 29 degrees east of true north
+_RADIANS = math.pi / 180
+
+
+# Helper columns, computed once per row before the features that read them (an expression tree that
+# repeats them would be rebuilt at every use, which costs the one-row online path milliseconds).
+_PU_LON, _PU_LAT, _DO_LON, _DO_LAT, _EAST, _NORTH = "_pu_lon", "_pu_lat", "_do_lon", "_do_lat", "_east_mi", "_north_mi"
+_RATIO, _OFF_AXIS = "_ratio", "_off_axis"  # the smaller offset over the larger, and its arctan (radians)
+
+
+def _geometry_columns() -> list[list[nw.Expr]]:
+    """Steps of helper columns, each reading the ones before: the trip's end points (its coordinates, else its
+    zones' centroids); the dropoff's offset in miles east and north on the plane tangent at the trip's mean
+    latitude; the smaller offset over the larger; its arctan."""
+    points = [
+        nw.coalesce(nw.col(coordinate), nw.col(_JOINED[zone][axis])).alias(name)
+        for name, coordinate, zone, axis in (
+            (_PU_LON, s.PU_LON, s.PU_ZONE, "lon"),
+            (_PU_LAT, s.PU_LAT, s.PU_ZONE, "lat"),
+            (_DO_LON, s.DO_LON, s.DO_ZONE, "lon"),
+            (_DO_LAT, s.DO_LAT, s.DO_ZONE, "lat"),
+        )
+    ]
+    mean_lat = (nw.col(_PU_LAT) + nw.col(_DO_LAT)) * (_RADIANS / 2)
+    offsets = [
+        ((nw.col(_DO_LON) - nw.col(_PU_LON)) * _RADIANS * mean_lat.cos() * EARTH_RADIUS_MI).alias(_EAST),
+        ((nw.col(_DO_LAT) - nw.col(_PU_LAT)) * _RADIANS * EARTH_RADIUS_MI).alias(_NORTH),
+    ]
+    ae, an = nw.col(_EAST).abs(), nw.col(_NORTH).abs()
+    ratio = nw.when(ae > an).then(an / ae).otherwise(nw.when(an > 0).then(ae / an).otherwise(nw.lit(0.0)))
+    return [points, offsets, [ratio.alias(_RATIO)], [_off_axis().alias(_OFF_AXIS)]]
+
+
+def _off_axis() -> nw.Expr:
+    ratio = nw.col(_RATIO)
+    r2 = ratio * ratio
+    # Minimax polynomial for arctan on [0, 1], error under 1e-5 rad (Rajan et al., 2006).
+    return ratio * (
+        0.99997726 + r2 * (-0.33262347 + r2 * (0.19354346 + r2 * (-0.11643287 + r2 * (0.05265332 - r2 * 0.01172120))))
+    )
+
+
+def _arcsin(x: nw.Expr) -> nw.Expr:
+    # Taylor series to x^9: exact to 1e-12 for x < 0.1, i.e. points up to 800 miles apart.
+    x2 = x * x
+    return x * (1 + x2 * (1 / 6 + x2 * (3 / 40 + x2 * (5 / 112 + x2 * 35 / 1152))))
+
+
+def _haversine_mi() -> nw.Expr:
+    lon1, lat1, lon2, lat2 = (nw.col(c) for c in (_PU_LON, _PU_LAT, _DO_LON, _DO_LAT))
+    half_dlat, half_dlon = (lat2 - lat1) * (_RADIANS / 2), (lon2 - lon1) * (_RADIANS / 2)
+    a = half_dlat.sin() ** 2 + (lat1 * _RADIANS).cos() * (lat2 * _RADIANS).cos() * half_dlon.sin() ** 2
+    return 2 * EARTH_RADIUS_MI * _arcsin(a.sqrt())
+
+
+def _manhattan_mi() -> nw.Expr:
+    east, north = nw.col(_EAST), nw.col(_NORTH)
+    sin_g, cos_g = math.sin(MANHATTAN_GRID_DEG * _RADIANS), math.cos(MANHATTAN_GRID_DEG * _RADIANS)
+    return (east * sin_g + north * cos_g).abs() + (east * cos_g - north * sin_g).abs()
+
+
+def _bearing_deg() -> nw.Expr:
+    """Compass bearing from pickup to dropoff, 0-360 (0 north, 90 east): arctan2 from the off-axis angle."""
+    east, north, angle = nw.col(_EAST), nw.col(_NORTH), nw.col(_OFF_AXIS)
+    from_north = nw.when(east.abs() > north.abs()).then(math.pi / 2 - angle).otherwise(angle)
+    from_north = nw.when(north < 0).then(math.pi - from_north).otherwise(from_north)
+    degrees = from_north / _RADIANS
+    return nw.when(east < 0).then(360 - degrees).otherwise(degrees)
 
 
 def _borough(joined: str) -> nw.Expr:
@@ -84,6 +161,7 @@ def _joined(*parts: nw.Expr) -> nw.Expr:
 
 
 TIME, ZONES = (s.PICKUP,), (s.PU_ZONE, s.DO_ZONE)
+GEOMETRY = (*ZONES, *s.COORDINATES)
 FEATURES: tuple[Feature, ...] = (
     Feature("pickup_hour", nw.Int32(), False, lambda: nw.col(s.PICKUP).dt.hour(), "hour of pickup, 0-23", reads=TIME),
     Feature(
@@ -151,6 +229,23 @@ FEATURES: tuple[Feature, ...] = (
         reads=ZONES,
     ),
     Feature(
+        "haversine_mi",
+        nw.Float64(),
+        False,
+        _haversine_mi,
+        "great-circle miles pickup to dropoff (coordinates, else zone centroids): known at booking",
+        reads=GEOMETRY,
+    ),
+    Feature(
+        "manhattan_mi",
+        nw.Float64(),
+        False,
+        _manhattan_mi,
+        "miles along Manhattan's street grid (29 degrees off north), same points",
+        reads=GEOMETRY,
+    ),
+    Feature("bearing_deg", nw.Float64(), False, _bearing_deg, "compass bearing, 0 north, 90 east", reads=GEOMETRY),
+    Feature(
         s.PASSENGERS,
         nw.Int32(),
         False,
@@ -184,9 +279,16 @@ FEATURE_SETS: dict[str, tuple[str, ...]] = {
 
 
 def zone_table() -> pa.Table:
-    """Zone id -> borough, as the table `add_features` joins."""
-    table = boroughs()
-    return pa.table({"zone": pa.array(list(table), pa.int32()), "borough": pa.array(list(table.values()), pa.string())})
+    """Zone id -> borough and centroid (longitude, latitude), as the table `add_features` joins."""
+    table, points = boroughs(), centroids()
+    return pa.table(
+        {
+            "zone": pa.array(list(table), pa.int32()),
+            "borough": pa.array(list(table.values()), pa.string()),
+            "lon": pa.array([points.get(z, (None, None))[0] for z in table], pa.float64()),
+            "lat": pa.array([points.get(z, (None, None))[1] for z in table], pa.float64()),
+        }
+    )
 
 
 def add_features(frame: Any, zones: Any, keep: tuple[str, ...] = ()) -> Any:
@@ -196,8 +298,10 @@ def add_features(frame: Any, zones: Any, keep: tuple[str, ...] = ()) -> Any:
     for an eager Arrow frame).
     """
     kept = [c for c in keep if c not in BY_NAME]
-    for zone, joined in ((s.PU_ZONE, _PU_BOROUGH), (s.DO_ZONE, _DO_BOROUGH)):
-        frame = frame.join(zones.rename({"zone": zone, "borough": joined}), on=zone, how="left")
+    for zone, joined in _JOINED.items():
+        frame = frame.join(zones.rename({"zone": zone, **joined}), on=zone, how="left")
+    for step in _geometry_columns():
+        frame = frame.with_columns(*step)
     base = frame.select(*kept, *(f.expr().cast(f.dtype).alias(f.name) for f in FEATURES if not f.derived))
     derived = base.with_columns(*(f.expr().cast(f.dtype).alias(f.name) for f in FEATURES if f.derived))
     return derived.select(*kept, *BY_NAME)

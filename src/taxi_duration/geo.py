@@ -2,12 +2,14 @@
 
 Trips recorded before the TLC's zones (yellow 2009-2016, the Kaggle data) carry longitude and latitude
 instead of zone ids. Every zone-based feature and the feature store need the ids, so each point is placed
-in the zone polygon that holds it: points are projected into the shapefile's own coordinate system (New
-York State Plane, feet), and one vectorized query of a shapely `STRtree` finds the polygon of every point
-of a batch. A point inside no zone (the sea, New Jersey, GPS at 0, 0) gets `UNKNOWN_ZONE`.
+in the zone polygon that holds it. The polygons are projected once, at load, from the shapefile's New York
+State Plane (feet) to longitude and latitude, so a query needs no projection: one vectorized query of a
+shapely `STRtree` finds the polygon of every point of a batch, and engines may run it from several threads
+(a pyproj transformer may not be shared across threads). A point inside no zone (the sea, New Jersey, GPS
+at 0, 0) gets `UNKNOWN_ZONE`.
 
-On Spark the index travels to the executors as well-known binary in a broadcast variable and is queried
-inside an Arrow UDF, one Arrow batch at a time.
+`Runtime.with_zones` (engines.py) runs the query where each engine runs: on Spark the index travels to
+the executors as well-known binary in a broadcast variable and is queried inside an Arrow UDF.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ from __future__ import annotations
 import io
 import zipfile
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa  # module level: Spark reads the Arrow UDF's type hints from this module's names
 import pyproj
 import shapefile
 import shapely
@@ -36,15 +38,13 @@ WGS84 = "EPSG:4326"
 
 @dataclass
 class ZoneIndex:
-    """Zone polygons (in the shapefile's projection), their ids, and a spatial index over them."""
+    """Zone polygons (longitude, latitude), their ids, and a spatial index over them."""
 
     polygons: np.ndarray  # shapely geometries
     ids: np.ndarray  # int32, one per polygon
-    crs_wkt: str
 
     def __post_init__(self) -> None:
         self._tree = shapely.STRtree(self.polygons)
-        self._to_plane = pyproj.Transformer.from_crs(WGS84, pyproj.CRS.from_wkt(self.crs_wkt), always_xy=True)
 
     @classmethod
     def from_zip(cls, path: Path) -> ZoneIndex:
@@ -69,19 +69,21 @@ class ZoneIndex:
         reader = shapefile.Reader(
             shp=io.BytesIO(parts["shp"]), shx=io.BytesIO(parts["shx"]), dbf=io.BytesIO(parts["dbf"])
         )
-        polygons = np.array([shapely.geometry.shape(s.__geo_interface__) for s in reader.shapes()], dtype=object)
+        to_degrees = pyproj.Transformer.from_crs(pyproj.CRS.from_wkt(parts["prj"].decode()), WGS84, always_xy=True)
+        planar = [shapely.geometry.shape(s.__geo_interface__) for s in reader.shapes()]
+        polygons = np.array(shapely.transform(planar, lambda xy: np.column_stack(to_degrees.transform(*xy.T))))
         ids = np.array([record[ID_FIELD] for record in reader.records()], dtype=np.int32)
-        return cls(polygons, ids, parts["prj"].decode())
+        return cls(polygons, ids)
 
-    def to_wkb(self) -> tuple[list[bytes], list[int], str]:
+    def to_wkb(self) -> tuple[list[bytes], list[int]]:
         """A picklable form (well-known binary) for shipping the index to Spark executors."""
-        return [shapely.to_wkb(p) for p in self.polygons], self.ids.tolist(), self.crs_wkt
+        return [shapely.to_wkb(p) for p in self.polygons], self.ids.tolist()
 
     @classmethod
-    def from_wkb(cls, shipped: tuple[list[bytes], list[int], str]) -> ZoneIndex:
+    def from_wkb(cls, shipped: tuple[list[bytes], list[int]]) -> ZoneIndex:
         """The index `to_wkb` shipped."""
-        wkb, ids, crs = shipped
-        return cls(np.array(shapely.from_wkb(wkb), dtype=object), np.asarray(ids, dtype=np.int32), crs)
+        wkb, ids = shipped
+        return cls(np.array(shapely.from_wkb(wkb), dtype=object), np.asarray(ids, dtype=np.int32))
 
     def assign(self, longitude: Any, latitude: Any) -> np.ndarray:
         """The zone id of every point (WGS84 degrees); `UNKNOWN_ZONE` where no zone holds it or it is missing."""
@@ -91,8 +93,7 @@ class ZoneIndex:
         valid = np.isfinite(lon) & np.isfinite(lat) & (np.abs(lat) <= 90) & (np.abs(lon) <= 180)
         if not valid.any():
             return out
-        x, y = self._to_plane.transform(lon[valid], lat[valid])
-        points, polygons = self._tree.query(shapely.points(x, y), predicate="intersects")
+        points, polygons = self._tree.query(shapely.points(lon[valid], lat[valid]), predicate="intersects")
         # A point on a border touches two zones: the lower id wins, the same on every engine and run.
         order = np.lexsort((self.ids[polygons], points))
         points, polygons = points[order], polygons[order]
@@ -103,24 +104,7 @@ class ZoneIndex:
         return out
 
 
-def counts(zones: np.ndarray) -> dict[str, int]:
-    """How many points landed inside a zone and how many got the unknown zone."""
-    unknown = int(np.count_nonzero(zones == UNKNOWN_ZONE))
-    return {"inside_a_zone": int(zones.size) - unknown, "unknown_zone": unknown}
-
-
-def spark_zones(frame: Any, index: ZoneIndex, longitude: str, latitude: str, out: str) -> Any:
-    """Add `out` (int zone id) to a Spark frame, from its `longitude` and `latitude` columns."""
-    from pyspark.sql.functions import arrow_udf
-
-    shipped = frame.sparkSession.sparkContext.broadcast(index.to_wkb())
-    built: dict[str, ZoneIndex] = {}  # travels with the function: one index per task, not per batch
-
-    @arrow_udf("int")  # type: ignore[call-overload]
-    def assign(lon: pa.Array, lat: pa.Array) -> pa.Array:
-        if "index" not in built:
-            built["index"] = ZoneIndex.from_wkb(shipped.value)
-        zones = built["index"].assign(lon.to_numpy(zero_copy_only=False), lat.to_numpy(zero_copy_only=False))
-        return pa.array(zones, type=pa.int32())
-
-    return frame.withColumn(out, assign(frame[longitude], frame[latitude]))
+@cache
+def load_index(path: Path) -> ZoneIndex:
+    """The index of the shapefile at `path`, read once per process."""
+    return ZoneIndex.from_zip(path)

@@ -42,6 +42,11 @@ class InputFile:
     service: str | None
     month: int | None  # YYYYMM from the file name
 
+    @property
+    def zones_from_coordinates(self) -> bool:
+        """True when the file gives coordinates, not zone ids."""
+        return schema.zones_from_coordinates(self.columns)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description, as the quality report lists it."""
         return {**asdict(self), "path": str(self.path), "columns": list(self.columns)}
@@ -84,11 +89,8 @@ def check(path: Path) -> InputFile:
     if path.stat().st_size == 0:
         raise BadInputError(path, "file is empty")
     columns, rows = {"parquet": _check_parquet, "csv": _check_csv, "json": _check_json}[fmt](path)
-    found = schema.resolve_aliases(list(columns))
-    missing = [c for c in schema.REQUIRED if c not in found]
-    if missing:
-        wanted = "; ".join(f"{c} (as {' or '.join(schema.BY_NAME[c].aliases)})" for c in missing)
-        raise BadInputError(path, f"not trip data: missing required column(s) {wanted}")
+    if missing := schema.missing_required(columns):
+        raise BadInputError(path, f"not trip data: missing required column(s) {'; '.join(missing)}")
     month = month_in_name(path.name)
     return InputFile(path, fmt, rows, tuple(columns), _service(path.name, columns), month.yyyymm if month else None)
 

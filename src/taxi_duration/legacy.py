@@ -13,6 +13,9 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import RandomForestRegressor
 
+from taxi_duration import schema as s
+
+NAME = "old_random_forest"  # its column and row in `evaluate`
 DURATION_S = "trip_duration"
 MIN_DURATION_S, MAX_DURATION_S = 30, 6 * 3600
 FEATURES = (
@@ -34,6 +37,13 @@ def haversine_km(lon1: np.ndarray, lat1: np.ndarray, lon2: np.ndarray, lat2: np.
     lon1, lat1, lon2, lat2 = (np.radians(np.asarray(a, dtype=np.float64)) for a in (lon1, lat1, lon2, lat2))
     a = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
     return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(a))
+
+
+def from_canonical(trips: pd.DataFrame) -> pd.DataFrame:
+    """Canonical trips (as read, with coordinates) in the Kaggle form the old model read: its duration column
+    back, every other column it uses already carries its Kaggle name."""
+    seconds = (trips[s.DROPOFF] - trips[s.PICKUP]).dt.total_seconds()
+    return trips.assign(**{DURATION_S: seconds.to_numpy(float, na_value=np.nan)})
 
 
 def kept(trips: pd.DataFrame) -> pd.DataFrame:

@@ -54,6 +54,7 @@ INPUT_SCHEMA = Schema(
         ColSpec("long", s.PASSENGERS, required=False),
         ColSpec("double", s.DISTANCE, required=False),
         ColSpec("long", s.VENDOR, required=False),
+        *(ColSpec("double", c, required=False) for c in s.COORDINATES),
     ]
 )
 INPUT_COLUMNS: tuple[str, ...] = tuple(str(c.name) for c in INPUT_SCHEMA.inputs)

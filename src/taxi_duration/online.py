@@ -91,7 +91,8 @@ class FastFeatures:
         self._levels: dict[str, dict[tuple[Any, ...], tuple[Any, ...]]] = {}
         if store is not None:
             for level in fs.LEVELS:
-                rows = store.arrow_tables[level.name].select(*level.keys, *fs.STATS).rows()
+                whole = store.arrow_tables[level.name].filter(nw.col(fs.FOLD_COL) == -1)
+                rows = whole.select(*level.keys, *fs.STATS).rows()
                 self._levels[level.name] = {row[: len(level.keys)]: row[len(level.keys) :] for row in rows}
         self._warm()
 

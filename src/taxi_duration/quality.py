@@ -26,6 +26,7 @@ from taxi_duration.atomic import atomic_dir
 from taxi_duration.engines import Runtime, arrow_type
 from taxi_duration.errors import ReconciliationError
 from taxi_duration.features import featurize
+from taxi_duration.geo import UNKNOWN_ZONE
 from taxi_duration.inputs import InputFile
 from taxi_duration.readers import read_trips
 from taxi_duration.validation import REPAIRS, REPAIRS_COL, RULES, flag, split_codes
@@ -48,6 +49,8 @@ class QualityReport:
     repaired: dict[str, int]
     engine: str
     files: list[dict[str, Any]] = field(default_factory=list)
+    # Pickup and dropoff points of files with coordinates instead of zones: inside a zone, or unknown.
+    zones_from_coordinates: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
@@ -63,6 +66,7 @@ class QualityReport:
             "repairs": {r.code: r.description for r in REPAIRS},
             "engine": self.engine,
             "files": self.files,
+            "zones_from_coordinates": self.zones_from_coordinates,
             "elapsed_s": round(self.elapsed_s, 3),
             "created_at": self.created_at,
         }
@@ -92,10 +96,31 @@ def validate(
             how="vertical",
         )
         report = _report(runtime, files, combos.group_by(*keys).agg(nw.len().alias("rows")).collect(), tmp)
+        report.zones_from_coordinates = _zone_counts(runtime, files, tmp)
         report.elapsed_s = time.perf_counter() - started
         (tmp / REPORT_JSON).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
         (tmp / REPORT_MD).write_text(to_markdown(report))
     return report
+
+
+def _zone_counts(runtime: Runtime, files: list[InputFile], out: Path) -> dict[str, int]:
+    """Of the points whose zone came from coordinates, how many fell inside a zone and how many in none."""
+    names = [f.path.name for f in files if f.zones_from_coordinates]
+    if not names:
+        return {}
+    columns = [schema.SOURCE_FILE, schema.PU_ZONE, schema.DO_ZONE]
+    rows = nw.concat([runtime.scan_parquet(out / name, columns=columns) for name in (CLEAN_DIR, QUARANTINE_DIR)])
+    unknown = (nw.col(schema.PU_ZONE) == UNKNOWN_ZONE).cast(nw.Int64()) + (nw.col(schema.DO_ZONE) == UNKNOWN_ZONE).cast(
+        nw.Int64()
+    )
+    found = (
+        rows.filter(nw.col(schema.SOURCE_FILE).is_in(names))
+        .select(nw.len().alias("rows"), unknown.sum().alias("unknown"))
+        .collect()
+        .row(0)
+    )
+    points, unknown_points = 2 * int(found[0]), int(found[1] or 0)
+    return {"points": points, "inside_a_zone": points - unknown_points, "unknown_zone": unknown_points}
 
 
 def _name_partitions(split: Path, out: Path, frame: nw.LazyFrame[Any]) -> None:
@@ -192,4 +217,15 @@ def to_markdown(report: QualityReport) -> str:
         ),
         "",
     ]
+    if zones := report.zones_from_coordinates:
+        share = 100 / zones["points"] if zones["points"] else 0.0
+        lines += [
+            "| zones from coordinates (pickup and dropoff points) | points | share |",
+            "|---|---:|---:|",
+            *(
+                f"| {k.replace('_', ' ')} | {zones[k]:,} | {zones[k] * share:.2f}% |"
+                for k in ("inside_a_zone", "unknown_zone")
+            ),
+            "",
+        ]
     return "\n".join(lines)

@@ -13,7 +13,7 @@ from typing import Any
 import mlflow
 import narwhals as nw
 
-from taxi_duration import evaluate, tracking
+from taxi_duration import evaluate, legacy, tracking
 from taxi_duration.config import Settings
 from taxi_duration.engines import Runtime
 from taxi_duration.errors import UsageError
@@ -21,6 +21,7 @@ from taxi_duration.features import TARGET, add_target, in_target_range
 from taxi_duration.inputs import InputFile
 from taxi_duration.model import INPUT_COLUMNS, Bundle, TripDurationModel, scored_columns
 from taxi_duration.quality import CLEAN_DIR, validate
+from taxi_duration.readers import read_trips
 
 
 def load_bundle(settings: Settings, model_uri: str) -> Bundle:
@@ -36,11 +37,21 @@ def load_bundle(settings: Settings, model_uri: str) -> Bundle:
     return python_model.bundle
 
 
-def score_files(settings: Settings, model_uri: str, files: list[InputFile]) -> dict[str, Any]:
-    """Validate `files`, predict every modeled trip, and score the model and its baselines."""
+def score_files(
+    settings: Settings, model_uri: str, files: list[InputFile], legacy_train: list[InputFile] | None = None
+) -> dict[str, Any]:
+    """Validate `files`, predict every modeled trip, and score the model and its baselines.
+
+    With `legacy_train`, the team's old model (`legacy.py`) is fitted on those trips as it was (its own
+    filter, no validation) and scored on the very rows the model is.
+    """
     bundle = load_bundle(settings, model_uri)
     runtime = Runtime.open(settings)
     try:
+        if legacy_train:
+            with runtime.reading(", ".join(f.path.name for f in legacy_train)):
+                old_trips = read_trips(runtime, legacy_train).collect().to_pandas()
+            old_model = legacy.fit(legacy.from_canonical(old_trips))
         with tempfile.TemporaryDirectory(dir=settings.scratch_dir()) as work:
             report = validate(runtime, files, Path(work) / "validated", overwrite=True)
             clean = runtime.scan_parquet(Path(work) / "validated" / CLEAN_DIR)
@@ -54,6 +65,9 @@ def score_files(settings: Settings, model_uri: str, files: list[InputFile]) -> d
         **{TARGET: raw[TARGET].to_numpy()}, **scored_columns(features, bundle.model, bundle.course, meta.global_mean)
     )
     names = [evaluate.MODEL, *evaluate.BASELINES]
+    if legacy_train:
+        frame[legacy.NAME] = legacy.predict(old_model, raw)
+        names.append(legacy.NAME)
     scores = evaluate.score(nw.from_native(frame, eager_only=True), names)
     return {
         "model": model_uri,
@@ -63,6 +77,7 @@ def score_files(settings: Settings, model_uri: str, files: list[InputFile]) -> d
             "input_rows": report.input_rows,
             "clean_rows": report.clean_rows,
             "scored_rows": len(frame),
+            **({"legacy_train_files": [str(f.path) for f in legacy_train]} if legacy_train else {}),
         },
         "metrics": {name: scores[name]["overall"]["all"] for name in names},
         "breakdown": scores,

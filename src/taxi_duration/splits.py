@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from taxi_duration.errors import UsageError
+from taxi_duration.inputs import InputFile
 from taxi_duration.months import Month
 
 
@@ -47,6 +48,12 @@ class TimeSplit:
             raise UsageError("a split needs at least one training month")
         return cls(tuple(ordered), ordered[-1].next(), ordered[-1].next().next())
 
+    def role_of(self, source: InputFile) -> str | None:
+        """The part a file belongs to, by the month in its name."""
+        if source.month is None:
+            raise UsageError(f"{source.path}: no month in the file name, so it cannot be placed in {self}")
+        return self.role(Month.from_yyyymm(source.month))
+
     def role(self, month: Month) -> str | None:
         """'train', 'validate', 'test', or None for a month outside the split."""
         if month in self.train:
@@ -57,3 +64,44 @@ class TimeSplit:
         first, last = self.train[0], self.train[-1]
         window = str(first) if first == last else f"{first}..{last}"
         return f"train {window}, validate {self.validate}, test {self.test}"
+
+
+@dataclass(frozen=True)
+class FileSplit:
+    """Parts named by file, for a data set its publisher already split (the Kaggle trips, drawn at random
+    from the same months): there is no month order to honor, so the files say which part is which."""
+
+    train: tuple[str, ...]  # file names
+    validate_files: tuple[str, ...]
+    test_files: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        parts = (self.train, self.validate_files, self.test_files)
+        if not all(parts):
+            raise UsageError("a split by file needs training, validation and test files")
+        names = [n for part in parts for n in part]
+        if len(set(names)) < len(names):
+            raise UsageError("a file cannot be in two parts of a split")
+
+    @property
+    def validate(self) -> str:
+        """The validation files, as one label."""
+        return "+".join(self.validate_files)
+
+    @property
+    def test(self) -> str:
+        """The test files, as one label."""
+        return "+".join(self.test_files)
+
+    def role_of(self, source: InputFile) -> str | None:
+        """The part a file was named for."""
+        for role, names in (("train", self.train), ("validate", self.validate_files), ("test", self.test_files)):
+            if source.path.name in names:
+                return role
+        return None
+
+    def __str__(self) -> str:
+        return f"train {'+'.join(self.train)}, validate {self.validate}, test {self.test}"
+
+
+Split = TimeSplit | FileSplit

@@ -32,7 +32,7 @@ from taxi_duration.engines import Runtime
 from taxi_duration.features import TARGET, TARGET_RANGE
 from taxi_duration.inputs import InputFile
 from taxi_duration.quality import QualityReport
-from taxi_duration.splits import TimeSplit
+from taxi_duration.splits import Split
 
 STEPS = ("validate and featurize", "train", "evaluate", "log to MLflow", "register")
 # (name in scores and metrics, part, on the course's uncleaned rows?)
@@ -231,7 +231,7 @@ def _rescorer(prepared: Prepared) -> Callable[[str], float]:
 def train(
     settings: Settings,
     files: list[InputFile],
-    split: TimeSplit,
+    split: Split,
     feature_set: str,
     on_step: Callable[[str], None] = lambda step: None,
 ) -> Outcome:

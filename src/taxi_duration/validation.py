@@ -64,8 +64,11 @@ REPAIRS: tuple[Repair, ...] = (
 RULES: tuple[Rule, ...] = (
     Rule(
         "missing_required",
-        f"a required field is null ({', '.join(s.REQUIRED)})",
-        lambda: nw.any_horizontal(*(nw.col(c).is_null() for c in s.REQUIRED), ignore_nulls=False),
+        f"a required field is null ({', '.join(s.REQUIRED)}), or both the trip_distance and the coordinates are",
+        lambda: (
+            nw.any_horizontal(*(nw.col(c).is_null() for c in s.REQUIRED), ignore_nulls=False)
+            | (nw.col(s.DISTANCE).is_null() & nw.col(s.PU_LON).is_null())
+        ),
     ),
     Rule("dropoff_before_pickup", "dropoff time earlier than pickup time", lambda: nw.col(DURATION_COL) < 0),
     Rule(
