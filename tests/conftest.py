@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -115,3 +116,15 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "green_tripdata_2023-01.parquet").exists():
         pytest.skip("../shared/data is not present (real TLC files are not part of the repo)")
     return SHARED_DATA
+
+
+POSTGRES_URL_ENV = "TAXI_DURATION_TEST_POSTGRES_URL"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The real PostgreSQL server `.ci/run` starts; tests that need it skip without one."""
+    found = os.environ.get(POSTGRES_URL_ENV)
+    if not found:
+        pytest.skip(f'no PostgreSQL server: `eval "$(bash scripts/postgres.sh start)"` sets {POSTGRES_URL_ENV}')
+    return found

@@ -117,6 +117,11 @@ def random_trips(n: int, seed: int) -> pd.DataFrame:
             s.PASSENGERS: pd.Series(rng.integers(-1, 10, n), dtype="Int64").where(lambda x: x >= 0),
             s.DISTANCE: np.where(rng.random(n) < 0.05, np.nan, distance),
             s.VENDOR: pd.Series(rng.choice([-1, 1, 2, 6], n), dtype="Int64").where(lambda x: x >= 0),
+            # Every other trip carries coordinates (the Kaggle and 2009-2016 kind).
+            **{
+                c: np.where(np.arange(n) % 2 == 0, np.nan, np.round(rng.uniform(*span, n), 6))
+                for c, span in zip(s.COORDINATES, [(-74.1, -73.7), (40.55, 40.9)] * 2, strict=True)
+            },
         }
     )
 
@@ -126,6 +131,7 @@ def test_the_fast_path_gives_what_the_definitions_give_on_random_trips(store: fs
     known = trips_.index < 200  # pairs the store knows well
     trips_.loc[known, s.PU_ZONE] = [74, 132, 1, 138, 161, 236] * 33 + [74, 74]
     trips_.loc[known, s.DO_ZONE] = [75, 236, 132] * 66 + [75, 75]
+    trips_.loc[[1, 3], [s.DO_LON, s.DO_LAT]] = trips_.loc[[1, 3], [s.PU_LON, s.PU_LAT]].to_numpy()  # not moving
     expected = features_table(trips_table(trips_), store).to_pylist()
     fast = FastFeatures(store)
     rows = [{k: (None if pd.isna(v) else v) for k, v in r.items()} for r in trips_.to_dict("records")]

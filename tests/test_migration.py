@@ -5,11 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+import pyarrow as pa
 import pytest
 
+from taxi_duration import postgres
+from taxi_duration.errors import UsageError
 from taxi_duration.inputs import check_all
 from taxi_duration.legacy import NAME
-from taxi_duration.scorecard import score_files
+from taxi_duration.scorecard import load_bundle, score_files
+from taxi_duration.scoring import score_table
 from taxi_duration.splits import FileSplit
 from taxi_duration.train import train
 from tests.conftest import store_settings
@@ -51,9 +56,24 @@ def test_ours_beats_the_old_model_on_the_same_rows(trained: tuple) -> None:
 
 
 def test_a_split_by_file_names_each_file_once() -> None:
-    from taxi_duration.errors import UsageError
-
     with pytest.raises(UsageError, match="two parts"):
         FileSplit(("a.csv",), ("a.csv",), ("b.csv",))
     with pytest.raises(UsageError, match="training, validation and test"):
         FileSplit(("a.csv",), (), ("b.csv",))
+
+
+def test_a_kaggle_table_in_postgres_is_scored_from_its_coordinates(trained: tuple, postgres_url: str) -> None:
+    settings, outcome, shared = trained
+    trips = pa.Table.from_pandas(pd.read_csv(shared / PARTS["val"]).drop(columns=["trip_duration"]))
+    postgres.write_table(postgres_url, "kaggle_trips", trips, replace=True)
+    bundle = load_bundle(settings, outcome.model_uri)
+    for _ in range(2):
+        scored = score_table(
+            postgres_url, bundle, "1", "kaggle_trips", "id", "kaggle_predictions", 120, settings.zone_shapes
+        )
+        assert (scored.rows_read, scored.predicted, scored.skipped) == (300, 300, {})
+    stored = postgres.read_table(postgres_url, "kaggle_predictions").to_pandas()
+    assert sorted(stored["id"]) == sorted(trips.column("id").to_pylist())  # one row per trip after two runs
+    assert stored["duration_minutes"].between(1, 120).all()
+    with pytest.raises(UsageError, match="coordinates, not zones"):
+        score_table(postgres_url, bundle, "1", "kaggle_trips", "id", "kaggle_predictions", 120, None)

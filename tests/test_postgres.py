@@ -24,15 +24,10 @@ from taxi_duration.synth import DirtyShares, generate
 from taxi_duration.train import train
 from tests.conftest import SPLIT, store_settings
 
-URL_ENV = "TAXI_DURATION_TEST_POSTGRES_URL"
-
 
 @pytest.fixture(scope="module")
-def url() -> str:
-    found = os.environ.get(URL_ENV)
-    if not found:
-        pytest.skip(f'no PostgreSQL server: `eval "$(bash scripts/postgres.sh start)"` sets {URL_ENV}')
-    return found
+def url(postgres_url: str) -> str:
+    return postgres_url
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ from taxi_duration.months import parse_months
 from taxi_duration.serving import wait_ready
 from taxi_duration.synth import generate
 from taxi_duration.train import train
-from tests.conftest import SPLIT, store_settings
+from tests.conftest import SHARED_DATA, SPLIT, store_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 TRIP = {
@@ -41,6 +41,10 @@ TRIP = {
     "trip_distance": 2.4,
 }
 API_KEY, ADMIN_KEY = "test-predict-key", "test-admin-key"
+SHAPES = SHARED_DATA / "taxi_zones.zip"
+# Times Square to the Upper West Side, as a Kaggle client sends it: coordinates, no zones.
+POINTS = {"pickup_longitude": -73.9855, "pickup_latitude": 40.7580, "dropoff_longitude": -73.9712}
+POINTS |= {"dropoff_latitude": 40.7831}
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +101,7 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(registry: Settings) -> Iterator[Server]:
-    running = Server(registry)
+    running = Server(registry, TAXI_DURATION_ZONE_SHAPES=str(SHAPES))
     yield running
     running.stop()
 
@@ -153,6 +157,8 @@ BAD_REQUESTS = [
     ({k: v for k, v in TRIP.items() if k != "pickup_datetime"}, "pickup_datetime", "Field required"),
     ({k: v for k, v in TRIP.items() if k != "trip_distance"}, "trip_distance", "uses the metered distance"),
     ([TRIP], "body", "valid dictionary"),
+    ({k: v for k, v in TRIP.items() if k != "pu_location_id"}, "body", "unless the trip gives all four coordinates"),
+    ({**TRIP, **POINTS, "pickup_latitude": 140.0}, "pickup_latitude", "less than or equal to 90"),
 ]
 
 
@@ -162,6 +168,17 @@ def test_bad_trips_are_422_naming_the_field(server: Server, body: Any, field: st
     assert answer.status_code == 422, answer.text
     problems = answer.json()["problems"]
     assert any(p["field"] == field and message in p["message"] for p in problems), problems
+
+
+@pytest.mark.shared
+def test_coordinates_stand_in_for_zones_and_refine_the_distance(server: Server) -> None:
+    kaggle = {k: v for k, v in TRIP.items() if not k.endswith("location_id")} | POINTS
+    answer = server.post("/predict", kaggle)
+    assert answer.status_code == 200, answer.text
+    zoned = {**kaggle, "pu_location_id": 230, "do_location_id": 239}  # the zones the shapes give
+    assert server.post("/predict", zoned).json() == answer.json()
+    batch = server.post("/predict/batch", {"trips": [TRIP, kaggle, zoned]}).json()["predictions"]
+    assert batch[1] == batch[2] == answer.json()
 
 
 def test_malformed_json_and_non_finite_numbers_are_422(server: Server) -> None:
@@ -227,8 +244,13 @@ def test_admin_calls_are_off_without_an_admin_key(server: Server) -> None:
 
 
 def test_keys_guard_predictions_and_admin_calls(registry: Settings) -> None:
-    keyed = Server(registry, TAXI_DURATION_API_KEY=API_KEY, TAXI_DURATION_ADMIN_KEY=ADMIN_KEY)
+    shapeless = {"TAXI_DURATION_ZONE_SHAPES": str(registry.data_dir / "no-shapes.zip")}
+    keyed = Server(registry, TAXI_DURATION_API_KEY=API_KEY, TAXI_DURATION_ADMIN_KEY=ADMIN_KEY, **shapeless)
     try:
+        kaggle = {k: v for k, v in TRIP.items() if not k.endswith("location_id")} | POINTS
+        refused = keyed.post("/predict", kaggle, headers={"X-API-Key": API_KEY})
+        assert refused.status_code == 422
+        assert "no zone shapes" in refused.json()["error"]
         assert keyed.post("/predict", TRIP).status_code == 401
         assert keyed.post("/predict", TRIP, headers={"X-API-Key": "wrong"}).status_code == 401
         assert keyed.post("/predict", TRIP, headers={"X-API-Key": API_KEY}).status_code == 200

@@ -19,11 +19,12 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from taxi_duration import __version__
 from taxi_duration import schema as s
+from taxi_duration.geo import ZoneIndex
 from taxi_duration.serving import ModelHolder, Served
 from taxi_duration.validation import MAX_DISTANCE_MI, MAX_PASSENGERS
 
@@ -61,10 +62,22 @@ def _names(column: str) -> AliasChoices:
 
 def _zone(description: str, column: str) -> Any:
     return Field(
+        None,
         ge=ZONE_IDS[0],
         le=ZONE_IDS[1],
         validation_alias=_names(column),
         description=f"{description}: a TLC taxi zone id, 1-265 (264 and 265 are 'unknown' and 'outside NYC').",
+    )
+
+
+def _degrees(column: str, limit: int) -> Any:
+    return Field(
+        None,
+        ge=-limit,
+        le=limit,
+        validation_alias=_names(column),
+        description=f"{s.BY_NAME[column].doc}, degrees. With all four coordinates the zones may be left out "
+        "(the server assigns them from the TLC zone shapes), and the distance features use the exact points.",
     )
 
 
@@ -79,8 +92,8 @@ class Trip(BaseModel):
         validation_alias=_names(s.PICKUP),
         description="Pickup time, ISO 8601. Without an offset it is New York time, as in TLC files.",
     )
-    pu_location_id: int = _zone("Pickup zone", s.PU_ZONE)
-    do_location_id: int = _zone("Dropoff zone", s.DO_ZONE)
+    pu_location_id: int | None = _zone("Pickup zone", s.PU_ZONE)
+    do_location_id: int | None = _zone("Dropoff zone", s.DO_ZONE)
     passenger_count: int | None = Field(
         None, ge=0, le=MAX_PASSENGERS, description="Passengers, 0-9; missing or 0 counts as 1 (the TLC's default)."
     )
@@ -91,6 +104,24 @@ class Trip(BaseModel):
         description="Metered miles. Required by models trained on the `with_distance` feature set.",
     )
     vendor_id: int | None = Field(None, ge=0, le=99, validation_alias=_names(s.VENDOR), description="TLC vendor id.")
+    pickup_longitude: float | None = _degrees(s.PU_LON, 180)
+    pickup_latitude: float | None = _degrees(s.PU_LAT, 90)
+    dropoff_longitude: float | None = _degrees(s.DO_LON, 180)
+    dropoff_latitude: float | None = _degrees(s.DO_LAT, 90)
+
+    @model_validator(mode="after")
+    def _zones_or_coordinates(self) -> Trip:
+        if (self.pu_location_id is None or self.do_location_id is None) and not self.has_coordinates:
+            raise ValueError(
+                "pu_location_id and do_location_id are required, unless the trip gives all four coordinates"
+            )
+        return self
+
+    @property
+    def has_coordinates(self) -> bool:
+        """All four coordinates given."""
+        points = (self.pickup_longitude, self.pickup_latitude, self.dropoff_longitude, self.dropoff_latitude)
+        return all(p is not None for p in points)
 
     @field_validator("pickup_datetime")
     @classmethod
@@ -115,6 +146,10 @@ class Trip(BaseModel):
             s.PASSENGERS: self.passenger_count,
             s.DISTANCE: self.trip_distance,
             s.VENDOR: self.vendor_id,
+            s.PU_LON: self.pickup_longitude,
+            s.PU_LAT: self.pickup_latitude,
+            s.DO_LON: self.dropoff_longitude,
+            s.DO_LAT: self.dropoff_latitude,
         }
 
 
@@ -266,8 +301,19 @@ def _problems(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
-def create_app(holder: ModelHolder, api_key: str | None = None, admin_key: str | None = None) -> FastAPI:
-    """The API over a started `ModelHolder`."""
+def assign_zones(index: ZoneIndex, trips: list[dict[str, Any]]) -> None:
+    """Fill the missing zone ids of canonical trips from their coordinates, in one query for the batch."""
+    for zone, (lon, lat) in s.ZONE_POINTS.items():
+        found = index.assign([t[lon] for t in trips], [t[lat] for t in trips])
+        for trip, value in zip(trips, found.tolist(), strict=True):
+            if trip[zone] is None:
+                trip[zone] = value
+
+
+def create_app(
+    holder: ModelHolder, api_key: str | None = None, admin_key: str | None = None, zones: ZoneIndex | None = None
+) -> FastAPI:
+    """The API over a started `ModelHolder`; with `zones`, trips may give coordinates instead of zone ids."""
     metrics = Metrics()
     app = FastAPI(
         title="taxi-duration",
@@ -313,6 +359,12 @@ def create_app(holder: ModelHolder, api_key: str | None = None, admin_key: str |
 
     def answer(model: Served, trips: list[Trip]) -> list[Prediction]:
         canonical = [t.canonical() for t in trips]
+        if unzoned := [c for c in canonical if c[s.PU_ZONE] is None or c[s.DO_ZONE] is None]:
+            if zones is None:
+                raise HTTPException(
+                    422, "send pu_location_id and do_location_id: this server has no zone shapes to find them"
+                )
+            assign_zones(zones, unzoned)
         if model.needs_distance:
             missing = [i for i, t in enumerate(canonical) if t[s.DISTANCE] is None]
             if missing:

@@ -18,9 +18,7 @@ from sklearn.linear_model import LinearRegression
 from sklearn.preprocessing import OneHotEncoder
 
 from taxi_duration import schema as s
-from taxi_duration.features import TARGET, TARGET_RANGE
-
-STRAIGHT_MILES = "haversine_mi"
+from taxi_duration.features import STRAIGHT_MILES, TARGET, TARGET_RANGE
 
 
 def course_filter(trips: pd.DataFrame) -> pd.DataFrame:

@@ -307,7 +307,7 @@ def predict(
     version, pinned = resolve(settings, model)
     bundle = load_bundle(settings, pinned)
     with console.status(f"scoring {table} with {pinned}"):
-        scored = score_table(url, bundle, version, table, key, to, chunk_rows)
+        scored = score_table(url, bundle, version, table, key, to, chunk_rows, settings.zone_shapes)
     skipped = ", ".join(f"{n:,} {why}" for why, n in scored.skipped.items()) or "none"
     console.print(
         f"{scored.rows_read:,} trips read, {scored.predicted:,} predicted by {pinned}, skipped: {skipped}; "
@@ -341,6 +341,7 @@ def serve(
     import uvicorn
 
     from taxi_duration.api import create_app
+    from taxi_duration.geo import load_index
     from taxi_duration.serving import ModelHolder
 
     settings = _settings(config)
@@ -352,11 +353,14 @@ def serve(
         holder.poll(poll_seconds)
         keys = (settings.api_key, settings.admin_key)
         api_key, admin_key = (k.get_secret_value() if k else None for k in keys)
-        app = create_app(holder, api_key, admin_key)
+        shapes = settings.zone_shapes
+        zones = load_index(shapes) if shapes is not None and shapes.is_file() else None
+        app = create_app(holder, api_key, admin_key, zones)
         console.print(
             f"serving {served.uri} ({served.bundle.native.source}, {served.bundle.meta.feature_set}) "
             f"on http://{host}:{port} (docs: /docs); prediction key {'on' if api_key else 'off'}, "
-            f"admin calls {'on' if admin_key else 'off'}"
+            f"admin calls {'on' if admin_key else 'off'}, "
+            f"zones from coordinates {'on' if zones else f'off (no shapes at {shapes})'}"
         )
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     finally:

@@ -7,6 +7,7 @@ itself on different engines, not two implementations.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import datetime
 from functools import cache
@@ -19,7 +20,17 @@ import pyarrow as pa
 from taxi_duration import feature_store as fs
 from taxi_duration import schema as s
 from taxi_duration.engines import arrow_type
-from taxi_duration.features import FEATURES, add_features, zone_table
+from taxi_duration.features import (
+    ARCSIN_TERMS,
+    ARCTAN_TERMS,
+    EARTH_RADIUS_MI,
+    FEATURES,
+    GEOMETRY,
+    MANHATTAN_GRID_DEG,
+    add_features,
+    odd_series,
+    zone_table,
+)
 from taxi_duration.validation import apply_repairs
 
 
@@ -142,6 +153,9 @@ class FastFeatures:
                 return online_features(trip, self.store)
         out: dict[str, Any] = {}
         for reads, names in self._groups.items():
+            if reads == GEOMETRY and all(trip.get(c) is not None for c in s.COORDINATES):
+                out.update(geometry(*(float(trip[c]) for c in s.COORDINATES)))
+                continue
             values = self._known[reads].get(self._key(reads, trip))
             if values is None:
                 self._remember([trip], features_table(request_table(trip)).to_pylist())
@@ -162,6 +176,30 @@ class FastFeatures:
             for name, value in zip(fs.STATS[1:], stats[1:], strict=True):
                 features[f"{prefix}_{name}"] = None if value is None else float(value)
             features[f"{prefix}_level"] = used
+
+
+def geometry(lon1: float, lat1: float, lon2: float, lat2: float) -> dict[str, float]:
+    """The geometry features of a trip with coordinates, as `features.py` defines them, in plain floats.
+
+    Written twice because a narwhals evaluation per request costs 20 ms and coordinates never repeat; the
+    random-trip parity test holds the two to the same values.
+    """
+    rad = math.pi / 180
+    half_dlat, half_dlon = (lat2 - lat1) * (rad / 2), (lon2 - lon1) * (rad / 2)
+    a = math.sin(half_dlat) ** 2 + math.cos(lat1 * rad) * math.cos(lat2 * rad) * math.sin(half_dlon) ** 2
+    haversine = 2 * EARTH_RADIUS_MI * odd_series(math.sqrt(a), ARCSIN_TERMS)
+    east = (lon2 - lon1) * rad * math.cos((lat1 + lat2) * (rad / 2)) * EARTH_RADIUS_MI
+    north = (lat2 - lat1) * rad * EARTH_RADIUS_MI
+    sin_g, cos_g = math.sin(MANHATTAN_GRID_DEG * rad), math.cos(MANHATTAN_GRID_DEG * rad)
+    manhattan = abs(east * sin_g + north * cos_g) + abs(east * cos_g - north * sin_g)
+    ae, an = abs(east), abs(north)
+    ratio = an / ae if ae > an else (ae / an if an > 0 else 0.0)
+    angle = odd_series(ratio, ARCTAN_TERMS)
+    from_north = math.pi / 2 - angle if ae > an else angle
+    from_north = math.pi - from_north if north < 0 else from_north
+    degrees = from_north / rad
+    bearing = 360 - degrees if east < 0 else degrees
+    return {"haversine_mi": haversine, "manhattan_mi": manhattan, "bearing_deg": bearing}
 
 
 def _hour(pickup: datetime) -> datetime:

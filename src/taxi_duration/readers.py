@@ -24,8 +24,6 @@ from taxi_duration.inputs import InputFile
 # canonical table holds whole seconds, as TLC files do.
 DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 _DURATION = "_duration_s"
-# Zones assigned from coordinates: each zone column from its (longitude, latitude).
-ZONE_POINTS = {schema.PU_ZONE: (schema.PU_LON, schema.PU_LAT), schema.DO_ZONE: (schema.DO_LON, schema.DO_LAT)}
 
 
 def read_trips(runtime: Runtime, files: list[InputFile]) -> nw.LazyFrame[Any]:
@@ -65,8 +63,8 @@ def normalize(runtime: Runtime, frame: nw.LazyFrame[Any], source: InputFile) -> 
         frame = runtime.plus_seconds(frame, schema.PICKUP, _DURATION, schema.DROPOFF).drop(_DURATION)
         del missing[schema.DROPOFF]
     if source.zones_from_coordinates:
-        frame = runtime.with_zones(frame, _zone_index(runtime, source), ZONE_POINTS)
-        for zone in ZONE_POINTS:
+        frame = runtime.with_zones(frame, _zone_index(runtime, source), schema.ZONE_POINTS)
+        for zone in schema.ZONE_POINTS:
             del missing[zone]
     return with_null_columns(frame, missing).select(schema.NAMES)
 

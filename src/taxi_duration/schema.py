@@ -31,6 +31,8 @@ DO_LON = "dropoff_longitude"
 DO_LAT = "dropoff_latitude"
 COORDINATES: tuple[str, ...] = (PU_LON, PU_LAT, DO_LON, DO_LAT)
 ZONES: tuple[str, ...] = (PU_ZONE, DO_ZONE)
+# Where a file has coordinates instead of zones, each zone comes from its (longitude, latitude).
+ZONE_POINTS: dict[str, tuple[str, str]] = {PU_ZONE: (PU_LON, PU_LAT), DO_ZONE: (DO_LON, DO_LAT)}
 
 # Kaggle files give the duration in seconds instead of the dropoff time: the reader rebuilds the dropoff.
 DURATION_ALIASES: tuple[str, ...] = ("trip_duration",)

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 from taxi_duration import postgres
 from taxi_duration import schema as s
 from taxi_duration.errors import UsageError
+from taxi_duration.geo import ZoneIndex, load_index
 from taxi_duration.model import Bundle
 
 PREDICTION_COLUMNS = ("model_version", "duration_minutes", "p10_minutes", "p90_minutes", "predicted_at")
@@ -34,14 +37,26 @@ class Scored:
 
 
 def score_table(
-    url: str, bundle: Bundle, version: str, table: str, key: str, target: str, chunk_rows: int = 100_000
+    url: str,
+    bundle: Bundle,
+    version: str,
+    table: str,
+    key: str,
+    target: str,
+    chunk_rows: int = 100_000,
+    shapes: Path | None = None,
 ) -> Scored:
-    """Predict every trip of `table` and upsert the predictions into `target` on (`key`, model_version)."""
+    """Predict every trip of `table` and upsert the predictions into `target` on (`key`, model_version).
+
+    A table with coordinates and no zones (the Kaggle trips) gets its zones from the shapes at `shapes`.
+    """
     scored = Scored()
     for chunk in postgres.batches(url, table, chunk_rows):
         if key not in chunk.column_names:
             raise UsageError(f"table {table} has no column {key!r} to key the predictions on")
         trips = chunk.to_pandas()
+        if s.zones_from_coordinates(chunk.column_names):
+            trips = with_zones(trips, load_index(shapes) if shapes else None, table)
         found = s.resolve_aliases(list(trips.columns))
         usable = np.ones(len(trips), dtype=bool)
         for column in bundle.required_inputs:
@@ -71,6 +86,21 @@ def score_table(
         scored.table_rows = postgres.upsert(url, target, rows, key=[key, "model_version"])
         scored.predicted += len(kept)
     return scored
+
+
+def with_zones(trips: pd.DataFrame, index: ZoneIndex | None, table: str) -> pd.DataFrame:
+    """Trips with zone ids assigned from their coordinates (source names are kept)."""
+    if index is None:
+        raise UsageError(f"table {table} has coordinates, not zones: set zone_shapes to the TLC shapefile")
+    found = s.resolve_aliases(list(trips.columns))
+    return trips.assign(
+        **{
+            zone: index.assign(
+                trips[found[lon]].to_numpy(float, na_value=np.nan), trips[found[lat]].to_numpy(float, na_value=np.nan)
+            )
+            for zone, (lon, lat) in s.ZONE_POINTS.items()
+        }
+    )
 
 
 def describe(scored: Scored) -> dict[str, Any]:
