@@ -143,3 +143,21 @@ def test_geometry_from_coordinates_and_from_centroids(runtime: Runtime, shared_d
     (tsq_lon, tsq_lat), (jfk_lon, jfk_lat) = centroids()[230], centroids()[132]
     assert zone_era["haversine_mi"] == pytest.approx(haversine_km(tsq_lon, tsq_lat, jfk_lon, jfk_lat) / KM_PER_MILE)
     assert 120 < zone_era["bearing_deg"] < 135  # south-east
+
+
+@on_every_engine
+def test_yellow_2010_to_2016_names_codes_and_spaced_headers(runtime: Runtime, tmp_path: Path) -> None:
+    path = tmp_path / "yellow_tripdata_2014-03.csv"
+    path.write_text(
+        "vendor_id, pickup_datetime, dropoff_datetime, passenger_count, trip_distance, pickup_longitude,"
+        " pickup_latitude, rate_code, store_and_fwd_flag, dropoff_longitude, dropoff_latitude, payment_type,"
+        " fare_amount\n"
+        "CMT,2014-03-01 01:07:38,2014-03-01 01:16:26,1,2.0,-73.9855,40.7580,1,N,-73.9712,40.7831,CRD,9.5\n"
+        "VTS,2014-03-01 01:08:03,2014-03-01 01:12:51,2,0.9,-73.9855,40.7580,1,,-73.9855,40.7580,CSH,5.5\n"
+    )
+    first, second = read(runtime, path).to_dict("records")
+    assert (first[s.VENDOR], first[s.PAYMENT], first[s.RATECODE]) == (1, 1, 1)
+    assert (second[s.VENDOR], second[s.PAYMENT], second[s.PASSENGERS]) == (2, 2, 2)
+    assert (first[s.PU_ZONE], first[s.DO_ZONE], second[s.DO_ZONE]) == (230, 239, 230)
+    assert first[s.DISTANCE] == 2.0
+    assert first[s.SOURCE_MONTH] == 201403

@@ -191,15 +191,14 @@ class Runtime:
                 self._functions.add(function)
             columns = ", ".join(f'{function}("{lon}", "{lat}") AS "{out}"' for out, (lon, lat) in points.items())
             return nw.from_native(frame.to_native().project(f"*, {columns}"))
-        native = frame.collect().to_native()
         import pandas as pd
 
-        zones = {
-            out: pd.array(
-                index.assign(_floats(pa.array(native[lon])), _floats(pa.array(native[lat]))), pd.ArrowDtype(pa.int32())
-            )
+        native = frame.collect().to_native()
+        found = {
+            out: index.assign(_floats(pa.array(native[lon])), _floats(pa.array(native[lat])))
             for out, (lon, lat) in points.items()
         }
+        zones = {out: pd.array(values, "int32[pyarrow]") for out, values in found.items()}
         return nw.from_native(native.assign(**zones)).lazy()
 
 

@@ -110,9 +110,7 @@ def _zone_counts(runtime: Runtime, files: list[InputFile], out: Path) -> dict[st
         return {}
     columns = [schema.SOURCE_FILE, schema.PU_ZONE, schema.DO_ZONE]
     rows = nw.concat([runtime.scan_parquet(out / name, columns=columns) for name in (CLEAN_DIR, QUARANTINE_DIR)])
-    unknown = (nw.col(schema.PU_ZONE) == UNKNOWN_ZONE).cast(nw.Int64()) + (nw.col(schema.DO_ZONE) == UNKNOWN_ZONE).cast(
-        nw.Int64()
-    )
+    unknown = nw.sum_horizontal(*((nw.col(zone) == UNKNOWN_ZONE).cast(nw.Int64()) for zone in schema.ZONES))
     found = (
         rows.filter(nw.col(schema.SOURCE_FILE).is_in(names))
         .select(nw.len().alias("rows"), unknown.sum().alias("unknown"))

@@ -16,7 +16,7 @@ from narwhals.dtypes import DType
 from taxi_duration import schema
 from taxi_duration.engines import Runtime, with_null_columns
 from taxi_duration.errors import UsageError
-from taxi_duration.geo import load_index
+from taxi_duration.geo import ZoneIndex, load_index
 from taxi_duration.inputs import InputFile
 
 # Text timestamps in TLC CSVs and JSON events: `2023-01-01 08:15:00`, `2023-01-01T08:15:00[.fff][Z]`.
@@ -69,7 +69,7 @@ def normalize(runtime: Runtime, frame: nw.LazyFrame[Any], source: InputFile) -> 
     return with_null_columns(frame, missing).select(schema.NAMES)
 
 
-def _zone_index(runtime: Runtime, source: InputFile) -> Any:
+def _zone_index(runtime: Runtime, source: InputFile) -> ZoneIndex:
     if runtime.shapes is None:
         raise UsageError(f"{source.path.name} has coordinates, not zones: set zone_shapes to the TLC shapefile")
     return load_index(runtime.shapes)

@@ -70,7 +70,8 @@ PAYMENT_CODES = {
 }
 
 
-# Source names are matched case-insensitively, so `Airport_fee` and `airport_fee` are one alias.
+# Source names are matched case-insensitively and without surrounding spaces, so `Airport_fee` and
+# `airport_fee` are one alias, and 2014 yellow headers (" pickup_datetime") match.
 COLUMNS: tuple[Column, ...] = (
     Column(
         PICKUP,
@@ -135,7 +136,7 @@ def resolve_aliases(source_columns: list[str]) -> dict[str, str]:
 
     Columns with no match are absent from the result; the reader fills them with nulls.
     """
-    by_lower = {c.lower(): c for c in source_columns}
+    by_lower = {c.strip().lower(): c for c in source_columns}
     found: dict[str, str] = {}
     for col in COLUMNS:
         for alias in col.aliases:
@@ -147,7 +148,7 @@ def resolve_aliases(source_columns: list[str]) -> dict[str, str]:
 
 def duration_source(source_columns: list[str] | tuple[str, ...]) -> str | None:
     """The source column holding the trip duration in seconds (Kaggle), if any."""
-    by_lower = {c.lower(): c for c in source_columns}
+    by_lower = {c.strip().lower(): c for c in source_columns}
     return next((by_lower[a] for a in DURATION_ALIASES if a in by_lower), None)
 
 
