@@ -59,7 +59,7 @@ def sums(frame: Any, predictions: list[str], target: str = TARGET) -> pd.DataFra
         err, log_err = nw.col(p) - y, _log1p(nw.col(p)) - _log1p(y)
         terms |= {f"{p}:se": err * err, f"{p}:ae": err.abs(), f"{p}:sle": log_err * log_err}
         # Sums skip missing values, which would score a missing prediction as a perfect one: count them.
-        terms[f"{p}:missing"] = nw.col(p).is_null().cast(nw.Int64())
+        terms[f"{p}:missing"] = (nw.col(p).is_null() | nw.col(p).is_nan()).cast(nw.Int64())
     # Row terms first, then plain sums: the one form of group-by every engine (pandas too) runs natively.
     rows = frame.select(BOROUGH, HOUR, nw.lit(1).alias("n"), **terms)
     table = rows.group_by(BOROUGH, HOUR).agg(nw.col("n", *terms).sum())

@@ -134,17 +134,25 @@ def _arcsin(x: nw.Expr) -> nw.Expr:
     return odd_series(x, ARCSIN_TERMS)
 
 
+NO_POINT = -1.0  # a trip in zone 264 or 265 without coordinates has no point to measure from
+
+
+def _or_no_point(expr: nw.Expr) -> nw.Expr:
+    # A number, not a null: linear models (Spark's) cannot take a missing value, and trees split it off.
+    return nw.when(nw.col(_EAST).is_null()).then(nw.lit(NO_POINT)).otherwise(expr)
+
+
 def _haversine_mi() -> nw.Expr:
     lon1, lat1, lon2, lat2 = (nw.col(c) for c in (_PU_LON, _PU_LAT, _DO_LON, _DO_LAT))
     half_dlat, half_dlon = (lat2 - lat1) * (_RADIANS / 2), (lon2 - lon1) * (_RADIANS / 2)
     a = half_dlat.sin() ** 2 + (lat1 * _RADIANS).cos() * (lat2 * _RADIANS).cos() * half_dlon.sin() ** 2
-    return 2 * EARTH_RADIUS_MI * _arcsin(a.sqrt())
+    return _or_no_point(2 * EARTH_RADIUS_MI * _arcsin(a.sqrt()))
 
 
 def _manhattan_mi() -> nw.Expr:
     east, north = nw.col(_EAST), nw.col(_NORTH)
     sin_g, cos_g = math.sin(MANHATTAN_GRID_DEG * _RADIANS), math.cos(MANHATTAN_GRID_DEG * _RADIANS)
-    return (east * sin_g + north * cos_g).abs() + (east * cos_g - north * sin_g).abs()
+    return _or_no_point((east * sin_g + north * cos_g).abs() + (east * cos_g - north * sin_g).abs())
 
 
 def _bearing_deg() -> nw.Expr:
@@ -153,7 +161,7 @@ def _bearing_deg() -> nw.Expr:
     from_north = nw.when(east.abs() > north.abs()).then(math.pi / 2 - angle).otherwise(angle)
     from_north = nw.when(north < 0).then(math.pi - from_north).otherwise(from_north)
     degrees = from_north / _RADIANS
-    return nw.when(east < 0).then(360 - degrees).otherwise(degrees)
+    return _or_no_point(nw.when(east < 0).then(360 - degrees).otherwise(degrees))
 
 
 def _borough(joined: str) -> nw.Expr:
@@ -254,7 +262,14 @@ FEATURES: tuple[Feature, ...] = (
         "miles along Manhattan's street grid (29 degrees off north), same points",
         reads=GEOMETRY,
     ),
-    Feature("bearing_deg", nw.Float64(), False, _bearing_deg, "compass bearing, 0 north, 90 east", reads=GEOMETRY),
+    Feature(
+        "bearing_deg",
+        nw.Float64(),
+        False,
+        _bearing_deg,
+        "compass bearing, 0 north, 90 east; all three -1 without a point (zone 264/265)",
+        reads=GEOMETRY,
+    ),
     Feature(
         s.PASSENGERS,
         nw.Int32(),
