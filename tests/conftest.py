@@ -15,7 +15,6 @@ import pytest
 
 from taxi_duration.config import Engine, Settings, load_settings
 from taxi_duration.engines import Runtime
-from taxi_duration.geo import SHAPES_FILE
 from taxi_duration.months import parse_months
 from taxi_duration.splits import TimeSplit
 
@@ -104,7 +103,7 @@ def runtime(request: pytest.FixtureRequest) -> Iterator[Runtime]:
     engine: Engine = request.param
     if engine is Engine.SPARK:
         request.getfixturevalue("spark")
-    settings = load_settings(spark_master="local[2]", spark_driver_memory="1g", zone_shapes=SHARED_DATA / SHAPES_FILE)
+    settings = load_settings(spark_master="local[2]", spark_driver_memory="1g")
     rt = Runtime.open(settings, engine)
     yield rt
     rt.close()

@@ -61,8 +61,8 @@ class Settings(BaseSettings):
     feature_set: str = Field("with_distance", description="Features models train on: with_distance or pretrip.")
     zone_shapes: Path | None = Field(
         None,
-        description="The TLC zone shapefile (taxi_zones.zip), for trips with coordinates instead of zones; "
-        "default: raw/taxi_zones.zip under the data dir, where `taxi-duration download --shapes` puts it.",
+        description="The TLC zone shapes, for trips with coordinates instead of zones: a shapefile zip "
+        "(taxi_zones.zip, as `taxi-duration download --shapes` fetches it); default: the shapes the package ships.",
     )
     duckdb_memory_limit: str | None = Field(None, description="DuckDB memory_limit, e.g. '2GB'.")
     api_key: SecretStr | None = Field(None, description="When set, prediction calls must send it as X-API-Key.")
@@ -76,10 +76,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _defaults_under_data_dir(self) -> Settings:
-        from taxi_duration.geo import SHAPES_FILE  # here: geometry libraries load only when settings do
+        from taxi_duration.geo import PACKAGED_SHAPES  # here: geometry libraries load only when settings do
 
         if self.zone_shapes is None:
-            self.zone_shapes = self.data_dir / "raw" / SHAPES_FILE
+            self.zone_shapes = PACKAGED_SHAPES
         if self.mlflow_tracking_uri is None:
             self.mlflow_tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or (
                 f"sqlite:///{(self.data_dir / 'mlflow' / 'mlflow.db').resolve()}"

@@ -21,7 +21,7 @@ from narwhals.dtypes import DType
 
 from taxi_duration.config import Engine, Settings
 from taxi_duration.errors import BadInputError
-from taxi_duration.geo import ZoneIndex
+from taxi_duration.geo import PACKAGED_SHAPES, ZoneIndex
 from taxi_duration.spark import get_spark
 
 PARQUET_COMPRESSION = "zstd"
@@ -33,13 +33,14 @@ class Runtime:
 
     engine: Engine
     native: Any = field(default=None, repr=False)
-    shapes: Path | None = None  # the TLC zone shapefile, for files with coordinates instead of zones
+    shapes: Path = PACKAGED_SHAPES  # the TLC zone shapes, for files with coordinates instead of zones
     _functions: set[str] = field(default_factory=set, repr=False)  # DuckDB functions registered here
 
     @classmethod
     def open(cls, settings: Settings, engine: Engine | None = None) -> Runtime:
         """Start `engine` (default: the configured one) with the settings' limits."""
         engine = engine or settings.engine
+        shapes = settings.zone_shapes or PACKAGED_SHAPES
         if engine is Engine.DUCKDB:
             import duckdb
 
@@ -47,10 +48,10 @@ class Runtime:
             if settings.duckdb_memory_limit:
                 con.execute(f"SET memory_limit = '{settings.duckdb_memory_limit}'")
             con.execute("SET preserve_insertion_order = false")  # lets DuckDB stream writes in parallel
-            return cls(engine, con, settings.zone_shapes)
+            return cls(engine, con, shapes)
         if engine is Engine.SPARK:
-            return cls(engine, get_spark(settings.spark_master, settings.spark_driver_memory), settings.zone_shapes)
-        return cls(engine, shapes=settings.zone_shapes)
+            return cls(engine, get_spark(settings.spark_master, settings.spark_driver_memory), shapes)
+        return cls(engine, shapes=shapes)
 
     def close(self) -> None:
         """Release the engine (a Spark session is left running: it is shared by the whole process)."""

@@ -15,8 +15,7 @@ from narwhals.dtypes import DType
 
 from taxi_duration import schema
 from taxi_duration.engines import Runtime, with_null_columns
-from taxi_duration.errors import UsageError
-from taxi_duration.geo import ZoneIndex, load_index
+from taxi_duration.geo import load_index
 from taxi_duration.inputs import InputFile
 
 # Text timestamps in TLC CSVs and JSON events: `2023-01-01 08:15:00`, `2023-01-01T08:15:00[.fff][Z]`.
@@ -63,16 +62,10 @@ def normalize(runtime: Runtime, frame: nw.LazyFrame[Any], source: InputFile) -> 
         frame = runtime.plus_seconds(frame, schema.PICKUP, _DURATION, schema.DROPOFF).drop(_DURATION)
         del missing[schema.DROPOFF]
     if source.zones_from_coordinates:
-        frame = runtime.with_zones(frame, _zone_index(runtime, source), schema.ZONE_POINTS)
+        frame = runtime.with_zones(frame, load_index(runtime.shapes), schema.ZONE_POINTS)
         for zone in schema.ZONE_POINTS:
             del missing[zone]
     return with_null_columns(frame, missing).select(schema.NAMES)
-
-
-def _zone_index(runtime: Runtime, source: InputFile) -> ZoneIndex:
-    if runtime.shapes is None:
-        raise UsageError(f"{source.path.name} has coordinates, not zones: set zone_shapes to the TLC shapefile")
-    return load_index(runtime.shapes)
 
 
 def _cast(expr: nw.Expr, source: DType, target: DType, fmt: str, codes: Mapping[str, int] | None = None) -> nw.Expr:
