@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -655,6 +656,8 @@ def _root(
 
 def main() -> None:
     """Entry point: run the app, turning the project's errors into one clear line and an exit code."""
+    # SIGTERM (`kill`, a container stopping) unwinds like Ctrl-C, so temporary folders are removed on the way.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         app()
     except TaxiDurationError as exc:

@@ -7,8 +7,11 @@ Precedence, highest first: command-line flags, environment (`TAXI_DURATION_*`, a
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 from enum import StrEnum
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -87,10 +90,12 @@ class Settings(BaseSettings):
         return self
 
     def scratch_dir(self) -> Path:
-        """The folder for a job's working files under the data dir, created when missing."""
-        path = self.data_dir / "tmp"
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        """This process's folder for working files under the data dir, created on first use.
+
+        It is named by the run's tag (pid and start time) and removed when the process exits; the first call
+        also removes the folders of runs that were killed (their process is gone), never a live run's.
+        """
+        return _scratch(self.data_dir.resolve() / "tmp")
 
     @classmethod
     def settings_customise_sources(
@@ -102,6 +107,21 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+SCRATCH_PREFIX = "run-"
+
+
+@cache
+def _scratch(root: Path) -> Path:
+    from taxi_duration.atomic import remove_leftovers, run_tag
+
+    root.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(root, SCRATCH_PREFIX)
+    path = root / f"{SCRATCH_PREFIX}{run_tag()}"
+    path.mkdir(exist_ok=True)
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
