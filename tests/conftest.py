@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +18,6 @@ import pytest
 
 from taxi_duration.config import Engine, Settings, load_settings
 from taxi_duration.engines import Runtime
-from taxi_duration.geo import SHAPES_FILE
 from taxi_duration.months import parse_months
 from taxi_duration.splits import TimeSplit
 
@@ -99,12 +101,13 @@ def spark() -> Iterator[Any]:
 
 
 @pytest.fixture
-def runtime(request: pytest.FixtureRequest) -> Iterator[Runtime]:
+def runtime(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
     """An open engine; parametrize with `indirect=True` over FAST_ENGINES or ALL_ENGINES."""
     engine: Engine = request.param
     if engine is Engine.SPARK:
         request.getfixturevalue("spark")
-    settings = load_settings(spark_master="local[2]", spark_driver_memory="1g", zone_shapes=SHARED_DATA / SHAPES_FILE)
+    data_dir = tmp_path_factory.mktemp("data")  # scratch files (a JSON-lines copy) go here, not into the repo
+    settings = load_settings(spark_master="local[2]", spark_driver_memory="1g", data_dir=data_dir)
     rt = Runtime.open(settings, engine)
     yield rt
     rt.close()
@@ -128,3 +131,21 @@ def postgres_url() -> str:
     if not found:
         pytest.skip(f'no PostgreSQL server: `eval "$(bash scripts/postgres.sh start)"` sets {POSTGRES_URL_ENV}')
     return found
+
+
+class Holding:
+    """A real Python process that runs some code, prints one line, then waits until killed."""
+
+    def __init__(self, code: str) -> None:
+        script = f"{code}\nimport sys; sys.stdout.flush(); sys.stdin.read()"
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert self.process.stdout is not None
+        self.said = self.process.stdout.readline().strip()  # blocks until the code has run: no sleep
+        assert self.said, f"the process ended without a word (exit {self.process.wait()})"
+
+    def kill(self) -> None:
+        """SIGKILL: no handler, no atexit, no finally runs."""
+        self.process.kill()
+        assert self.process.wait() == -signal.SIGKILL

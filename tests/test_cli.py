@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -65,12 +66,50 @@ def test_bad_month_specs_are_refused(tmp_path: Path, months: str) -> None:
     assert not (tmp_path / "syn").exists()
 
 
-def test_inspect_shows_rows_service_and_month(tmp_path: Path) -> None:
-    data = write_parquet(tmp_path / "green_tripdata_2023-01.parquet", [green_row()] * 3)
-    result = cli("inspect", data)
+def test_inspect_shows_rows_service_month_zones_and_the_column_mapping(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "400")  # one line per row: no cell wrapped
+    named = write_parquet(tmp_path / "green_tripdata_2023-01.parquet", [green_row()] * 3)
+    unnamed = write_parquet(
+        tmp_path / "trips.parquet", [green_row(), green_row(lpep_pickup_datetime=datetime(2023, 3, 5))]
+    )
+    kaggle = tmp_path / "kaggle.csv"
+    kaggle.write_text("id,pickup_datetime,pickup_longitude,pickup_latitude,dropoff_longitude,dropoff_latitude\n")
+    result = cli("inspect", named, unnamed, kaggle)
     assert result.returncode == 0, result.stderr
-    assert "green" in result.stdout
-    assert "202301" in result.stdout
+    out = result.stdout
+    assert "green" in out
+    assert "2023-01 " in out
+    assert "202301" not in out
+    assert "2023-01..2023-03 (in data)" in out  # from the Parquet footer, not the name
+    assert "unknown (not in the name)" in out
+    assert "?" not in out
+    assert "lpep_pickup_datetime -> pickup_datetime" in out
+    assert "PULocationID -> pu_location_id" in out
+    assert "pu_location_id, do_location_id: from the coordinates" in out
+
+
+def test_validate_of_an_empty_file_reports_zeros_and_exits_zero(tmp_path: Path) -> None:
+    header = tmp_path / "green_tripdata_2023-01.csv"
+    header.write_text(",".join(green_row()) + "\n")
+    result = cli("validate", header, "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert (report["input_rows"], report["clean_rows"], report["quarantined_rows"]) == (0, 0, 0)
+
+
+def test_validate_says_a_row_may_count_under_several_reasons(tmp_path: Path) -> None:
+    row = green_row(trip_distance=0.0, fare_amount=-1.0)
+    result = cli("validate", write_parquet(tmp_path / "green_tripdata_2023-01.parquet", [row]), "--out", tmp_path / "o")
+    assert result.returncode == 0, result.stderr
+    out = " ".join(result.stdout.split())
+    assert "non_positive_distance" in out
+    assert "negative_fare" in out
+    assert "a quarantined row counts under every reason it breaks" in out
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["quarantined_rows"] == 1 < sum(report["by_reason"].values())
+    assert "several" in report["by_reason_note"]
 
 
 def test_train_needs_three_months_and_says_so(tmp_path: Path) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from taxi_duration.config import Engine, load_settings
 from taxi_duration.errors import UsageError
+from tests.conftest import Holding
 
 
 @pytest.fixture(autouse=True)
@@ -52,3 +55,18 @@ def test_unknown_settings_and_engines_are_refused(tmp_path: Path) -> None:
     assert Engine.parse("local") is Engine.DUCKDB
     with pytest.raises(ValueError, match="excel"):
         Engine.parse("excel")
+
+
+def test_a_killed_runs_scratch_folder_is_removed_by_the_next_run_but_never_a_live_ones(tmp_path: Path) -> None:
+    make = f"from taxi_duration.config import load_settings as s; print(s(data_dir={str(tmp_path)!r}).scratch_dir())"
+    killed, live = Holding(make), Holding(make)
+    killed_folder, live_folder = Path(killed.said), Path(live.said)
+    try:
+        killed.kill()
+        assert killed_folder.is_dir()  # SIGKILL leaves it behind
+        finished = subprocess.run([sys.executable, "-c", make], capture_output=True, text=True, check=True)
+        assert not killed_folder.exists()  # the next run removed it
+        assert live_folder.is_dir()  # a live run's folder stays
+        assert not Path(finished.stdout.strip()).exists()  # and a run that ends removes its own
+    finally:
+        live.kill()

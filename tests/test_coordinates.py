@@ -1,5 +1,6 @@
 """Trips with coordinates instead of zones (Kaggle, yellow 2009-2016) read, validate and featurize on every
-engine: the dropoff rebuilt from the duration, text codes turned into TLC codes, zones from the shapes."""
+engine: the dropoff rebuilt from the duration, text codes turned into TLC codes, zones from the shapes the
+package ships (tests on the real samples compare them with the full TLC shapes)."""
 
 from __future__ import annotations
 
@@ -22,14 +23,19 @@ from taxi_duration.online import online_features
 from taxi_duration.quality import validate
 from taxi_duration.readers import read_trips
 from taxi_duration.zones import centroids
-from tests.conftest import ALL_ENGINES, SHARED_DATA
+from tests.conftest import ALL_ENGINES
 
-pytestmark = pytest.mark.shared
 on_every_engine = pytest.mark.parametrize("runtime", ALL_ENGINES, indirect=True)
 
 KM_PER_MILE = 1.609344
 KAGGLE = "kaggle_nyc_trip_duration_sample_train.csv"
 YELLOW_2009 = "yellow_tripdata_2009-01_sample1000.csv"
+KAGGLE_HEADER = (
+    "id,vendor_id,pickup_datetime,passenger_count,pickup_longitude,pickup_latitude,dropoff_longitude,"
+    "dropoff_latitude,trip_duration\n"
+)
+# Times Square -> Upper West Side South, as the Kaggle files give a trip.
+KAGGLE_ROW = "a,2,2016-03-13 01:59:00,1,-73.9855,40.7580,-73.9712,40.7831,3725\n"
 
 
 def read(runtime: Runtime, path: Path) -> pd.DataFrame:
@@ -38,6 +44,7 @@ def read(runtime: Runtime, path: Path) -> pd.DataFrame:
     return frame.sort_values([s.PICKUP, s.PU_LON, s.DO_LON], kind="stable").reset_index(drop=True)
 
 
+@pytest.mark.shared
 @on_every_engine
 def test_kaggle_dropoff_is_pickup_plus_duration_and_zones_come_from_the_shapes(
     runtime: Runtime, shared_data: Path
@@ -55,6 +62,7 @@ def test_kaggle_dropoff_is_pickup_plus_duration_and_zones_come_from_the_shapes(
     assert set(trips[s.VENDOR]) == {1, 2}
 
 
+@pytest.mark.shared
 @on_every_engine
 def test_yellow_2009_names_and_text_codes(runtime: Runtime, shared_data: Path) -> None:
     trips = read(runtime, shared_data / YELLOW_2009)
@@ -69,6 +77,7 @@ def test_yellow_2009_names_and_text_codes(runtime: Runtime, shared_data: Path) -
     assert 0 < (trips[s.PU_ZONE] == UNKNOWN_ZONE).sum() < 30  # GPS at (0, 0) and points off the map
 
 
+@pytest.mark.shared
 @on_every_engine
 def test_validation_counts_zone_assignment_and_featurizes(runtime: Runtime, shared_data: Path, tmp_path: Path) -> None:
     files = check_all([shared_data / KAGGLE, shared_data / YELLOW_2009])
@@ -82,9 +91,12 @@ def test_validation_counts_zone_assignment_and_featurizes(runtime: Runtime, shar
     assert not clean["pu_borough"].eq("Unknown").any()  # every clean trip sits in a real zone
 
 
+@pytest.mark.shared
 @on_every_engine
-def test_a_kaggle_test_file_without_durations_reads_as_unlabeled(runtime: Runtime, tmp_path: Path) -> None:
-    path = _without(SHARED_DATA / "kaggle_nyc_trip_duration_sample_test.csv", "trip_duration", tmp_path)
+def test_a_kaggle_test_file_without_durations_reads_as_unlabeled(
+    runtime: Runtime, shared_data: Path, tmp_path: Path
+) -> None:
+    path = _without(shared_data / "kaggle_nyc_trip_duration_sample_test.csv", "trip_duration", tmp_path)
     trips = read(runtime, path)
     assert len(trips) == 250
     assert trips[s.DROPOFF].isna().all()
@@ -100,7 +112,7 @@ def _without(source: Path, column: str, tmp_path: Path) -> Path:
 
 
 def test_a_file_with_neither_zones_nor_coordinates_is_refused(tmp_path: Path) -> None:
-    path = _without(SHARED_DATA / KAGGLE, "dropoff_latitude", tmp_path)
+    path = _without(_kaggle_file(tmp_path / "full"), "dropoff_latitude", tmp_path)
     with pytest.raises(BadInputError, match=r"pu_location_id \(as PULocationID.*or all four coordinates"):
         check(path)
 
@@ -109,22 +121,24 @@ def test_a_file_with_neither_zones_nor_coordinates_is_refused(tmp_path: Path) ->
 def test_without_the_shapes_the_message_says_how_to_fetch_them(runtime: Runtime, tmp_path: Path) -> None:
     runtime.shapes = tmp_path / "taxi_zones.zip"
     with pytest.raises(UsageError, match="taxi-duration download --shapes"):
-        read_trips(runtime, check_all([SHARED_DATA / KAGGLE]))
+        read_trips(runtime, check_all([_kaggle_file(tmp_path)]))
+
+
+def _kaggle_file(folder: Path) -> Path:
+    folder.mkdir(exist_ok=True)
+    path = folder / "trips.csv"
+    path.write_text(KAGGLE_HEADER + KAGGLE_ROW)
+    return path
 
 
 @on_every_engine
 def test_the_duration_rebuilds_whole_seconds(runtime: Runtime, tmp_path: Path) -> None:
-    path = tmp_path / "trips.csv"
-    path.write_text(
-        "id,vendor_id,pickup_datetime,passenger_count,pickup_longitude,pickup_latitude,dropoff_longitude,"
-        "dropoff_latitude,trip_duration\n"
-        "a,2,2016-03-13 01:59:00,1,-73.9855,40.7580,-73.9712,40.7831,3725\n"
-    )
-    (trip,) = read(runtime, path).to_dict("records")
+    (trip,) = read(runtime, _kaggle_file(tmp_path)).to_dict("records")
     assert trip[s.DROPOFF] - trip[s.PICKUP] == timedelta(seconds=3725)
     assert (trip[s.PU_ZONE], trip[s.DO_ZONE]) == (230, 239)  # Times Square -> Upper West Side South
 
 
+@pytest.mark.shared
 @on_every_engine
 def test_geometry_from_coordinates_and_from_centroids(runtime: Runtime, shared_data: Path) -> None:
     kaggle = featurize(runtime, read_trips(runtime, check_all([shared_data / KAGGLE])), keep=(s.PICKUP, *s.COORDINATES))

@@ -1,5 +1,6 @@
-"""Zones from coordinates, with the TLC's real zone shapes: every zone finds itself, points outside every
-zone get the unknown zone. Reading coordinate files on every engine is in test_coordinates.py."""
+"""Zones from coordinates, with the TLC's real zone shapes and with the ones the package ships: every zone
+finds itself, points outside every zone get the unknown zone, and the packaged shapes place the real sample
+points as the full ones do. Reading coordinate files on every engine is in test_coordinates.py."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import shapely
 
+from taxi_duration.config import load_settings
 from taxi_duration.errors import UsageError
-from taxi_duration.geo import UNKNOWN_ZONE, ZoneIndex
+from taxi_duration.geo import PACKAGED_SHAPES, UNKNOWN_ZONE, ZoneIndex, load_index
 
 
 @pytest.fixture(scope="module")
@@ -49,3 +52,30 @@ def test_missing_or_broken_shapes_say_how_to_fetch_them(tmp_path: Path) -> None:
     (tmp_path / "broken.zip").write_bytes(b"not a zip")
     with pytest.raises(UsageError, match="not a zip archive"):
         ZoneIndex.from_zip(tmp_path / "broken.zip")
+
+
+def test_the_packaged_shapes_are_the_default_and_place_landmarks() -> None:
+    index = load_index(load_settings().zone_shapes)
+    assert index is load_index(PACKAGED_SHAPES)
+    assert sorted(index.ids.tolist()) == list(range(1, 264))
+    assert shapely.is_valid(index.polygons).all()
+    # Times Square, JFK's terminals, LaGuardia, Newark's terminals, the Statue of Liberty's harbor.
+    lon = [-73.9855, -73.7781, -73.8740, -74.1745, -74.0300]
+    lat = [40.7580, 40.6413, 40.7769, 40.6895, 40.6700]
+    assert index.assign(lon, lat).tolist() == [230, 132, 138, 1, UNKNOWN_ZONE]
+
+
+@pytest.mark.shared
+def test_the_packaged_shapes_place_the_real_samples_as_the_full_ones_do(index: ZoneIndex, shared_data: Path) -> None:
+    packaged = load_index(PACKAGED_SHAPES)
+    for name in ("kaggle_nyc_trip_duration_sample_train.csv", "kaggle_nyc_trip_duration_sample_val.csv"):
+        trips = pd.read_csv(shared_data / name)
+        for lon, lat in (("pickup_longitude", "pickup_latitude"), ("dropoff_longitude", "dropoff_latitude")):
+            np.testing.assert_array_equal(packaged.assign(trips[lon], trips[lat]), index.assign(trips[lon], trips[lat]))
+    zones = pd.read_csv(shared_data / "taxi_zone_centroids.csv").dropna(subset=["interior_lon"])
+    np.testing.assert_array_equal(packaged.assign(zones["interior_lon"], zones["interior_lat"]), zones["LocationID"])
+
+
+def test_a_missing_packed_file_says_to_use_the_packaged_shapes(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="unset zone_shapes"):
+        ZoneIndex.from_parquet(tmp_path / "zones.parquet")

@@ -65,10 +65,29 @@ def test_truncated_parquet_is_refused(tmp_path: Path) -> None:
         check(bad)
 
 
-def test_empty_file_is_refused(tmp_path: Path) -> None:
-    (tmp_path / "x.parquet").write_bytes(b"")
-    with pytest.raises(BadInputError, match="empty"):
-        check(tmp_path / "x.parquet")
+@pytest.mark.parametrize("name", ["x.parquet", "x.csv", "x.jsonl"])
+def test_a_file_of_no_bytes_is_empty_not_bad(tmp_path: Path, name: str) -> None:
+    (tmp_path / name).write_bytes(b"")
+    f = check(tmp_path / name)
+    assert (f.rows, f.columns, f.bad_lines) == (0, (), ())
+
+
+def test_a_header_or_a_footer_without_rows_is_an_empty_file(tmp_path: Path) -> None:
+    csv_path = tmp_path / "yellow.csv"
+    csv_path.write_text(CSV_HEADER + "\n")
+    parquet = write_parquet(tmp_path / "green_tripdata_2023-01.parquet", [green_row()])
+    pq.write_table(pq.read_table(parquet).slice(0, 0), parquet)
+    blank = tmp_path / "events.jsonl"
+    blank.write_text("\n  \n")
+    assert [check(p).rows for p in (csv_path, parquet, blank)] == [0, 0, 0]
+    assert check(csv_path).service == "yellow"  # its header still names its columns
+
+
+def test_a_header_without_rows_that_is_not_trip_data_is_still_refused(tmp_path: Path) -> None:
+    path = tmp_path / "weather.csv"
+    path.write_text("date,temp_c\n")
+    with pytest.raises(BadInputError, match="not trip data"):
+        check(path)
 
 
 def test_parquet_that_is_not_trip_data_names_the_missing_columns(tmp_path: Path) -> None:
@@ -99,24 +118,27 @@ def test_csv_without_required_columns_is_not_trip_data(tmp_path: Path) -> None:
         check(path)
 
 
-def test_csv_with_header_only_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "yellow.csv"
-    path.write_text(CSV_HEADER + "\n")
-    with pytest.raises(BadInputError, match="no rows"):
-        check(path)
+def test_bad_json_lines_are_set_aside_by_number_and_reason(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "events.jsonl", [green_row()] * 3)
+    good = path.read_text().splitlines()
+    garbage = ['{"VendorID": 2, "lpep_pickup_datetime": ', "[1, 2]", "42"]
+    path.write_bytes(
+        "\n".join([good[0], garbage[0], good[1], garbage[1], "", good[2], garbage[2]]).encode() + b"\n\xff\n"
+    )
+    f = check(path)
+    assert f.rows == 3
+    assert [(b.line, b.reason.split(" (")[0]) for b in f.bad_lines] == [
+        (2, "not valid JSON"),
+        (4, "expected a JSON object, got list"),
+        (7, "expected a JSON object, got int"),
+        (8, "not UTF-8"),
+    ]
 
 
-def test_json_line_that_is_not_json_names_the_line(tmp_path: Path) -> None:
-    path = write_jsonl(tmp_path / "events.jsonl", [green_row(), green_row()])
-    path.write_text(path.read_text() + '{"VendorID": 2, "lpep_pickup_datetime": \n')
-    with pytest.raises(BadInputError, match=r"events\.jsonl: line 3: not valid JSON"):
-        check(path)
-
-
-def test_json_line_that_is_not_an_object_is_refused(tmp_path: Path) -> None:
-    path = write_jsonl(tmp_path / "events.jsonl", [green_row()])
-    path.write_text(path.read_text() + "[1, 2]\n")
-    with pytest.raises(BadInputError, match="line 2: expected a JSON object, got list"):
+def test_json_lines_with_no_object_at_all_are_refused_whole(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text("VendorID,lpep_pickup_datetime\n1,2023-01-01\n")  # a CSV under a JSON name
+    with pytest.raises(BadInputError, match=r"events\.jsonl: no line is a JSON object.*line 1: not valid JSON"):
         check(path)
 
 

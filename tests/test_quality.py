@@ -27,7 +27,8 @@ def test_outputs_reconcile_and_report_every_reason(runtime: Runtime, tmp_path: P
     on_disk = json.loads((out / "report.json").read_text())
     assert on_disk["input_rows"] == len(all_cases()) == on_disk["clean_rows"] + on_disk["quarantined_rows"]
     assert on_disk["quarantined_rows"] == len(CASES) + 1
-    assert on_disk["by_reason"] == dict.fromkeys(RULE_CODES, 1)
+    # Every rule but the date range (its cases need a file without a month: test_validation) and no line unread.
+    assert on_disk["by_reason"] == dict.fromkeys(RULE_CODES, 1) | {"pickup_out_of_range": 0, "unreadable_line": 0}
     assert on_disk["repaired"] == {"passenger_count_defaulted": 0}
     assert parquet_rows(out / "clean") == report.clean_rows
     assert parquet_rows(out / "quarantine") == report.quarantined_rows
@@ -76,3 +77,47 @@ def test_a_value_no_engine_can_read_fails_cleanly_and_writes_nothing(runtime: Ru
     with pytest.raises(BadInputError, match=r"events\.jsonl: .* could not read a value"):
         validate(runtime, files, tmp_path / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["events.jsonl"]
+
+
+def _empty_files(folder: Path) -> list[Path]:
+    """An empty file of every kind: a 0-row Parquet file, a CSV header, JSON lines with no line."""
+    parquet = write_parquet(folder / "green_tripdata_2023-02.parquet", [green_row()])
+    pq.write_table(pq.read_table(parquet).slice(0, 0), parquet)
+    header = folder / "green_tripdata_2023-03.csv"
+    header.write_text(",".join(green_row()) + "\n")
+    nothing = folder / "events.jsonl"
+    nothing.write_bytes(b"")
+    return [parquet, header, nothing]
+
+
+@pytest.mark.parametrize("runtime", ALL_ENGINES, indirect=True)
+def test_empty_files_are_valid_alone_and_in_a_batch(runtime: Runtime, tmp_path: Path) -> None:
+    empty = check_all(_empty_files(tmp_path))
+    report = validate(runtime, empty, tmp_path / "alone")
+    assert (report.input_rows, report.clean_rows, report.quarantined_rows) == (0, 0, 0)
+    assert parquet_rows(tmp_path / "alone" / "clean") == parquet_rows(tmp_path / "alone" / "quarantine") == 0
+    assert "| events.jsonl | 0 | 0 | 0 | - |" in (tmp_path / "alone" / "report.md").read_text()
+
+    full = check_all([write_parquet(tmp_path / "green_tripdata_2023-01.parquet", all_cases())])
+    batch = validate(runtime, [*full, *empty], tmp_path / "batch")
+    assert (batch.input_rows, batch.quarantined_rows) == (len(all_cases()), len(CASES) + 1)
+    assert [f["input_rows"] for f in batch.files] == [len(all_cases()), 0, 0, 0]
+
+
+@pytest.mark.parametrize("runtime", ALL_ENGINES, indirect=True)
+def test_bad_json_lines_are_quarantined_by_number_and_the_good_ones_read(runtime: Runtime, tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "events.jsonl", [green_row(fare_amount=float(i)) for i in range(50)])
+    lines = path.read_text().splitlines()
+    for number in (2, 11, 23, 37, 55):  # 5 garbage lines among the 50 good ones, at these line numbers
+        lines.insert(number - 1, "garbage" if number % 2 else '{"VendorID": 2,')
+    path.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    report = validate(runtime, check_all([path]), out)
+    assert (report.input_rows, report.clean_rows, report.quarantined_rows) == (55, 50, 5)
+    assert report.by_reason["unreadable_line"] == 5
+    assert report.files[0]["input_rows"] == 55
+    listed = [json.loads(line) for line in (out / "unreadable_lines.jsonl").read_text().splitlines()]
+    assert [(x["source_file"], x["line"]) for x in listed] == [("events.jsonl", n) for n in (2, 11, 23, 37, 55)]
+    assert all(x["reason"].startswith("not valid JSON") for x in listed)
+    clean = pq.read_table(out / "clean").column("fare_amount").to_pylist()
+    assert sorted(clean) == [float(i) for i in range(50)]

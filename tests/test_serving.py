@@ -30,7 +30,7 @@ from taxi_duration.months import parse_months
 from taxi_duration.serving import wait_ready
 from taxi_duration.synth import generate
 from taxi_duration.train import train
-from tests.conftest import SHARED_DATA, SPLIT, store_settings
+from tests.conftest import SPLIT, store_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 TRIP = {
@@ -41,7 +41,6 @@ TRIP = {
     "trip_distance": 2.4,
 }
 API_KEY, ADMIN_KEY = "test-predict-key", "test-admin-key"
-SHAPES = SHARED_DATA / "taxi_zones.zip"
 # Times Square to the Upper West Side, as a Kaggle client sends it: coordinates, no zones.
 POINTS = {"pickup_longitude": -73.9855, "pickup_latitude": 40.7580, "dropoff_longitude": -73.9712}
 POINTS |= {"dropoff_latitude": 40.7831}
@@ -101,7 +100,7 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(registry: Settings) -> Iterator[Server]:
-    running = Server(registry, TAXI_DURATION_ZONE_SHAPES=str(SHAPES))
+    running = Server(registry)  # zones from coordinates with the packaged shapes
     yield running
     running.stop()
 
@@ -170,7 +169,6 @@ def test_bad_trips_are_422_naming_the_field(server: Server, body: Any, field: st
     assert any(p["field"] == field and message in p["message"] for p in problems), problems
 
 
-@pytest.mark.shared
 def test_coordinates_stand_in_for_zones_and_refine_the_distance(server: Server) -> None:
     kaggle = {k: v for k, v in TRIP.items() if not k.endswith("location_id")} | POINTS
     answer = server.post("/predict", kaggle)

@@ -12,7 +12,7 @@ from taxi_duration import schema
 from taxi_duration.engines import Runtime
 from taxi_duration.inputs import check_all
 from taxi_duration.readers import read_trips
-from taxi_duration.validation import REPAIRS_COL, RULE_CODES, flag
+from taxi_duration.validation import FIRST_DAY, REPAIRS_COL, RULE_CODES, flag, last_day
 from tests.conftest import ALL_ENGINES, FAST_ENGINES, green_row, write_parquet
 
 PICKUP = datetime(2023, 1, 10, 8, 0)
@@ -50,7 +50,7 @@ def flagged_rows(runtime: Runtime, path: Path) -> list[dict[str, Any]]:
 
 
 def test_every_rule_has_a_case() -> None:
-    assert set(CASES) | {"duplicate"} == set(RULE_CODES)
+    assert set(CASES) | {"duplicate", "pickup_out_of_range"} == set(RULE_CODES)
 
 
 @pytest.mark.parametrize("runtime", FAST_ENGINES, indirect=True)
@@ -105,6 +105,23 @@ def test_files_without_a_month_in_their_name_skip_the_month_rule(runtime: Runtim
     row = trip(lpep_pickup_datetime=datetime(2019, 5, 5, 8), lpep_dropoff_datetime=datetime(2019, 5, 5, 8, 20))
     (result,) = flagged_rows(runtime, write_parquet(tmp_path / "trips.parquet", [row]))
     assert result[schema.REASONS] is None
+
+
+@pytest.mark.parametrize("runtime", ALL_ENGINES, indirect=True)
+def test_pickups_before_the_tlc_or_in_the_future_are_out_of_range(runtime: Runtime, tmp_path: Path) -> None:
+    first = datetime.combine(FIRST_DAY, datetime.min.time())
+    end_of_last_day = datetime.combine(last_day(), datetime.max.time()).replace(microsecond=0)
+    pickups = {
+        first - timedelta(seconds=1): "pickup_out_of_range",
+        first: None,
+        end_of_last_day: None,
+        end_of_last_day + timedelta(seconds=1): "pickup_out_of_range",
+        datetime(2099, 6, 1, 8): "pickup_out_of_range",
+        datetime(1970, 1, 1): "pickup_out_of_range",
+    }
+    rows = [trip(lpep_pickup_datetime=p, lpep_dropoff_datetime=p + timedelta(minutes=15)) for p in pickups]
+    result = flagged_rows(runtime, write_parquet(tmp_path / "trips.parquet", rows))  # no month in the name
+    assert [(r[schema.PICKUP], r[schema.REASONS]) for r in result] == sorted(pickups.items())
 
 
 def all_cases() -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ import hmac
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import asdict
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -26,11 +26,10 @@ from taxi_duration import __version__
 from taxi_duration import schema as s
 from taxi_duration.geo import ZoneIndex
 from taxi_duration.serving import ModelHolder, Served
-from taxi_duration.validation import MAX_DISTANCE_MI, MAX_PASSENGERS
+from taxi_duration.validation import FIRST_DAY, MAX_DISTANCE_MI, MAX_PASSENGERS
 
 NEW_YORK = ZoneInfo(s.TIME_ZONE)
-FIRST_DAY = date(2009, 1, 1)  # the first month of TLC trip records
-AHEAD = timedelta(days=366)  # bookings up to a year ahead; later is a client bug (2099)
+AHEAD = timedelta(days=366)  # a booking may be a year ahead, recorded trips not (validation.CLOCK_ALLOWANCE)
 ZONE_IDS = (1, 265)
 MAX_BATCH = 1000
 MAX_BODY_BYTES = 1 << 20  # 1 MiB holds a full batch several times over

@@ -1,6 +1,9 @@
 """Outputs that appear whole or not at all: everything is written under a temporary sibling, then renamed.
 
-A crash, a Ctrl-C or a bad input half-way leaves the target as it was before the command ran.
+A crash, a Ctrl-C or a bad input half-way leaves the target as it was before the command ran. A process
+killed outright (SIGKILL, out of memory) cannot clean up, so every temporary name carries its run's tag (pid
+and process start time), and the next run writing beside it removes the leftovers of runs that are gone:
+never those of a live run (two may write at once), nor of a new process that got a dead one's pid.
 """
 
 from __future__ import annotations
@@ -12,11 +15,46 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
+
 from taxi_duration.errors import UsageError
 
 
+def run_tag(pid: int | None = None) -> str:
+    """`pid-starttime` of a process (default: this one), unique even when pids are reused."""
+    process = psutil.Process(pid)
+    return f"{process.pid}-{int(process.create_time())}"
+
+
+def tag_is_gone(tag: str) -> bool:
+    """True when the run `run_tag` named has ended (a malformed tag is never taken for gone)."""
+    pid, _, started = tag.partition("-")
+    if not (pid.isdigit() and started.isdigit()):
+        return False
+    try:
+        return run_tag(int(pid)) != tag
+    except psutil.NoSuchProcess:
+        return True
+
+
+def remove_leftovers(folder: Path, prefix: str) -> None:
+    """Remove `folder/<prefix><tag>-...` entries whose run has ended."""
+    for path in folder.glob(f"{prefix}*"):
+        tag = "-".join(path.name.removeprefix(prefix).split("-")[:2])
+        if not tag_is_gone(tag):
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _prefix(target: Path) -> str:
+    return f".{target.name}.tmp-"
+
+
 def _temp_sibling(target: Path) -> Path:
-    return target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
+    return target.with_name(f"{_prefix(target)}{run_tag()}-{uuid.uuid4().hex[:8]}")
 
 
 @contextmanager
@@ -30,6 +68,7 @@ def atomic_dir(target: Path, *, overwrite: bool = False) -> Iterator[Path]:
     if target.exists() and any(target.iterdir()) and not overwrite:
         raise UsageError(f"{target} exists and is not empty; pass --overwrite to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(target.parent, _prefix(target))
     tmp = _temp_sibling(target)
     tmp.mkdir()
     try:

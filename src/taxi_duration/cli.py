@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -123,22 +124,56 @@ def download(
 
 @app.command()
 def inspect(inputs: InputsArg) -> None:
-    """Check input files without reading them whole: format, rows, service, month, and the column mapping."""
+    """Check input files without reading them whole: format, rows, service, month, zones, and the column mapping."""
     from taxi_duration import schema
     from taxi_duration.inputs import check_all, discover
 
-    table = Table("file", "format", "rows", "service", "month", "columns mapped / in file")
-    for f in check_all(discover(inputs)):
+    files = check_all(discover(inputs))
+    table = Table("file", "format", "rows", "service", "month", "zones", "columns mapped / in file")
+    for f in files:
         mapped = schema.resolve_aliases(list(f.columns))
+        unreadable = f" (+{len(f.bad_lines):,} unreadable lines)" if f.bad_lines else ""
         table.add_row(
             str(f.path),
             f.format,
-            f"{f.rows:,}",
-            f.service or "?",
-            str(f.month or "?"),
+            f"{f.rows:,}{unreadable}",
+            f.service or "unknown",
+            _months_of(f),
+            "from coordinates" if f.zones_from_coordinates else "in the file",
             f"{len(mapped)}/{len(f.columns)}",
         )
-    Console().print(table)
+    out = Console()
+    out.print(table)
+    for f in files:
+        mapped = schema.resolve_aliases(list(f.columns))
+        pairs = [f"{source} -> {canonical}" for canonical, source in mapped.items() if source != canonical]
+        if duration := schema.duration_source(f.columns) if schema.DROPOFF not in mapped else None:
+            pairs.append(f"{duration} -> {schema.DROPOFF} (pickup + duration in seconds)")
+        same = [source for canonical, source in mapped.items() if source == canonical]
+        out.print(f"[bold]{f.path.name}[/bold] columns (source -> canonical):", highlight=False)
+        if not f.columns:
+            out.print("  none: the file is empty", highlight=False)
+        if pairs:
+            out.print("  " + ", ".join(pairs), highlight=False)
+        if same:
+            out.print("  as named: " + ", ".join(same), highlight=False)
+        if f.zones_from_coordinates:
+            out.print(f"  {', '.join(schema.ZONES)}: from the coordinates, by the TLC zone shapes", highlight=False)
+        if ignored := [c or "(unnamed)" for c in f.columns if c not in mapped.values() and c != duration]:
+            out.print("  not used: " + ", ".join(ignored), highlight=False)
+
+
+def _months_of(f: Any) -> str:
+    """The month a file's name claims; else, for Parquet, the pickup months its footer records."""
+    from taxi_duration.inputs import pickup_months
+    from taxi_duration.months import Month
+
+    if f.month is not None:
+        return str(Month.from_yyyymm(f.month))
+    if found := pickup_months(f):
+        first, last = found
+        return f"{first} (in data)" if first == last else f"{first}..{last} (in data)"
+    return "unknown (not in the name)"
 
 
 @app.command()
@@ -490,7 +525,7 @@ def _validate(settings: Settings, inputs: list[str], out: Path, overwrite: bool,
 
 
 def _print_report(report: Any, out: Path) -> None:
-    from taxi_duration.validation import REPAIRS, RULES
+    from taxi_duration.validation import REASON_RULES, REPAIRS
 
     share = 100 / report.input_rows if report.input_rows else 0.0
     table = Table(title=f"Data quality ({report.engine}, {report.elapsed_s:.1f} s)", title_justify="left")
@@ -503,19 +538,28 @@ def _print_report(report: Any, out: Path) -> None:
         ("quarantined", report.quarantined_rows),
     ):
         table.add_row(f"[bold]{label}", f"{n:,}", f"{n * share:.2f}%")
-    for rule in RULES:
-        if n := report.by_reason[rule.code]:
-            table.add_row(f"  {rule.code}", f"{n:,}", f"{n * share:.2f}%")
+    for code in REASON_RULES:
+        if n := report.by_reason[code]:
+            table.add_row(f"  {code}", f"{n:,}", f"{n * share:.2f}%")
     for repair in REPAIRS:
         if n := report.repaired[repair.code]:
             table.add_row(f"repaired: {repair.code}", f"{n:,}", f"{n * share:.2f}%")
     if zones := report.zones_from_coordinates:
+        points = 100 / zones["points"] if zones["points"] else 0.0
         for label in ("inside_a_zone", "unknown_zone"):
             n = zones[label]
-            table.add_row(f"points {label.replace('_', ' ')}", f"{n:,}", f"{100 * n / zones['points']:.2f}%")
+            table.add_row(f"points {label.replace('_', ' ')}", f"{n:,}", f"{n * points:.2f}%")
+    if any(report.by_reason.values()):
+        table.caption = "a quarantined row counts under every reason it breaks: reasons may add up to more"
+        table.caption_justify = "left"
     Console().print(table)
+    from taxi_duration.quality import UNREADABLE_JSONL
+    from taxi_duration.validation import UNREADABLE_LINE
+
+    unreadable = f", unreadable lines in {out / UNREADABLE_JSONL}" if report.by_reason[UNREADABLE_LINE] else ""
     console.print(
-        f"clean rows in {out / 'clean'}, quarantined in {out / 'quarantine'}, report in {out / 'report.json'}"
+        f"clean rows in {out / 'clean'}, quarantined in {out / 'quarantine'}{unreadable}, "
+        f"report in {out / 'report.json'}"
     )
 
 
@@ -612,6 +656,8 @@ def _root(
 
 def main() -> None:
     """Entry point: run the app, turning the project's errors into one clear line and an exit code."""
+    # SIGTERM (`kill`, a container stopping) unwinds like Ctrl-C, so temporary folders are removed on the way.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         app()
     except TaxiDurationError as exc:

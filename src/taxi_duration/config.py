@@ -7,8 +7,11 @@ Precedence, highest first: command-line flags, environment (`TAXI_DURATION_*`, a
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 from enum import StrEnum
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +64,8 @@ class Settings(BaseSettings):
     feature_set: str = Field("with_distance", description="Features models train on: with_distance or pretrip.")
     zone_shapes: Path | None = Field(
         None,
-        description="The TLC zone shapefile (taxi_zones.zip), for trips with coordinates instead of zones; "
-        "default: raw/taxi_zones.zip under the data dir, where `taxi-duration download --shapes` puts it.",
+        description="The TLC zone shapes, for trips with coordinates instead of zones: a shapefile zip "
+        "(taxi_zones.zip, as `taxi-duration download --shapes` fetches it); default: the shapes the package ships.",
     )
     duckdb_memory_limit: str | None = Field(None, description="DuckDB memory_limit, e.g. '2GB'.")
     api_key: SecretStr | None = Field(None, description="When set, prediction calls must send it as X-API-Key.")
@@ -76,10 +79,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _defaults_under_data_dir(self) -> Settings:
-        from taxi_duration.geo import SHAPES_FILE  # here: geometry libraries load only when settings do
+        from taxi_duration.geo import PACKAGED_SHAPES  # here: geometry libraries load only when settings do
 
         if self.zone_shapes is None:
-            self.zone_shapes = self.data_dir / "raw" / SHAPES_FILE
+            self.zone_shapes = PACKAGED_SHAPES
         if self.mlflow_tracking_uri is None:
             self.mlflow_tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or (
                 f"sqlite:///{(self.data_dir / 'mlflow' / 'mlflow.db').resolve()}"
@@ -87,10 +90,12 @@ class Settings(BaseSettings):
         return self
 
     def scratch_dir(self) -> Path:
-        """The folder for a job's working files under the data dir, created when missing."""
-        path = self.data_dir / "tmp"
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        """This process's folder for working files under the data dir, created on first use.
+
+        It is named by the run's tag (pid and start time) and removed when the process exits; the first call
+        also removes the folders of runs that were killed (their process is gone), never a live run's.
+        """
+        return _scratch(self.data_dir.resolve() / "tmp")
 
     @classmethod
     def settings_customise_sources(
@@ -102,6 +107,21 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+SCRATCH_PREFIX = "run-"
+
+
+@cache
+def _scratch(root: Path) -> Path:
+    from taxi_duration.atomic import remove_leftovers, run_tag
+
+    root.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(root, SCRATCH_PREFIX)
+    path = root / f"{SCRATCH_PREFIX}{run_tag()}"
+    path.mkdir(exist_ok=True)
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

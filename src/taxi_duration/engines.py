@@ -7,7 +7,8 @@ disagree. Nothing outside this module and `spark.py` touches an engine's native 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from narwhals.dtypes import DType
 
 from taxi_duration.config import Engine, Settings
 from taxi_duration.errors import BadInputError
-from taxi_duration.geo import ZoneIndex
+from taxi_duration.geo import PACKAGED_SHAPES, ZoneIndex
 from taxi_duration.spark import get_spark
 
 PARQUET_COMPRESSION = "zstd"
@@ -33,13 +34,16 @@ class Runtime:
 
     engine: Engine
     native: Any = field(default=None, repr=False)
-    shapes: Path | None = None  # the TLC zone shapefile, for files with coordinates instead of zones
+    shapes: Path = PACKAGED_SHAPES  # the TLC zone shapes, for files with coordinates instead of zones
+    # Where working copies of inputs go (a JSON-lines file without its bad lines): created on first use.
+    scratch: Callable[[], Path] = field(default=lambda: Path(tempfile.gettempdir()), repr=False)
     _functions: set[str] = field(default_factory=set, repr=False)  # DuckDB functions registered here
 
     @classmethod
     def open(cls, settings: Settings, engine: Engine | None = None) -> Runtime:
         """Start `engine` (default: the configured one) with the settings' limits."""
         engine = engine or settings.engine
+        shapes = settings.zone_shapes or PACKAGED_SHAPES
         if engine is Engine.DUCKDB:
             import duckdb
 
@@ -47,10 +51,11 @@ class Runtime:
             if settings.duckdb_memory_limit:
                 con.execute(f"SET memory_limit = '{settings.duckdb_memory_limit}'")
             con.execute("SET preserve_insertion_order = false")  # lets DuckDB stream writes in parallel
-            return cls(engine, con, settings.zone_shapes)
+            return cls(engine, con, shapes, settings.scratch_dir)
         if engine is Engine.SPARK:
-            return cls(engine, get_spark(settings.spark_master, settings.spark_driver_memory), settings.zone_shapes)
-        return cls(engine, shapes=settings.zone_shapes)
+            spark = get_spark(settings.spark_master, settings.spark_driver_memory)
+            return cls(engine, spark, shapes, settings.scratch_dir)
+        return cls(engine, shapes=shapes, scratch=settings.scratch_dir)
 
     def close(self) -> None:
         """Release the engine (a Spark session is left running: it is shared by the whole process)."""
@@ -120,6 +125,17 @@ class Runtime:
         import pandas as pd
 
         return nw.from_native(table.to_pandas(types_mapper=pd.ArrowDtype)).lazy()
+
+    def empty(self, types: dict[str, DType]) -> nw.LazyFrame[Any]:
+        """A frame of no rows with these columns and types."""
+        table = pa.schema([(name, arrow_type(dtype)) for name, dtype in types.items()]).empty_table()
+        # Spark cannot infer types from an empty pandas frame, but takes an Arrow table as it is.
+        frame = (
+            nw.from_native(self.native.createDataFrame(table))
+            if self.engine is Engine.SPARK
+            else self.from_arrow(table)
+        )
+        return frame.select(nw.col(name).cast(dtype) for name, dtype in types.items())
 
     # Writers.
 

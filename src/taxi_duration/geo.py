@@ -10,11 +10,19 @@ at 0, 0) gets `UNKNOWN_ZONE`.
 
 `Runtime.with_zones` (engines.py) runs the query where each engine runs: on Spark the index travels to
 the executors as well-known binary in a broadcast variable and is queried inside an Arrow UDF.
+
+The package ships the shapes (`PACKAGED_SHAPES`, 572 KB), so coordinates work offline and out of the box:
+the TLC's `taxi_zones.zip` (EPSG:2263) projected to longitude and latitude as above, each polygon simplified
+by 1e-6 degrees (about 0.1 m) and its vertices snapped to 1e-7 degrees (about 1 cm) by
+`scripts/pack_zones.py`. Every one of the 13,100 pickup and dropoff points of the Kaggle and 2009 yellow
+samples gets the zone the full shapes give, and so do 99.9998% of a uniform 1000 x 1000 grid over the city.
+`zone_shapes` may still name the full `taxi_zones.zip` (or any TLC shapefile zip).
 """
 
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from dataclasses import dataclass
 from functools import cache
@@ -22,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pyproj
 import shapefile
 import shapely
@@ -34,6 +44,7 @@ SHAPES_URL = "https://d37ci6vzurychx.cloudfront.net/misc/taxi_zones.zip"
 # The shapefile's LocationID column repeats 56 and 103; OBJECTID holds the right ids (1..263).
 ID_FIELD = "OBJECTID"
 WGS84 = "EPSG:4326"
+PACKAGED_SHAPES = Path(__file__).with_name("data") / "taxi_zones.parquet"
 
 
 @dataclass
@@ -52,7 +63,7 @@ class ZoneIndex:
         if not path.is_file():
             raise UsageError(
                 f"zone shapes not found at {path}: fetch them with `taxi-duration download --shapes` "
-                f"(or download {SHAPES_URL} there)"
+                f"(or download {SHAPES_URL} there), or unset zone_shapes to use the packaged shapes"
             )
         try:
             with zipfile.ZipFile(path) as archive:
@@ -74,6 +85,21 @@ class ZoneIndex:
         polygons = np.array(shapely.transform(planar, lambda xy: np.column_stack(to_degrees.transform(*xy.T))))
         ids = np.array([record[ID_FIELD] for record in reader.records()], dtype=np.int32)
         return cls(polygons, ids)
+
+    @classmethod
+    def from_parquet(cls, path: Path) -> ZoneIndex:
+        """Read shapes `to_parquet` wrote (the packaged ones)."""
+        if not path.is_file():
+            raise UsageError(f"zone shapes not found at {path}: unset zone_shapes to use the packaged shapes")
+        table = pq.read_table(path)
+        return cls.from_wkb((table.column("wkb").to_pylist(), table.column("location_id").to_pylist()))
+
+    def to_parquet(self, path: Path, **about: object) -> None:
+        """Write the shapes as zone id and well-known binary, with `about` (their origin) in the metadata."""
+        wkb, ids = self.to_wkb()
+        table = pa.table({"location_id": pa.array(ids, pa.int32()), "wkb": pa.array(wkb, pa.binary())})
+        table = table.replace_schema_metadata({"about": json.dumps(about)})
+        pq.write_table(table, path, compression="zstd", compression_level=19)
 
     def to_wkb(self) -> tuple[list[bytes], list[int]]:
         """A picklable form (well-known binary) for shipping the index to Spark executors."""
@@ -106,5 +132,5 @@ class ZoneIndex:
 
 @cache
 def load_index(path: Path) -> ZoneIndex:
-    """The index of the shapefile at `path`, read once per process."""
-    return ZoneIndex.from_zip(path)
+    """The index of the shapes at `path` (a TLC shapefile zip, or the packaged Parquet), read once per process."""
+    return ZoneIndex.from_parquet(path) if path.suffix == ".parquet" else ZoneIndex.from_zip(path)

@@ -3,6 +3,12 @@
 The check is engine-independent and cheap (Parquet: the footer only; CSV and JSON lines: one streaming
 pass). It turns every kind of bad file into one clear `BadInputError` naming the file, and it counts the
 rows of each file, so the validator can prove that every input row came out somewhere.
+
+An empty file is valid: no bytes at all, a CSV header with no rows, a Parquet file of 0 rows, or JSON lines
+with no line: it holds 0 trips. A JSON-lines file is events appended one by one, so one garbage line (a
+crashed writer, a truncated append) must not cost the others: lines that are not a JSON object are kept
+aside by number and reason (`bad_lines`), and the validator quarantines them. A JSON-lines file is refused
+whole only when it has lines and none of them is a JSON object: then it is not JSON lines at all.
 """
 
 from __future__ import annotations
@@ -10,8 +16,10 @@ from __future__ import annotations
 import csv
 import glob
 import json
+import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +27,7 @@ import pyarrow.parquet as pq
 
 from taxi_duration import schema
 from taxi_duration.errors import BadInputError, UsageError
-from taxi_duration.months import month_in_name
+from taxi_duration.months import Month, month_in_name
 
 FORMATS: dict[str, str] = {
     ".parquet": "parquet",
@@ -32,15 +40,24 @@ FORMATS: dict[str, str] = {
 
 
 @dataclass(frozen=True)
+class BadLine:
+    """A JSON-lines line that is not a JSON object: its number (from 1) and why."""
+
+    line: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class InputFile:
     """One checked input file."""
 
     path: Path
     format: str
-    rows: int
+    rows: int  # the rows an engine reads: for JSON lines, the lines that are JSON objects
     columns: tuple[str, ...]
     service: str | None
     month: int | None  # YYYYMM from the file name
+    bad_lines: tuple[BadLine, ...] = ()  # JSON lines only; quarantined by the validator
 
     @property
     def zones_from_coordinates(self) -> bool:
@@ -48,8 +65,9 @@ class InputFile:
         return schema.zones_from_coordinates(self.columns)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready description, as the quality report lists it."""
-        return {**asdict(self), "path": str(self.path), "columns": list(self.columns)}
+        """A JSON-ready description, as the quality report lists it (bad lines counted, not listed)."""
+        described = {**asdict(self), "path": str(self.path), "columns": list(self.columns)}
+        return described | {"bad_lines": len(self.bad_lines)}
 
 
 def discover(specs: Sequence[str | Path]) -> list[Path]:
@@ -86,13 +104,35 @@ def discover(specs: Sequence[str | Path]) -> list[Path]:
 def check(path: Path) -> InputFile:
     """Check that `path` holds trip data and count its rows, or raise `BadInputError` saying why not."""
     fmt = FORMATS[path.suffix.lower()]
+    bad_lines: tuple[BadLine, ...] = ()
     if path.stat().st_size == 0:
-        raise BadInputError(path, "file is empty")
-    columns, rows = {"parquet": _check_parquet, "csv": _check_csv, "json": _check_json}[fmt](path)
-    if missing := schema.missing_required(columns):
+        columns: list[str] = []
+        rows = 0  # nothing to check: an empty file holds no trips
+    elif fmt == "json":
+        columns, rows, bad_lines = _check_json(path)
+    else:
+        columns, rows = {"parquet": _check_parquet, "csv": _check_csv}[fmt](path)
+    # A file with no column at all and no row (no bytes, blank JSON lines) is empty, not foreign data.
+    if (columns or rows) and (missing := schema.missing_required(columns)):
         raise BadInputError(path, f"not trip data: missing required column(s) {'; '.join(missing)}")
     month = month_in_name(path.name)
-    return InputFile(path, fmt, rows, tuple(columns), _service(path.name, columns), month.yyyymm if month else None)
+    service = _service(path.name, columns)
+    return InputFile(path, fmt, rows, tuple(columns), service, month.yyyymm if month else None, bad_lines)
+
+
+def pickup_months(source: InputFile) -> tuple[Month, Month] | None:
+    """The first and last pickup month of a Parquet file, from its footer's statistics (no row is read);
+    None for other formats, or when the footer keeps no statistics for the pickup column."""
+    pickup = schema.resolve_aliases(list(source.columns)).get(schema.PICKUP)
+    if source.format != "parquet" or not source.rows or pickup is None:
+        return None
+    meta = pq.read_metadata(source.path)
+    column = meta.schema.to_arrow_schema().get_field_index(pickup)
+    stats = [meta.row_group(i).column(column).statistics for i in range(meta.num_row_groups)]
+    if not all(st is not None and st.has_min_max and isinstance(st.min, datetime) for st in stats):
+        return None
+    first, last = min(st.min for st in stats), max(st.max for st in stats)
+    return Month(first.year, first.month), Month(last.year, last.month)
 
 
 def check_all(paths: list[Path]) -> list[InputFile]:
@@ -141,26 +181,44 @@ def _check_csv(path: Path) -> tuple[list[str], int]:
                     )
         except (csv.Error, UnicodeDecodeError) as exc:
             raise BadInputError(path, f"not a readable CSV file: {exc}") from exc
-    if rows == 0:
-        raise BadInputError(path, "CSV has a header but no rows")
     return header, rows
 
 
-def _check_json(path: Path) -> tuple[list[str], int]:
+def _check_json(path: Path) -> tuple[list[str], int, tuple[BadLine, ...]]:
     columns: dict[str, None] = {}
     rows = 0
-    with path.open(encoding="utf-8") as fh:
+    bad: list[BadLine] = []
+    with path.open("rb") as fh:  # bytes: a line of bad UTF-8 is one bad line, not a bad file
         for number, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise BadInputError(path, f"line {number}: not valid JSON ({exc.args[0]})") from exc
+                record = json.loads(line.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                bad.append(BadLine(number, f"not UTF-8 ({exc.reason} at byte {exc.start})"))
+                continue
+            except json.JSONDecodeError as exc:
+                bad.append(BadLine(number, f"not valid JSON ({exc.args[0]})"))
+                continue
             if not isinstance(record, dict):
-                raise BadInputError(path, f"line {number}: expected a JSON object, got {type(record).__name__}")
+                bad.append(BadLine(number, f"expected a JSON object, got {type(record).__name__}"))
+                continue
             columns.update(dict.fromkeys(record))
             rows += 1
-    if rows == 0:
-        raise BadInputError(path, "no JSON lines in file")
-    return list(columns), rows
+    if rows == 0 and bad:
+        raise BadInputError(
+            path, f"no line is a JSON object, so this is not JSON lines (line {bad[0].line}: {bad[0].reason})"
+        )
+    return list(columns), rows, tuple(bad)
+
+
+def readable_lines(source: InputFile, folder: Path) -> Path:
+    """A copy of a JSON-lines file without its bad lines, in `folder`, for engines that refuse any bad line
+    (the source itself when it has none)."""
+    if not source.bad_lines:
+        return source.path
+    skip = {b.line for b in source.bad_lines}
+    copy = folder / f"{uuid.uuid4().hex[:8]}-{source.path.name}"
+    with source.path.open("rb") as fh, copy.open("wb") as out:
+        out.writelines(line for number, line in enumerate(fh, start=1) if number not in skip)
+    return copy

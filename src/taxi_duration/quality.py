@@ -1,9 +1,11 @@
 """The validate job: read inputs, flag every row, write clean and quarantined rows and a quality report.
 
 Rows are split into `clean/` and `quarantine/` in one write (both keep the `reasons` column, null on
-every clean row, so their schemas are one). The output folder appears whole or not at all. Counts are
-reconciled before it appears: rows counted in the input files (by `inputs.check`), per file, against the
-rows found in the written `clean/` and `quarantine/` folders.
+every clean row, so their schemas are one). JSON-lines lines that are not a JSON object never become rows:
+they are listed by file, line number and reason in `unreadable_lines.jsonl` and counted as quarantined. The
+output folder appears whole or not at all. Counts are reconciled before it appears: rows counted in the input
+files (by `inputs.check`), per file, against the rows found in the written `clean/` and `quarantine/`
+folders, and input rows + unreadable lines = clean + quarantined.
 """
 
 from __future__ import annotations
@@ -29,12 +31,13 @@ from taxi_duration.features import featurize
 from taxi_duration.geo import UNKNOWN_ZONE
 from taxi_duration.inputs import InputFile
 from taxi_duration.readers import read_trips
-from taxi_duration.validation import REPAIRS, REPAIRS_COL, RULES, flag, split_codes
+from taxi_duration.validation import REASON_RULES, REPAIRS, REPAIRS_COL, RULES, UNREADABLE_LINE, flag, split_codes
 
 CLEAN_DIR = "clean"
 QUARANTINE_DIR = "quarantine"
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
+UNREADABLE_JSONL = "unreadable_lines.jsonl"
 STATUS_COL = "_status"
 
 
@@ -42,9 +45,9 @@ STATUS_COL = "_status"
 class QualityReport:
     """What validation found, as written to `report.json`."""
 
-    input_rows: int
+    input_rows: int  # rows and unreadable lines: clean + quarantined
     clean_rows: int
-    quarantined_rows: int
+    quarantined_rows: int  # a row counts once here, under every reason it breaks in `by_reason`
     by_reason: dict[str, int]
     repaired: dict[str, int]
     engine: str
@@ -61,8 +64,9 @@ class QualityReport:
             "clean_rows": self.clean_rows,
             "quarantined_rows": self.quarantined_rows,
             "by_reason": self.by_reason,
+            "by_reason_note": "a row may break several rules: it counts under each, once in quarantined_rows",
             "repaired": self.repaired,
-            "rules": {r.code: r.description for r in RULES},
+            "rules": REASON_RULES,
             "repairs": {r.code: r.description for r in REPAIRS},
             "engine": self.engine,
             "files": self.files,
@@ -96,11 +100,23 @@ def validate(
             how="vertical",
         )
         report = _report(runtime, files, combos.group_by(*keys).agg(nw.len().alias("rows")).collect(), tmp)
+        _write_unreadable(files, tmp / UNREADABLE_JSONL)
         report.zones_from_coordinates = _zone_counts(runtime, files, tmp)
         report.elapsed_s = time.perf_counter() - started
         (tmp / REPORT_JSON).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
         (tmp / REPORT_MD).write_text(to_markdown(report))
     return report
+
+
+def _write_unreadable(files: list[InputFile], path: Path) -> None:
+    """List every unreadable line, one JSON object each (the file is written only when there are some)."""
+    lines = [
+        json.dumps({schema.SOURCE_FILE: f.path.name, "line": b.line, "reason": b.reason})
+        for f in files
+        for b in f.bad_lines
+    ]
+    if lines:
+        path.write_text("\n".join(lines) + "\n")
 
 
 def _zone_counts(runtime: Runtime, files: list[InputFile], out: Path) -> dict[str, int]:
@@ -153,19 +169,29 @@ def _report(runtime: Runtime, files: list[InputFile], combos: nw.DataFrame[Any],
                 f"{f.path}: {f.rows} rows in the file, {clean[name]} clean + {quarantined[name]} quarantined "
                 f"({runtime.engine} engine)"
             )
-        per_file.append({**f.to_dict(), "clean_rows": clean[name], "quarantined_rows": quarantined[name]})
-    input_rows = sum(f.rows for f in files)
+        unreadable = len(f.bad_lines)
+        per_file.append(
+            {
+                **f.to_dict(),
+                "input_rows": f.rows + unreadable,
+                "clean_rows": clean[name],
+                "quarantined_rows": quarantined[name] + unreadable,
+            }
+        )
+    rows = sum(f.rows for f in files)
     written = {name: parquet_rows(out / name) for name in (CLEAN_DIR, QUARANTINE_DIR)}
-    if not input_rows == clean.total() + quarantined.total() == written[CLEAN_DIR] + written[QUARANTINE_DIR]:
+    if not rows == clean.total() + quarantined.total() == written[CLEAN_DIR] + written[QUARANTINE_DIR]:
         raise ReconciliationError(
-            f"row counts do not reconcile: {input_rows} in input files, {clean.total()} clean + "
+            f"row counts do not reconcile: {rows} in input files, {clean.total()} clean + "
             f"{quarantined.total()} quarantined flagged, {written[CLEAN_DIR]} + {written[QUARANTINE_DIR]} written "
             f"({runtime.engine} engine)"
         )
+    unreadable_lines = sum(len(f.bad_lines) for f in files)
+    by_reason[UNREADABLE_LINE] = unreadable_lines
     return QualityReport(
-        input_rows=input_rows,
+        input_rows=rows + unreadable_lines,
         clean_rows=clean.total(),
-        quarantined_rows=quarantined.total(),
+        quarantined_rows=quarantined.total() + unreadable_lines,
         by_reason=dict(by_reason),
         repaired=dict(repaired),
         engine=str(runtime.engine),
@@ -192,11 +218,14 @@ def to_markdown(report: QualityReport) -> str:
         f"| clean | {report.clean_rows:,} | {report.clean_rows * pct:.2f}% |",
         f"| quarantined | {report.quarantined_rows:,} | {report.quarantined_rows * pct:.2f}% |",
         "",
-        "| reason (a row may have several) | rows | share | rule |",
+        "A quarantined row counts under every reason it breaks, so the reasons may add up to more than the",
+        "quarantined rows.",
+        "",
+        "| reason | rows | share | rule |",
         "|---|---:|---:|---|",
         *(
-            f"| {r.code} | {report.by_reason[r.code]:,} | {report.by_reason[r.code] * pct:.2f}% | {r.description} |"
-            for r in RULES
+            f"| {code} | {report.by_reason[code]:,} | {report.by_reason[code] * pct:.2f}% | {rule} |"
+            for code, rule in REASON_RULES.items()
         ),
         "",
         "| repair (row stays clean) | rows | share | rule |",
@@ -209,8 +238,8 @@ def to_markdown(report: QualityReport) -> str:
         "| file | input | clean | quarantined | quarantined share |",
         "|---|---:|---:|---:|---:|",
         *(
-            f"| {Path(f['path']).name} | {f['rows']:,} | {f['clean_rows']:,} | {f['quarantined_rows']:,} "
-            f"| {100 * f['quarantined_rows'] / f['rows']:.2f}% |"
+            f"| {Path(f['path']).name} | {f['input_rows']:,} | {f['clean_rows']:,} | {f['quarantined_rows']:,} "
+            f"| {_share(f['quarantined_rows'], f['input_rows'])} |"
             for f in report.files
         ),
         "",
@@ -227,3 +256,8 @@ def to_markdown(report: QualityReport) -> str:
             "",
         ]
     return "\n".join(lines)
+
+
+def _share(part: int, whole: int) -> str:
+    """`part` as a percentage of `whole`; an empty file (0 of 0) has none."""
+    return f"{100 * part / whole:.2f}%" if whole else "-"

@@ -15,9 +15,8 @@ from narwhals.dtypes import DType
 
 from taxi_duration import schema
 from taxi_duration.engines import Runtime, with_null_columns
-from taxi_duration.errors import UsageError
-from taxi_duration.geo import ZoneIndex, load_index
-from taxi_duration.inputs import InputFile
+from taxi_duration.geo import load_index
+from taxi_duration.inputs import InputFile, readable_lines
 
 # Text timestamps in TLC CSVs and JSON events: `2023-01-01 08:15:00`, `2023-01-01T08:15:00[.fff][Z]`.
 # All are cut to the first 19 characters in one shape, so every engine parses them with one format: the
@@ -27,8 +26,14 @@ _DURATION = "_duration_s"
 
 
 def read_trips(runtime: Runtime, files: list[InputFile]) -> nw.LazyFrame[Any]:
-    """Scan checked input files into one lazy canonical trip table."""
-    frames = [normalize(runtime, _scan(runtime, f), f) for f in files]
+    """Scan checked input files into one lazy canonical trip table.
+
+    Files of 0 rows are not scanned (an engine may not even find columns in them); with nothing else to read,
+    the table is empty.
+    """
+    frames = [normalize(runtime, _scan(runtime, f), f) for f in files if f.rows]
+    if not frames:
+        return runtime.empty({c.name: c.dtype for c in schema.COLUMNS})
     return frames[0] if len(frames) == 1 else nw.concat(frames, how="vertical")
 
 
@@ -63,16 +68,10 @@ def normalize(runtime: Runtime, frame: nw.LazyFrame[Any], source: InputFile) -> 
         frame = runtime.plus_seconds(frame, schema.PICKUP, _DURATION, schema.DROPOFF).drop(_DURATION)
         del missing[schema.DROPOFF]
     if source.zones_from_coordinates:
-        frame = runtime.with_zones(frame, _zone_index(runtime, source), schema.ZONE_POINTS)
+        frame = runtime.with_zones(frame, load_index(runtime.shapes), schema.ZONE_POINTS)
         for zone in schema.ZONE_POINTS:
             del missing[zone]
     return with_null_columns(frame, missing).select(schema.NAMES)
-
-
-def _zone_index(runtime: Runtime, source: InputFile) -> ZoneIndex:
-    if runtime.shapes is None:
-        raise UsageError(f"{source.path.name} has coordinates, not zones: set zone_shapes to the TLC shapefile")
-    return load_index(runtime.shapes)
 
 
 def _cast(expr: nw.Expr, source: DType, target: DType, fmt: str, codes: Mapping[str, int] | None = None) -> nw.Expr:
@@ -104,4 +103,4 @@ def _scan(runtime: Runtime, source: InputFile) -> nw.LazyFrame[Any]:
         return runtime.scan_parquet(source.path, columns=needed)
     if source.format == "csv":
         return runtime.scan_csv(source.path, list(source.columns))
-    return runtime.scan_json(source.path)
+    return runtime.scan_json(readable_lines(source, runtime.scratch()))

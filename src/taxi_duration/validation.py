@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import narwhals as nw
 
@@ -25,6 +27,11 @@ MAX_DISTANCE_MI = 100.0  # the TLC's own sanity bound; real files hold 259,777-m
 MAX_SPEED_MPH = 80.0  # average over the whole trip, far above NYC limits
 MAX_PASSENGERS = 9
 KNOWN_ZONES = (1, 263)  # 264 "Unknown" and 265 "Outside of NYC" carry no place
+FIRST_DAY = date(2009, 1, 1)  # the first month of TLC trip records: an earlier pickup is a clock at zero (1970)
+# A trip cannot be picked up in the future, but clocks can be off: an event stamped in UTC instead of New York
+# time is 4-5 h ahead, a meter set by hand may be a few hours out. A day covers these and still catches a
+# year typed wrong (2099, 2032); compared by day, the pickup may be any time up to the end of tomorrow.
+CLOCK_ALLOWANCE = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,22 @@ class Repair:
 
 def _outside(name: str, low: float, high: float) -> nw.Expr:
     return (nw.col(name) < low) | (nw.col(name) > high)
+
+
+def last_day() -> date:
+    """The last pickup day that is not in the future: today in New York plus the clock allowance."""
+    return (datetime.now(ZoneInfo(s.TIME_ZONE)) + CLOCK_ALLOWANCE).date()
+
+
+def _day_number(day: date) -> int:
+    return day.year * 10_000 + day.month * 100 + day.day
+
+
+def _pickup_day() -> nw.Expr:
+    # Days as YYYYMMDD integers: every engine compares those alike, where a timestamp literal would meet
+    # Spark's session time zone.
+    pickup = nw.col(s.PICKUP).dt
+    return pickup.year() * 10_000 + pickup.month() * 100 + pickup.day()
 
 
 REPAIRS: tuple[Repair, ...] = (
@@ -87,6 +110,12 @@ RULES: tuple[Rule, ...] = (
         lambda: (nw.col(s.PICKUP).dt.year() * 100 + nw.col(s.PICKUP).dt.month()) != nw.col(s.SOURCE_MONTH),
     ),
     Rule(
+        "pickup_out_of_range",
+        f"pickup before {FIRST_DAY} (the first TLC records) or after tomorrow in New York (the future, with a "
+        f"day's allowance for clocks)",
+        lambda: (_pickup_day() < _day_number(FIRST_DAY)) | (_pickup_day() > _day_number(last_day())),
+    ),
+    Rule(
         "unknown_zone",
         f"pickup or dropoff zone outside {KNOWN_ZONES[0]}..{KNOWN_ZONES[1]} (264/265 are unknown/outside NYC)",
         lambda: _outside(s.PU_ZONE, *KNOWN_ZONES) | _outside(s.DO_ZONE, *KNOWN_ZONES),
@@ -113,6 +142,12 @@ RULES: tuple[Rule, ...] = (
         lambda: nw.col(DUPLICATE_RANK_COL) > 1,
     ),
 )
+
+# A JSON-lines line that is not a JSON object never becomes a row: it is quarantined by file and line number.
+UNREADABLE_LINE = "unreadable_line"
+UNREADABLE_LINE_RULE = "a JSON-lines line that is not a JSON object (bad JSON or UTF-8, an array, a number)"
+# Every reason a row or line is quarantined for, with its rule: a row may have several, a line only this one.
+REASON_RULES: dict[str, str] = {r.code: r.description for r in RULES} | {UNREADABLE_LINE: UNREADABLE_LINE_RULE}
 
 RULE_CODES: tuple[str, ...] = tuple(r.code for r in RULES)
 REPAIR_CODES: tuple[str, ...] = tuple(r.code for r in REPAIRS)
