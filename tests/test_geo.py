@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import shapely
 
 from taxi_duration.errors import UsageError
 from taxi_duration.geo import UNKNOWN_ZONE, ZoneIndex
@@ -33,6 +34,13 @@ def test_points_outside_every_zone_and_missing_points_are_unknown(index: ZoneInd
     assigned = index.assign(lon, lat)
     assert assigned[[0, 2, 3, 4]].tolist() == [UNKNOWN_ZONE] * 4
     assert index.assign([-73.9855], [40.7580]).tolist() == [230]  # Times Square
+
+
+def test_points_that_all_miss_every_zone_are_unknown() -> None:
+    square = shapely.box(-74.0, 40.7, -73.9, 40.8)
+    index = ZoneIndex(np.array([square]), np.array([7], dtype=np.int32))
+    assert index.assign([-73.5], [40.78]).tolist() == [UNKNOWN_ZONE]  # once an IndexError, a 500 in the API
+    assert index.assign([-73.5, -73.95], [40.78, 40.75]).tolist() == [UNKNOWN_ZONE, 7]
 
 
 @pytest.mark.shared
