@@ -112,8 +112,6 @@ def load(settings: Settings, uri: str, work: Path) -> Served:
         bundle = Bundle.open(local / BUNDLE_PATH if (local / BUNDLE_PATH).is_dir() else local)
         if not bundle.exported:
             raise UsageError(f"model {pinned} predates the native export the server needs: train it again")
-        now = datetime.now()
-        bundle.fast.warm_hours(now - timedelta(hours=1), now + timedelta(days=2))
         served = Served(version, pinned, bundle, folder)
         check(served)
         return served
