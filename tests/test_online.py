@@ -40,7 +40,7 @@ def trip(pickup: datetime) -> dict[str, Any]:
 
 def test_every_pickup_hour_is_known_at_load(fast: FastFeatures) -> None:
     # Before, each new hour cost an evaluation inside the request: a batch over many new hours froze the API.
-    assert fast.remembers([trip(p) for p in pickups(2_000, seed=3)])
+    assert fast.recall([trip(p) for p in pickups(2_000, seed=3)]) is not None
 
 
 def test_time_features_from_memory_are_what_the_definitions_give(fast: FastFeatures) -> None:
@@ -54,7 +54,7 @@ def test_time_features_from_memory_are_what_the_definitions_give(fast: FastFeatu
 
 def test_new_trips_in_one_call_are_evaluated_together(fast: FastFeatures) -> None:
     odd = [{**trip(datetime(2019, 5, 1, 8)), s.DISTANCE: 1 + i / 1000, s.VENDOR: 50 + i % 40} for i in range(500)]
-    assert not fast.remembers(odd)
+    assert fast.recall(odd) is None
     rows = fast.many(odd)
     assert [r[s.DISTANCE] for r in rows] == [t[s.DISTANCE] for t in odd]
-    assert fast.remembers(odd)
+    assert fast.recall(odd) == rows

@@ -15,9 +15,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, 
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from datetime import date, datetime, timedelta
+from functools import partial
 from typing import Annotated, Any, NoReturn
 from zoneinfo import ZoneInfo
 
+import anyio
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -26,7 +28,6 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 from swagger_ui_bundle import swagger_ui_path
@@ -42,8 +43,11 @@ FIRST_DAY = date(2009, 1, 1)  # the first month of TLC trip records
 AHEAD = timedelta(days=366)  # bookings up to a year ahead; later is a client bug (2099)
 MAX_BATCH = 1000
 # Up to this many trips, all answered from the fast path's memory, a prediction takes microseconds and runs
-# on the event loop; anything else runs in a worker thread, so no request can hold up the others.
+# on the event loop; anything else runs in a worker thread, so no request can hold up the others. Such
+# evaluations run one at a time: more threads would not run Python faster under the GIL, only take a
+# larger share of it from the event loop.
 INLINE_TRIPS = 100
+EVALUATIONS_AT_ONCE = 1
 # Numeric fields, where JSON true/false must not pass as 1/0.
 NUMBERS = ("pu_location_id", "do_location_id", "passenger_count", "trip_distance", "vendor_id", *s.COORDINATES)
 DECIMALS = 2  # minutes are answered to the hundredth; more digits than that is noise
@@ -419,9 +423,11 @@ def create_app(
     """The API over a started `ModelHolder`, which it closes when the server stops; with `zones`, trips may
     give coordinates instead of zone ids."""
     metrics = Metrics()
+    evaluations: list[anyio.CapacityLimiter] = []  # made once the event loop runs
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        evaluations.append(anyio.CapacityLimiter(EVALUATIONS_AT_ONCE))
         yield
         # Here, not after uvicorn returns: on SIGTERM uvicorn ends by re-raising the signal, killing the
         # process before any code after it runs.
@@ -507,10 +513,10 @@ def create_app(
 
     async def answer(model: Served, trips: list[Trip]) -> list[Prediction]:
         ready = canonical(model, trips)
-        if len(ready) <= INLINE_TRIPS and model.bundle.fast.remembers(ready):
-            minutes, low, high = model.predict(ready)
-        else:  # an evaluation of new trips: milliseconds, in a worker thread so other requests go on
-            minutes, low, high = await run_in_threadpool(model.predict, ready)
+        answered = model.predict_remembered(ready) if len(ready) <= INLINE_TRIPS else None
+        if answered is None:  # an evaluation of new trips: milliseconds, in a worker thread so others go on
+            answered = await anyio.to_thread.run_sync(partial(model.predict, ready), limiter=evaluations[0])
+        minutes, low, high = answered
         metrics.trips.inc(len(trips))
         for m in minutes:
             metrics.minutes.observe(m)

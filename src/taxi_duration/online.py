@@ -165,9 +165,16 @@ class FastFeatures:
                 out[i] = row
         return cast(list[dict[str, Any]], out)
 
-    def remembers(self, trips: Sequence[Mapping[str, Any]]) -> bool:
-        """Whether every trip is answered from memory (microseconds each, no evaluation)."""
-        return all(self._remembered(trip) is not None for trip in trips)
+    def recall(self, trips: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]] | None:
+        """The features of every trip from memory (microseconds each), or None as soon as one needs an
+        evaluation."""
+        out = []
+        for trip in trips:
+            row = self._remembered(trip)
+            if row is None:
+                return None
+            out.append(row)
+        return out
 
     def _remembered(self, trip: Mapping[str, Any]) -> dict[str, Any] | None:
         """The trip's features from memory, or None if it needs an evaluation."""

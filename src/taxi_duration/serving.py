@@ -58,12 +58,21 @@ class Served:
 
     def predict(self, trips: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Minutes, p10 and p90 for canonical trips (one or many)."""
+        return self._predict(self.bundle.fast.many(trips))
+
+    def predict_remembered(self, trips: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, ...] | None:
+        """What `predict` answers, if the fast path remembers every trip's features (microseconds a trip);
+        else None, and the caller decides where the evaluation should run."""
+        rows = self.bundle.fast.recall(trips)
+        return None if rows is None else self._predict(rows)
+
+    def _predict(self, rows: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         interval = self.bundle.interval
-        if len(trips) == 1:
-            minutes = self.bundle.native.predict_one(self.bundle.fast.one(trips[0]))
+        if len(rows) == 1:
+            minutes = self.bundle.native.predict_one(rows[0])
             low, high = interval.bounds_one(minutes) if interval else (minutes, minutes)
             return np.array([minutes]), np.array([low]), np.array([high])
-        batch = self.bundle.predict_trips(trips)
+        batch = self.bundle.predict_features(rows)
         return (batch, *self.bundle.bounds(batch))
 
     def describe(self) -> dict[str, Any]:
