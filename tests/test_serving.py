@@ -209,6 +209,9 @@ def test_a_batch_names_the_trip_and_the_field(server: Server) -> None:
     assert answer.status_code == 422, answer.text
     fields = {p["field"] for p in answer.json()["problems"]}
     assert fields == {"trips.1.pu_location_id", "trips.1.fare_amont"}
+    extra = server.post("/predict/batch", {"trips": [TRIP], "trip": TRIP})
+    assert extra.status_code == 422
+    assert extra.json()["problems"][0]["field"] == "trip"
 
 
 @pytest.mark.shared
@@ -344,6 +347,8 @@ def test_openapi_docs_with_examples(server: Server) -> None:
     assert any("PULocationID" in e for e in examples)
     assert any("pu_location_id" in e for e in examples)
     assert {"/predict", "/predict/batch", "/health", "/ready", "/model", "/metrics"} <= set(spec["paths"])
+    operations = [op["operationId"] for path in spec["paths"].values() for op in path.values()]
+    assert len(operations) == len(set(operations))
 
 
 def test_admin_calls_are_off_without_an_admin_key(server: Server) -> None:
