@@ -38,6 +38,13 @@ def test_points_outside_every_zone_and_missing_points_are_unknown(index: ZoneInd
     assert index.assign([-73.9855], [40.7580]).tolist() == [230]  # Times Square
 
 
+def test_points_that_all_miss_every_zone_are_unknown() -> None:
+    square = shapely.box(-74.0, 40.7, -73.9, 40.8)
+    index = ZoneIndex(np.array([square]), np.array([7], dtype=np.int32))
+    assert index.assign([-73.5], [40.78]).tolist() == [UNKNOWN_ZONE]  # once an IndexError, a 500 in the API
+    assert index.assign([-73.5, -73.95], [40.78, 40.75]).tolist() == [UNKNOWN_ZONE, 7]
+
+
 @pytest.mark.shared
 def test_the_kaggle_sample_lands_in_zones(index: ZoneIndex, shared_data: Path) -> None:
     trips = pd.read_csv(shared_data / "kaggle_nyc_trip_duration_sample_train.csv")

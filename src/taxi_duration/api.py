@@ -7,22 +7,32 @@ separate one (`TAXI_DURATION_ADMIN_KEY`); without an admin key the admin calls a
 
 from __future__ import annotations
 
+import difflib
 import hmac
+import sys
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import asdict
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from functools import partial
+from typing import Annotated, Any, NoReturn
 from zoneinfo import ZoneInfo
 
+import anyio
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
+from swagger_ui_bundle import swagger_ui_path
 
-from taxi_duration import __version__
+from taxi_duration import __version__, validation
 from taxi_duration import schema as s
 from taxi_duration.geo import ZoneIndex
 from taxi_duration.serving import ModelHolder, Served
@@ -30,12 +40,22 @@ from taxi_duration.validation import FIRST_DAY, MAX_DISTANCE_MI, MAX_PASSENGERS
 
 NEW_YORK = ZoneInfo(s.TIME_ZONE)
 AHEAD = timedelta(days=366)  # a booking may be a year ahead, recorded trips not (validation.CLOCK_ALLOWANCE)
-ZONE_IDS = (1, 265)
 MAX_BATCH = 1000
+# Up to this many trips, all answered from the fast path's memory, a prediction takes microseconds and runs
+# on the event loop; anything else runs in a worker thread, so no request can hold up the others. Such
+# evaluations run one at a time: more threads would not run Python faster under the GIL, only take a
+# larger share of it from the event loop.
+INLINE_TRIPS = 100
+EVALUATIONS_AT_ONCE = 1
+# Numeric fields, where JSON true/false must not pass as 1/0.
+NUMBERS = ("pu_location_id", "do_location_id", "passenger_count", "trip_distance", "vendor_id", *s.COORDINATES)
+DECIMALS = 2  # minutes are answered to the hundredth; more digits than that is noise
 MAX_BODY_BYTES = 1 << 20  # 1 MiB holds a full batch several times over
 LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 MINUTE_BUCKETS = (2, 5, 10, 15, 20, 30, 45, 60, 90)
 KEY_HELP = "The prediction key, when the server has one (TAXI_DURATION_API_KEY)."
+UNMATCHED = "unmatched"  # the metrics label of every path no route serves: one label, not one per path
+DOCS_ASSETS = "/docs-assets"  # Swagger UI's files, served from the installed package: /docs works offline
 
 EXAMPLE: dict[str, Any] = {
     "pickup_datetime": "2023-03-14T08:30:00",
@@ -60,12 +80,14 @@ def _names(column: str) -> AliasChoices:
 
 
 def _zone(description: str, column: str) -> Any:
+    low, high = validation.KNOWN_ZONES
     return Field(
         None,
-        ge=ZONE_IDS[0],
-        le=ZONE_IDS[1],
+        ge=low,
+        le=high,
         validation_alias=_names(column),
-        description=f"{description}: a TLC taxi zone id, 1-265 (264 and 265 are 'unknown' and 'outside NYC').",
+        description=f"{description}: a TLC taxi zone id, {low}-{high}. The TLC's 264 ('unknown') and 265 "
+        "('outside NYC') carry no place: training quarantines them (rule `unknown_zone`), so the API refuses them.",
     )
 
 
@@ -85,7 +107,7 @@ class Trip(BaseModel):
 
     model_config = ConfigDict(
         extra="ignore", allow_inf_nan=False, json_schema_extra={"examples": [EXAMPLE, TLC_EXAMPLE]}
-    )
+    )  # extra names are checked by `_names_known_and_agreeing`, which can name them
 
     pickup_datetime: datetime = Field(
         validation_alias=_names(s.PICKUP),
@@ -107,6 +129,35 @@ class Trip(BaseModel):
     pickup_latitude: float | None = _degrees(s.PU_LAT, 90)
     dropoff_longitude: float | None = _degrees(s.DO_LON, 180)
     dropoff_latitude: float | None = _degrees(s.DO_LAT, 90)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _names_known_and_agreeing(cls, data: Any) -> Any:
+        """Refuse names the API does not know (a misspelt field would otherwise be silently left out) and
+        two spellings of one field with different values (`pu_location_id` 74, `PULocationID` 75)."""
+        if not isinstance(data, dict):
+            return data
+        problems = [
+            (name, "unknown field" + "".join(f"; did you mean {m}?" for m in difflib.get_close_matches(name, READ, 1)))
+            for name in data
+            if name not in READ and name not in IGNORED
+        ]
+        for field, spellings in SPELLINGS.items():
+            given = {name: data[name] for name in spellings if name in data}
+            if len({repr(v) for v in given.values()}) > 1:
+                said = " but ".join(f"{name} is {value!r}" for name, value in given.items())
+                problems.append((field, f"{said}: send one of them"))
+        if problems:
+            raise PydanticCustomError("names", "{summary}", {"summary": _summary(problems), "problems": problems})
+        return data
+
+    @field_validator(*NUMBERS, mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: Any) -> Any:
+        # JSON true and false would pass as 1 and 0: a client bug to refuse, not a number to read.
+        if isinstance(value, bool):
+            raise ValueError("must be a number, not true or false")
+        return value
 
     @model_validator(mode="after")
     def _zones_or_coordinates(self) -> Trip:
@@ -152,23 +203,36 @@ class Trip(BaseModel):
         }
 
 
+# Every name a trip may carry: the spellings of each field (read) and the rest of a TLC record (ignored).
+SPELLINGS: dict[str, tuple[str, ...]] = {
+    name: tuple(str(a) for a in f.validation_alias.choices) if isinstance(f.validation_alias, AliasChoices) else (name,)
+    for name, f in Trip.model_fields.items()
+}
+READ: tuple[str, ...] = tuple(sorted({n for names in SPELLINGS.values() for n in names}))
+IGNORED = frozenset({*(a for c in s.COLUMNS for a in (c.name, *c.aliases)), *s.TLC_RECORD_EXTRAS}) - set(READ)
+
+
+def _summary(problems: list[tuple[str, str]]) -> str:
+    return "; ".join(f"{field}: {message}" for field, message in problems)
+
+
 class Batch(BaseModel):
     """Up to `MAX_BATCH` trips in one call."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"trips": [EXAMPLE, TLC_EXAMPLE]}]})
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"trips": [EXAMPLE, TLC_EXAMPLE]}]})
 
     trips: list[Trip] = Field(min_length=1, max_length=MAX_BATCH, description=f"1 to {MAX_BATCH} trips.")
 
 
 class Interval(BaseModel):
-    """Where 80% of such trips end: the 10th and 90th percentiles, in minutes."""
+    """Where 80% of such trips end: the 10th and 90th percentiles, in minutes (to the hundredth)."""
 
     p10: float
     p90: float
 
 
 class Prediction(BaseModel):
-    """A predicted duration."""
+    """A predicted duration, in minutes to the hundredth."""
 
     duration_minutes: float
     interval: Interval
@@ -201,7 +265,7 @@ def _refusal(description: str) -> dict[str, Any]:
 
 UNREADABLE = "the body could not be read: send JSON encoded as UTF-8"
 REFUSALS: dict[int | str, dict[str, Any]] = {
-    400: _refusal("The body could not be decoded (not UTF-8)"),
+    400: _refusal("The body could not be decoded (not UTF-8, JSON nested too deeply, a number too long)"),
     401: _refusal("The server has a prediction key and the request did not send it in X-API-Key"),
     413: _refusal(f"The body is over {MAX_BODY_BYTES:,} bytes"),
     503: _refusal("No model is loaded yet"),
@@ -209,7 +273,7 @@ REFUSALS: dict[int | str, dict[str, Any]] = {
 ADMIN_REFUSALS: dict[int | str, dict[str, Any]] = {
     401: _refusal("Missing or wrong admin key in X-API-Key"),
     403: _refusal("Admin calls are off: the server has no admin key"),
-    409: _refusal("The new version failed to load or its check; the old one is still served"),
+    409: _refusal("The new version failed to load or its check (both named); the old one is still served"),
 }
 
 
@@ -241,14 +305,14 @@ class Edge:
     each request is timed and counted. A pure ASGI middleware: Starlette's `BaseHTTPMiddleware` would cost
     more per request than the model does."""
 
-    def __init__(self, app: Any, limit: int, metrics: Metrics) -> None:
-        self.app, self.limit, self.metrics = app, limit, metrics
+    def __init__(self, app: Any, limit: int, metrics: Metrics, routes: Sequence[BaseRoute]) -> None:
+        self.app, self.limit, self.metrics, self.routes = app, limit, metrics, routes
 
     async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[Any]], send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        start, path, status = time.perf_counter(), scope["path"], "500"
+        start, status = time.perf_counter(), "500"
 
         async def sent(message: MutableMapping[str, Any]) -> None:
             nonlocal status
@@ -263,8 +327,16 @@ class Edge:
             else:
                 await self.app(scope, self._counted(receive), sent)
         finally:
-            self.metrics.latency.labels(path).observe(time.perf_counter() - start)
-            self.metrics.requests.labels(path, status).inc()
+            endpoint = self._template(scope)
+            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
+            self.metrics.requests.labels(endpoint, status).inc()
+
+    def _template(self, scope: dict[str, Any]) -> str:
+        """The route's path template (`/predict`), never the raw path: random paths must not each become a
+        metrics label. The router leaves the route it picked in the scope; a request refused before
+        routing (413) is matched here."""
+        route = scope.get("route") or next((r for r in self.routes if r.matches(scope)[0] != Match.NONE), None)
+        return str(getattr(route, "path", UNMATCHED))
 
     def _counted(self, receive: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:
         """`receive`, refusing a body (sent without a length, in chunks) once it passes the limit."""
@@ -293,11 +365,28 @@ def _problems(exc: RequestValidationError) -> list[dict[str, Any]]:
             out.append({"field": "body", "message": f"not valid JSON: {reason} at character {error['loc'][-1]}"})
             continue
         where = [str(part) for part in error["loc"] if part != "body"]
+        if error["type"] == "names":  # one problem per field name, each named
+            out += [{"field": ".".join([*where, f]), "message": m} for f, m in error["ctx"]["problems"]]
+            continue
         problem = {"field": ".".join(where) or "body", "message": error["msg"]}
         if "input" in error and error["type"] != "missing":
             problem["got"] = repr(error["input"])[:80]
         out.append(problem)
     return out
+
+
+def _unreadable(cause: BaseException | None) -> str:
+    """Why a body that may be valid JSON could not be read: FastAPI's own 400 says only "There was an error
+    parsing the body"."""
+    if isinstance(cause, RecursionError):
+        return "the body could not be read: its JSON is nested too deeply"
+    if isinstance(cause, ValueError) and "integer string conversion" in str(cause):
+        return f"the body could not be read: a number in it has over {sys.get_int_max_str_digits():,} digits"
+    return UNREADABLE
+
+
+def _rounded(values: Any) -> list[float]:
+    return [round(v, DECIMALS) for v in values.tolist()]
 
 
 def assign_zones(index: ZoneIndex, trips: list[dict[str, Any]]) -> None:
@@ -312,15 +401,29 @@ def assign_zones(index: ZoneIndex, trips: list[dict[str, Any]]) -> None:
 def create_app(
     holder: ModelHolder, api_key: str | None = None, admin_key: str | None = None, zones: ZoneIndex | None = None
 ) -> FastAPI:
-    """The API over a started `ModelHolder`; with `zones`, trips may give coordinates instead of zone ids."""
+    """The API over a started `ModelHolder`, which it closes when the server stops; with `zones`, trips may
+    give coordinates instead of zone ids."""
     metrics = Metrics()
+    evaluations: list[anyio.CapacityLimiter] = []  # made once the event loop runs
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        evaluations.append(anyio.CapacityLimiter(EVALUATIONS_AT_ONCE))
+        yield
+        # Here, not after uvicorn returns: on SIGTERM uvicorn ends by re-raising the signal, killing the
+        # process before any code after it runs.
+        holder.close()
+
     app = FastAPI(
         title="taxi-duration",
         version=__version__,
         summary="How long will this NYC taxi trip take? Predictions from the champion model in MLflow.",
         responses={422: {"model": Problem, "description": "The request was not a valid trip"}},
+        docs_url=None,
+        lifespan=lifespan,
     )
-    app.add_middleware(Edge, limit=MAX_BODY_BYTES, metrics=metrics)
+    app.add_middleware(Edge, limit=MAX_BODY_BYTES, metrics=metrics, routes=app.routes)
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
     holder.on_reload = lambda status: metrics.reloads.labels(status.outcome).inc()
 
     def served() -> Served:
@@ -352,39 +455,55 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def refused(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        # FastAPI's own 400 says only "There was an error parsing the body": bytes that are not UTF-8.
-        error = UNREADABLE if exc.status_code == 400 else exc.detail
+        error = _unreadable(exc.__cause__) if exc.status_code == 400 else exc.detail
         return JSONResponse({"error": error}, status_code=exc.status_code, headers=exc.headers)
 
-    def answer(model: Served, trips: list[Trip]) -> list[Prediction]:
-        canonical = [t.canonical() for t in trips]
-        if unzoned := [c for c in canonical if c[s.PU_ZONE] is None or c[s.DO_ZONE] is None]:
+    def canonical(model: Served, trips: list[Trip]) -> list[dict[str, Any]]:
+        """The trips as the model reads them, zones assigned; a 422 for what this model cannot answer."""
+        out = [t.canonical() for t in trips]
+        if unzoned := [i for i, c in enumerate(out) if c[s.PU_ZONE] is None or c[s.DO_ZONE] is None]:
             if zones is None:
                 raise HTTPException(
                     422, "send pu_location_id and do_location_id: this server has no zone shapes to find them"
                 )
-            assign_zones(zones, unzoned)
+            assign_zones(zones, [out[i] for i in unzoned])
+            low, high = validation.KNOWN_ZONES
+            for i in unzoned:
+                for zone, (lon, lat) in s.ZONE_POINTS.items():
+                    if not low <= out[i][zone] <= high:
+                        refuse(
+                            trips,
+                            i,
+                            lon,
+                            f"the point ({out[i][lon]}, {out[i][lat]}) lies in no TLC taxi zone: send "
+                            f"{zone}, or a point in New York City",
+                            "value_error",
+                        )
         if model.needs_distance:
-            missing = [i for i, t in enumerate(canonical) if t[s.DISTANCE] is None]
+            missing = [i for i, t in enumerate(out) if t[s.DISTANCE] is None]
             if missing:
-                where = "trip_distance" if len(trips) == 1 else f"trips.{missing[0]}.trip_distance"
-                raise RequestValidationError(
-                    [
-                        {
-                            "loc": ("body", *where.split(".")),
-                            "msg": f"required: model version {model.version} uses the metered distance "
-                            f"(feature set {model.bundle.meta.feature_set})",
-                            "type": "missing",
-                        }
-                    ]
+                refuse(
+                    trips,
+                    missing[0],
+                    s.DISTANCE,
+                    f"required: model version {model.version} uses the metered distance "
+                    f"(feature set {model.bundle.meta.feature_set})",
+                    "missing",
                 )
-        minutes, low, high = model.predict(canonical)
+        return out
+
+    async def answer(model: Served, trips: list[Trip]) -> list[Prediction]:
+        ready = canonical(model, trips)
+        answered = model.predict_remembered(ready) if len(ready) <= INLINE_TRIPS else None
+        if answered is None:  # an evaluation of new trips: milliseconds, in a worker thread so others go on
+            answered = await anyio.to_thread.run_sync(partial(model.predict, ready), limiter=evaluations[0])
+        minutes, low, high = answered
         metrics.trips.inc(len(trips))
         for m in minutes:
             metrics.minutes.observe(m)
         return [
             Prediction(duration_minutes=m, interval=Interval(p10=lo, p90=hi), model_version=model.version)
-            for m, lo, hi in zip(minutes.tolist(), low.tolist(), high.tolist(), strict=True)
+            for m, lo, hi in zip(_rounded(minutes), _rounded(low), _rounded(high), strict=True)
         ]
 
     keyed = [Depends(prediction_key)]
@@ -392,7 +511,7 @@ def create_app(
     @app.post("/predict", response_model=Prediction, dependencies=keyed, tags=["predictions"], responses=REFUSALS)
     async def predict(trip: Trip) -> Prediction:
         """Predict one trip's duration in minutes, with the p10-p90 interval."""
-        return answer(served(), [trip])[0]
+        return (await answer(served(), [trip]))[0]
 
     @app.post(
         "/predict/batch", response_model=BatchPrediction, dependencies=keyed, tags=["predictions"], responses=REFUSALS
@@ -400,7 +519,7 @@ def create_app(
     async def predict_batch(batch: Batch) -> BatchPrediction:
         """Predict up to 1000 trips at once; predictions come back in the order sent."""
         model = served()
-        return BatchPrediction(predictions=answer(model, batch.trips), model_version=model.version)
+        return BatchPrediction(predictions=await answer(model, batch.trips), model_version=model.version)
 
     @app.get("/health", tags=["operations"])
     async def health() -> dict[str, str]:
@@ -412,12 +531,15 @@ def create_app(
         """Readiness: a checked model is loaded (503 otherwise)."""
         return {"status": "ready", "model_version": served().version}
 
-    @app.get("/model", tags=["operations"], responses={503: _refusal("No model is loaded yet")})
+    for probe in (health, ready):  # probes may ask with HEAD; kept out of the spec, whose ids must be unique
+        app.add_api_route(f"/{probe.__name__}", probe, methods=["HEAD"], include_in_schema=False)
+
+    @app.get("/model", dependencies=keyed, tags=["operations"], responses=REFUSALS)
     async def model_info() -> dict[str, Any]:
         """The served model: version, feature set, training window, validation metrics, last reload."""
         return {**served().describe(), "reload": asdict(holder.status), "source": holder.uri}
 
-    @app.get("/metrics", tags=["operations"], response_class=Response)
+    @app.get("/metrics", dependencies=keyed, tags=["operations"], response_class=Response, responses=REFUSALS)
     async def prometheus() -> Response:
         """Prometheus metrics: requests, latency, predicted durations, model version."""
         if holder.current is not None:
@@ -429,7 +551,26 @@ def create_app(
         """Load the version the model URI names now; the old one serves until the new one is checked."""
         status = holder.reload()
         if status.outcome == "failed":
-            raise HTTPException(409, f"kept version {served().version}: {status.error}")
+            refused = f"version {status.refused}" if status.refused else f"the version {holder.uri} names"
+            raise HTTPException(409, f"refused {refused}: {status.error}; still serving version {served().version}")
         return {**asdict(status), "model_version": served().version}
 
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> HTMLResponse:
+        """Swagger UI, from files this server holds (no CDN: it works offline)."""
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon-32x32.png",
+        )
+
     return app
+
+
+def refuse(trips: list[Trip], i: int, field: str, message: str, kind: str) -> NoReturn:
+    """Raise the 422 for one field of trip `i` (the field alone for a single trip)."""
+    where = (field,) if len(trips) == 1 else ("trips", str(i), field)
+    raise RequestValidationError([{"loc": ("body", *where), "msg": message, "type": kind}])

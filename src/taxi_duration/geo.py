@@ -120,6 +120,8 @@ class ZoneIndex:
         if not valid.any():
             return out
         points, polygons = self._tree.query(shapely.points(lon[valid], lat[valid]), predicate="intersects")
+        if not len(points):  # no point in any zone (a lone trip at sea): nothing to pick between
+            return out
         # A point on a border touches two zones: the lower id wins, the same on every engine and run.
         order = np.lexsort((self.ids[polygons], points))
         points, polygons = points[order], polygons[order]

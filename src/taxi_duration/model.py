@@ -192,7 +192,10 @@ class Bundle:
 
     def predict_trips(self, trips: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Minutes for canonical trips (dicts, as the API holds them), through the fast feature path."""
-        rows = [self.fast.one(trip) for trip in trips]
+        return self.predict_features(self.fast.many(trips))
+
+    def predict_features(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Minutes for the fast path's feature rows."""
         return self.native.predict({name: [r[name] for r in rows] for name in self.native.inputs})
 
     def bounds(self, minutes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

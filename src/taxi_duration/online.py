@@ -8,10 +8,10 @@ itself on different engines, not two implementations.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime, timedelta
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 import narwhals as nw
 import pandas as pd
@@ -26,8 +26,10 @@ from taxi_duration.features import (
     EARTH_RADIUS_MI,
     FEATURES,
     GEOMETRY,
+    HOLIDAY_YEARS,
     MANHATTAN_GRID_DEG,
     add_features,
+    holiday_keys,
     odd_series,
     zone_table,
 )
@@ -81,10 +83,13 @@ class FastFeatures:
     """The features of one trip in microseconds: the online path's answers, remembered by what they read.
 
     A narwhals evaluation of one row takes milliseconds; an API wants microseconds. Each feature is a
-    function of the few inputs it declares (`Feature.reads`, the pickup to its hour), so its value is
-    remembered per distinct input: the first trip seen in an hour, a zone pair or a distance pays one
-    evaluation of the real definitions (`features_table`), later ones a dictionary lookup. Every zone pair,
-    passenger count and vendor a request can carry is evaluated up front in one batch.
+    function of the few inputs it declares (`Feature.reads`), so its value is remembered per distinct input:
+    a zone pair, a distance, and for the pickup its calendar hour (`calendar_key`: month, weekday, hour and
+    whether the day is a holiday, the only parts of the date the features read). Everything a request can
+    carry is evaluated up front in one batch: every zone pair, passenger count, vendor, distance to the cent
+    of a mile, and every calendar hour that occurs from 2009 on. What is still new (an odd distance, a trip
+    inside the store's window) is evaluated by the real definitions (`features_table`) in one batch per
+    call, so a batch of new trips costs one evaluation, not one per trip.
 
     The store statistics are looked up level by level and the first level with enough trips wins, the rule
     `feature_store.attach` applies in batch (written twice because a join per request is what costs the
@@ -108,36 +113,37 @@ class FastFeatures:
         self._warm()
 
     def _warm(self) -> None:
-        """Every zone pair, passenger count, vendor and metered distance to the cent of a mile (TLC files and
-        most clients carry two decimals), evaluated in one batch."""
+        """Every zone pair, passenger count, vendor, metered distance to the cent of a mile (TLC files and
+        most clients carry two decimals) and calendar hour, evaluated in one batch."""
         ids = [*range(1, 266)]
         pairs = [(pu, do) for pu in ids for do in ids]
-        trips = pd.DataFrame(
-            {
-                s.PICKUP: [datetime(2000, 1, 1)] * len(pairs),
-                s.PU_ZONE: [p for p, _ in pairs],
-                s.DO_ZONE: [d for _, d in pairs],
-                s.PASSENGERS: [(None, *range(0, 10))[i % 11] for i in range(len(pairs))],
-                s.VENDOR: [(None, *range(0, 8))[i % 9] for i in range(len(pairs))],
-                s.DISTANCE: [i % 10_001 / 100 for i in range(len(pairs))],
-            }
+        hours = calendar_hours()
+        self._evaluate(
+            [
+                {
+                    s.PICKUP: hours[i % len(hours)],
+                    s.PU_ZONE: pu,
+                    s.DO_ZONE: do,
+                    s.PASSENGERS: (None, *range(0, 10))[i % 11],
+                    s.VENDOR: (None, *range(0, 8))[i % 9],
+                    s.DISTANCE: i % 10_001 / 100,
+                }
+                for i, (pu, do) in enumerate(pairs)
+            ]
         )
-        self._evaluate(trips)
 
-    def warm_hours(self, start: datetime, end: datetime) -> None:
-        """Evaluate every pickup hour in [start, end) in one batch, so the first trips in them pay nothing."""
-        hours = pd.date_range(_hour(start), end, freq="h", inclusive="left")
-        if len(hours):
-            self._evaluate(pd.DataFrame({s.PICKUP: hours, s.PU_ZONE: 1, s.DO_ZONE: 1}))
-
-    def _evaluate(self, trips: pd.DataFrame) -> None:
-        """Run the definitions on a batch of trips once and remember every answer."""
-        self._remember(trips.to_dict("records"), features_table(trips_table(trips)).to_pylist())
+    def _evaluate(self, trips: Sequence[Mapping[str, Any]], with_store: bool = False) -> list[dict[str, Any]]:
+        """Run the definitions on a batch of trips once, remember every answer, and return the features
+        (with the store's statistics if asked)."""
+        store = self.store if with_store else None
+        rows = features_table(trips_table(pd.DataFrame([dict(t) for t in trips])), store).to_pylist()
+        self._remember(trips, rows)
+        return rows
 
     def _key(self, reads: tuple[str, ...], trip: Mapping[str, Any]) -> tuple[Any, ...]:
-        return tuple(_hour(trip[c]) if c == s.PICKUP else trip.get(c) for c in reads)
+        return tuple(calendar_key(trip[c]) if c == s.PICKUP else trip.get(c) for c in reads)
 
-    def _remember(self, trips: list[Mapping[str, Any]], rows: list[dict[str, Any]]) -> None:
+    def _remember(self, trips: Sequence[Mapping[str, Any]], rows: list[dict[str, Any]]) -> None:
         for reads, names in self._groups.items():
             known = self._known[reads]
             if len(known) > self.cache_size:
@@ -147,10 +153,35 @@ class FastFeatures:
 
     def one(self, trip: Mapping[str, Any]) -> dict[str, Any]:
         """Features (and store statistics) of one canonical trip (`pickup_datetime` naive New York time)."""
+        return self.many([trip])[0]
+
+    def many(self, trips: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Features (and store statistics) of canonical trips, in order; the ones not answered from memory
+        are evaluated together in one batch."""
+        out = [self._remembered(trip) for trip in trips]
+        new = [i for i, row in enumerate(out) if row is None]
+        if new:
+            for i, row in zip(new, self._evaluate([trips[i] for i in new], with_store=True), strict=True):
+                out[i] = row
+        return cast(list[dict[str, Any]], out)
+
+    def recall(self, trips: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]] | None:
+        """The features of every trip from memory (microseconds each), or None as soon as one needs an
+        evaluation."""
+        out = []
+        for trip in trips:
+            row = self._remembered(trip)
+            if row is None:
+                return None
+            out.append(row)
+        return out
+
+    def _remembered(self, trip: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The trip's features from memory, or None if it needs an evaluation."""
         if self.store is not None:
             lo, hi = self.store.window
             if lo <= trip[s.PICKUP] < hi:
-                return online_features(trip, self.store)
+                return None
         out: dict[str, Any] = {}
         for reads, names in self._groups.items():
             if reads == GEOMETRY and all(trip.get(c) is not None for c in s.COORDINATES):
@@ -158,8 +189,7 @@ class FastFeatures:
                 continue
             values = self._known[reads].get(self._key(reads, trip))
             if values is None:
-                self._remember([trip], features_table(request_table(trip)).to_pylist())
-                values = self._known[reads][self._key(reads, trip)]
+                return None
             out.update(zip(names, values, strict=True))
         if self.store is not None:
             self._attach(out)
@@ -202,5 +232,31 @@ def geometry(lon1: float, lat1: float, lon2: float, lat2: float) -> dict[str, fl
     return {"haversine_mi": haversine, "manhattan_mi": manhattan, "bearing_deg": bearing}
 
 
-def _hour(pickup: datetime) -> datetime:
-    return pickup.replace(minute=0, second=0, microsecond=0)
+def calendar_key(pickup: datetime) -> tuple[int, int, int, bool]:
+    """What the features read of a pickup time: month, ISO weekday, hour and whether the day is a US
+    federal holiday (`features.holiday_keys`). A test over every year the API accepts holds the features
+    to it: two pickups with the same key have the same time features."""
+    return (
+        pickup.month,
+        pickup.isoweekday(),
+        pickup.hour,
+        pickup.year * 10_000 + pickup.month * 100 + pickup.day in _holidays(),
+    )
+
+
+@cache
+def _holidays() -> frozenset[int]:
+    return frozenset(holiday_keys())
+
+
+@cache
+def calendar_hours() -> tuple[datetime, ...]:
+    """One pickup hour for every `calendar_key` that occurs in `HOLIDAY_YEARS` (about 3,400 hours)."""
+    first: dict[tuple[int, int, int, bool], datetime] = {}
+    day = date(HOLIDAY_YEARS[0], 1, 1)
+    while day.year <= HOLIDAY_YEARS[-1]:
+        for hour in range(24):
+            pickup = datetime(day.year, day.month, day.day, hour)
+            first.setdefault(calendar_key(pickup), pickup)
+        day += timedelta(days=1)
+    return tuple(first.values())

@@ -184,3 +184,22 @@ def missing_required(source_columns: list[str] | tuple[str, ...]) -> list[str]:
         # Durations are learned from how far a trip goes: a metered distance, or the coordinates' straight line.
         missing.append(f"{DISTANCE} (as {' or '.join(BY_NAME[DISTANCE].aliases)}, or coordinates)")
     return missing
+
+
+# The rest of a TLC trip record (yellow and green data dictionaries), which no reader keeps: the API accepts
+# and ignores them, so a whole record can be sent as it is, while a misspelt name is refused as unknown.
+TLC_RECORD_EXTRAS = (
+    "store_and_fwd_flag",
+    "extra",
+    "mta_tax",
+    "tip_amount",
+    "tolls_amount",
+    "ehail_fee",
+    "improvement_surcharge",
+    "total_amount",
+    "trip_type",
+    "congestion_surcharge",
+    "airport_fee",
+    "Airport_fee",
+    "cbd_congestion_fee",
+)

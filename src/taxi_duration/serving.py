@@ -8,7 +8,10 @@ reference; a model that fails to load or to check is reported and never replaces
 
 from __future__ import annotations
 
+import fcntl
+import gc
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -17,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import mlflow
 import numpy as np
@@ -33,6 +36,9 @@ DEFAULT_MODEL = f"models:/{tracking.MODEL_NAME}@{tracking.CHAMPION}"
 BUNDLE_PATH = Path("artifacts") / "bundle"  # where MLflow puts the pyfunc's `bundle` artifact
 # A checked model answers every canary with a finite duration no longer than this.
 CANARY_MAX_MINUTES = 24 * 60.0
+# A server's downloaded models live in a work folder under the scratch dir, named with this prefix and
+# holding a lock file the server keeps locked while it runs (the lock goes when the process does).
+WORK_PREFIX, OWNER_LOCK = "serving-", ".owner.lock"
 
 
 @dataclass
@@ -52,12 +58,21 @@ class Served:
 
     def predict(self, trips: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Minutes, p10 and p90 for canonical trips (one or many)."""
+        return self._predict(self.bundle.fast.many(trips))
+
+    def predict_remembered(self, trips: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, ...] | None:
+        """What `predict` answers, if the fast path remembers every trip's features (microseconds a trip);
+        else None, and the caller decides where the evaluation should run."""
+        rows = self.bundle.fast.recall(trips)
+        return None if rows is None else self._predict(rows)
+
+    def _predict(self, rows: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         interval = self.bundle.interval
-        if len(trips) == 1:
-            minutes = self.bundle.native.predict_one(self.bundle.fast.one(trips[0]))
+        if len(rows) == 1:
+            minutes = self.bundle.native.predict_one(rows[0])
             low, high = interval.bounds_one(minutes) if interval else (minutes, minutes)
             return np.array([minutes]), np.array([low]), np.array([high])
-        batch = self.bundle.predict_trips(trips)
+        batch = self.bundle.predict_features(rows)
         return (batch, *self.bundle.bounds(batch))
 
     def describe(self) -> dict[str, Any]:
@@ -112,8 +127,6 @@ def load(settings: Settings, uri: str, work: Path) -> Served:
         bundle = Bundle.open(local / BUNDLE_PATH if (local / BUNDLE_PATH).is_dir() else local)
         if not bundle.exported:
             raise UsageError(f"model {pinned} predates the native export the server needs: train it again")
-        now = datetime.now()
-        bundle.fast.warm_hours(now - timedelta(hours=1), now + timedelta(days=2))
         served = Served(version, pinned, bundle, folder)
         check(served)
         return served
@@ -164,6 +177,7 @@ class ReloadStatus:
     checked_at: str | None = None
     outcome: str = "never"  # "loaded", "unchanged", "failed"
     error: str | None = None
+    refused: str | None = None  # the version that failed, when it was found
 
 
 class ModelHolder:
@@ -172,7 +186,7 @@ class ModelHolder:
     def __init__(self, settings: Settings, uri: str = DEFAULT_MODEL) -> None:
         self.settings = settings
         self.uri = uri
-        self.work = Path(tempfile.mkdtemp(prefix="serving-", dir=settings.scratch_dir()))
+        self.work, self._owner = claim_work(settings.scratch_dir())
         self.current: Served | None = None
         self.status = ReloadStatus()
         self._lock = threading.Lock()
@@ -184,6 +198,7 @@ class ModelHolder:
         """Load the model the URI names now; a failure here is fatal (there is nothing to serve)."""
         self.current = load(self.settings, self.uri, self.work)
         self.status = ReloadStatus(_now(), "loaded")
+        _freeze()
         return self.current
 
     def reload(self) -> ReloadStatus:
@@ -194,6 +209,7 @@ class ModelHolder:
 
     def _reload(self) -> ReloadStatus:
         with self._lock:
+            version = None
             try:
                 version, _ = resolve(self.settings, self.uri)
                 if self.current is not None and version == self.current.version:
@@ -202,12 +218,13 @@ class ModelHolder:
                 fresh = load(self.settings, self.uri, self.work)
             except Exception as exc:
                 log.warning("reload of %s failed, still serving version %s: %s", self.uri, self._version(), exc)
-                self.status = ReloadStatus(_now(), "failed", str(exc))
+                self.status = ReloadStatus(_now(), "failed", str(exc), version)
                 return self.status
             old, self.current = self.current, fresh
             self.status = ReloadStatus(_now(), "loaded")
             if old is not None:
                 shutil.rmtree(old.folder, ignore_errors=True)
+            _freeze()
             log.warning("now serving %s (was version %s)", fresh.uri, old.version if old else None)
             return self.status
 
@@ -227,11 +244,61 @@ class ModelHolder:
         self._poller.start()
 
     def close(self) -> None:
-        """Stop polling and remove the downloaded models."""
+        """Stop polling and remove the downloaded models (again is harmless)."""
         self._stop.set()
         if self._poller is not None:
             self._poller.join(timeout=30)
         shutil.rmtree(self.work, ignore_errors=True)
+        self._owner.close()
+
+
+def claim_work(scratch: Path) -> tuple[Path, IO[bytes]]:
+    """A new work folder under `scratch` and its lock file, locked for as long as this process runs.
+
+    Work folders of servers that are gone (killed, or stopped before they could clean up) are removed
+    first. The folder is made under a hidden name and renamed once locked, so a `serving-*` folder is
+    never seen without its lock by another server sweeping at the same time.
+    """
+    for left in sweep(scratch):
+        log.warning("removed %s, left behind by a server that has ended", left)
+    making = Path(tempfile.mkdtemp(prefix=f".{WORK_PREFIX}", dir=scratch))
+    owner = (making / OWNER_LOCK).open("wb")
+    fcntl.flock(owner, fcntl.LOCK_EX)
+    work = scratch / making.name.removeprefix(".")
+    making.rename(work)
+    return work, owner
+
+
+def sweep(scratch: Path) -> list[Path]:
+    """Remove the work folders under `scratch` whose server has ended (their lock is free); the folders of
+    running servers, whose lock is held, stay. Returns what was removed."""
+    removed = []
+    for folder in sorted(scratch.glob(f"{WORK_PREFIX}*")):
+        try:
+            fd = os.open(folder / OWNER_LOCK, os.O_RDONLY)
+        except FileNotFoundError:  # a folder from before the lock files, or removed by another server
+            if folder.is_dir():
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # its server is running
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+        finally:
+            os.close(fd)
+    return removed
+
+
+def _freeze() -> None:
+    """Take everything alive now (the model and the fast path's hundreds of thousands of remembered values)
+    out of the garbage collector's full passes: one pass over them holds the GIL for half a second, and
+    every request waits. A replaced model is still freed by reference counting; only reference cycles in
+    it, if any, stay."""
+    gc.freeze()
 
 
 def _now() -> str:

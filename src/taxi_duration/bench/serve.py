@@ -5,7 +5,11 @@
    defaults to); `wrk`, a C load generator, runs in another with a fixed number of connections, cycling
    through distinct real-looking trips, for `duration` seconds per endpoint after a warm-up. One trip per
    request (`/predict` against MLflow's `/invocations`), then batches (`/predict/batch`, rows/s).
-3. Optionally a soak: `/predict` under load for `soak_s` seconds, the server's RSS sampled throughout.
+3. Worst case, our server only: batches of `MAX_BATCH` trips that miss every cache the server has (pickups
+   at any hour of any day from 2009 to next year, distances to the thousandth of a mile, rare vendors, trips
+   inside the feature store's window) under load, while a client calls `/health` one call after another:
+   its p99 says whether a heavy batch holds up the other clients.
+4. Optionally a soak: `/predict` under load for `soak_s` seconds, the server's RSS sampled throughout.
 
 Written by hand because the comparison itself is the product: no tool starts both servers on one model.
 """
@@ -18,19 +22,22 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pandas as pd
 import psutil
 
 from taxi_duration import schema as s
+from taxi_duration.api import AHEAD, FIRST_DAY, MAX_BATCH
 from taxi_duration.config import Settings
 from taxi_duration.errors import UsageError
 from taxi_duration.months import Month
@@ -94,6 +101,32 @@ def trips(month: str, n: int, seed: int = 0) -> list[dict[str, Any]]:
             frame["trip_distance"],
             strict=True,
         )
+    ]
+
+
+def worst_case_trips(n: int, seed: int, window: tuple[datetime, datetime]) -> list[dict[str, Any]]:
+    """`n` trips a server has never seen: pickups at any second from 2009 to next year (one in ten inside the
+    store's `window`, which take the full feature path), distances to the thousandth of a mile, any vendor."""
+    rng = np.random.default_rng(seed)
+    first = datetime.combine(FIRST_DAY, datetime.min.time())
+    span = (datetime.now() + AHEAD - timedelta(days=2) - first).total_seconds()
+    inside = (window[1] - window[0]).total_seconds()
+    pickups = [
+        window[0] + timedelta(seconds=float(rng.uniform(0, inside)))
+        if i % 10 == 0
+        else first + timedelta(seconds=float(rng.uniform(0, span)))
+        for i in range(n)
+    ]
+    return [
+        {
+            s.PICKUP: pickup.isoformat(timespec="seconds"),
+            s.PU_ZONE: int(rng.integers(1, 264)),
+            s.DO_ZONE: int(rng.integers(1, 264)),
+            s.PASSENGERS: int(rng.integers(0, 10)),
+            s.DISTANCE: round(float(rng.uniform(0.1, 40)), 3),
+            s.VENDOR: int(rng.integers(0, 100)),
+        }
+        for pickup in pickups
     ]
 
 
@@ -228,6 +261,7 @@ def run(
         env["TAXI_DURATION_DATA_DIR"] = str(settings.data_dir)
         rows: list[Row] = []
         soak: dict[str, Any] | None = None
+        worst: dict[str, Any] | None = None
         for i, target in enumerate(targets(pinned, port)):
             single, batch = work / f"single-{i}.jsonl", work / f"batch-{i}.jsonl"
             single.write_text("".join(json.dumps(target.body([t])) + "\n" for t in requests))
@@ -257,6 +291,9 @@ def run(
                             rss_mib=round(process.memory_info().rss / 2**20, 1),
                         )
                     )
+                if target.name == OURS:
+                    on_step(f"worst case: {duration:.0f} s of never-seen batches, /health timed")
+                    worst = _worst_case(url, work, served, duration, connections)
                 if soak_s > 0 and target.name == OURS:
                     on_step(f"soak: {soak_s:.0f} s of /predict")
                     soak = _soak(process, url, target.single, single, soak_s, connections)
@@ -270,6 +307,7 @@ def run(
             "cpus": os.cpu_count(),
             "in_process": local,
             "rows": [asdict(r) for r in rows],
+            "worst_case": worst,
             "soak": soak,
         }
         out.mkdir(parents=True, exist_ok=True)
@@ -278,6 +316,42 @@ def run(
         return results
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _worst_case(url: str, work: Path, served: Served, seconds: float, connections: int) -> dict[str, Any]:
+    """Never-seen batches of `MAX_BATCH` trips under load while one client calls `/health` back to back."""
+    bodies = work / "worst-case.jsonl"
+    window = served.bundle.store.window
+    with bodies.open("w") as out:
+        for seed in range(100):  # 100,000 distinct trips: wrk cycles through them
+            out.write(json.dumps({"trips": worst_case_trips(MAX_BATCH, seed, window)}) + "\n")
+    health: list[float] = []
+    with _wrk(url, "/predict/batch", bodies, seconds, connections) as load:
+
+        def probe() -> None:
+            with httpx.Client(timeout=60) as client:
+                while load.poll() is None:
+                    start = time.perf_counter()
+                    client.get(f"{url}/health")
+                    health.append(time.perf_counter() - start)
+
+        prober = threading.Thread(target=probe)
+        prober.start()
+        summary = _summary(load)
+        prober.join()
+    ms = np.array(health) * 1e3
+    return {
+        "seconds": seconds,
+        "batch_trips": MAX_BATCH,
+        "batches": summary["requests"],
+        "batch_p50_ms": summary["p50_us"] / 1e3,
+        "batch_p99_ms": summary["p99_us"] / 1e3,
+        "errors": summary["socket_errors"] + summary["bad_status"],
+        "health_calls": len(ms),
+        "health_p50_ms": round(float(np.percentile(ms, 50)), 2) if len(ms) else None,
+        "health_p99_ms": round(float(np.percentile(ms, 99)), 2) if len(ms) else None,
+        "health_max_ms": round(float(ms.max()), 2) if len(ms) else None,
+    }
 
 
 def _soak(process: psutil.Process, url: str, endpoint: str, bodies: Path, seconds: float, connections: int) -> dict:
@@ -330,6 +404,15 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{'One trip' if size == '(1' else 'Batches'}: {ours['rps'] / theirs['rps']:.1f}x the requests/s of "
                 f"`mlflow models serve`, p99 {ours['p99_ms']:.2f} ms against {theirs['p99_ms']:.2f} ms."
             )
+    if results.get("worst_case"):
+        worst = results["worst_case"]
+        lines += [
+            "",
+            f"Worst case: {worst['seconds']:.0f} s of never-seen batches of {worst['batch_trips']:,} trips "
+            f"({worst['batches']:,} batches, p50 {worst['batch_p50_ms']:.0f} ms, p99 {worst['batch_p99_ms']:.0f} ms, "
+            f"{worst['errors']} errors); meanwhile /health answered {worst['health_calls']:,} calls, "
+            f"p50 {worst['health_p50_ms']} ms, p99 {worst['health_p99_ms']} ms, max {worst['health_max_ms']} ms.",
+        ]
     if results.get("soak"):
         soak = results["soak"]
         lines += [
