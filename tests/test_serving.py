@@ -3,7 +3,6 @@ registry behind it, real HTTP requests. What the Dockerfile starts is the comman
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -27,15 +26,16 @@ from mlflow import MlflowClient
 
 from taxi_duration import tracking
 from taxi_duration.api import DOCS_ASSETS, MAX_BATCH
+from taxi_duration.atomic import run_tag
 from taxi_duration.bench.serve import worst_case_trips
-from taxi_duration.config import Settings
+from taxi_duration.config import SCRATCH_PREFIX, Settings
 from taxi_duration.inputs import check_all, discover
 from taxi_duration.model import SIGNATURE
 from taxi_duration.months import parse_months
-from taxi_duration.serving import OWNER_LOCK, WORK_PREFIX, wait_ready
+from taxi_duration.serving import wait_ready
 from taxi_duration.synth import generate
 from taxi_duration.train import train
-from tests.conftest import SPLIT, store_settings
+from tests.conftest import SPLIT, Holding, store_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 TRIP = {
@@ -449,26 +449,23 @@ def test_a_new_champion_is_served_without_downtime_and_a_bad_one_never(registry:
 
 
 def test_a_stopped_server_leaves_no_folders_and_a_new_one_sweeps_dead_ones(registry: Settings) -> None:
-    scratch = registry.scratch_dir()
-    dead, live = scratch / f"{WORK_PREFIX}dead", scratch / f"{WORK_PREFIX}live"
-    for folder in (dead, live):
-        (folder / "v1-model").mkdir(parents=True)
-        (folder / OWNER_LOCK).touch()
-    legacy = scratch / f"{WORK_PREFIX}legacy"  # from a server that predates the lock files
-    (legacy / "v1-model").mkdir(parents=True)
-    before = set(scratch.iterdir())
-    with (live / OWNER_LOCK).open("rb") as owner:
-        fcntl.flock(owner, fcntl.LOCK_EX)  # as a running server holds it
-        running = Server(registry, "--model", "models:/taxi-duration/1")  # the champion may be a broken one by now
-        (own,) = set(scratch.iterdir()) - before
-        assert not dead.exists()
-        assert not legacy.exists()
-        assert live.exists()
-        assert (own / OWNER_LOCK).is_file()
-        running.stop()  # SIGTERM, as an orchestrator stops it
+    runs = registry.data_dir / "tmp"
+    killed = Holding(
+        f"from taxi_duration.config import load_settings; print(load_settings(data_dir={str(registry.data_dir)!r})"
+        ".scratch_dir())"
+    )
+    dead = Path(killed.said)  # a killed server's folder, with its model inside
+    (dead / "serving-x" / "v1-model").mkdir(parents=True)
+    killed.kill()
+    before = set(runs.iterdir())
+    running = Server(registry, "--model", "models:/taxi-duration/1")  # the champion may be a broken one by now
+    assert not dead.exists()
+    (own,) = set(runs.iterdir()) - before
+    assert own.name == f"{SCRATCH_PREFIX}{run_tag(running.process.pid)}"
+    assert any(own.glob("serving-*/v1-*")), "the server's model is downloaded into its own run folder"
+    assert registry.scratch_dir() in before, "this test process's own run folder is left alone"
+    running.stop()  # SIGTERM, as an orchestrator stops it
     assert not own.exists()
-    assert live.exists()
-    shutil.rmtree(live)
 
 
 def test_serving_with_no_champion_is_a_clear_error(tmp_path: Path) -> None:

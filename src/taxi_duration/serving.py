@@ -8,10 +8,8 @@ reference; a model that fails to load or to check is reported and never replaces
 
 from __future__ import annotations
 
-import fcntl
 import gc
 import logging
-import os
 import shutil
 import tempfile
 import threading
@@ -20,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -36,9 +34,6 @@ DEFAULT_MODEL = f"models:/{tracking.MODEL_NAME}@{tracking.CHAMPION}"
 BUNDLE_PATH = Path("artifacts") / "bundle"  # where MLflow puts the pyfunc's `bundle` artifact
 # A checked model answers every canary with a finite duration no longer than this.
 CANARY_MAX_MINUTES = 24 * 60.0
-# A server's downloaded models live in a work folder under the scratch dir, named with this prefix and
-# holding a lock file the server keeps locked while it runs (the lock goes when the process does).
-WORK_PREFIX, OWNER_LOCK = "serving-", ".owner.lock"
 
 
 @dataclass
@@ -186,7 +181,8 @@ class ModelHolder:
     def __init__(self, settings: Settings, uri: str = DEFAULT_MODEL) -> None:
         self.settings = settings
         self.uri = uri
-        self.work, self._owner = claim_work(settings.scratch_dir())
+        # The process's own scratch folder: removed when it exits, swept by the next run if it was killed.
+        self.work = Path(tempfile.mkdtemp(prefix="serving-", dir=settings.scratch_dir()))
         self.current: Served | None = None
         self.status = ReloadStatus()
         self._lock = threading.Lock()
@@ -249,48 +245,6 @@ class ModelHolder:
         if self._poller is not None:
             self._poller.join(timeout=30)
         shutil.rmtree(self.work, ignore_errors=True)
-        self._owner.close()
-
-
-def claim_work(scratch: Path) -> tuple[Path, IO[bytes]]:
-    """A new work folder under `scratch` and its lock file, locked for as long as this process runs.
-
-    Work folders of servers that are gone (killed, or stopped before they could clean up) are removed
-    first. The folder is made under a hidden name and renamed once locked, so a `serving-*` folder is
-    never seen without its lock by another server sweeping at the same time.
-    """
-    for left in sweep(scratch):
-        log.warning("removed %s, left behind by a server that has ended", left)
-    making = Path(tempfile.mkdtemp(prefix=f".{WORK_PREFIX}", dir=scratch))
-    owner = (making / OWNER_LOCK).open("wb")
-    fcntl.flock(owner, fcntl.LOCK_EX)
-    work = scratch / making.name.removeprefix(".")
-    making.rename(work)
-    return work, owner
-
-
-def sweep(scratch: Path) -> list[Path]:
-    """Remove the work folders under `scratch` whose server has ended (their lock is free); the folders of
-    running servers, whose lock is held, stay. Returns what was removed."""
-    removed = []
-    for folder in sorted(scratch.glob(f"{WORK_PREFIX}*")):
-        try:
-            fd = os.open(folder / OWNER_LOCK, os.O_RDONLY)
-        except FileNotFoundError:  # a folder from before the lock files, or removed by another server
-            if folder.is_dir():
-                shutil.rmtree(folder, ignore_errors=True)
-                removed.append(folder)
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            continue  # its server is running
-        else:
-            shutil.rmtree(folder, ignore_errors=True)
-            removed.append(folder)
-        finally:
-            os.close(fd)
-    return removed
 
 
 def _freeze() -> None:
