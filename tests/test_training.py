@@ -172,6 +172,33 @@ def test_a_champion_judged_on_other_months_is_scored_again(raw: list[InputFile],
     assert decision.champion_rmse == 1.0
 
 
+def test_the_same_job_run_twice_ties_and_keeps_the_champion(raw: list[InputFile], tmp_path: Path) -> None:
+    settings = store_settings(tmp_path)
+    first = train(settings, raw, SPLIT, "pretrip")
+    again = train(settings, raw, SPLIT, "pretrip")
+    assert again.overall("validate")["model"]["rmse"] == first.overall("validate")["model"]["rmse"]
+    assert not again.decision.promoted
+    assert "ties champion" in again.decision.reason
+    assert tracking.champion_version(tracking.connect(settings)) == first.decision.version
+
+
+def test_a_tie_never_moves_the_champion_whatever_its_last_digits(tmp_path: Path) -> None:
+    store = tracking.connect(store_settings(tmp_path))
+    rmse = 5.17329951  # rounds up at 6 decimals: a rounded tag once made its own tie look like a win
+
+    def rescore(uri: str) -> float:
+        raise AssertionError(f"{uri} was judged on the same rows: its tag is enough")
+
+    with tracking.mlflow.start_run() as run:
+        uri = f"runs:/{run.info.run_id}/model"
+        decisions = [tracking.register(store, uri, run.info.run_id, "same-rows", r, rescore) for r in (rmse, rmse)]
+        better = tracking.register(store, uri, run.info.run_id, "same-rows", rmse * 0.999, rescore)
+    assert [d.promoted for d in decisions] == [True, False]
+    assert decisions[1].champion_rmse == rmse
+    assert better.promoted
+    assert tracking.champion_version(store) == better.version
+
+
 @pytest.mark.parametrize("point", ["train", "decide"])
 def test_a_killed_training_leaves_no_broken_run_or_half_registered_model(
     raw: list[InputFile], tmp_path: Path, point: str
