@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,26 @@ def test_help_lists_every_subcommand() -> None:
     assert result.returncode == 0
     for command in ("synth", "download", "inspect", "validate", "run"):
         assert command in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("command", "flags", "valued"),
+    [
+        ((), ("--version", "--help"), ()),
+        (("validate",), ("--features", "--overwrite", "--help"), ("--out <path>",)),
+        (("download",), ("--shapes / --no-shapes",), ("--dest <path>",)),
+    ],
+)
+def test_help_shows_on_off_flags_without_a_value(
+    command: tuple[str, ...], flags: tuple[str, ...], valued: tuple[str, ...]
+) -> None:
+    result = cli(*command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "<bool>" not in result.stdout
+    for flag in flags:  # the flag, then its help text: no placeholder between them
+        assert re.search(rf"^\s+{re.escape(flag)}\s{{2,}}[A-Z]", result.stdout, re.MULTILINE), flag
+    for option in valued:  # options that take a value still say what kind
+        assert option in result.stdout
 
 
 def test_validate_writes_outputs_and_exits_zero(tmp_path: Path) -> None:

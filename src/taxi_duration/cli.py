@@ -22,6 +22,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Typer's rich help panels print a type beside every option, flags included (`--overwrite <bool>`, even
+    # `--help <bool>`), as if they took a value; its plain layout shows a type only where a value follows.
+    rich_markup_mode=None,
 )
 console = Console(stderr=True, soft_wrap=True)  # one message, one line, also in logs
 
