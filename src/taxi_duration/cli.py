@@ -297,7 +297,8 @@ def predict(
 
     The database is TAXI_DURATION_POSTGRES_URL (or `postgres_url` in taxi-duration.toml):
     postgresql://user:password@host:port/db; its password is never printed. Rows are keyed on
-    (KEY, model_version), so re-running a batch replaces its rows instead of adding more.
+    (KEY, model_version), so re-running a batch replaces its rows instead of adding more. A KEY found on
+    several rows is predicted once (its first row that can be) and its other rows are counted as repeated.
     """
     from taxi_duration.scorecard import load_bundle
     from taxi_duration.scoring import describe, score_table
