@@ -182,6 +182,23 @@ def test_the_same_job_run_twice_ties_and_keeps_the_champion(raw: list[InputFile]
     assert tracking.champion_version(tracking.connect(settings)) == first.decision.version
 
 
+def test_long_steps_report_progress_within_them(raw: list[InputFile], tmp_path: Path) -> None:
+    steps: list[str] = []
+    seen: list[tuple[str, str, int, int]] = []
+    train(
+        store_settings(tmp_path),
+        raw,
+        SPLIT,
+        "pretrip",
+        on_step=steps.append,
+        on_progress=lambda what, done, total: seen.append((steps[-1], what, done, total)),
+    )
+    rounds = [(done, total) for step, what, done, total in seen if (step, what) == ("train", "boosting rounds")]
+    assert rounds == [(done, 100) for done in range(1, 101)]  # the quick search's 100 trees
+    parts = [(done, total) for step, what, done, total in seen if (step, what) == ("evaluate", "parts scored")]
+    assert parts == [(1, 4), (2, 4), (3, 4), (4, 4)]
+
+
 def test_a_tie_never_moves_the_champion_whatever_its_last_digits(tmp_path: Path) -> None:
     store = tracking.connect(store_settings(tmp_path))
     rmse = 5.17329951  # rounds up at 6 decimals: a rounded tag once made its own tie look like a win
@@ -239,9 +256,12 @@ def test_too_few_months_is_a_clear_error(raw: list[InputFile], tmp_path: Path) -
 @pytest.mark.spark
 def test_spark_pipeline_end_to_end(raw: list[InputFile], tmp_path: Path, spark: object) -> None:
     settings = store_settings(tmp_path, engine="spark", spark_master="local[2]", spark_driver_memory="1g")
-    outcome = train(settings, raw, SPLIT, "with_distance")
+    searched: list[tuple[str, int, int]] = []
+    outcome = train(settings, raw, SPLIT, "with_distance", on_progress=lambda *p: searched.append(p))
     scores = outcome.overall("validate")
     assert outcome.engine == "spark"
+    fitted = [(done, total) for what, done, total in searched if what == "candidates"]
+    assert fitted == [(done, fitted[-1][1]) for done in range(1, fitted[-1][1] + 1)]  # linear x2, gbt (xgboost)
     assert outcome.chosen in ("linear", "gbt", "ensemble")
     assert scores["model"]["rmse"] < 0.9 * scores["global_mean"]["rmse"]
     candidates = MlflowClient(settings.mlflow_tracking_uri).download_artifacts(outcome.run_id, "candidates.json")

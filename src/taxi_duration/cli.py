@@ -402,16 +402,21 @@ def _train(
     console.print(f"{split}; {settings.feature_set} features; {settings.engine} engine")
     with _progress() as progress:
         task = progress.add_task("training", total=len(STEPS))
+        within = progress.add_task("", total=None, visible=False)  # rounds, candidates, parts: under the step
         seen: list[str] = []
 
         def on_step(step: str) -> None:
             if seen:
                 progress.advance(task)
             seen.append(step)
+            progress.update(within, visible=False)
             if step in STEPS:
                 progress.update(task, description=step)
 
-        outcome = run_training(settings, files, split, settings.feature_set, on_step)
+        def on_progress(what: str, done: int, total: int) -> None:
+            progress.update(within, description=f"  {what}", completed=done, total=total, visible=True)
+
+        outcome = run_training(settings, files, split, settings.feature_set, on_step, on_progress)
         progress.update(task, completed=len(STEPS), description="done")
     _print_outcome(outcome)
     _write_json(out, outcome_json(outcome))
