@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from taxi_duration.months import parse_months
+from taxi_duration.synth import generate
 from tests.conftest import green_row, write_parquet
 
 
-def cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def cli(*args: str | Path, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "taxi_duration", *map(str, args)],
         capture_output=True,
         text=True,
         cwd=cwd,
+        env={**os.environ, **env},
         timeout=300,
         check=False,
     )
@@ -109,6 +114,35 @@ def test_evaluate_with_a_model_that_does_not_exist_is_one_clear_line(tmp_path: P
     assert result.returncode == 2
     assert result.stderr.startswith("error: cannot load model 'models:/taxi-duration/99'")
     assert "Traceback" not in result.stderr
+
+
+def test_train_prints_an_mlflow_command_that_works_as_printed(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    generate(12_000, parse_months("2023-01..2023-03"), raw, seed=4)
+    data_dir = tmp_path / "data"
+    narrow = {"COLUMNS": "60", "PATH": "/usr/bin:/bin"}  # a narrow terminal, and no virtualenv on the PATH
+    result = cli("train", "--data", raw, "--search", "quick", "--config", _config(tmp_path, data_dir), **narrow)
+    assert result.returncode == 0, result.stderr
+    command = next(line for line in result.stdout.splitlines() if " ui --backend-store-uri " in line)
+    program, *args = shlex.split(command)
+    assert args == ["ui", "--backend-store-uri", f"sqlite:///{data_dir}/mlflow.db"]
+    assert subprocess.run([program, "ui", "--help"], capture_output=True, timeout=120).returncode == 0
+
+
+def test_the_ratio_legend_is_one_of_the_rows() -> None:
+    from rich.console import Console
+
+    from taxi_duration.cli import _metrics_table
+
+    scores = {
+        name: {"rmse": rmse, "mae": 1.0, "r2": 0.5, "rmsle": 0.1}
+        for name, rmse in (("model", 5.0), ("course", 6.25), ("zone_pair_median", 8.0), ("global_mean", 10.0))
+    }
+    out = Console(record=True, width=200)
+    out.print(_metrics_table("metrics", scores))
+    text = out.export_text()
+    assert "course (0.80x)" in text
+    assert "(0.80x) beside course: our RMSE / its RMSE = 5.000 / 6.250" in text
 
 
 def _config(tmp_path: Path, data_dir: Path | None = None) -> Path:

@@ -425,14 +425,19 @@ def _train(
 def _metrics_table(
     title: str, by_name: dict[str, dict[str, float]], test: dict[str, dict[str, float]] | None = None
 ) -> Table:
-    caption = "(0.64x): our RMSE / that baseline's RMSE, on the same rows"
+    ours = by_name["model"]["rmse"]
+    # The legend explains the ratio with the first baseline's own numbers, so it matches a row.
+    example = next(((name, m["rmse"]) for name, m in by_name.items() if name != "model" and m["rmse"]), None)
+    caption = None
+    if example is not None:
+        label, theirs = example[0].replace("_", " "), example[1]
+        caption = f"({ours / theirs:.2f}x) beside {label}: our RMSE / its RMSE = {ours:.3f} / {theirs:.3f}"
     table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
     table.add_column("")
     for metric in ("RMSE", "MAE", "R2", "RMSLE"):
         table.add_column(metric, justify="right")
     if test is not None:
         table.add_column("test RMSE", justify="right")
-    ours = by_name["model"]["rmse"]
     for name, m in by_name.items():
         label = "[bold]ours" if name == "model" else name.replace("_", " ")
         ratio = "" if name == "model" else f" ({ours / m['rmse']:.2f}x)" if m["rmse"] else ""
@@ -465,7 +470,8 @@ def _print_outcome(outcome: Any) -> None:
     d = outcome.decision
     status = "[green]now the champion[/green]" if d.promoted else "[yellow]not promoted[/yellow]"
     out.print(f"model: taxi-duration v{d.version}, {status}: {d.reason}")
-    out.print(f"MLflow run {outcome.run_id} in {outcome.tracking_uri}; open it with: {outcome.ui_command}")
+    out.print(f"MLflow run {outcome.run_id} in {outcome.tracking_uri}; open it with:", soft_wrap=True)
+    out.print(outcome.ui_command, soft_wrap=True, markup=False, highlight=False)  # one line, to copy whole
     steps = ", ".join(f"{name} {s:.0f} s" for name, s in outcome.step_s.items())
     out.print(f"done in {outcome.elapsed_s:.0f} s ({steps})")
 

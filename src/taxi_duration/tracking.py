@@ -15,9 +15,11 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shlex
 import signal
 import socket
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,10 +65,13 @@ class Store:
 
     @property
     def ui_command(self) -> str:
-        """The command that opens this store in the MLflow UI."""
+        """The command that opens this store in the MLflow UI, as it can be pasted into any shell: MLflow is
+        named by its path beside this Python (the project's virtualenv), which need not be on the PATH."""
         if self.tracking_uri.startswith(("http://", "https://", "databricks")):
             return f"open {self.tracking_uri}"
-        return f"mlflow ui --backend-store-uri {self.tracking_uri}"
+        installed = Path(sys.executable).with_name("mlflow")
+        program = shlex.quote(str(installed)) if installed.is_file() else "mlflow"
+        return f"{program} ui --backend-store-uri {shlex.quote(self.tracking_uri)}"
 
 
 def connect(settings: Settings) -> Store:
