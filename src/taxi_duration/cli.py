@@ -409,7 +409,7 @@ def _train(
             if seen:
                 progress.advance(task)
             seen.append(step)
-            progress.update(within, visible=False)
+            progress.reset(within, visible=False)  # its clock and estimate start with the next step
             if step in STEPS:
                 progress.update(task, description=step)
 
