@@ -3,10 +3,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test lint format clean
+.PHONY: help setup run test lint format clean clean-all
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
 
 setup: ## Create .venv, install the package with its extras, install Java for Spark when missing
 	@bash scripts/setup.sh
@@ -26,5 +26,11 @@ format: setup ## Apply ruff fixes and formatting
 	$(BIN)/ruff check --fix src tests scripts benchmarks
 	$(BIN)/ruff format src tests scripts benchmarks
 
-clean: ## Remove generated data and caches (keeps .venv)
-	rm -rf data .pytest_cache .ruff_cache .mypy_cache spark-warehouse
+clean: ## Remove generated data and caches; keeps .venv and the MLflow runs and registry (data/mlflow)
+	@echo "make clean: removing data/ but data/mlflow (runs and registered models stay: make clean-all removes them), and caches"
+	@[ ! -d data ] || find data -mindepth 1 -maxdepth 1 ! -name mlflow -exec rm -rf {} +
+	rm -rf .pytest_cache .ruff_cache .mypy_cache spark-warehouse
+
+clean-all: clean ## Also remove data/mlflow: every MLflow run, artifact and registered model version
+	@echo "make clean-all: removing data/mlflow: every MLflow run, artifact and registered model version (the champion too)"
+	rm -rf data

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import shlex
 import subprocess
 import sys
 from datetime import datetime
@@ -10,15 +13,18 @@ from pathlib import Path
 
 import pytest
 
+from taxi_duration.months import parse_months
+from taxi_duration.synth import generate
 from tests.conftest import green_row, write_parquet
 
 
-def cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def cli(*args: str | Path, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "taxi_duration", *map(str, args)],
         capture_output=True,
         text=True,
         cwd=cwd,
+        env={**os.environ, **env},
         timeout=300,
         check=False,
     )
@@ -29,6 +35,26 @@ def test_help_lists_every_subcommand() -> None:
     assert result.returncode == 0
     for command in ("synth", "download", "inspect", "validate", "run"):
         assert command in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("command", "flags", "valued"),
+    [
+        ((), ("--version", "--help"), ()),
+        (("validate",), ("--features", "--overwrite", "--help"), ("--out <path>",)),
+        (("download",), ("--shapes / --no-shapes",), ("--dest <path>",)),
+    ],
+)
+def test_help_shows_on_off_flags_without_a_value(
+    command: tuple[str, ...], flags: tuple[str, ...], valued: tuple[str, ...]
+) -> None:
+    result = cli(*command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "<bool>" not in result.stdout
+    for flag in flags:  # the flag, then its help text: no placeholder between them
+        assert re.search(rf"^\s+{re.escape(flag)}\s{{2,}}[A-Z]", result.stdout, re.MULTILINE), flag
+    for option in valued:  # options that take a value still say what kind
+        assert option in result.stdout
 
 
 def test_validate_writes_outputs_and_exits_zero(tmp_path: Path) -> None:
@@ -127,6 +153,35 @@ def test_evaluate_with_a_model_that_does_not_exist_is_one_clear_line(tmp_path: P
     assert result.returncode == 2
     assert result.stderr.startswith("error: cannot load model 'models:/taxi-duration/99'")
     assert "Traceback" not in result.stderr
+
+
+def test_train_prints_an_mlflow_command_that_works_as_printed(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    generate(12_000, parse_months("2023-01..2023-03"), raw, seed=4)
+    data_dir = tmp_path / "data"
+    narrow = {"COLUMNS": "60", "PATH": "/usr/bin:/bin"}  # a narrow terminal, and no virtualenv on the PATH
+    result = cli("train", "--data", raw, "--search", "quick", "--config", _config(tmp_path, data_dir), **narrow)
+    assert result.returncode == 0, result.stderr
+    command = next(line for line in result.stdout.splitlines() if " ui --backend-store-uri " in line)
+    program, *args = shlex.split(command)
+    assert args == ["ui", "--backend-store-uri", f"sqlite:///{data_dir}/mlflow.db"]
+    assert subprocess.run([program, "ui", "--help"], capture_output=True, timeout=120).returncode == 0
+
+
+def test_the_ratio_legend_is_one_of_the_rows() -> None:
+    from rich.console import Console
+
+    from taxi_duration.cli import _metrics_table
+
+    scores = {
+        name: {"rmse": rmse, "mae": 1.0, "r2": 0.5, "rmsle": 0.1}
+        for name, rmse in (("model", 5.0), ("course", 6.25), ("zone_pair_median", 8.0), ("global_mean", 10.0))
+    }
+    out = Console(record=True, width=200)
+    out.print(_metrics_table("metrics", scores))
+    text = out.export_text()
+    assert "course (0.80x)" in text
+    assert "(0.80x) beside course: our RMSE / its RMSE = 5.000 / 6.250" in text
 
 
 def _config(tmp_path: Path, data_dir: Path | None = None) -> Path:

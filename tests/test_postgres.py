@@ -98,28 +98,30 @@ def test_jdbc_options_split_the_url() -> None:
         postgres.jdbc_options("mysql://taxi:secret@host/db")
 
 
-def test_predict_scores_a_table_and_a_rerun_adds_no_rows(url: str, trips: pa.Table, tmp_path: Path) -> None:
-    raw = tmp_path / "raw"
-    generate(12_000, parse_months("2023-01..2023-03"), raw, seed=2)
-    settings = store_settings(tmp_path)
-    train(settings, check_all(discover([raw])), SPLIT, "with_distance")
+@pytest.fixture(scope="module")
+def env(url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment of a `taxi-duration predict` against this server and a store with a trained champion."""
+    root = tmp_path_factory.mktemp("store")
+    generate(12_000, parse_months("2023-01..2023-03"), root / "raw", seed=2)
+    settings = store_settings(root)
+    train(settings, check_all(discover([root / "raw"])), SPLIT, "with_distance")
+    return {**os.environ, "TAXI_DURATION_POSTGRES_URL": url, "MLFLOW_TRACKING_URI": str(settings.mlflow_tracking_uri)}
+
+
+def predict(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [str(Path(sys.executable).with_name("taxi-duration")), "predict", *args]
+    return subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_predict_scores_a_table_and_a_rerun_adds_no_rows(
+    url: str, trips: pa.Table, env: dict[str, str], tmp_path: Path
+) -> None:
     gaps = trips.slice(0, 500).to_pandas()
     gaps.loc[:9, "PULocationID"] = None  # ten trips without a pickup zone: counted, not predicted
     postgres.write_table(url, "trips_with_gaps", pa.Table.from_pandas(gaps, preserve_index=False), replace=True)
-    env = {**os.environ, "TAXI_DURATION_POSTGRES_URL": url, "MLFLOW_TRACKING_URI": str(settings.mlflow_tracking_uri)}
-    command = [str(Path(sys.executable).with_name("taxi-duration")), "predict", "--table", "trips_with_gaps"]
-    command += [
-        "--key",
-        "trip_id",
-        "--to",
-        "trip_predictions",
-        "--chunk-rows",
-        "200",
-        "--out",
-        str(tmp_path / "o.json"),
-    ]
+    args = ["--table", "trips_with_gaps", "--key", "trip_id", "--to", "trip_predictions", "--chunk-rows", "200"]
     for _ in range(2):
-        run = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        run = predict(env, tmp_path, *args, "--out", str(tmp_path / "o.json"))
         assert run.returncode == 0, run.stderr
         assert url.split(":")[2].split("@")[0] not in run.stderr + run.stdout  # the password
     result = json.loads((tmp_path / "o.json").read_text())
@@ -129,3 +131,36 @@ def test_predict_scores_a_table_and_a_rerun_adds_no_rows(url: str, trips: pa.Tab
     assert len(stored) == 490
     assert (stored["p10_minutes"] <= stored["duration_minutes"]).all()
     assert (stored["duration_minutes"] <= stored["p90_minutes"]).all()
+
+
+def test_batches_are_the_asked_size(url: str, trips: pa.Table) -> None:
+    sizes = [chunk.num_rows for chunk in postgres.batches(url, "trips", 1_200)]
+    assert sizes == [1_200, 1_200, 600]
+
+
+def test_predict_counts_repeated_trip_ids_and_predicts_each_once(
+    url: str, trips: pa.Table, env: dict[str, str], tmp_path: Path
+) -> None:
+    rows = trips.slice(0, 300).to_pandas()
+    ids = rows["trip_id"].to_numpy()
+    ids[200:220] = ids[0:20]  # repeats two chunks later
+    ids[50:55] = ids[40:45]  # repeats in the same chunk
+    ids[61] = ids[60]  # the first row of this id cannot be predicted: the second is
+    rows["trip_id"] = ids
+    rows.loc[60, "PULocationID"] = None
+    postgres.write_table(url, "trips_repeated", pa.Table.from_pandas(rows, preserve_index=False), replace=True)
+    args = ["--table", "trips_repeated", "--key", "trip_id", "--to", "repeated_predictions", "--chunk-rows", "100"]
+    run = predict(env, tmp_path, *args, "--out", str(tmp_path / "o.json"))
+    assert run.returncode == 0, run.stderr
+    assert "25 repeated trip_id" in run.stderr
+    result = json.loads((tmp_path / "o.json").read_text())
+    assert result["skipped"] == {"no pu_location_id": 1, "repeated trip_id": 25}
+    assert (result["rows_read"], result["predicted"], result["rows_in_target"]) == (300, 274, 274)
+    stored = postgres.read_table(url, "repeated_predictions", ["trip_id"]).column("trip_id").to_pylist()
+    assert sorted(stored) == sorted(set(ids))
+
+
+def test_predict_from_a_table_that_does_not_exist_is_one_line(env: dict[str, str], tmp_path: Path) -> None:
+    run = predict(env, tmp_path, "--table", "nosuchtable", "--key", "trip_id", "--to", "nowhere")
+    assert run.returncode == 2
+    assert run.stderr == 'error: cannot read table nosuchtable: relation "nosuchtable" does not exist\n'

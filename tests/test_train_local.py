@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from taxi_duration.baselines import GlobalMean
@@ -15,7 +16,7 @@ from taxi_duration.inputs import check_all, discover
 from taxi_duration.months import parse_months
 from taxi_duration.splits import TimeSplit
 from taxi_duration.synth import generate
-from taxi_duration.train_local import fit, predict
+from taxi_duration.train_local import TREE_BLOCK, fit, predict, raw_predict
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +54,15 @@ def test_distance_moves_the_with_distance_model_but_not_pretrip(prepared: Prepar
     with_distance, pretrip = fit(train, "with_distance", n_estimators=100), fit(train, "pretrip", n_estimators=100)
     assert predict(with_distance, longer).mean() > predict(with_distance, val).mean()
     assert (predict(pretrip, longer) == predict(pretrip, val)).all()
+
+
+def test_trees_walked_a_block_at_a_time_predict_what_one_walk_does(prepared: Prepared) -> None:
+    train, val = prepared.pandas("train"), prepared.pandas("validate")
+    rounds: list[tuple[int, int]] = []
+    trees = 2 * TREE_BLOCK + 7  # the last block is a short one
+    model = fit(train, "with_distance", n_estimators=trees, on_round=lambda done, total: rounds.append((done, total)))
+    assert rounds == [(done, trees) for done in range(1, trees + 1)]
+    np.testing.assert_allclose(raw_predict(model, val), model.predict(val), rtol=0, atol=1e-9)
 
 
 def test_unknown_feature_set() -> None:

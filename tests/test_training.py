@@ -172,6 +172,50 @@ def test_a_champion_judged_on_other_months_is_scored_again(raw: list[InputFile],
     assert decision.champion_rmse == 1.0
 
 
+def test_the_same_job_run_twice_ties_and_keeps_the_champion(raw: list[InputFile], tmp_path: Path) -> None:
+    settings = store_settings(tmp_path)
+    first = train(settings, raw, SPLIT, "pretrip")
+    again = train(settings, raw, SPLIT, "pretrip")
+    assert again.overall("validate")["model"]["rmse"] == first.overall("validate")["model"]["rmse"]
+    assert not again.decision.promoted
+    assert "ties champion" in again.decision.reason
+    assert tracking.champion_version(tracking.connect(settings)) == first.decision.version
+
+
+def test_long_steps_report_progress_within_them(raw: list[InputFile], tmp_path: Path) -> None:
+    steps: list[str] = []
+    seen: list[tuple[str, str, int, int]] = []
+    train(
+        store_settings(tmp_path),
+        raw,
+        SPLIT,
+        "pretrip",
+        on_step=steps.append,
+        on_progress=lambda what, done, total: seen.append((steps[-1], what, done, total)),
+    )
+    rounds = [(done, total) for step, what, done, total in seen if (step, what) == ("train", "boosting rounds")]
+    assert rounds == [(done, 100) for done in range(1, 101)]  # the quick search's 100 trees
+    parts = [(done, total) for step, what, done, total in seen if (step, what) == ("evaluate", "parts scored")]
+    assert parts == [(1, 4), (2, 4), (3, 4), (4, 4)]
+
+
+def test_a_tie_never_moves_the_champion_whatever_its_last_digits(tmp_path: Path) -> None:
+    store = tracking.connect(store_settings(tmp_path))
+    rmse = 5.17329951  # rounds up at 6 decimals: a rounded tag once made its own tie look like a win
+
+    def rescore(uri: str) -> float:
+        raise AssertionError(f"{uri} was judged on the same rows: its tag is enough")
+
+    with tracking.mlflow.start_run() as run:
+        uri = f"runs:/{run.info.run_id}/model"
+        decisions = [tracking.register(store, uri, run.info.run_id, "same-rows", r, rescore) for r in (rmse, rmse)]
+        better = tracking.register(store, uri, run.info.run_id, "same-rows", rmse * 0.999, rescore)
+    assert [d.promoted for d in decisions] == [True, False]
+    assert decisions[1].champion_rmse == rmse
+    assert better.promoted
+    assert tracking.champion_version(store) == better.version
+
+
 @pytest.mark.parametrize("point", ["train", "decide"])
 def test_a_killed_training_leaves_no_broken_run_or_half_registered_model(
     raw: list[InputFile], tmp_path: Path, point: str
@@ -212,9 +256,12 @@ def test_too_few_months_is_a_clear_error(raw: list[InputFile], tmp_path: Path) -
 @pytest.mark.spark
 def test_spark_pipeline_end_to_end(raw: list[InputFile], tmp_path: Path, spark: object) -> None:
     settings = store_settings(tmp_path, engine="spark", spark_master="local[2]", spark_driver_memory="1g")
-    outcome = train(settings, raw, SPLIT, "with_distance")
+    searched: list[tuple[str, int, int]] = []
+    outcome = train(settings, raw, SPLIT, "with_distance", on_progress=lambda *p: searched.append(p))
     scores = outcome.overall("validate")
     assert outcome.engine == "spark"
+    fitted = [(done, total) for what, done, total in searched if what == "candidates"]
+    assert fitted == [(done, fitted[-1][1]) for done in range(1, fitted[-1][1] + 1)]  # linear x2, gbt (xgboost)
     assert outcome.chosen in ("linear", "gbt", "ensemble")
     assert scores["model"]["rmse"] < 0.9 * scores["global_mean"]["rmse"]
     candidates = MlflowClient(settings.mlflow_tracking_uri).download_artifacts(outcome.run_id, "candidates.json")

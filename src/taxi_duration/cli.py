@@ -23,6 +23,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Typer's rich help panels print a type beside every option, flags included (`--overwrite <bool>`, even
+    # `--help <bool>`), as if they took a value; its plain layout shows a type only where a value follows.
+    rich_markup_mode=None,
 )
 console = Console(stderr=True, soft_wrap=True)  # one message, one line, also in logs
 
@@ -329,7 +332,8 @@ def predict(
 
     The database is TAXI_DURATION_POSTGRES_URL (or `postgres_url` in taxi-duration.toml):
     postgresql://user:password@host:port/db; its password is never printed. Rows are keyed on
-    (KEY, model_version), so re-running a batch replaces its rows instead of adding more.
+    (KEY, model_version), so re-running a batch replaces its rows instead of adding more. A KEY found on
+    several rows is predicted once (its first row that can be) and its other rows are counted as repeated.
     """
     from taxi_duration.scorecard import load_bundle
     from taxi_duration.scoring import describe, score_table
@@ -433,16 +437,21 @@ def _train(
     console.print(f"{split}; {settings.feature_set} features; {settings.engine} engine")
     with _progress() as progress:
         task = progress.add_task("training", total=len(STEPS))
+        within = progress.add_task("", total=None, visible=False)  # rounds, candidates, parts: under the step
         seen: list[str] = []
 
         def on_step(step: str) -> None:
             if seen:
                 progress.advance(task)
             seen.append(step)
+            progress.reset(within, visible=False)  # its clock and estimate start with the next step
             if step in STEPS:
                 progress.update(task, description=step)
 
-        outcome = run_training(settings, files, split, settings.feature_set, on_step)
+        def on_progress(what: str, done: int, total: int) -> None:
+            progress.update(within, description=f"  {what}", completed=done, total=total, visible=True)
+
+        outcome = run_training(settings, files, split, settings.feature_set, on_step, on_progress)
         progress.update(task, completed=len(STEPS), description="done")
     _print_outcome(outcome)
     _write_json(out, outcome_json(outcome))
@@ -451,14 +460,19 @@ def _train(
 def _metrics_table(
     title: str, by_name: dict[str, dict[str, float]], test: dict[str, dict[str, float]] | None = None
 ) -> Table:
-    caption = "(0.64x): our RMSE / that baseline's RMSE, on the same rows"
+    ours = by_name["model"]["rmse"]
+    # The legend explains the ratio with the first baseline's own numbers, so it matches a row.
+    example = next(((name, m["rmse"]) for name, m in by_name.items() if name != "model" and m["rmse"]), None)
+    caption = None
+    if example is not None:
+        label, theirs = example[0].replace("_", " "), example[1]
+        caption = f"({ours / theirs:.2f}x) beside {label}: our RMSE / its RMSE = {ours:.3f} / {theirs:.3f}"
     table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
     table.add_column("")
     for metric in ("RMSE", "MAE", "R2", "RMSLE"):
         table.add_column(metric, justify="right")
     if test is not None:
         table.add_column("test RMSE", justify="right")
-    ours = by_name["model"]["rmse"]
     for name, m in by_name.items():
         label = "[bold]ours" if name == "model" else name.replace("_", " ")
         ratio = "" if name == "model" else f" ({ours / m['rmse']:.2f}x)" if m["rmse"] else ""
@@ -491,7 +505,8 @@ def _print_outcome(outcome: Any) -> None:
     d = outcome.decision
     status = "[green]now the champion[/green]" if d.promoted else "[yellow]not promoted[/yellow]"
     out.print(f"model: taxi-duration v{d.version}, {status}: {d.reason}")
-    out.print(f"MLflow run {outcome.run_id} in {outcome.tracking_uri}; open it with: {outcome.ui_command}")
+    out.print(f"MLflow run {outcome.run_id} in {outcome.tracking_uri}; open it with:", soft_wrap=True)
+    out.print(outcome.ui_command, soft_wrap=True, markup=False, highlight=False)  # one line, to copy whole
     steps = ", ".join(f"{name} {s:.0f} s" for name, s in outcome.step_s.items())
     out.print(f"done in {outcome.elapsed_s:.0f} s ({steps})")
 

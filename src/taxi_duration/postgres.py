@@ -61,26 +61,55 @@ def write_table(url: str, table: str, rows: pa.Table, replace: bool = False) -> 
         connection.commit()
 
 
+@contextmanager
+def _reading(table: str) -> Iterator[None]:
+    """A query the user's names can make fail (no such table or column, no permission): one clear line."""
+    import adbc_driver_manager
+
+    try:
+        yield
+    except adbc_driver_manager.ProgrammingError as exc:
+        # The driver's text is several lines around the server's own one ("ERROR:  relation ... does not exist").
+        lines = str(exc).splitlines()
+        reason = next((line.split("ERROR:", 1)[1].strip() for line in lines if "ERROR:" in line), lines[0])
+        raise UsageError(f"cannot read table {table}: {reason}") from None
+
+
 def read_table(url: str, table: str, columns: list[str] | None = None) -> pa.Table:
     """Every row of `table` as Arrow, through the native driver."""
     names = ", ".join(_identifier(c) for c in columns) if columns else "*"
-    with connect(url) as connection, connection.cursor() as cursor:
+    with connect(url) as connection, connection.cursor() as cursor, _reading(table):
         cursor.execute(f"SELECT {names} FROM {_identifier(table)}")
         return cursor.fetch_arrow_table()
 
 
+def repeated_keys(url: str, table: str, key: str) -> set[Any]:
+    """The values of `key` found on more than one row of `table` (counted by the server; usually none)."""
+    column = _identifier(key)
+    with connect(url) as connection, connection.cursor() as cursor, _reading(table):
+        cursor.execute(
+            f"SELECT {column} FROM {_identifier(table)} WHERE {column} IS NOT NULL "
+            f"GROUP BY {column} HAVING count(*) > 1"
+        )
+        return set(cursor.fetch_arrow_table().column(0).to_pylist())
+
+
 def batches(url: str, table: str, rows: int) -> Iterator[pa.Table]:
-    """`table` in chunks of about `rows` rows, streamed from the server (memory stays flat)."""
-    with connect(url) as connection, connection.cursor() as cursor:
+    """`table` in chunks of `rows` rows (the last one smaller), streamed from the server (memory stays flat).
+
+    The driver's batches are sized in bytes (megabytes: a small table arrives in one), so they are cut.
+    """
+    with connect(url) as connection, connection.cursor() as cursor, _reading(table):
         cursor.execute(f"SELECT * FROM {_identifier(table)}")
-        pending: list[pa.RecordBatch] = []
-        for batch in cursor.fetch_record_batch():
-            pending.append(batch)
-            if sum(b.num_rows for b in pending) >= rows:
-                yield pa.Table.from_batches(pending)
-                pending = []
-        if pending:
-            yield pa.Table.from_batches(pending)
+        reader = cursor.fetch_record_batch()
+        pending = reader.schema.empty_table()
+        for batch in reader:
+            pending = pa.concat_tables([pending, pa.Table.from_batches([batch])])
+            while pending.num_rows >= rows:
+                yield pending.slice(0, rows)
+                pending = pending.slice(rows)
+        if pending.num_rows:
+            yield pending
 
 
 def upsert(url: str, table: str, rows: pa.Table, key: list[str]) -> int:

@@ -4,19 +4,22 @@ The embedded default needs no server: a SQLite tracking store and an artifact fo
 Any tracking URI the user sets (a real `mlflow server`, Databricks) is used as is.
 
 The champion rule: a new version takes the `champion` alias only when it beats the current champion on
-the same validation data. When the champion was judged on other data, it is scored again on this data
-before the comparison. A training process that dies leaves its run RUNNING; the next training marks such
-runs FAILED and deletes any version they registered that never got a decision, so the registry never
-shows a half-registered model.
+the same validation data; a tie (the same job run again) leaves the alias where it is. When the champion
+was judged on other data, it is scored again on this data before the comparison. A training process that
+dies leaves its run RUNNING; the next training marks such runs FAILED and deletes any version they
+registered that never got a decision, so the registry never shows a half-registered model.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
+import shlex
 import signal
 import socket
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +40,11 @@ PID_TAG, HOST_TAG = "taxi_duration.pid", "taxi_duration.host"
 OUTCOME_TAG = "taxi_duration.outcome"
 DECISION_TAG, VALIDATION_TAG, RMSE_TAG = "taxi_duration.decision", "taxi_duration.validation", "taxi_duration.rmse"
 PENDING = "pending"
+# A new version must beat the champion's RMSE by more than this share to take the alias: anything closer is
+# a tie (the same model trained again, or the float noise of scoring it another way), and a tie never moves
+# it. It also covers RMSEs tagged before the tag kept full precision (rounded to 6 decimals, under 1e-7 of
+# an RMSE of minutes).
+TIE_TOLERANCE = 1e-6
 # Fault injection for the crash-recovery tests: SIGKILL this process when the named point is reached.
 CRASH_ENV = "TAXI_DURATION_CRASH_AT"
 
@@ -57,10 +65,13 @@ class Store:
 
     @property
     def ui_command(self) -> str:
-        """The command that opens this store in the MLflow UI."""
+        """The command that opens this store in the MLflow UI, as it can be pasted into any shell: MLflow is
+        named by its path beside this Python (the project's virtualenv), which need not be on the PATH."""
         if self.tracking_uri.startswith(("http://", "https://", "databricks")):
             return f"open {self.tracking_uri}"
-        return f"mlflow ui --backend-store-uri {self.tracking_uri}"
+        installed = Path(sys.executable).with_name("mlflow")
+        program = shlex.quote(str(installed)) if installed.is_file() else "mlflow"
+        return f"{program} ui --backend-store-uri {shlex.quote(self.tracking_uri)}"
 
 
 def connect(settings: Settings) -> Store:
@@ -176,7 +187,7 @@ def register(
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    tags = {DECISION_TAG: PENDING, VALIDATION_TAG: validation_key, RMSE_TAG: f"{rmse:.6f}"}
+    tags = {DECISION_TAG: PENDING, VALIDATION_TAG: validation_key, RMSE_TAG: repr(rmse)}  # repr: every digit
     created = store.client.create_model_version(MODEL_NAME, model_uri, run_id=run_id, tags=tags, model_id=model_id)
     version = str(created.version)
     crash_point("decide")
@@ -189,8 +200,9 @@ def register(
             champion_rmse = float(old.tags[RMSE_TAG])
         else:
             champion_rmse = rescore(f"models:/{MODEL_NAME}/{current}")
-        promoted = rmse < champion_rmse
-        verb = "beats" if promoted else "does not beat"
+        tie = math.isclose(rmse, champion_rmse, rel_tol=TIE_TOLERANCE)
+        promoted = rmse < champion_rmse and not tie
+        verb = "beats" if promoted else "ties" if tie else "does not beat"
         reason = f"RMSE {rmse:.4f} {verb} champion v{current} at {champion_rmse:.4f} on the same validation data"
     if promoted:
         store.client.set_registered_model_alias(MODEL_NAME, CHAMPION, version)

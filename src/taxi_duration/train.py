@@ -7,6 +7,7 @@ validation and test rows, logged to the same MLflow experiment and registered un
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -35,6 +36,8 @@ from taxi_duration.quality import QualityReport
 from taxi_duration.splits import Split
 
 STEPS = ("validate and featurize", "train", "evaluate", "log to MLflow", "register")
+# Progress within a step: (what is counted, how many are done, out of how many).
+OnProgress = Callable[[str, int, int], None]
 # (name in scores and metrics, part, on the course's uncleaned rows?)
 SCORED = (
     ("validate", "validate", False),
@@ -119,13 +122,14 @@ class _Trained:
     candidates: list[dict[str, Any]]
 
 
-def _train_local(prepared: Prepared, feature_set: str, settings: Settings) -> _Trained:
+def _train_local(prepared: Prepared, feature_set: str, settings: Settings, on_progress: OnProgress) -> _Trained:
     from taxi_duration import train_local
 
     train = prepared.pandas("train")
     course_rows = prepared.course_parts["train"].select(*CourseBaseline.INPUTS, TARGET).collect().to_pandas()
     quick = {"n_estimators": 100} if settings.search is Search.QUICK else {}
-    pipeline = train_local.fit(train, feature_set, **quick)
+    rounds = functools.partial(on_progress, "boosting rounds")
+    pipeline = train_local.fit(train, feature_set, on_round=rounds, **quick)
     booster = pipeline.named_steps["model"].booster_
     names = list(pipeline[:-1].get_feature_names_out())
     importances = dict(zip(names, booster.feature_importance(importance_type="gain").tolist(), strict=True))
@@ -141,14 +145,21 @@ def _train_local(prepared: Prepared, feature_set: str, settings: Settings) -> _T
     )
 
 
-def _train_spark(prepared: Prepared, feature_set: str, settings: Settings) -> _Trained:
+def _train_spark(prepared: Prepared, feature_set: str, settings: Settings, on_progress: OnProgress) -> _Trained:
     from pyspark.sql import functions as F
 
     from taxi_duration import train_spark
 
     train, validate = prepared.parts["train"].to_native(), prepared.parts["validate"].to_native()
     quick = settings.search is Search.QUICK
-    result = train_spark.fit(train, validate, feature_set, parallelism=settings.spark_parallelism, quick=quick)
+    result = train_spark.fit(
+        train,
+        validate,
+        feature_set,
+        parallelism=settings.spark_parallelism,
+        quick=quick,
+        on_candidate=functools.partial(on_progress, "candidates"),
+    )
     mean = train.agg(F.avg(TARGET)).first()
     return _Trained(
         kind="mllib",
@@ -234,8 +245,13 @@ def train(
     split: Split,
     feature_set: str,
     on_step: Callable[[str], None] = lambda step: None,
+    on_progress: OnProgress = lambda what, done, total: None,
 ) -> Outcome:
-    """Run the whole job and return what it produced; the MLflow run is FINISHED only if every step was."""
+    """Run the whole job and return what it produced; the MLflow run is FINISHED only if every step was.
+
+    `on_step(name)` is called as each of `STEPS` starts (then with "done"), `on_progress` within the long
+    ones: boosting rounds or candidates of the search while training, parts scored while evaluating.
+    """
     started = time.perf_counter()
     step_s: dict[str, float] = {}
     marks: list[tuple[str, float]] = []
@@ -264,9 +280,9 @@ def train(
             tracking.crash_point("train")
             step(STEPS[1])
             trained = (
-                _train_spark(prepared, feature_set, settings)
+                _train_spark(prepared, feature_set, settings, on_progress)
                 if runtime.engine is Engine.SPARK
-                else _train_local(prepared, feature_set, settings)
+                else _train_local(prepared, feature_set, settings, on_progress)
             )
             mlflow.log_params(
                 {
@@ -285,11 +301,12 @@ def train(
                 mlflow.log_dict({"candidates": trained.candidates}, "candidates.json")
             step(STEPS[2])
             scores, samples = {}, {}
-            for name, role, course_rows in SCORED:
+            for done, (name, role, course_rows) in enumerate(SCORED, 1):
                 frame = _predictions(prepared, role, course_rows, trained)
                 scores[name] = evaluate.score(frame, [evaluate.MODEL, *evaluate.BASELINES])
                 if name in ("validate", "test"):
                     samples[name] = _sample(frame, PLOT_SAMPLE, rows[role])
+                on_progress("parts scored", done, len(SCORED))
             sample = samples["validate"]
             interval = intervals.fit(sample[TARGET], sample[evaluate.MODEL])
             coverage = interval.coverage(samples["test"][TARGET], samples["test"][evaluate.MODEL])

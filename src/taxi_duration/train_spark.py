@@ -9,6 +9,7 @@ single model there.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.pool import ThreadPool
 from pathlib import Path
@@ -183,7 +184,11 @@ def fit_course(train: DataFrame) -> MllibPredictor:
 
 
 def _search(
-    grids: list[tuple[str, Pipeline, list[Any]]], train: DataFrame, validate: DataFrame, parallelism: int
+    grids: list[tuple[str, Pipeline, list[Any]]],
+    train: DataFrame,
+    validate: DataFrame,
+    parallelism: int,
+    on_candidate: Callable[[int, int], None],
 ) -> list[Candidate]:
     # Written here rather than TrainValidationSplit, which holds out a random share of rows: a time-honest
     # search must hold out the next month. The concurrency is the same: `parallelism` fits at once.
@@ -200,7 +205,11 @@ def _search(
         return Candidate(name, readable, model, rmse)
 
     with ThreadPool(max(1, parallelism)) as pool:
-        return pool.map(run, jobs)
+        found = []
+        for candidate in pool.imap(run, jobs):  # in the grids' order
+            found.append(candidate)
+            on_candidate(len(found), len(jobs))
+        return found
 
 
 def _last(model: PipelineModel | Pipeline) -> Any:
@@ -256,8 +265,10 @@ def fit(
     parallelism: int = 2,
     seed: int = 0,
     quick: bool = False,
+    on_candidate: Callable[[int, int], None] = lambda done, total: None,
 ) -> SparkTraining:
-    """Search every model family concurrently on Spark, then keep the best average only if it wins."""
+    """Search every model family concurrently on Spark, then keep the best average only if it wins;
+    `on_candidate(done, total)` is called as each candidate of the search is fitted and scored."""
     train, validate = train.persist(), validate.persist()
     try:
         linear, gbt = linear_pipeline(feature_set), gbt_pipeline(feature_set, seed)
@@ -273,7 +284,7 @@ def fit(
             booster = _last(xgb)
             sizes = [20] if quick else [XGB_PARAMS["n_estimators"]]
             grids.append(("xgboost", xgb, ParamGridBuilder().addGrid(booster.n_estimators, sizes).build()))
-        candidates = _search(grids, train, validate, parallelism)
+        candidates = _search(grids, train, validate, parallelism, on_candidate)
         winners = [min((c for c in candidates if c.name == name), key=lambda c: c.rmse) for name, _, _ in grids]
         best = min(winners, key=lambda c: c.rmse)
         best_tree = min((w for w in winners if w.name != "linear"), key=lambda c: c.rmse)
