@@ -259,6 +259,9 @@ def run(
         local = in_process(served, requests, calls=20_000)
         env = {**os.environ, "MLFLOW_TRACKING_URI": str(settings.mlflow_tracking_uri)}
         env["TAXI_DURATION_DATA_DIR"] = str(settings.data_dir)
+        # `mlflow models serve` starts uvicorn by name: this interpreter's scripts must be on its PATH even
+        # when the virtualenv is not activated.
+        env["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), env.get("PATH", "")))
         rows: list[Row] = []
         soak: dict[str, Any] | None = None
         worst: dict[str, Any] | None = None
