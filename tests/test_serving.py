@@ -459,12 +459,14 @@ def test_a_stopped_server_leaves_no_folders_and_a_new_one_sweeps_dead_ones(regis
     killed.kill()
     before = set(runs.iterdir())
     running = Server(registry, "--model", "models:/taxi-duration/1")  # the champion may be a broken one by now
-    assert not dead.exists()
-    (own,) = set(runs.iterdir()) - before
-    assert own.name == f"{SCRATCH_PREFIX}{run_tag(running.process.pid)}"
-    assert any(own.glob("serving-*/v1-*")), "the server's model is downloaded into its own run folder"
-    assert registry.scratch_dir() in before, "this test process's own run folder is left alone"
-    running.stop()  # SIGTERM, as an orchestrator stops it
+    try:
+        assert not dead.exists()
+        (own,) = set(runs.iterdir()) - before
+        assert own.name == f"{SCRATCH_PREFIX}{run_tag(running.process.pid)}"
+        assert any(own.glob("serving-*/v1-*")), "the server's model is downloaded into its own run folder"
+        assert registry.scratch_dir() in before, "this test process's own run folder is left alone"
+    finally:
+        running.stop()  # SIGTERM, as an orchestrator stops it
     assert not own.exists()
 
 
