@@ -45,6 +45,9 @@ from taxi_duration.serving import Served, load, wait_ready
 from taxi_duration.synth import DirtyShares, generate
 
 OURS, MLFLOW = "taxi-duration", "mlflow models serve"
+# wrk's own default (2 s) counts a slower answer as a socket error and drops its latency: a queue of never-seen
+# 1,000-trip batches, or MLflow under load, would read as failures instead of as the latency they are.
+REQUEST_TIMEOUT_S = 30
 # `done` prints wrk's own exact counts and percentiles as one JSON line (its text summary rounds them).
 WRK_SCRIPT = """
 local bodies, i = {}, 0
@@ -180,7 +183,8 @@ def _wrk(url: str, endpoint: str, bodies: Path, seconds: float, connections: int
         script.write(WRK_SCRIPT)
         script.flush()
         env = {**os.environ, "BODIES": str(bodies), "ENDPOINT": endpoint}
-        command = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "-s", script.name, url]
+        duration, timeout = f"-d{max(1, round(seconds))}s", f"--timeout={REQUEST_TIMEOUT_S}s"
+        command = ["wrk", "-t1", f"-c{connections}", duration, timeout, "-s", script.name, url]
         process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             yield process
