@@ -7,21 +7,24 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from taxi_duration import feature_store as fs
 from taxi_duration import schema as s
 from taxi_duration.config import Engine, Settings, load_settings
 from taxi_duration.engines import Runtime
 from taxi_duration.features import featurize
 from taxi_duration.inputs import check_all
 from taxi_duration.months import parse_months
+from taxi_duration.online import features_table, trips_table
 from taxi_duration.readers import read_trips
 from taxi_duration.splits import TimeSplit
 from taxi_duration.validation import apply_repairs
@@ -161,6 +164,12 @@ def feature_trips(shift: timedelta = timedelta(0)) -> list[dict[str, Any]]:
 def featurized(runtime: Runtime, path: Path) -> Any:
     """The trips of one file, repaired and featurized, keeping pickup and distance."""
     return featurize(runtime, apply_repairs(read_trips(runtime, check_all([path]))), keep=(s.PICKUP, s.DISTANCE))
+
+
+def online_features(trip: Mapping[str, Any], store: fs.FeatureStore | None = None) -> dict[str, Any]:
+    """The features of one trip (canonical or TLC column names; times as ISO text or datetime) by the
+    online path's definitions, with the store's statistics when a store is given."""
+    return dict(features_table(trips_table(pd.DataFrame([dict(trip)])), store).to_pylist()[0])
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,7 @@ from taxi_duration.config import Engine, load_settings
 from taxi_duration.engines import Runtime
 from taxi_duration.errors import UsageError
 from taxi_duration.months import Month
-from taxi_duration.online import online_features
-from tests.conftest import feature_trips, featurized, write_parquet
+from tests.conftest import feature_trips, featurized, online_features, write_parquet
 
 JAN = Month(2023, 1)
 

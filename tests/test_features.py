@@ -17,8 +17,8 @@ from taxi_duration.config import Engine, load_settings
 from taxi_duration.engines import Runtime
 from taxi_duration.features import BY_NAME, FEATURE_SETS, FEATURES
 from taxi_duration.months import Month
-from taxi_duration.online import FastFeatures, features_table, online_features, trips_table
-from tests.conftest import ALL_ENGINES, feature_trips, featurized, green_row, write_parquet
+from taxi_duration.online import FastFeatures, features_table, trips_table
+from tests.conftest import ALL_ENGINES, feature_trips, featurized, green_row, online_features, write_parquet
 
 FEATURE_NAMES = tuple(f.name for f in FEATURES)
 ALL_NAMES = (*FEATURE_NAMES, *fs.STORE_FEATURES)
