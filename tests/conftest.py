@@ -172,6 +172,39 @@ def online_features(trip: Mapping[str, Any], store: fs.FeatureStore | None = Non
     return dict(features_table(trips_table(pd.DataFrame([dict(trip)])), store).to_pylist()[0])
 
 
+# Test tiers, one per test (markers in pyproject.toml), given here by what a test needs instead of by hand on
+# hundreds of tests, so a new test lands in the right tier by the fixtures it asks for:
+#   e2e     a trained model or registry, a live server, a `taxi-duration` process, PostgreSQL, or the real
+#           TLC files: the slow runs that prove the parts work together
+#   parity  the Spark session: the Spark case of a test run on every engine, or a check of Spark alone
+#   unit    everything else: in process, small hand-written data, DuckDB and pandas (`make test-fast`)
+TIERS = ("unit", "parity", "e2e")
+E2E_FIXTURES = {"shared_data", "postgres_url", "registry"}
+E2E_MODULES = {
+    "test_bench",  # a `taxi-duration bench` process
+    "test_cli",  # a `taxi-duration` process per test
+    "test_migration",  # trains on the real files
+    "test_postgres",
+    "test_serving",  # trains a registry, starts servers
+    "test_setup",  # runs `make` and scripts/setup.sh
+    "test_training",  # trains and registers models
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by these markers
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test with its tier, unless it says its own."""
+    for item in items:
+        if any(item.get_closest_marker(tier) for tier in TIERS):
+            continue
+        if item.path.stem in E2E_MODULES or E2E_FIXTURES & set(item.fixturenames):
+            item.add_marker("e2e")
+        elif item.get_closest_marker("spark") or "spark" in item.fixturenames:
+            item.add_marker("parity")
+        else:
+            item.add_marker("unit")
+
+
 @pytest.fixture(scope="session")
 def spark() -> Iterator[Any]:
     """The one Spark session of the test run (local[2], small memory)."""

@@ -76,6 +76,7 @@ def test_table_names_are_never_sql(url: str) -> None:
         postgres.read_table(url, "trips; DROP TABLE trips")
 
 
+@pytest.fixture(scope="module")
 def env(url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The environment of a `taxi-duration predict` against this server and a store with a trained champion."""
     root = tmp_path_factory.mktemp("store")
