@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test lint format clean clean-all
+.PHONY: help setup run test test-fast lint format clean clean-all
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -14,8 +14,11 @@ setup: ## Create .venv, install the package with its extras, install Java for Sp
 run: setup ## The main job on embedded defaults: synthesize data if none, validate, train, register in MLflow
 	$(BIN)/taxi-duration run
 
-test: setup ## Run the test suite (Spark tests share one local session)
+test: setup ## Run the test suite, every tier (Spark tests share one local session)
 	$(BIN)/pytest
+
+test-fast: setup ## Run the unit tier only: no Spark, no training, no server (about a minute)
+	$(BIN)/pytest -m unit
 
 lint: setup ## ruff lint and format check, mypy on the package
 	$(BIN)/ruff check src tests scripts benchmarks

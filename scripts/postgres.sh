@@ -4,7 +4,7 @@
 #   eval "$(bash scripts/postgres.sh start)"   # prints the exports below; the server runs until stopped
 #   bash scripts/postgres.sh stop              # stops the server of $TAXI_DURATION_TEST_POSTGRES_DIR
 #
-# Uses Debian's PostgreSQL server and JDBC driver, installed when missing if run as root; otherwise it
+# Uses Debian's PostgreSQL server, installed when missing if run as root; otherwise it
 # says what to install and exports nothing, and those tests skip. The password is random and only
 # travels in the URL the tests read.
 set -euo pipefail
@@ -26,12 +26,12 @@ if [ "$action" = stop ]; then
   exit 0
 fi
 
-if [ -z "$(pg_bin)" ] || [ ! -f /usr/share/java/postgresql.jar ]; then
+if [ -z "$(pg_bin)" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql libpostgresql-jdbc-java >&2 \
-      || { apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql libpostgresql-jdbc-java >&2; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >&2 \
+      || { apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >&2; }
   else
-    echo "echo 'PostgreSQL tests skip: install postgresql and libpostgresql-jdbc-java (Debian/Ubuntu) to run them' >&2"
+    echo "echo 'PostgreSQL tests skip: install postgresql (Debian/Ubuntu) to run them' >&2"
     exit 0
   fi
 fi

@@ -7,19 +7,27 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
-from datetime import datetime
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from taxi_duration import feature_store as fs
+from taxi_duration import schema as s
 from taxi_duration.config import Engine, Settings, load_settings
 from taxi_duration.engines import Runtime
+from taxi_duration.features import featurize
+from taxi_duration.inputs import check_all
 from taxi_duration.months import parse_months
+from taxi_duration.online import features_table, trips_table
+from taxi_duration.readers import read_trips
 from taxi_duration.splits import TimeSplit
+from taxi_duration.validation import apply_repairs
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -88,6 +96,113 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
     """Write rows as JSON lines, timestamps in ISO form as events carry them."""
     path.write_text("".join(json.dumps(r, default=lambda v: v.isoformat()) + "\n" for r in rows))
     return path
+
+
+# Trips the validation tests break one rule at a time (test_validation, test_quality).
+RULE_PICKUP = datetime(2023, 1, 10, 8, 0)
+
+
+def timed_trip(minutes: float = 15, **overrides: Any) -> dict[str, Any]:
+    """A green trip starting at RULE_PICKUP that lasts `minutes`."""
+    row = green_row(lpep_pickup_datetime=RULE_PICKUP, lpep_dropoff_datetime=RULE_PICKUP + timedelta(minutes=minutes))
+    row.update(overrides)
+    return row
+
+
+# code -> (a row that breaks only that rule, a row that is close to it but clean)
+CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "missing_required": (timed_trip(PULocationID=None), timed_trip(VendorID=None, fare_amount=None)),
+    "dropoff_before_pickup": (timed_trip(minutes=-1), timed_trip(minutes=1, trip_distance=0.3)),
+    "duration_too_short": (timed_trip(minutes=0.5, trip_distance=0.1), timed_trip(minutes=1, trip_distance=0.3)),
+    "duration_too_long": (timed_trip(minutes=6 * 60), timed_trip(minutes=5 * 60 - 1)),
+    "pickup_outside_month": (
+        timed_trip(
+            lpep_pickup_datetime=datetime(2022, 12, 31, 23, 50), lpep_dropoff_datetime=datetime(2023, 1, 1, 0, 5)
+        ),
+        timed_trip(
+            lpep_pickup_datetime=datetime(2023, 1, 31, 23, 50), lpep_dropoff_datetime=datetime(2023, 2, 1, 0, 5)
+        ),
+    ),
+    "unknown_zone": (timed_trip(DOLocationID=264), timed_trip(DOLocationID=263, PULocationID=1)),
+    "non_positive_distance": (timed_trip(trip_distance=0.0), timed_trip(trip_distance=0.01)),
+    "huge_distance": (timed_trip(minutes=4 * 60, trip_distance=150.0), timed_trip(minutes=4 * 60, trip_distance=99.0)),
+    "impossible_speed": (timed_trip(minutes=15, trip_distance=30.0), timed_trip(minutes=15, trip_distance=15.0)),
+    "bad_passenger_count": (timed_trip(passenger_count=10), timed_trip(passenger_count=9)),
+    "negative_fare": (timed_trip(fare_amount=-5.0), timed_trip(fare_amount=0.0)),
+}
+
+
+def all_cases() -> list[dict[str, Any]]:
+    """Every case in one file; the rate code (no rule reads it) keeps similar clean rows from being copies."""
+    rows = [{**row, "RatecodeID": i} for i, row in enumerate(row for pair in CASES.values() for row in pair)]
+    return [*rows, timed_trip(minutes=33), timed_trip(minutes=33)]  # and one duplicate
+
+
+# Trips the feature tests compute every feature on (test_features, test_feature_store).
+def feature_trips(shift: timedelta = timedelta(0)) -> list[dict[str, Any]]:
+    """Trips that exercise every branch: each weekday incl. Sunday, a holiday, airports, unknown vendor."""
+    rows = []
+    start = datetime(2023, 1, 1, 0, 30) + shift  # unshifted: a Sunday, and New Year's Day
+    for i in range(60):
+        pickup = start + timedelta(hours=11 * i, minutes=7 * i, seconds=i)
+        rows.append(
+            green_row(
+                lpep_pickup_datetime=pickup,
+                lpep_dropoff_datetime=pickup + timedelta(minutes=5 + i % 40, seconds=13 * i % 60),
+                PULocationID=[74, 132, 1, 138, 161, 236][i % 6],
+                # Six pairs of ten trips, but every tenth trip goes to a rare zone: half the pairs drop
+                # below MIN_TRIPS and fall back to their pickup zone.
+                DOLocationID=41 if i % 10 == 9 else [75, 236, 132][i % 3],
+                passenger_count=i % 4,
+                trip_distance=0.5 + (i * 37 % 150) / 10,
+                VendorID=None if i % 7 == 0 else 2,
+            )
+        )
+    return rows
+
+
+def featurized(runtime: Runtime, path: Path) -> Any:
+    """The trips of one file, repaired and featurized, keeping pickup and distance."""
+    return featurize(runtime, apply_repairs(read_trips(runtime, check_all([path]))), keep=(s.PICKUP, s.DISTANCE))
+
+
+def online_features(trip: Mapping[str, Any], store: fs.FeatureStore | None = None) -> dict[str, Any]:
+    """The features of one trip (canonical or TLC column names; times as ISO text or datetime) by the
+    online path's definitions, with the store's statistics when a store is given."""
+    return dict(features_table(trips_table(pd.DataFrame([dict(trip)])), store).to_pylist()[0])
+
+
+# Test tiers, one per test (markers in pyproject.toml), given here by what a test needs instead of by hand on
+# hundreds of tests, so a new test lands in the right tier by the fixtures it asks for:
+#   e2e     a trained model or registry, a live server, a `taxi-duration` process, PostgreSQL, or the real
+#           TLC files: the slow runs that prove the parts work together
+#   parity  the Spark session: the Spark case of a test run on every engine, or a check of Spark alone
+#   unit    everything else: in process, small hand-written data, DuckDB and pandas (`make test-fast`)
+TIERS = ("unit", "parity", "e2e")
+E2E_FIXTURES = {"shared_data", "postgres_url", "registry"}
+E2E_MODULES = {
+    "test_bench",  # a `taxi-duration bench` process
+    "test_cli",  # a `taxi-duration` process per test
+    "test_migration",  # trains on the real files
+    "test_postgres",
+    "test_serving",  # trains a registry, starts servers
+    "test_setup",  # runs `make` and scripts/setup.sh
+    "test_training",  # trains and registers models
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by these markers
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test with its tier, unless it says its own."""
+    for item in items:
+        if any(item.get_closest_marker(tier) for tier in TIERS):
+            continue
+        if item.path.stem in E2E_MODULES or E2E_FIXTURES & set(item.fixturenames):
+            item.add_marker("e2e")
+        elif item.get_closest_marker("spark") or "spark" in item.fixturenames:
+            item.add_marker("parity")
+        else:
+            item.add_marker("unit")
 
 
 @pytest.fixture(scope="session")

@@ -53,7 +53,7 @@ def test_unknown_settings_and_engines_are_refused(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"invalid settings \(engnie: Extra inputs are not permitted"):
         load_settings()
     assert Engine.parse("local") is Engine.DUCKDB
-    with pytest.raises(ValueError, match="excel"):
+    with pytest.raises(UsageError, match="unknown engine 'excel': choose duckdb"):  # raised where it occurs
         Engine.parse("excel")
 
 

@@ -19,11 +19,10 @@ from taxi_duration.features import featurize
 from taxi_duration.geo import UNKNOWN_ZONE, load_index
 from taxi_duration.inputs import check, check_all
 from taxi_duration.legacy import haversine_km
-from taxi_duration.online import online_features
 from taxi_duration.quality import validate
 from taxi_duration.readers import read_trips
 from taxi_duration.zones import centroids
-from tests.conftest import ALL_ENGINES
+from tests.conftest import ALL_ENGINES, online_features
 
 on_every_engine = pytest.mark.parametrize("runtime", ALL_ENGINES, indirect=True)
 

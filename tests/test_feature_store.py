@@ -15,9 +15,7 @@ from taxi_duration.config import Engine, load_settings
 from taxi_duration.engines import Runtime
 from taxi_duration.errors import UsageError
 from taxi_duration.months import Month
-from taxi_duration.online import online_features
-from tests.conftest import write_parquet
-from tests.test_features import featurized, trips
+from tests.conftest import feature_trips, featurized, online_features, write_parquet
 
 JAN = Month(2023, 1)
 
@@ -41,7 +39,7 @@ def attached(runtime: Runtime, rows: list[dict[str, Any]], store: fs.FeatureStor
 
 
 def test_a_training_row_never_sees_its_own_duration(runtime: Runtime, tmp_path: Path) -> None:
-    rows = trips()
+    rows = feature_trips()
     changed = list(rows)
     victim = 12  # pickup zone 74 -> 75, a pair with ten trips
     changed[victim] = {
@@ -67,26 +65,26 @@ def test_a_training_row_never_sees_its_own_duration(runtime: Runtime, tmp_path: 
 
 
 def test_rows_outside_the_window_are_ignored(runtime: Runtime, tmp_path: Path) -> None:
-    january = build(runtime, trips(), tmp_path / "a")
-    with_february = build(runtime, trips() + trips(timedelta(days=31)), tmp_path / "b")
+    january = build(runtime, feature_trips(), tmp_path / "a")
+    with_february = build(runtime, feature_trips() + feature_trips(timedelta(days=31)), tmp_path / "b")
     assert with_february.manifest.version == january.manifest.version
     assert with_february.manifest.rows == january.manifest.rows == 60
 
 
 def test_versions_and_manifest(runtime: Runtime, tmp_path: Path) -> None:
-    store = build(runtime, trips(), tmp_path)
-    again = build(runtime, trips(), tmp_path)
+    store = build(runtime, feature_trips(), tmp_path)
+    again = build(runtime, feature_trips(), tmp_path)
     assert again.path == store.path
     manifest = json.loads((store.path / "manifest.json").read_text())
     assert (manifest["window_start"], manifest["window_end"], manifest["rows"]) == ("2023-01", "2023-02", 60)
     assert manifest["rows_by_level"]["global"] == fs.FOLDS + 1
-    wider = build(runtime, trips(), tmp_path / "wide", JAN, Month(2023, 2))
+    wider = build(runtime, feature_trips(), tmp_path / "wide", JAN, Month(2023, 2))
     assert wider.manifest.version != store.manifest.version
     assert sorted(p.name for p in (tmp_path / "store").iterdir()) == [store.manifest.version]
 
 
 def test_fallbacks_go_from_pair_to_zone_to_borough_to_global(runtime: Runtime, tmp_path: Path) -> None:
-    store = build(runtime, trips(), tmp_path)
+    store = build(runtime, feature_trips(), tmp_path)
     future = {"lpep_pickup_datetime": "2023-03-01T10:00:00", "trip_distance": 1.0}
     known_pair = online_features({**future, "PULocationID": 74, "DOLocationID": 75}, store)
     rare_pair = online_features({**future, "PULocationID": 74, "DOLocationID": 43}, store)
@@ -100,7 +98,7 @@ def test_fallbacks_go_from_pair_to_zone_to_borough_to_global(runtime: Runtime, t
 
 def test_an_empty_window_is_refused(runtime: Runtime, tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"no trips picked up in 2022-06\.\.2022-06"):
-        build(runtime, trips(), tmp_path, Month(2022, 6), Month(2022, 6))
+        build(runtime, feature_trips(), tmp_path, Month(2022, 6), Month(2022, 6))
     assert not (tmp_path / "store").exists() or not any((tmp_path / "store").iterdir())
 
 

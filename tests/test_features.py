@@ -15,53 +15,26 @@ from taxi_duration import feature_store as fs
 from taxi_duration import schema as s
 from taxi_duration.config import Engine, load_settings
 from taxi_duration.engines import Runtime
-from taxi_duration.features import BY_NAME, FEATURE_SETS, FEATURES, featurize
-from taxi_duration.inputs import check_all
+from taxi_duration.features import BY_NAME, FEATURE_SETS, FEATURES
 from taxi_duration.months import Month
-from taxi_duration.online import FastFeatures, features_table, online_features, trips_table
-from taxi_duration.readers import read_trips
-from taxi_duration.validation import apply_repairs
-from tests.conftest import ALL_ENGINES, green_row, write_parquet
+from taxi_duration.online import FastFeatures, features_table, trips_table
+from tests.conftest import ALL_ENGINES, feature_trips, featurized, green_row, online_features, write_parquet
 
 FEATURE_NAMES = tuple(f.name for f in FEATURES)
 ALL_NAMES = (*FEATURE_NAMES, *fs.STORE_FEATURES)
 
 
-def trips(shift: timedelta = timedelta(0)) -> list[dict[str, Any]]:
-    """Trips that exercise every branch: each weekday incl. Sunday, a holiday, airports, unknown vendor."""
-    rows = []
-    start = datetime(2023, 1, 1, 0, 30) + shift  # unshifted: a Sunday, and New Year's Day
-    for i in range(60):
-        pickup = start + timedelta(hours=11 * i, minutes=7 * i, seconds=i)
-        rows.append(
-            green_row(
-                lpep_pickup_datetime=pickup,
-                lpep_dropoff_datetime=pickup + timedelta(minutes=5 + i % 40, seconds=13 * i % 60),
-                PULocationID=[74, 132, 1, 138, 161, 236][i % 6],
-                # Six pairs of ten trips, but every tenth trip goes to a rare zone: half the pairs drop
-                # below MIN_TRIPS and fall back to their pickup zone.
-                DOLocationID=41 if i % 10 == 9 else [75, 236, 132][i % 3],
-                passenger_count=i % 4,
-                trip_distance=0.5 + (i * 37 % 150) / 10,
-                VendorID=None if i % 7 == 0 else 2,
-            )
-        )
-    return rows
-
-
-def featurized(runtime: Runtime, path: Path) -> Any:
-    return featurize(runtime, apply_repairs(read_trips(runtime, check_all([path]))), keep=(s.PICKUP, s.DISTANCE))
-
-
 @pytest.fixture(scope="module")
 def january(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_parquet(tmp_path_factory.mktemp("jan") / "green_tripdata_2023-01.parquet", trips())
+    return write_parquet(tmp_path_factory.mktemp("jan") / "green_tripdata_2023-01.parquet", feature_trips())
 
 
 @pytest.fixture(scope="module")
 def february(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same trips a month later: outside the store's window, like requests to the API."""
-    return write_parquet(tmp_path_factory.mktemp("feb") / "green_tripdata_2023-02.parquet", trips(timedelta(days=31)))
+    return write_parquet(
+        tmp_path_factory.mktemp("feb") / "green_tripdata_2023-02.parquet", feature_trips(timedelta(days=31))
+    )
 
 
 @pytest.fixture(scope="module")
@@ -90,11 +63,11 @@ def test_every_feature_is_the_same_on_every_engine_and_online(
 ) -> None:
     frame = fs.attach(featurized(runtime, february), store, store.tables(runtime))
     batch = frame.sort(s.PICKUP).collect().to_arrow().to_pylist()
-    online = [online_features(trip, store) for trip in trips(timedelta(days=31))]
+    online = [online_features(trip, store) for trip in feature_trips(timedelta(days=31))]
     assert_same(batch, online, (*FEATURE_NAMES, *fs.STORE_FEATURES))
     assert {r["fs_pair_level"] for r in batch} == {0, 1}
     fast = FastFeatures(store)
-    assert_same(batch, [fast.one(canonical(trip)) for trip in trips(timedelta(days=31))], ALL_NAMES)
+    assert_same(batch, [fast.one(canonical(trip)) for trip in feature_trips(timedelta(days=31))], ALL_NAMES)
 
 
 def canonical(trip: dict[str, Any]) -> dict[str, Any]:
@@ -141,7 +114,7 @@ def test_the_fast_path_gives_what_the_definitions_give_on_random_trips(store: fs
 
 
 def test_values_are_what_the_definitions_say() -> None:
-    f = online_features(trips()[0])  # Sunday 2023-01-01 00:30, New Year's Day, 74 -> 75, 0 passengers
+    f = online_features(feature_trips()[0])  # Sunday 2023-01-01 00:30, New Year's Day, 74 -> 75, 0 passengers
     assert (f["pickup_weekday"], f["is_weekend"], f["is_holiday"], f["hour_of_week"]) == (7, 1, 1, 6 * 24)
     assert (f["zone_pair"], f["borough_pair"], f["pu_airport"], f["do_airport"]) == (
         "74-75",

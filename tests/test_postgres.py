@@ -1,6 +1,5 @@
 """Trips through a real PostgreSQL server (the one `.ci/run` starts on loopback): loaded into a table, read
-back by the embedded engine's native driver and by Spark over JDBC in parallel partitions, the same rows;
-predictions written back twice, no duplicates."""
+back by the native driver, the same rows; predictions written back twice, no duplicates."""
 
 from __future__ import annotations
 
@@ -51,19 +50,6 @@ def test_the_embedded_engine_reads_back_the_same_rows(url: str, trips: pa.Table)
     assert _sorted(back.select(trips.column_names)) == _sorted(trips)
 
 
-@pytest.mark.spark
-def test_spark_reads_the_same_rows_in_parallel_partitions(url: str, trips: pa.Table, spark: Any) -> None:
-    frame = postgres.spark_read(spark, url, "trips", "trip_id", partitions=3)
-    assert frame.rdd.getNumPartitions() == 3
-    rows = frame.select("trip_id", "PULocationID", "DOLocationID", "trip_distance").toPandas()
-    expected = trips.select(["trip_id", "PULocationID", "DOLocationID", "trip_distance"]).to_pandas()
-    assert len(rows) == len(expected)
-    merged = expected.merge(rows, on="trip_id", suffixes=("", "_spark"))
-    assert len(merged) == len(expected)
-    for column in ("PULocationID", "DOLocationID", "trip_distance"):
-        assert (merged[column] == merged[f"{column}_spark"]).all(), column
-
-
 def test_writing_predictions_twice_leaves_one_row_per_trip(url: str, trips: pa.Table) -> None:
     ids = trips.column("trip_id")
     first = pa.table({"trip_id": ids, "model_version": pa.array(["1"] * len(ids)), "minutes": np.full(len(ids), 10.0)})
@@ -88,14 +74,6 @@ def test_the_password_never_shows(url: str) -> None:
 def test_table_names_are_never_sql(url: str) -> None:
     with pytest.raises(UsageError, match="not a plain table"):
         postgres.read_table(url, "trips; DROP TABLE trips")
-
-
-def test_jdbc_options_split_the_url() -> None:
-    options = postgres.jdbc_options("postgresql://taxi:secret@127.0.0.1:5433/trips")
-    assert options["url"] == "jdbc:postgresql://127.0.0.1:5433/trips"
-    assert (options["user"], options["password"]) == ("taxi", "secret")
-    with pytest.raises(UsageError, match=r"\*\*\*"):
-        postgres.jdbc_options("mysql://taxi:secret@host/db")
 
 
 @pytest.fixture(scope="module")

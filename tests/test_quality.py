@@ -14,8 +14,7 @@ from taxi_duration.features import FEATURE_SETS, TARGET
 from taxi_duration.inputs import check_all
 from taxi_duration.quality import parquet_rows, validate
 from taxi_duration.validation import RULE_CODES
-from tests.conftest import ALL_ENGINES, FAST_ENGINES, green_row, write_jsonl
-from tests.test_validation import CASES, all_cases, write_parquet
+from tests.conftest import ALL_ENGINES, CASES, FAST_ENGINES, all_cases, green_row, write_jsonl, write_parquet
 
 
 @pytest.mark.parametrize("runtime", ALL_ENGINES, indirect=True)

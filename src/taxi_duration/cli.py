@@ -49,11 +49,7 @@ OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace the out
 
 
 def _settings(config: Path | None, engine: str | None = None, **overrides: Any) -> Settings:
-    try:
-        parsed = Engine.parse(engine) if engine else None
-    except ValueError as exc:
-        raise UsageError(f"unknown engine {engine!r}: choose duckdb (or local), pandas or spark") from exc
-    return load_settings(config, engine=parsed, **overrides)
+    return load_settings(config, engine=Engine.parse(engine) if engine else None, **overrides)
 
 
 def _progress() -> Progress:

@@ -38,7 +38,10 @@ class Engine(StrEnum):
     @classmethod
     def parse(cls, value: str) -> Engine:
         """Accept an engine name or the `local` alias for the embedded engine."""
-        return cls.DUCKDB if value == "local" else cls(value)
+        try:
+            return cls.DUCKDB if value == "local" else cls(value)
+        except ValueError:
+            raise UsageError(f"unknown engine {value!r}: choose duckdb (or local), pandas or spark") from None
 
 
 class Search(StrEnum):

@@ -278,5 +278,20 @@ def _select(frame: nw.LazyFrame[Any], columns: list[str] | None) -> nw.LazyFrame
 
 
 def _is_engine_data_error(exc: Exception) -> bool:
+    """Whether an engine failed on a value: an error of DuckDB, Spark or Arrow, or a ValueError that pandas,
+    numpy or Arrow raised converting one. A ValueError raised anywhere else (our own code) is a bug, not bad
+    data, and keeps its traceback."""
     module = type(exc).__module__.lstrip("_")  # DuckDB raises from `_duckdb`
-    return module.startswith(("duckdb", "pyspark", "py4j")) or isinstance(exc, ValueError)
+    if module.startswith(("duckdb", "pyspark", "py4j", "pyarrow")):
+        return True
+    return isinstance(exc, ValueError) and _raised_in(exc, ("pandas", "numpy", "pyarrow"))
+
+
+def _raised_in(exc: Exception, packages: tuple[str, ...]) -> bool:
+    """Whether the innermost frame of `exc`'s traceback runs code of one of `packages`."""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return str(tb.tb_frame.f_globals.get("__name__", "")).startswith(packages)

@@ -157,15 +157,10 @@ class Bundle:
         meta = Meta(**json.loads((path / META).read_text()))
         return cls(path, meta, FeatureStore.open(path / STORE_DIR))
 
-    @property
-    def exported(self) -> bool:
-        """Whether the bundle holds the native export (models trained before it existed do not)."""
-        return (self.path / NATIVE_DIR).is_dir()
-
     @cached_property
     def native(self) -> NativeModel:
         """The model exported for serving without its trainer."""
-        if not self.exported:
+        if not (self.path / NATIVE_DIR).is_dir():  # a model trained before the export existed
             raise UsageError(f"{self.path}: this model predates the native export; train it again to serve it")
         return NativeModel.load(self.path / NATIVE_DIR)
 
@@ -212,10 +207,7 @@ class Bundle:
         return features_table(self._canonical(trips), self.store).to_pandas()
 
     def predict(self, trips: pd.DataFrame) -> np.ndarray:
-        """Predicted minutes for raw trips, never below zero, from the native export (or, for a model
-        trained before it existed, from the trainer's own model)."""
-        if not self.exported:
-            return np.clip(self.model.predict(self.features(trips)), 0.0, None)
+        """Predicted minutes for raw trips, never below zero, from the native export."""
         if len(trips) > FAST_ROWS:
             return self.native.predict(self.features(trips))
         return self.predict_trips(self._canonical(trips).to_pylist())

@@ -36,11 +36,6 @@ from taxi_duration.features import (
 from taxi_duration.validation import apply_repairs
 
 
-def request_table(trip: Mapping[str, Any]) -> pa.Table:
-    """One trip (canonical or TLC column names; timestamps as ISO text or datetime) as a canonical Arrow row."""
-    return trips_table(pd.DataFrame([dict(trip)]))
-
-
 def trips_table(trips: pd.DataFrame) -> pa.Table:
     """Trips (canonical or TLC column names) as a canonical Arrow table; absent columns are nulls.
 
@@ -72,11 +67,6 @@ def features_table(trips: pa.Table, store: fs.FeatureStore | None = None) -> pa.
     if store is not None:
         frame = fs.attach(frame, store, store.arrow_tables)
     return frame.sort(_ORDER).drop(_ORDER, s.PICKUP).to_arrow()
-
-
-def online_features(trip: Mapping[str, Any], store: fs.FeatureStore | None = None) -> dict[str, Any]:
-    """The features of one trip, with the store's statistics when a store is given."""
-    return dict(features_table(request_table(trip), store).to_pylist()[0])
 
 
 class FastFeatures:

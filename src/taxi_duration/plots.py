@@ -1,14 +1,14 @@
-"""The figures every training run logs: how close predictions are, when the model errs, what it relies on."""
+"""The figures every training run logs: how close predictions are, when the model errs, what it relies on.
+
+Figures are built as `matplotlib.figure.Figure` objects, never through pyplot: nothing here chooses a
+backend or keeps a figure open, so training runs headless on a server and a notebook that imports it keeps
+its inline plots. A figure is freed like any object once written.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: training runs on servers without a display
-
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -17,7 +17,8 @@ from taxi_duration.evaluate import Scores
 
 def predicted_vs_actual(actual: np.ndarray, predicted: np.ndarray, title: str) -> Figure:
     """A hexbin of predicted against actual minutes, with the line a perfect model would draw."""
-    fig, ax = plt.subplots(figsize=(6, 5.5), layout="constrained")
+    fig = Figure(figsize=(6, 5.5), layout="constrained")
+    ax = fig.subplots()
     top = float(np.percentile(actual, 99.5)) if len(actual) else 1.0
     hb = ax.hexbin(actual, predicted, gridsize=60, extent=(0, top, 0, top), bins="log", cmap="viridis", mincnt=1)
     ax.plot([0, top], [0, top], color="tab:red", lw=1, label="predicted = actual")
@@ -34,7 +35,8 @@ def residuals_by_hour(actual: np.ndarray, predicted: np.ndarray, hour: np.ndarra
     q = np.array(
         [np.percentile(residual[hour == h], [10, 50, 90]) if (hour == h).any() else [np.nan] * 3 for h in hours]
     )
-    fig, ax = plt.subplots(figsize=(8, 4), layout="constrained")
+    fig = Figure(figsize=(8, 4), layout="constrained")
+    ax = fig.subplots()
     ax.fill_between(hours, q[:, 0], q[:, 2], alpha=0.3, label="10-90% of trips")
     ax.plot(hours, q[:, 1], marker="o", label="median")
     ax.axhline(0, color="black", lw=0.8)
@@ -47,7 +49,8 @@ def feature_importance(importances: Mapping[str, float], title: str, top: int = 
     """The `top` features by importance, largest at the top, as shares of the total."""
     total = sum(importances.values()) or 1.0
     ranked = sorted(importances.items(), key=lambda kv: kv[1])[-top:]
-    fig, ax = plt.subplots(figsize=(7, 0.3 * len(ranked) + 1.2), layout="constrained")
+    fig = Figure(figsize=(7, 0.3 * len(ranked) + 1.2), layout="constrained")
+    ax = fig.subplots()
     ax.barh([k for k, _ in ranked], [v / total for _, v in ranked], color="tab:blue")
     ax.set(xlabel="share of total importance", title=title)
     return fig
@@ -57,7 +60,8 @@ def rmse_by_borough(scores: Mapping[str, Scores], title: str) -> Figure:
     """RMSE by pickup borough for the model and each baseline, side by side."""
     names = list(scores)
     boroughs = sorted({b for s in scores.values() for b, m in s["by_borough"].items() if m["rows"]})
-    fig, ax = plt.subplots(figsize=(9, 4), layout="constrained")
+    fig = Figure(figsize=(9, 4), layout="constrained")
+    ax = fig.subplots()
     width = 0.8 / len(names)
     x = np.arange(len(boroughs))
     for i, name in enumerate(names):

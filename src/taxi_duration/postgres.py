@@ -1,9 +1,8 @@
-"""PostgreSQL: trips read from a table, predictions written back, on either engine.
+"""PostgreSQL: trips read from a table, predictions written back.
 
-The embedded engine talks to PostgreSQL through ADBC's native driver (rows arrive as Arrow, by the COPY
-protocol), Spark through JDBC with partitioned parallel reads (Debian's `libpostgresql-jdbc-java`, or any
-driver jar named in `spark.jars`). Predictions are upserted on their key, so writing the same batch twice
-leaves one row per trip. A connection URL's password is never printed: messages show `redacted(url)`.
+Rows travel through ADBC's native PostgreSQL driver (they arrive as Arrow, by the COPY protocol).
+Predictions are upserted on their key, so writing the same batch twice leaves one row per trip. A
+connection URL's password is never printed: messages show `redacted(url)`.
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,7 +17,6 @@ import pyarrow as pa
 
 from taxi_duration.errors import UsageError
 
-JDBC_JAR = Path("/usr/share/java/postgresql.jar")  # Debian's libpostgresql-jdbc-java
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
 
 
@@ -134,39 +131,3 @@ def upsert(url: str, table: str, rows: pa.Table, key: list[str]) -> int:
         (count,) = cursor.fetchone()
         connection.commit()
     return int(count)
-
-
-def jdbc_options(url: str) -> dict[str, str]:
-    """Spark's JDBC options for a `postgresql://user:password@host:port/db` URL."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
-        raise UsageError(f"{redacted(url)}: expected postgresql://user:password@host:port/database")
-    options = {
-        "url": f"jdbc:postgresql://{parts.hostname}:{parts.port or 5432}{parts.path}",
-        "driver": "org.postgresql.Driver",
-    }
-    if parts.username:
-        options["user"] = parts.username
-    if parts.password:
-        options["password"] = parts.password
-    return options
-
-
-def spark_read(spark: Any, url: str, table: str, partition_column: str, partitions: int) -> Any:
-    """`table` as a Spark frame read by `partitions` parallel JDBC queries, split on the range of the
-    integer `partition_column` (whose bounds are asked of the server first)."""
-    column = _identifier(partition_column)
-    options = jdbc_options(url)
-    bounds = (
-        spark.read.format("jdbc")
-        .options(**options, query=f"SELECT min({column}) AS lo, max({column}) AS hi FROM {_identifier(table)}")
-        .load()
-        .first()
-    )
-    lo, hi = (0, 0) if bounds is None or bounds["lo"] is None else (int(bounds["lo"]), int(bounds["hi"]))
-    return (
-        spark.read.format("jdbc")
-        .options(**options, dbtable=table, partitionColumn=column, lowerBound=str(lo), upperBound=str(hi + 1))
-        .option("numPartitions", str(partitions))
-        .load()
-    )

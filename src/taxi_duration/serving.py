@@ -120,8 +120,6 @@ def load(settings: Settings, uri: str, work: Path) -> Served:
         except Exception as exc:  # MLflow raises several types for a URI that leads nowhere
             raise UsageError(f"cannot download model {pinned!r}: {str(exc).splitlines()[0]}") from exc
         bundle = Bundle.open(local / BUNDLE_PATH if (local / BUNDLE_PATH).is_dir() else local)
-        if not bundle.exported:
-            raise UsageError(f"model {pinned} predates the native export the server needs: train it again")
         served = Served(version, pinned, bundle, folder)
         check(served)
         return served

@@ -14,7 +14,6 @@ import sys
 from typing import TYPE_CHECKING
 
 from taxi_duration.errors import EngineUnavailableError
-from taxi_duration.postgres import JDBC_JAR
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -83,8 +82,6 @@ def get_spark(master: str = "local[*]", driver_memory: str = "4g", app_name: str
     builder = SparkSession.builder.master(master).appName(app_name).config("spark.driver.memory", driver_memory)
     for key, value in LOCAL_DEFAULTS.items():
         builder = builder.config(key, value)
-    if JDBC_JAR.is_file():  # PostgreSQL over JDBC (postgres.py), when Debian's driver is installed
-        builder = builder.config("spark.jars", str(JDBC_JAR))
     if master.startswith("local"):
         # A local driver talks only to itself: loopback avoids hostname look-ups and firewall prompts.
         builder = builder.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")

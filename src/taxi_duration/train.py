@@ -215,7 +215,6 @@ def _log_figures(sample: pd.DataFrame, scores: dict[str, evaluate.Scores], impor
         figures["plots/feature_importance.png"] = plots.feature_importance(importances, "Feature importance (gain)")
     for path, fig in figures.items():
         mlflow.log_figure(fig, path)
-        plots.plt.close(fig)
 
 
 def _log_metrics(scores: dict[str, dict[str, evaluate.Scores]]) -> None:

@@ -136,14 +136,12 @@ def markdown(results: list[Result], memory_limit: int | None = None) -> str:
 
 def chart(results: list[Result], path: Path) -> None:
     """Wall time and peak memory per engine and size, side by side."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: no backend is chosen, none is changed
 
     engines = list(dict.fromkeys(r.engine for r in results))
     sizes = sorted({r.rows for r in results})
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig = Figure(figsize=(12, 4.5))
+    axes = fig.subplots(1, 2)
     width = 0.8 / len(engines)
     for i, engine in enumerate(engines):
         runs = {r.rows: r for r in results if r.engine == engine}
@@ -161,4 +159,3 @@ def chart(results: list[Result], path: Path) -> None:
     fig.suptitle("read Parquet -> validate -> features -> write Parquet")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
