@@ -26,6 +26,11 @@ from pydantic_settings import (
 from taxi_duration.errors import UsageError
 
 CONFIG_FILE = Path("taxi-duration.toml")
+# The MLflow registry's model, and the alias of the version that is served (tracking.py moves it). Named here,
+# not in tracking.py, so that the command line can show the default without loading MLflow.
+MODEL_NAME = "taxi-duration"
+CHAMPION = "champion"
+DEFAULT_MODEL = f"models:/{MODEL_NAME}@{CHAMPION}"
 
 
 class Engine(StrEnum):
