@@ -26,7 +26,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from taxi_duration import schema as s
-from taxi_duration.features import STRAIGHT_MILES, TARGET
+from taxi_duration.features import TARGET, TRIP_MILES_SQL
 from taxi_duration.native import PREDICTION, NativeModel, from_mllib, mix_statement
 from taxi_duration.spark import get_spark
 from taxi_duration.train_local import columns
@@ -166,7 +166,7 @@ def xgboost_pipeline(feature_set: str, workers: int, seed: int = 0) -> Pipeline 
 def course_pipeline() -> Pipeline:
     """The course baseline in MLlib: one-hot `PU_DO` + `trip_distance` -> `LinearRegression` (the straight-line
     miles where there is no metered distance, as `CourseBaseline` does)."""
-    miles = f"SELECT *, coalesce({s.DISTANCE}, {STRAIGHT_MILES}) AS course_miles FROM __THIS__"
+    miles = f"SELECT *, {TRIP_MILES_SQL} AS course_miles FROM __THIS__"
     return Pipeline(
         stages=[
             StringIndexer(inputCol="zone_pair", outputCol="course_pair_idx", handleInvalid="keep"),
