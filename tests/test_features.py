@@ -16,7 +16,7 @@ import pytest
 
 from taxi_duration import feature_store as fs
 from taxi_duration import schema as s
-from taxi_duration.config import Engine, load_settings
+from taxi_duration.config import Engine, FeatureSet, load_settings
 from taxi_duration.engines import Runtime
 from taxi_duration.features import (
     BY_NAME,
@@ -185,6 +185,7 @@ def test_online_path_accepts_canonical_names_and_iso_text() -> None:
 
 
 def test_feature_sets() -> None:
+    assert set(FEATURE_SETS) == set(FeatureSet)  # every name the settings accept has its features
     assert s.DISTANCE not in FEATURE_SETS["pretrip"]
     assert set(FEATURE_SETS["with_distance"]) - set(FEATURE_SETS["pretrip"]) == {s.DISTANCE}
     assert all(name in BY_NAME for names in FEATURE_SETS.values() for name in names)

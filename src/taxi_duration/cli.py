@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from taxi_duration import __version__
-from taxi_duration.config import DEFAULT_MODEL, MODEL_NAME, Engine, Settings, load_settings
+from taxi_duration.config import DEFAULT_MODEL, MODEL_NAME, Engine, FeatureSet, Settings, load_settings
 from taxi_duration.errors import TaxiDurationError, UsageError
 from taxi_duration.months import parse_months
 
@@ -197,7 +197,7 @@ def validate(
 
 
 FeatureSetOpt = Annotated[
-    str | None,
+    FeatureSet | None,
     typer.Option(
         "--feature-set",
         help="with_distance (adds the metered distance, as the course does; default) or pretrip (known at booking).",

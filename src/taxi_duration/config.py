@@ -53,6 +53,13 @@ class Search(StrEnum):
     QUICK = "quick"
 
 
+class FeatureSet(StrEnum):
+    """What a model may know (features.py holds each set's features)."""
+
+    WITH_DISTANCE = "with_distance"  # adds the metered distance, as the course's baselines do
+    PRETRIP = "pretrip"  # what is known when the ride is booked
+
+
 class Settings(BaseSettings):
     """Every setting the commands share."""
 
@@ -66,7 +73,9 @@ class Settings(BaseSettings):
     search: Search = Field(
         Search.FULL, description="full: the documented models; quick: small ones, for smoke tests and trying things."
     )
-    feature_set: str = Field("with_distance", description="Features models train on: with_distance or pretrip.")
+    feature_set: FeatureSet = Field(
+        FeatureSet.WITH_DISTANCE, description="Features models train on: with_distance or pretrip."
+    )
     zone_shapes: Path | None = Field(
         None,
         description="The TLC zone shapes, for trips with coordinates instead of zones: a shapefile zip "

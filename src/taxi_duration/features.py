@@ -21,6 +21,7 @@ import pyarrow as pa
 from narwhals.dtypes import DType
 
 from taxi_duration import schema as s
+from taxi_duration.config import FeatureSet
 from taxi_duration.engines import Runtime
 from taxi_duration.zones import AIRPORT_ZONES, UNKNOWN_BOROUGH, boroughs, centroids
 
@@ -302,9 +303,9 @@ FEATURES: tuple[Feature, ...] = (
 )
 BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}
 
-FEATURE_SETS: dict[str, tuple[str, ...]] = {
-    "pretrip": tuple(f.name for f in FEATURES if f.name != s.DISTANCE),
-    "with_distance": tuple(f.name for f in FEATURES),
+FEATURE_SETS: dict[FeatureSet, tuple[str, ...]] = {
+    FeatureSet.PRETRIP: tuple(f.name for f in FEATURES if f.name != s.DISTANCE),
+    FeatureSet.WITH_DISTANCE: tuple(f.name for f in FEATURES),
 }
 
 
