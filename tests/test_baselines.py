@@ -8,22 +8,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from taxi_duration.baselines import CourseBaseline, GlobalMean, course_filter
+from taxi_duration.baselines import CourseBaseline, GlobalMean
 from taxi_duration.config import Engine, load_settings
 from taxi_duration.engines import Runtime
 from taxi_duration.evaluate import metrics
-from taxi_duration.features import TARGET, add_target
+from taxi_duration.features import STRAIGHT_MILES, TARGET, featurize, in_target_range
 from taxi_duration.inputs import check_all
 from taxi_duration.readers import read_trips
 
 
-def trips(rows: list[tuple[int, int, float, float]]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=["pu_location_id", "do_location_id", "trip_distance", TARGET])
-
-
-def test_course_filter_keeps_one_to_sixty_minutes() -> None:
-    kept = course_filter(trips([(1, 2, 1.0, 0.5), (1, 2, 1.0, 1.0), (1, 2, 1.0, 60.0), (1, 2, 1.0, 61.0)]))
-    assert kept[TARGET].tolist() == [1.0, 60.0]
+def trips(rows: list[tuple[int, int, float, float]], straight: float = np.nan) -> pd.DataFrame:
+    """Trips of (pickup zone, dropoff zone, metered miles, minutes), all `straight` miles as the crow flies."""
+    frame = pd.DataFrame(rows, columns=["pu_location_id", "do_location_id", "trip_distance", TARGET])
+    return frame.assign(**{STRAIGHT_MILES: straight})
 
 
 def test_course_baseline_learns_distance_and_pairs() -> None:
@@ -37,13 +34,22 @@ def test_course_baseline_learns_distance_and_pairs() -> None:
     assert GlobalMean().fit(train).predict(train).tolist() == [train[TARGET].mean()] * 500
 
 
+def test_course_baseline_takes_the_straight_line_only_where_there_is_no_meter() -> None:
+    rng = np.random.default_rng(0)
+    metered = trips([(74, 75, d, 3 * d) for d in rng.uniform(0.5, 10, 200)], straight=100.0)
+    unmetered = metered.assign(**{STRAIGHT_MILES: metered["trip_distance"], "trip_distance": np.nan})
+    asked = trips([(74, 75, 2.0, 0.0)], straight=100.0)  # the meter wins over the straight line
+    for train in (metered, unmetered):
+        assert CourseBaseline().fit(train).predict(asked) == pytest.approx([6.0], abs=1e-6)
+
+
 @pytest.mark.shared
 def test_course_baseline_reproduces_the_published_rmse(shared_data: Path) -> None:
     runtime = Runtime.open(load_settings(), Engine.DUCKDB)
 
     def month(name: str) -> pd.DataFrame:
-        frame = add_target(runtime, read_trips(runtime, check_all([shared_data / f"green_tripdata_{name}.parquet"])))
-        return course_filter(frame.collect().to_pandas())
+        frame = featurize(runtime, read_trips(runtime, check_all([shared_data / f"green_tripdata_{name}.parquet"])))
+        return frame.filter(in_target_range()).collect().to_pandas()
 
     train, val = month("2021-01"), month("2021-02")
     rmse = metrics(val[TARGET], CourseBaseline().fit(train).predict(val))["rmse"]

@@ -147,6 +147,20 @@ def test_train_needs_three_months_and_says_so(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_an_unknown_feature_set_is_refused_before_any_data_is_read(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-file.parquet"  # never looked at: the name is refused first
+    flag = cli("train", "--data", missing, "--feature-set", "everything", "--config", _config(tmp_path))
+    assert flag.returncode == 2
+    assert "Error: Invalid value for '--feature-set'" in flag.stderr
+    assert "'everything' is not one of 'with_distance', 'pretrip'" in flag.stderr
+    env = cli("train", "--data", missing, "--config", _config(tmp_path), TAXI_DURATION_FEATURE_SET="everything")
+    assert env.returncode == 2
+    assert env.stderr.startswith("error: invalid settings (feature_set: Input should be 'with_distance' or 'pretrip'")
+    assert len(env.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in flag.stderr + env.stderr
+    assert "--feature-set <with_distance|pretrip>" in cli("train", "--help").stdout  # the choices, listed
+
+
 def test_evaluate_with_a_model_that_does_not_exist_is_one_clear_line(tmp_path: Path) -> None:
     data = write_parquet(tmp_path / "green_tripdata_2023-01.parquet", [green_row()] * 3)
     result = cli("evaluate", "--model", "models:/taxi-duration/99", "--data", data, "--config", _config(tmp_path))

@@ -8,14 +8,20 @@ from pathlib import Path
 
 import pytest
 
-from taxi_duration.config import Engine, load_settings
+from taxi_duration.config import Engine, FeatureSet, load_settings
 from taxi_duration.errors import UsageError
 from tests.conftest import Holding
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for var in ("TAXI_DURATION_ENGINE", "TAXI_DURATION_DATA_DIR", "TAXI_DURATION_SPARK_MASTER", "MLFLOW_TRACKING_URI"):
+    for var in (
+        "TAXI_DURATION_ENGINE",
+        "TAXI_DURATION_DATA_DIR",
+        "TAXI_DURATION_SPARK_MASTER",
+        "TAXI_DURATION_FEATURE_SET",
+        "MLFLOW_TRACKING_URI",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(tmp_path)  # no taxi-duration.toml here unless a test writes one
 
@@ -55,6 +61,20 @@ def test_unknown_settings_and_engines_are_refused(tmp_path: Path) -> None:
     assert Engine.parse("local") is Engine.DUCKDB
     with pytest.raises(UsageError, match="unknown engine 'excel': choose duckdb"):  # raised where it occurs
         Engine.parse("excel")
+
+
+def test_a_feature_set_is_checked_when_the_settings_load(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert load_settings().feature_set is FeatureSet.WITH_DISTANCE
+    monkeypatch.setenv("TAXI_DURATION_FEATURE_SET", "pretrip")
+    assert load_settings().feature_set is FeatureSet.PRETRIP
+    monkeypatch.setenv("TAXI_DURATION_FEATURE_SET", "everything")
+    refused = r"invalid settings \(feature_set: Input should be 'with_distance' or 'pretrip'"
+    with pytest.raises(UsageError, match=refused):
+        load_settings()
+    monkeypatch.delenv("TAXI_DURATION_FEATURE_SET")
+    (tmp_path / "taxi-duration.toml").write_text('feature_set = "pre_trip"\n')
+    with pytest.raises(UsageError, match="feature_set: Input should be"):
+        load_settings()
 
 
 def test_a_killed_runs_scratch_folder_is_removed_by_the_next_run_but_never_a_live_ones(tmp_path: Path) -> None:

@@ -7,15 +7,27 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
+import narwhals as nw
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from taxi_duration import feature_store as fs
 from taxi_duration import schema as s
-from taxi_duration.config import Engine, load_settings
+from taxi_duration.config import Engine, FeatureSet, load_settings
 from taxi_duration.engines import Runtime
-from taxi_duration.features import BY_NAME, FEATURE_SETS, FEATURES
+from taxi_duration.features import (
+    BY_NAME,
+    FEATURE_SETS,
+    FEATURES,
+    STRAIGHT_MILES,
+    TARGET,
+    TRIP_MILES_SQL,
+    in_target_range,
+    trip_miles,
+)
 from taxi_duration.months import Month
 from taxi_duration.online import FastFeatures, features_table, trips_table
 from tests.conftest import ALL_ENGINES, feature_trips, featurized, green_row, online_features, write_parquet
@@ -145,6 +157,20 @@ def test_online_path_accepts_canonical_names_and_iso_text() -> None:
 
 
 def test_feature_sets() -> None:
+    assert set(FEATURE_SETS) == set(FeatureSet)  # every name the settings accept has its features
     assert s.DISTANCE not in FEATURE_SETS["pretrip"]
     assert set(FEATURE_SETS["with_distance"]) - set(FEATURE_SETS["pretrip"]) == {s.DISTANCE}
     assert all(name in BY_NAME for names in FEATURE_SETS.values() for name in names)
+
+
+def test_the_target_range_keeps_one_to_sixty_minutes_ends_included() -> None:
+    frame = nw.from_native(pa.table({TARGET: [0.5, 1.0, 60.0, 61.0]}))
+    assert frame.filter(in_target_range())[TARGET].to_list() == [1.0, 60.0]
+
+
+def test_trip_miles_are_metered_else_the_straight_line_in_expressions_and_in_sql() -> None:
+    legs = pa.table({s.DISTANCE: [2.0, None, 0.0, None], STRAIGHT_MILES: [5.0, 3.0, 4.0, None]})
+    expected = [2.0, 3.0, 0.0, None]
+    assert nw.from_native(legs).select(trip_miles().alias("miles"))["miles"].to_list() == expected
+    in_sql = duckdb.sql(f"SELECT {TRIP_MILES_SQL} AS miles FROM legs").fetchall()  # the Spark course's SQL
+    assert [row[0] for row in in_sql] == expected

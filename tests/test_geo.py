@@ -13,7 +13,7 @@ import shapely
 
 from taxi_duration.config import load_settings
 from taxi_duration.errors import UsageError
-from taxi_duration.geo import PACKAGED_SHAPES, UNKNOWN_ZONE, ZoneIndex, load_index
+from taxi_duration.geo import PACKAGED_SHAPES, UNKNOWN_ZONE, ZoneIndex, fill_zones, load_index
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +43,16 @@ def test_points_that_all_miss_every_zone_are_unknown() -> None:
     index = ZoneIndex(np.array([square]), np.array([7], dtype=np.int32))
     assert index.assign([-73.5], [40.78]).tolist() == [UNKNOWN_ZONE]  # once an IndexError, a 500 in the API
     assert index.assign([-73.5, -73.95], [40.78, 40.75]).tolist() == [UNKNOWN_ZONE, 7]
+
+
+def test_fill_zones_keeps_the_ids_a_trip_gives_and_places_only_the_missing_ones() -> None:
+    square = shapely.box(-74.0, 40.7, -73.9, 40.8)
+    index = ZoneIndex(np.array([square]), np.array([7], dtype=np.int32))
+    points = {"zone": ([-73.95, -73.95, -73.95, -73.5, None], [40.75, 40.75, 40.75, 40.75, 40.75])}
+    given = {"zone": [3, None, np.nan, None, None]}  # a given id stays, even where the point says otherwise
+    assert fill_zones(index, points, given)["zone"].tolist() == [3, 7, 7, UNKNOWN_ZONE, UNKNOWN_ZONE]
+    assert fill_zones(index, points)["zone"].tolist() == [7, 7, 7, UNKNOWN_ZONE, UNKNOWN_ZONE]
+    assert fill_zones(index, points, {"other": [1] * 5})["zone"].dtype == np.int32
 
 
 @pytest.mark.shared

@@ -9,7 +9,6 @@ from taxi_duration.baselines import GlobalMean
 from taxi_duration.config import Engine, load_settings
 from taxi_duration.dataset import Prepared, prepare
 from taxi_duration.engines import Runtime
-from taxi_duration.errors import UsageError
 from taxi_duration.evaluate import metrics
 from taxi_duration.features import TARGET, TARGET_RANGE
 from taxi_duration.inputs import check_all, discover
@@ -63,8 +62,3 @@ def test_trees_walked_a_block_at_a_time_predict_what_one_walk_does(prepared: Pre
     model = fit(train, "with_distance", n_estimators=trees, on_round=lambda done, total: rounds.append((done, total)))
     assert rounds == [(done, trees) for done in range(1, trees + 1)]
     np.testing.assert_allclose(raw_predict(model, val), model.predict(val), rtol=0, atol=1e-9)
-
-
-def test_unknown_feature_set() -> None:
-    with pytest.raises(UsageError, match="unknown feature set"):
-        fit(None, "everything")  # type: ignore[arg-type]

@@ -34,7 +34,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 from taxi_duration import __version__, validation
 from taxi_duration import schema as s
-from taxi_duration.geo import ZoneIndex
+from taxi_duration.geo import ZoneIndex, fill_zones
 from taxi_duration.serving import ModelHolder, Served
 from taxi_duration.validation import FIRST_DAY, MAX_DISTANCE_MI, MAX_PASSENGERS
 
@@ -391,11 +391,11 @@ def _rounded(values: Any) -> list[float]:
 
 def assign_zones(index: ZoneIndex, trips: list[dict[str, Any]]) -> None:
     """Fill the missing zone ids of canonical trips from their coordinates, in one query for the batch."""
-    for zone, (lon, lat) in s.ZONE_POINTS.items():
-        found = index.assign([t[lon] for t in trips], [t[lat] for t in trips])
-        for trip, value in zip(trips, found.tolist(), strict=True):
-            if trip[zone] is None:
-                trip[zone] = value
+    points = {zone: ([t[lon] for t in trips], [t[lat] for t in trips]) for zone, (lon, lat) in s.ZONE_POINTS.items()}
+    given = {zone: [t[zone] for t in trips] for zone in s.ZONE_POINTS}
+    for zone, ids in fill_zones(index, points, given).items():
+        for trip, value in zip(trips, ids.tolist(), strict=True):
+            trip[zone] = value
 
 
 def create_app(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+import narwhals as nw
 import numpy as np
 import pandas as pd
 from scipy import sparse
@@ -18,12 +19,7 @@ from sklearn.linear_model import LinearRegression
 from sklearn.preprocessing import OneHotEncoder
 
 from taxi_duration import schema as s
-from taxi_duration.features import STRAIGHT_MILES, TARGET, TARGET_RANGE
-
-
-def course_filter(trips: pd.DataFrame) -> pd.DataFrame:
-    """The course's only cleaning step: keep trips of 1 to 60 minutes."""
-    return trips[trips[TARGET].between(*TARGET_RANGE)]
+from taxi_duration.features import STRAIGHT_MILES, TARGET, trip_miles
 
 
 @dataclass
@@ -44,10 +40,8 @@ class CourseBaseline:
         return (trips[s.PU_ZONE].to_numpy(np.int64) * 10_000 + trips[s.DO_ZONE].to_numpy(np.int64)).reshape(-1, 1)
 
     def _design(self, trips: pd.DataFrame) -> sparse.csr_matrix:
-        miles = trips[s.DISTANCE].to_numpy(float, na_value=np.nan)
-        if np.isnan(miles).any() and STRAIGHT_MILES in trips:
-            miles = np.where(np.isnan(miles), trips[STRAIGHT_MILES].to_numpy(float, na_value=np.nan), miles)
-        distance = sparse.csr_matrix(miles.reshape(-1, 1))
+        miles = nw.from_native(trips, eager_only=True).select(trip_miles().alias("miles")).to_native()["miles"]
+        distance = sparse.csr_matrix(miles.to_numpy(float, na_value=np.nan).reshape(-1, 1))
         return sparse.hstack([self.encoder.transform(self._pairs(trips)), distance], format="csr")
 
     def fit(self, trips: pd.DataFrame) -> CourseBaseline:

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from taxi_duration import __version__
-from taxi_duration.config import Engine, Settings, load_settings
+from taxi_duration.config import DEFAULT_MODEL, MODEL_NAME, Engine, FeatureSet, Settings, load_settings
 from taxi_duration.errors import TaxiDurationError, UsageError
 from taxi_duration.months import parse_months
 
@@ -193,7 +193,7 @@ def validate(
 
 
 FeatureSetOpt = Annotated[
-    str | None,
+    FeatureSet | None,
     typer.Option(
         "--feature-set",
         help="with_distance (adds the metered distance, as the course does; default) or pretrip (known at booking).",
@@ -284,9 +284,7 @@ def train(
 
 @app.command()
 def evaluate(
-    model: Annotated[
-        str, typer.Option(help="Model URI: models:/taxi-duration@champion, models:/taxi-duration/3, runs:/ID/model.")
-    ],
+    model: Annotated[str, typer.Option(help=f"Model URI: {DEFAULT_MODEL}, models:/{MODEL_NAME}/3, runs:/ID/model.")],
     data: Annotated[list[str], typer.Option(help="Trip files, globs or folders to score.")],
     more: MoreDataArg = None,
     legacy_train: Annotated[
@@ -319,7 +317,7 @@ def predict(
     table: Annotated[str, typer.Option(help="PostgreSQL table of trips (TLC or canonical column names).")],
     key: Annotated[str, typer.Option(help="The table's trip id column: predictions are keyed on it.")],
     to: Annotated[str, typer.Option(help="Table the predictions are upserted into (created on first use).")],
-    model: Annotated[str, typer.Option(help="Model URI.")] = "models:/taxi-duration@champion",
+    model: Annotated[str, typer.Option(help="Model URI.")] = DEFAULT_MODEL,
     chunk_rows: Annotated[int, typer.Option(help="Trips read, predicted and written at a time.")] = 100_000,
     out: OutJsonOpt = None,
     config: ConfigOpt = None,
@@ -355,9 +353,7 @@ def predict(
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on; 0.0.0.0 for every interface.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    model: Annotated[str, typer.Option(help="Model URI to serve; an @alias is followed as it moves.")] = (
-        "models:/taxi-duration@champion"
-    ),
+    model: Annotated[str, typer.Option(help="Model URI to serve; an @alias is followed as it moves.")] = DEFAULT_MODEL,
     poll_seconds: Annotated[
         float, typer.Option(help="Check the registry for a new version this often; 0 turns polling off.")
     ] = 30.0,
@@ -628,7 +624,7 @@ def bench_serve(
     out: Annotated[Path, typer.Option(help="Folder for results.json and results.md.")] = Path(
         "benchmarks/results/serve"
     ),
-    model: Annotated[str, typer.Option(help="Model URI both servers serve.")] = "models:/taxi-duration@champion",
+    model: Annotated[str, typer.Option(help="Model URI both servers serve.")] = DEFAULT_MODEL,
     connections: Annotated[int, typer.Option(help="Concurrent connections the load generator keeps open.")] = 8,
     batch_size: Annotated[int, typer.Option(help="Trips per batch request.")] = 100,
     soak: Annotated[float, typer.Option(help="Then keep /predict under load this many seconds, sampling RSS.")] = 0.0,

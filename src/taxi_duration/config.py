@@ -26,6 +26,11 @@ from pydantic_settings import (
 from taxi_duration.errors import UsageError
 
 CONFIG_FILE = Path("taxi-duration.toml")
+# The MLflow registry's model, and the alias of the version that is served (tracking.py moves it). Named here,
+# not in tracking.py, so that the command line can show the default without loading MLflow.
+MODEL_NAME = "taxi-duration"
+CHAMPION = "champion"
+DEFAULT_MODEL = f"models:/{MODEL_NAME}@{CHAMPION}"
 
 
 class Engine(StrEnum):
@@ -51,6 +56,13 @@ class Search(StrEnum):
     QUICK = "quick"
 
 
+class FeatureSet(StrEnum):
+    """What a model may know (features.py holds each set's features)."""
+
+    WITH_DISTANCE = "with_distance"  # adds the metered distance, as the course's baselines do
+    PRETRIP = "pretrip"  # what is known when the ride is booked
+
+
 class Settings(BaseSettings):
     """Every setting the commands share."""
 
@@ -64,7 +76,9 @@ class Settings(BaseSettings):
     search: Search = Field(
         Search.FULL, description="full: the documented models; quick: small ones, for smoke tests and trying things."
     )
-    feature_set: str = Field("with_distance", description="Features models train on: with_distance or pretrip.")
+    feature_set: FeatureSet = Field(
+        FeatureSet.WITH_DISTANCE, description="Features models train on: with_distance or pretrip."
+    )
     zone_shapes: Path | None = Field(
         None,
         description="The TLC zone shapes, for trips with coordinates instead of zones: a shapefile zip "

@@ -22,7 +22,7 @@ from narwhals.dtypes import DType
 
 from taxi_duration.config import Engine, Settings
 from taxi_duration.errors import BadInputError
-from taxi_duration.geo import PACKAGED_SHAPES, ZoneIndex
+from taxi_duration.geo import PACKAGED_SHAPES, ZoneIndex, fill_zones
 from taxi_duration.spark import get_spark
 
 PARQUET_COMPRESSION = "zstd"
@@ -210,11 +210,10 @@ class Runtime:
         import pandas as pd
 
         native = frame.collect().to_native()
-        found = {
-            out: index.assign(_floats(pa.array(native[lon])), _floats(pa.array(native[lat])))
-            for out, (lon, lat) in points.items()
+        coordinates = {
+            out: (_floats(pa.array(native[lon])), _floats(pa.array(native[lat]))) for out, (lon, lat) in points.items()
         }
-        zones = {out: pd.array(values, "int32[pyarrow]") for out, values in found.items()}
+        zones = {out: pd.array(ids, "int32[pyarrow]") for out, ids in fill_zones(index, coordinates).items()}
         return nw.from_native(native.assign(**zones)).lazy()
 
 

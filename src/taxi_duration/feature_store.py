@@ -32,7 +32,7 @@ from taxi_duration import schema as s
 from taxi_duration.atomic import atomic_dir
 from taxi_duration.engines import Runtime
 from taxi_duration.errors import UsageError
-from taxi_duration.features import STRAIGHT_MILES, TARGET
+from taxi_duration.features import TARGET, trip_miles
 from taxi_duration.months import Month
 
 FOLDS = 5
@@ -130,8 +130,7 @@ def fold_expr() -> nw.Expr:
 
 
 def _aggregate(frame: nw.LazyFrame[Any], level: Level, fold: int) -> nw.LazyFrame[Any]:
-    # Over the metered miles; the straight line where a data set has no meter (Kaggle), as the course does.
-    speed = nw.coalesce(nw.col(s.DISTANCE), nw.col(STRAIGHT_MILES)) / (nw.col(TARGET) / 60.0)
+    speed = trip_miles() / (nw.col(TARGET) / 60.0)
     aggs = (
         nw.len().cast(nw.Int64()).alias("trips"),
         nw.col(TARGET).median().alias("median_min"),

@@ -21,6 +21,7 @@ import pyarrow as pa
 from narwhals.dtypes import DType
 
 from taxi_duration import schema as s
+from taxi_duration.config import FeatureSet
 from taxi_duration.engines import Runtime
 from taxi_duration.zones import AIRPORT_ZONES, UNKNOWN_BOROUGH, boroughs, centroids
 
@@ -180,6 +181,11 @@ TIME, ZONES = (s.PICKUP,), (s.PU_ZONE, s.DO_ZONE)
 GEOMETRY = (*ZONES, *s.COORDINATES)
 # Stands in for the metered distance where a data set has none (Kaggle): in store speeds and the course.
 STRAIGHT_MILES = "haversine_mi"
+# A trip's miles, the first of these a trip has: metered, else the straight line, as the course does. The
+# store's speeds and the course baseline read it as `trip_miles()`; the Spark course pipeline as
+# `TRIP_MILES_SQL`, since a saved MLlib pipeline holds SQL, not expressions.
+_MILES_FROM = (s.DISTANCE, STRAIGHT_MILES)
+TRIP_MILES_SQL = f"coalesce({', '.join(_MILES_FROM)})"
 FEATURES: tuple[Feature, ...] = (
     Feature("pickup_hour", nw.Int32(), False, lambda: nw.col(s.PICKUP).dt.hour(), "hour of pickup, 0-23", reads=TIME),
     Feature(
@@ -297,9 +303,9 @@ FEATURES: tuple[Feature, ...] = (
 )
 BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}
 
-FEATURE_SETS: dict[str, tuple[str, ...]] = {
-    "pretrip": tuple(f.name for f in FEATURES if f.name != s.DISTANCE),
-    "with_distance": tuple(f.name for f in FEATURES),
+FEATURE_SETS: dict[FeatureSet, tuple[str, ...]] = {
+    FeatureSet.PRETRIP: tuple(f.name for f in FEATURES if f.name != s.DISTANCE),
+    FeatureSet.WITH_DISTANCE: tuple(f.name for f in FEATURES),
 }
 
 
@@ -336,6 +342,11 @@ def featurize(runtime: Runtime, trips: nw.LazyFrame[Any], keep: tuple[str, ...] 
     """Clean canonical trips -> features and the target (and the columns in `keep`): the batch path."""
     zones = runtime.from_arrow(zone_table())
     return add_features(add_target(runtime, trips), zones, keep=(*keep, TARGET))
+
+
+def trip_miles() -> nw.Expr:
+    """A trip's miles: metered, else the straight line (`_MILES_FROM`; `TRIP_MILES_SQL` is the same in SQL)."""
+    return nw.coalesce(*(nw.col(c) for c in _MILES_FROM))
 
 
 def in_target_range() -> nw.Expr:

@@ -8,8 +8,9 @@ shapely `STRtree` finds the polygon of every point of a batch, and engines may r
 (a pyproj transformer may not be shared across threads). A point inside no zone (the sea, New Jersey, GPS
 at 0, 0) gets `UNKNOWN_ZONE`.
 
-`Runtime.with_zones` (engines.py) runs the query where each engine runs: on Spark the index travels to
-the executors as well-known binary in a broadcast variable and is queried inside an Arrow UDF.
+`fill_zones` is the one rule for a batch of trips: a zone id the trip gives stays, a missing one comes from
+its point. `Runtime.with_zones` (engines.py) runs the query where each engine runs: on Spark the index
+travels to the executors as well-known binary in a broadcast variable and is queried inside an Arrow UDF.
 
 The package ships the shapes (`PACKAGED_SHAPES`, 572 KB), so coordinates work offline and out of the box:
 the TLC's `taxi_zones.zip` (EPSG:2263) projected to longitude and latitude as above, each polygon simplified
@@ -24,6 +25,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -136,3 +138,23 @@ class ZoneIndex:
 def load_index(path: Path) -> ZoneIndex:
     """The index of the shapes at `path` (a TLC shapefile zip, or the packaged Parquet), read once per process."""
     return ZoneIndex.from_parquet(path) if path.suffix == ".parquet" else ZoneIndex.from_zip(path)
+
+
+def fill_zones(
+    index: ZoneIndex, points: Mapping[str, tuple[Any, Any]], given: Mapping[str, Any] | None = None
+) -> dict[str, np.ndarray]:
+    """The zone ids of a batch of trips, per zone column of `points`: the id `given` holds for the trip, and
+    where it holds none (no such column, or None or NaN) the zone `index` places the trip's point in.
+
+    `points` maps each zone column to its (longitudes, latitudes); every sequence is as long as the batch,
+    and a missing coordinate is None or NaN. Only the trips missing an id are queried.
+    """
+    out: dict[str, np.ndarray] = {}
+    for zone, (lon, lat) in points.items():
+        longitude, latitude = np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64)
+        known = np.asarray(given[zone] if given and zone in given else np.full(longitude.shape, np.nan), np.float64)
+        missing = np.isnan(known)
+        ids = np.where(missing, UNKNOWN_ZONE, known).astype(np.int32)
+        ids[missing] = index.assign(longitude[missing], latitude[missing])
+        out[zone] = ids
+    return out

@@ -22,7 +22,7 @@ import pyarrow as pa
 from taxi_duration import postgres
 from taxi_duration import schema as s
 from taxi_duration.errors import UsageError
-from taxi_duration.geo import ZoneIndex, load_index
+from taxi_duration.geo import ZoneIndex, fill_zones, load_index
 from taxi_duration.model import Bundle
 
 PREDICTION_COLUMNS = ("model_version", "duration_minutes", "p10_minutes", "p90_minutes", "predicted_at")
@@ -116,14 +116,12 @@ def with_zones(trips: pd.DataFrame, index: ZoneIndex | None, table: str) -> pd.D
     if index is None:
         raise UsageError(f"table {table} has coordinates, not zones: set zone_shapes to the TLC shapefile")
     found = s.resolve_aliases(list(trips.columns))
-    return trips.assign(
-        **{
-            zone: index.assign(
-                trips[found[lon]].to_numpy(float, na_value=np.nan), trips[found[lat]].to_numpy(float, na_value=np.nan)
-            )
-            for zone, (lon, lat) in s.ZONE_POINTS.items()
-        }
-    )
+
+    def floats(name: str) -> np.ndarray:
+        return trips[found[name]].to_numpy(float, na_value=np.nan)
+
+    points = {zone: (floats(lon), floats(lat)) for zone, (lon, lat) in s.ZONE_POINTS.items()}
+    return trips.assign(**fill_zones(index, points))
 
 
 def describe(scored: Scored) -> dict[str, Any]:

@@ -25,12 +25,11 @@ import numpy as np
 
 from taxi_duration import schema as s
 from taxi_duration import tracking
-from taxi_duration.config import Settings
+from taxi_duration.config import DEFAULT_MODEL, Settings
 from taxi_duration.errors import UsageError
 from taxi_duration.model import Bundle
 
 log = logging.getLogger("taxi_duration.serving")
-DEFAULT_MODEL = f"models:/{tracking.MODEL_NAME}@{tracking.CHAMPION}"
 BUNDLE_PATH = Path("artifacts") / "bundle"  # where MLflow puts the pyfunc's `bundle` artifact
 # A checked model answers every canary with a finite duration no longer than this.
 CANARY_MAX_MINUTES = 24 * 60.0

@@ -29,11 +29,9 @@ from mlflow import MlflowClient
 from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
 
-from taxi_duration.config import Settings
+from taxi_duration.config import CHAMPION, MODEL_NAME, Settings
 
 EXPERIMENT = "taxi-duration"
-MODEL_NAME = "taxi-duration"
-CHAMPION = "champion"
 
 # Tags this project writes, in one namespace.
 PID_TAG, HOST_TAG = "taxi_duration.pid", "taxi_duration.host"

@@ -27,7 +27,7 @@ import pandas as pd
 from taxi_duration import evaluate, intervals, plots, tracking
 from taxi_duration import model as bundle_io
 from taxi_duration.baselines import CourseBaseline
-from taxi_duration.config import Engine, Search, Settings
+from taxi_duration.config import Engine, FeatureSet, Search, Settings
 from taxi_duration.dataset import Prepared, prepare
 from taxi_duration.engines import Runtime
 from taxi_duration.features import TARGET, TARGET_RANGE
@@ -122,7 +122,7 @@ class _Trained:
     candidates: list[dict[str, Any]]
 
 
-def _train_local(prepared: Prepared, feature_set: str, settings: Settings, on_progress: OnProgress) -> _Trained:
+def _train_local(prepared: Prepared, feature_set: FeatureSet, settings: Settings, on_progress: OnProgress) -> _Trained:
     from taxi_duration import train_local
 
     train = prepared.pandas("train")
@@ -145,7 +145,7 @@ def _train_local(prepared: Prepared, feature_set: str, settings: Settings, on_pr
     )
 
 
-def _train_spark(prepared: Prepared, feature_set: str, settings: Settings, on_progress: OnProgress) -> _Trained:
+def _train_spark(prepared: Prepared, feature_set: FeatureSet, settings: Settings, on_progress: OnProgress) -> _Trained:
     from pyspark.sql import functions as F
 
     from taxi_duration import train_spark
@@ -242,7 +242,7 @@ def train(
     settings: Settings,
     files: list[InputFile],
     split: Split,
-    feature_set: str,
+    feature_set: FeatureSet,
     on_step: Callable[[str], None] = lambda step: None,
     on_progress: OnProgress = lambda what, done, total: None,
 ) -> Outcome:

@@ -18,7 +18,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
 from taxi_duration import feature_store as fs
-from taxi_duration.errors import UsageError
+from taxi_duration.config import FeatureSet
 from taxi_duration.features import BY_NAME, FEATURE_SETS, TARGET
 
 # Chosen once on 2023-01 -> 2023-02 (validation), never on a test month; see docs when training lands.
@@ -43,17 +43,15 @@ LGBM_PARAMS: dict[str, Any] = {
 TREE_BLOCK = 50
 
 
-def columns(feature_set: str) -> tuple[list[str], list[str]]:
+def columns(feature_set: FeatureSet) -> tuple[list[str], list[str]]:
     """(categorical, numeric) model inputs of a feature set, store features included."""
-    if feature_set not in FEATURE_SETS:
-        raise UsageError(f"unknown feature set {feature_set!r}: choose {', '.join(FEATURE_SETS)}")
     names = FEATURE_SETS[feature_set]
     categorical = [n for n in names if BY_NAME[n].categorical]
     numeric = [n for n in names if not BY_NAME[n].categorical] + list(fs.STORE_FEATURES)
     return categorical, numeric
 
 
-def build(feature_set: str, seed: int = 0, **params: Any) -> Pipeline:
+def build(feature_set: FeatureSet, seed: int = 0, **params: Any) -> Pipeline:
     """An unfitted pipeline for `feature_set`."""
     categorical, numeric = columns(feature_set)
     encode = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1)
@@ -67,7 +65,7 @@ def build(feature_set: str, seed: int = 0, **params: Any) -> Pipeline:
 
 def fit(
     train: pd.DataFrame,
-    feature_set: str,
+    feature_set: FeatureSet,
     seed: int = 0,
     on_round: Callable[[int, int], None] | None = None,
     **params: Any,

@@ -26,7 +26,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from taxi_duration import schema as s
-from taxi_duration.features import STRAIGHT_MILES, TARGET
+from taxi_duration.config import FeatureSet
+from taxi_duration.features import TARGET, TRIP_MILES_SQL
 from taxi_duration.native import PREDICTION, NativeModel, from_mllib, mix_statement
 from taxi_duration.spark import get_spark
 from taxi_duration.train_local import columns
@@ -117,7 +118,7 @@ def _stages(prefix: str, strings: list[str]) -> tuple[list[Any], list[str]]:
     return stages, indexed
 
 
-def linear_pipeline(feature_set: str) -> Pipeline:
+def linear_pipeline(feature_set: FeatureSet) -> Pipeline:
     """One-hot categories + numbers -> `LinearRegression`."""
     categorical, numeric = columns(feature_set)
     stages, indexed = _stages("lin", categorical)
@@ -128,7 +129,7 @@ def linear_pipeline(feature_set: str) -> Pipeline:
     return Pipeline(stages=stages)
 
 
-def _tree_inputs(feature_set: str, prefix: str) -> tuple[list[Any], list[str], list[str]]:
+def _tree_inputs(feature_set: FeatureSet, prefix: str) -> tuple[list[Any], list[str], list[str]]:
     """Stages that assemble `{prefix}_features` for tree models, and the names of the assembled inputs."""
     categorical, numeric = columns(feature_set)
     strings = [c for c in categorical if c not in TREE_SKIPS and c not in (s.PU_ZONE, s.DO_ZONE)]
@@ -138,14 +139,14 @@ def _tree_inputs(feature_set: str, prefix: str) -> tuple[list[Any], list[str], l
     return stages, indexed + numbers, strings + numbers
 
 
-def gbt_pipeline(feature_set: str, seed: int = 0) -> Pipeline:
+def gbt_pipeline(feature_set: FeatureSet, seed: int = 0) -> Pipeline:
     """Indexed strings + numbers -> MLlib's `GBTRegressor`."""
     stages, _, _ = _tree_inputs(feature_set, "gbt")
     gbt = GBTRegressor(featuresCol="gbt_features", labelCol=TARGET, predictionCol="p_gbt", seed=seed, **GBT_PARAMS)
     return Pipeline(stages=[*stages, gbt])
 
 
-def xgboost_pipeline(feature_set: str, workers: int, seed: int = 0) -> Pipeline | None:
+def xgboost_pipeline(feature_set: FeatureSet, workers: int, seed: int = 0) -> Pipeline | None:
     """The same inputs -> XGBoost's own Spark estimator, or None when xgboost is not installed."""
     try:
         from xgboost.spark import SparkXGBRegressor
@@ -166,7 +167,7 @@ def xgboost_pipeline(feature_set: str, workers: int, seed: int = 0) -> Pipeline 
 def course_pipeline() -> Pipeline:
     """The course baseline in MLlib: one-hot `PU_DO` + `trip_distance` -> `LinearRegression` (the straight-line
     miles where there is no metered distance, as `CourseBaseline` does)."""
-    miles = f"SELECT *, coalesce({s.DISTANCE}, {STRAIGHT_MILES}) AS course_miles FROM __THIS__"
+    miles = f"SELECT *, {TRIP_MILES_SQL} AS course_miles FROM __THIS__"
     return Pipeline(
         stages=[
             StringIndexer(inputCol="zone_pair", outputCol="course_pair_idx", handleInvalid="keep"),
@@ -261,7 +262,7 @@ def _importances(tree: Candidate, names: list[str]) -> dict[str, float]:
 def fit(
     train: DataFrame,
     validate: DataFrame,
-    feature_set: str,
+    feature_set: FeatureSet,
     parallelism: int = 2,
     seed: int = 0,
     quick: bool = False,
