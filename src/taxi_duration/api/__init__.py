@@ -5,6 +5,7 @@ was wrong and why. Prediction calls take an optional API key (`TAXI_DURATION_API
 separate one (`TAXI_DURATION_ADMIN_KEY`); without an admin key the admin calls are off.
 """
 
-from taxi_duration.api.app import AHEAD, DOCS_ASSETS, MAX_BATCH, create_app
+from taxi_duration.api.app import DOCS_ASSETS, create_app
+from taxi_duration.api.schemas import AHEAD, MAX_BATCH
 
 __all__ = ["AHEAD", "DOCS_ASSETS", "MAX_BATCH", "create_app"]
