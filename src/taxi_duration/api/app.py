@@ -3,28 +3,25 @@
 from __future__ import annotations
 
 import hmac
-import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from functools import partial
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import anyio
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import BaseRoute, Match
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from swagger_ui_bundle import swagger_ui_path
 
 from taxi_duration import __version__, validation
 from taxi_duration import schema as s
-from taxi_duration.api.schemas import MAX_BATCH, Batch, BatchPrediction, Interval, Prediction, Problem, Refusal, Trip
+from taxi_duration.api.edge import MAX_BODY_BYTES, Edge, Metrics
+from taxi_duration.api.errors import ADMIN_REFUSALS, REFUSALS, install, refuse
+from taxi_duration.api.schemas import Batch, BatchPrediction, Interval, Prediction, Problem, Trip
 from taxi_duration.geo import ZoneIndex, fill_zones
 from taxi_duration.serving import ModelHolder, Served
 
@@ -35,138 +32,8 @@ from taxi_duration.serving import ModelHolder, Served
 INLINE_TRIPS = 100
 EVALUATIONS_AT_ONCE = 1
 DECIMALS = 2  # minutes are answered to the hundredth; more digits than that is noise
-MAX_BODY_BYTES = 1 << 20  # 1 MiB holds a full batch several times over
-LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
-MINUTE_BUCKETS = (2, 5, 10, 15, 20, 30, 45, 60, 90)
 KEY_HELP = "The prediction key, when the server has one (TAXI_DURATION_API_KEY)."
-UNMATCHED = "unmatched"  # the metrics label of every path no route serves: one label, not one per path
 DOCS_ASSETS = "/docs-assets"  # Swagger UI's files, served from the installed package: /docs works offline
-
-
-def _refusal(description: str) -> dict[str, Any]:
-    return {"model": Refusal, "description": description}
-
-
-UNREADABLE = "the body could not be read: send JSON encoded as UTF-8"
-REFUSALS: dict[int | str, dict[str, Any]] = {
-    400: _refusal("The body could not be decoded (not UTF-8, JSON nested too deeply, a number too long)"),
-    401: _refusal("The server has a prediction key and the request did not send it in X-API-Key"),
-    413: _refusal(f"The body is over {MAX_BODY_BYTES:,} bytes"),
-    503: _refusal("No model is loaded yet"),
-}
-ADMIN_REFUSALS: dict[int | str, dict[str, Any]] = {
-    401: _refusal("Missing or wrong admin key in X-API-Key"),
-    403: _refusal("Admin calls are off: the server has no admin key"),
-    409: _refusal("The new version failed to load or its check (both named); the old one is still served"),
-}
-
-
-class Metrics:
-    """Prometheus metrics of one app (its own registry, so several apps can live in one process)."""
-
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "taxi_duration_requests", "HTTP requests", ["endpoint", "status"], registry=self.registry
-        )
-        self.latency = Histogram(
-            "taxi_duration_request_seconds",
-            "Request latency inside the server",
-            ["endpoint"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-        self.minutes = Histogram(
-            "taxi_duration_predicted_minutes", "Predicted durations", buckets=MINUTE_BUCKETS, registry=self.registry
-        )
-        self.trips = Counter("taxi_duration_predicted_trips", "Trips predicted", registry=self.registry)
-        self.version = Gauge("taxi_duration_model_version", "Model version being served", registry=self.registry)
-        self.reloads = Counter("taxi_duration_reloads", "Model reloads", ["outcome"], registry=self.registry)
-
-
-class Edge:
-    """Every HTTP request passes here: bodies over `limit` bytes get a 413 before they are read whole, and
-    each request is timed and counted. A pure ASGI middleware: Starlette's `BaseHTTPMiddleware` would cost
-    more per request than the model does."""
-
-    def __init__(self, app: Any, limit: int, metrics: Metrics, routes: Sequence[BaseRoute]) -> None:
-        self.app, self.limit, self.metrics, self.routes = app, limit, metrics, routes
-
-    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[Any]], send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start, status = time.perf_counter(), "500"
-
-        async def sent(message: MutableMapping[str, Any]) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = str(message["status"])
-            await send(message)
-
-        declared = dict(scope["headers"]).get(b"content-length")
-        try:
-            if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-                await JSONResponse({"error": _too_large(self.limit)}, status_code=413)(scope, receive, sent)
-            else:
-                await self.app(scope, self._counted(receive), sent)
-        finally:
-            endpoint = self._template(scope)
-            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
-            self.metrics.requests.labels(endpoint, status).inc()
-
-    def _template(self, scope: dict[str, Any]) -> str:
-        """The route's path template (`/predict`), never the raw path: random paths must not each become a
-        metrics label. The router leaves the route it picked in the scope; a request refused before
-        routing (413) is matched here."""
-        route = scope.get("route") or next((r for r in self.routes if r.matches(scope)[0] != Match.NONE), None)
-        return str(getattr(route, "path", UNMATCHED))
-
-    def _counted(self, receive: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:
-        """`receive`, refusing a body (sent without a length, in chunks) once it passes the limit."""
-        seen = 0
-
-        async def counted() -> Any:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise HTTPException(413, _too_large(self.limit))
-            return message
-
-        return counted
-
-
-def _too_large(limit: int) -> str:
-    return f"request body over {limit:,} bytes; send at most {MAX_BATCH} trips per batch"
-
-
-def _problems(exc: RequestValidationError) -> list[dict[str, Any]]:
-    out = []
-    for error in exc.errors():
-        if error["type"] == "json_invalid":
-            reason = error.get("ctx", {}).get("error", "")
-            out.append({"field": "body", "message": f"not valid JSON: {reason} at character {error['loc'][-1]}"})
-            continue
-        where = [str(part) for part in error["loc"] if part != "body"]
-        if error["type"] == "names":  # one problem per field name, each named
-            out += [{"field": ".".join([*where, f]), "message": m} for f, m in error["ctx"]["problems"]]
-            continue
-        problem = {"field": ".".join(where) or "body", "message": error["msg"]}
-        if "input" in error and error["type"] != "missing":
-            problem["got"] = repr(error["input"])[:80]
-        out.append(problem)
-    return out
-
-
-def _unreadable(cause: BaseException | None) -> str:
-    """Why a body that may be valid JSON could not be read: FastAPI's own 400 says only "There was an error
-    parsing the body"."""
-    if isinstance(cause, RecursionError):
-        return "the body could not be read: its JSON is nested too deeply"
-    if isinstance(cause, ValueError) and "integer string conversion" in str(cause):
-        return f"the body could not be read: a number in it has over {sys.get_int_max_str_digits():,} digits"
-    return UNREADABLE
 
 
 def _rounded(values: Any) -> list[float]:
@@ -208,6 +75,7 @@ def create_app(
     )
     app.add_middleware(Edge, limit=MAX_BODY_BYTES, metrics=metrics, routes=app.routes)
     app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
+    install(app)
     holder.on_reload = lambda status: metrics.reloads.labels(status.outcome).inc()
 
     def served() -> Served:
@@ -228,19 +96,6 @@ def create_app(
             raise HTTPException(403, "admin calls are off: start the server with TAXI_DURATION_ADMIN_KEY set")
         if not has_key(x_api_key, admin_key):
             raise HTTPException(401, "missing or wrong X-API-Key for admin calls")
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        error = f"invalid request to {request.url.path}"
-        if "json" not in request.headers.get("content-type", ""):
-            error += ": send a JSON object with Content-Type: application/json"
-        body = {"error": error, "problems": _problems(exc)}
-        return JSONResponse(body, status_code=422)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def refused(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        error = _unreadable(exc.__cause__) if exc.status_code == 400 else exc.detail
-        return JSONResponse({"error": error}, status_code=exc.status_code, headers=exc.headers)
 
     def canonical(model: Served, trips: list[Trip]) -> list[dict[str, Any]]:
         """The trips as the model reads them, zones assigned; a 422 for what this model cannot answer."""
@@ -310,7 +165,7 @@ def create_app(
         """Liveness: the process answers."""
         return {"status": "ok"}
 
-    @app.get("/ready", tags=["operations"], responses={503: _refusal("No model is loaded yet")})
+    @app.get("/ready", tags=["operations"], responses={503: REFUSALS[503]})
     async def ready() -> dict[str, Any]:
         """Readiness: a checked model is loaded (503 otherwise)."""
         return {"status": "ready", "model_version": served().version}
@@ -352,9 +207,3 @@ def create_app(
         )
 
     return app
-
-
-def refuse(trips: list[Trip], i: int, field: str, message: str, kind: str) -> NoReturn:
-    """Raise the 422 for one field of trip `i` (the field alone for a single trip)."""
-    where = (field,) if len(trips) == 1 else ("trips", str(i), field)
-    raise RequestValidationError([{"loc": ("body", *where), "msg": message, "type": kind}])
