@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from functools import partial
-from typing import Annotated, Any
+from typing import Any
 
 import anyio
-from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -19,6 +18,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 from taxi_duration import __version__, validation
 from taxi_duration import schema as s
+from taxi_duration.api.deps import AdminKey, CurrentModel, PredictionKey
 from taxi_duration.api.edge import MAX_BODY_BYTES, Edge, Metrics
 from taxi_duration.api.errors import ADMIN_REFUSALS, REFUSALS, install, refuse
 from taxi_duration.api.schemas import Batch, BatchPrediction, Interval, Prediction, Problem, Trip
@@ -32,7 +32,6 @@ from taxi_duration.serving import ModelHolder, Served
 INLINE_TRIPS = 100
 EVALUATIONS_AT_ONCE = 1
 DECIMALS = 2  # minutes are answered to the hundredth; more digits than that is noise
-KEY_HELP = "The prediction key, when the server has one (TAXI_DURATION_API_KEY)."
 DOCS_ASSETS = "/docs-assets"  # Swagger UI's files, served from the installed package: /docs works offline
 
 
@@ -78,24 +77,7 @@ def create_app(
     install(app)
     holder.on_reload = lambda status: metrics.reloads.labels(status.outcome).inc()
 
-    def served() -> Served:
-        current = holder.current
-        if current is None:
-            raise HTTPException(503, "no model loaded yet")
-        return current
-
-    def has_key(given: str | None, expected: str) -> bool:
-        return given is not None and hmac.compare_digest(given.encode(), expected.encode())
-
-    async def prediction_key(x_api_key: Annotated[str | None, Header(description=KEY_HELP)] = None) -> None:
-        if api_key is not None and not has_key(x_api_key, api_key):
-            raise HTTPException(401, "missing or wrong X-API-Key for prediction calls")
-
-    async def admin(x_api_key: Annotated[str | None, Header(description="The admin key.")] = None) -> None:
-        if admin_key is None:
-            raise HTTPException(403, "admin calls are off: start the server with TAXI_DURATION_ADMIN_KEY set")
-        if not has_key(x_api_key, admin_key):
-            raise HTTPException(401, "missing or wrong X-API-Key for admin calls")
+    served = CurrentModel(holder)
 
     def canonical(model: Served, trips: list[Trip]) -> list[dict[str, Any]]:
         """The trips as the model reads them, zones assigned; a 422 for what this model cannot answer."""
@@ -145,7 +127,7 @@ def create_app(
             for m, lo, hi in zip(_rounded(minutes), _rounded(low), _rounded(high), strict=True)
         ]
 
-    keyed = [Depends(prediction_key)]
+    keyed = [Depends(PredictionKey(api_key))]
 
     @app.post("/predict", response_model=Prediction, dependencies=keyed, tags=["predictions"], responses=REFUSALS)
     async def predict(trip: Trip) -> Prediction:
@@ -185,7 +167,9 @@ def create_app(
             metrics.version.set(float(holder.current.version) if holder.current.version.isdigit() else -1)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/admin/reload", dependencies=[Depends(admin)], tags=["operations"], responses=ADMIN_REFUSALS)
+    @app.post(
+        "/admin/reload", dependencies=[Depends(AdminKey(admin_key))], tags=["operations"], responses=ADMIN_REFUSALS
+    )
     def reload() -> dict[str, Any]:
         """Load the version the model URI names now; the old one serves until the new one is checked."""
         status = holder.reload()
