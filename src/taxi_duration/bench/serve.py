@@ -37,12 +37,13 @@ import pandas as pd
 import psutil
 
 from taxi_duration import schema as s
-from taxi_duration.api import AHEAD, FIRST_DAY, MAX_BATCH
+from taxi_duration.api import AHEAD, MAX_BATCH
 from taxi_duration.config import Settings
 from taxi_duration.errors import UsageError
 from taxi_duration.months import Month
 from taxi_duration.serving import Served, load, wait_ready
 from taxi_duration.synth import DirtyShares, generate
+from taxi_duration.validation import FIRST_DAY
 
 OURS, MLFLOW = "taxi-duration", "mlflow models serve"
 # wrk's own default (2 s) counts a slower answer as a socket error and drops its latency: a queue of never-seen

@@ -1,0 +1,193 @@
+"""The app: its routes, each a few lines over the served model, and how the parts are wired together."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import asdict
+from functools import partial
+from typing import Any
+
+import anyio
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from swagger_ui_bundle import swagger_ui_path
+
+from taxi_duration import __version__, validation
+from taxi_duration import schema as s
+from taxi_duration.api.deps import AdminKey, CurrentModel, PredictionKey
+from taxi_duration.api.edge import MAX_BODY_BYTES, Edge, Metrics
+from taxi_duration.api.errors import ADMIN_REFUSALS, REFUSALS, install, refuse
+from taxi_duration.api.schemas import Batch, BatchPrediction, Interval, Prediction, Problem, Trip
+from taxi_duration.geo import ZoneIndex, fill_zones
+from taxi_duration.serving import ModelHolder, Served
+
+# Up to this many trips, all answered from the fast path's memory, a prediction takes microseconds and runs
+# on the event loop; anything else runs in a worker thread, so no request can hold up the others. Such
+# evaluations run one at a time: more threads would not run Python faster under the GIL, only take a
+# larger share of it from the event loop.
+INLINE_TRIPS = 100
+EVALUATIONS_AT_ONCE = 1
+DECIMALS = 2  # minutes are answered to the hundredth; more digits than that is noise
+DOCS_ASSETS = "/docs-assets"  # Swagger UI's files, served from the installed package: /docs works offline
+
+
+def _rounded(values: Any) -> list[float]:
+    return [round(v, DECIMALS) for v in values.tolist()]
+
+
+def assign_zones(index: ZoneIndex, trips: list[dict[str, Any]]) -> None:
+    """Fill the missing zone ids of canonical trips from their coordinates, in one query for the batch."""
+    points = {zone: ([t[lon] for t in trips], [t[lat] for t in trips]) for zone, (lon, lat) in s.ZONE_POINTS.items()}
+    given = {zone: [t[zone] for t in trips] for zone in s.ZONE_POINTS}
+    for zone, ids in fill_zones(index, points, given).items():
+        for trip, value in zip(trips, ids.tolist(), strict=True):
+            trip[zone] = value
+
+
+def create_app(
+    holder: ModelHolder, api_key: str | None = None, admin_key: str | None = None, zones: ZoneIndex | None = None
+) -> FastAPI:
+    """The API over a started `ModelHolder`, which it closes when the server stops; with `zones`, trips may
+    give coordinates instead of zone ids."""
+    metrics = Metrics()
+    evaluations: list[anyio.CapacityLimiter] = []  # made once the event loop runs
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        evaluations.append(anyio.CapacityLimiter(EVALUATIONS_AT_ONCE))
+        yield
+        # Here, not after uvicorn returns: on SIGTERM uvicorn ends by re-raising the signal, killing the
+        # process before any code after it runs.
+        holder.close()
+
+    app = FastAPI(
+        title="taxi-duration",
+        version=__version__,
+        summary="How long will this NYC taxi trip take? Predictions from the champion model in MLflow.",
+        responses={422: {"model": Problem, "description": "The request was not a valid trip"}},
+        docs_url=None,
+        lifespan=lifespan,
+    )
+    app.add_middleware(Edge, limit=MAX_BODY_BYTES, metrics=metrics, routes=app.routes)
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
+    install(app)
+    holder.on_reload = lambda status: metrics.reloads.labels(status.outcome).inc()
+
+    served = CurrentModel(holder)
+
+    def canonical(model: Served, trips: list[Trip]) -> list[dict[str, Any]]:
+        """The trips as the model reads them, zones assigned; a 422 for what this model cannot answer."""
+        out = [t.canonical() for t in trips]
+        if unzoned := [i for i, c in enumerate(out) if c[s.PU_ZONE] is None or c[s.DO_ZONE] is None]:
+            if zones is None:
+                raise HTTPException(
+                    422, "send pu_location_id and do_location_id: this server has no zone shapes to find them"
+                )
+            assign_zones(zones, [out[i] for i in unzoned])
+            low, high = validation.KNOWN_ZONES
+            for i in unzoned:
+                for zone, (lon, lat) in s.ZONE_POINTS.items():
+                    if not low <= out[i][zone] <= high:
+                        refuse(
+                            trips,
+                            i,
+                            lon,
+                            f"the point ({out[i][lon]}, {out[i][lat]}) lies in no TLC taxi zone: send "
+                            f"{zone}, or a point in New York City",
+                            "value_error",
+                        )
+        if model.needs_distance:
+            missing = [i for i, t in enumerate(out) if t[s.DISTANCE] is None]
+            if missing:
+                refuse(
+                    trips,
+                    missing[0],
+                    s.DISTANCE,
+                    f"required: model version {model.version} uses the metered distance "
+                    f"(feature set {model.bundle.meta.feature_set})",
+                    "missing",
+                )
+        return out
+
+    async def answer(model: Served, trips: list[Trip]) -> list[Prediction]:
+        ready = canonical(model, trips)
+        answered = model.predict_remembered(ready) if len(ready) <= INLINE_TRIPS else None
+        if answered is None:  # an evaluation of new trips: milliseconds, in a worker thread so others go on
+            answered = await anyio.to_thread.run_sync(partial(model.predict, ready), limiter=evaluations[0])
+        minutes, low, high = answered
+        metrics.trips.inc(len(trips))
+        for m in minutes:
+            metrics.minutes.observe(m)
+        return [
+            Prediction(duration_minutes=m, interval=Interval(p10=lo, p90=hi), model_version=model.version)
+            for m, lo, hi in zip(_rounded(minutes), _rounded(low), _rounded(high), strict=True)
+        ]
+
+    keyed = [Depends(PredictionKey(api_key))]
+
+    @app.post("/predict", response_model=Prediction, dependencies=keyed, tags=["predictions"], responses=REFUSALS)
+    async def predict(trip: Trip) -> Prediction:
+        """Predict one trip's duration in minutes, with the p10-p90 interval."""
+        return (await answer(served(), [trip]))[0]
+
+    @app.post(
+        "/predict/batch", response_model=BatchPrediction, dependencies=keyed, tags=["predictions"], responses=REFUSALS
+    )
+    async def predict_batch(batch: Batch) -> BatchPrediction:
+        """Predict up to 1000 trips at once; predictions come back in the order sent."""
+        model = served()
+        return BatchPrediction(predictions=await answer(model, batch.trips), model_version=model.version)
+
+    @app.get("/health", tags=["operations"])
+    async def health() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/ready", tags=["operations"], responses={503: REFUSALS[503]})
+    async def ready() -> dict[str, Any]:
+        """Readiness: a checked model is loaded (503 otherwise)."""
+        return {"status": "ready", "model_version": served().version}
+
+    for probe in (health, ready):  # probes may ask with HEAD; kept out of the spec, whose ids must be unique
+        app.add_api_route(f"/{probe.__name__}", probe, methods=["HEAD"], include_in_schema=False)
+
+    @app.get("/model", dependencies=keyed, tags=["operations"], responses=REFUSALS)
+    async def model_info() -> dict[str, Any]:
+        """The served model: version, feature set, training window, validation metrics, last reload."""
+        return {**served().describe(), "reload": asdict(holder.status), "source": holder.uri}
+
+    @app.get("/metrics", dependencies=keyed, tags=["operations"], response_class=Response, responses=REFUSALS)
+    async def prometheus() -> Response:
+        """Prometheus metrics: requests, latency, predicted durations, model version."""
+        if holder.current is not None:
+            metrics.version.set(float(holder.current.version) if holder.current.version.isdigit() else -1)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post(
+        "/admin/reload", dependencies=[Depends(AdminKey(admin_key))], tags=["operations"], responses=ADMIN_REFUSALS
+    )
+    def reload() -> dict[str, Any]:
+        """Load the version the model URI names now; the old one serves until the new one is checked."""
+        status = holder.reload()
+        if status.outcome == "failed":
+            refused = f"version {status.refused}" if status.refused else f"the version {holder.uri} names"
+            raise HTTPException(409, f"refused {refused}: {status.error}; still serving version {served().version}")
+        return {**asdict(status), "model_version": served().version}
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> HTMLResponse:
+        """Swagger UI, from files this server holds (no CDN: it works offline)."""
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon-32x32.png",
+        )
+
+    return app
