@@ -3,6 +3,7 @@ file, as Kaggle published it), then scored beside their old RandomForest on the 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -13,7 +14,8 @@ from taxi_duration import postgres
 from taxi_duration.errors import UsageError
 from taxi_duration.inputs import check_all
 from taxi_duration.legacy import NAME
-from taxi_duration.scorecard import load_bundle, score_files
+from taxi_duration.scorecard import score_files
+from taxi_duration.scorer import load
 from taxi_duration.scoring import score_table
 from taxi_duration.splits import FileSplit
 from taxi_duration.train import train
@@ -66,14 +68,12 @@ def test_a_kaggle_table_in_postgres_is_scored_from_its_coordinates(trained: tupl
     settings, outcome, shared = trained
     trips = pa.Table.from_pandas(pd.read_csv(shared / PARTS["val"]).drop(columns=["trip_duration"]))
     postgres.write_table(postgres_url, "kaggle_trips", trips, replace=True)
-    bundle = load_bundle(settings, outcome.model_uri)
+    scorer = load(settings, outcome.model_uri, settings.scratch_dir())
     for _ in range(2):
-        scored = score_table(
-            postgres_url, bundle, "1", "kaggle_trips", "id", "kaggle_predictions", 120, settings.zone_shapes
-        )
+        scored = score_table(postgres_url, scorer, "kaggle_trips", "id", "kaggle_predictions", 120)
         assert (scored.rows_read, scored.predicted, scored.skipped) == (300, 300, {})
     stored = postgres.read_table(postgres_url, "kaggle_predictions").to_pandas()
     assert sorted(stored["id"]) == sorted(trips.column("id").to_pylist())  # one row per trip after two runs
     assert stored["duration_minutes"].between(1, 120).all()
     with pytest.raises(UsageError, match="coordinates, not zones"):
-        score_table(postgres_url, bundle, "1", "kaggle_trips", "id", "kaggle_predictions", 120, None)
+        score_table(postgres_url, replace(scorer, zones=None), "kaggle_trips", "id", "kaggle_predictions", 120)

@@ -19,23 +19,29 @@ from typing import Any
 
 import httpx
 import mlflow
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from mlflow import MlflowClient
 
-from taxi_duration import tracking
+from taxi_duration import postgres, tracking
 from taxi_duration.api import DOCS_ASSETS, MAX_BATCH
 from taxi_duration.atomic import run_tag
 from taxi_duration.bench.serve import worst_case_trips
+from taxi_duration.bundle import INPUT_COLUMNS, SIGNATURE
 from taxi_duration.config import SCRATCH_PREFIX, Settings
 from taxi_duration.errors import UsageError
 from taxi_duration.inputs import check_all, discover
-from taxi_duration.model import SIGNATURE
 from taxi_duration.months import parse_months
+from taxi_duration.scorecard import score_files
+from taxi_duration.scorer import load
+from taxi_duration.scoring import score_table
 from taxi_duration.serving import wait_ready
 from taxi_duration.synth import generate
 from taxi_duration.train import train
-from tests.conftest import SPLIT, Holding, store_settings
+from tests.conftest import POSTGRES_URL_ENV, SPLIT, Holding, store_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 TRIP = {
@@ -130,6 +136,39 @@ def test_predict_answers_minutes_an_interval_and_the_version(server: Server, reg
     frame = pd.DataFrame([{**TRIP, "pickup_datetime": pd.Timestamp(TRIP["pickup_datetime"])}])
     assert body["duration_minutes"] == pytest.approx(float(pyfunc.predict(frame)[0]), abs=0.005)
     assert all(round(v, 2) == v for v in (body["duration_minutes"], *body["interval"].values()))  # to the hundredth
+
+
+def test_the_api_predict_evaluate_and_the_pyfunc_give_the_same_minutes(
+    server: Server, registry: Settings, tmp_path: Path
+) -> None:
+    """The one road: every caller's minutes for the same trips agree, across the fast and the batch path."""
+    uri = "models:/taxi-duration/1"
+    test_month = next((registry.data_dir / "raw").glob("*2023-03*"))
+    result = score_files(registry, uri, check_all(discover([test_month])), predictions_path=tmp_path / "p.parquet")
+    scored = pq.read_table(tmp_path / "p.parquet").to_pandas()
+    assert len(scored) == result["data"]["scored_rows"] > 1_000  # evaluate scored them in one batch evaluation
+    trips = scored.head(200)
+    expected = trips["duration_minutes"].to_numpy()
+    inputs = trips[list(INPUT_COLUMNS)]
+
+    pyfunc = mlflow.pyfunc.load_model(uri)  # 200 trips: the fast path
+    assert np.abs(pyfunc.predict(inputs) - expected).max() < 1e-6
+
+    body = [
+        {k: (v.isoformat() if k == "pickup_datetime" else v) for k, v in row.items() if not pd.isna(v)}
+        for row in inputs.to_dict("records")
+    ]
+    answer = server.post("/predict/batch", {"trips": body}).json()
+    assert answer["model_version"] == "1"
+    minutes = np.array([p["duration_minutes"] for p in answer["predictions"]])
+    assert np.abs(minutes - expected).max() <= 0.005 + 1e-9  # the API answers to the hundredth
+
+    if url := os.environ.get(POSTGRES_URL_ENV):  # `predict`, where CI has PostgreSQL
+        postgres.write_table(url, "road_trips", pa.Table.from_pandas(inputs.assign(trip_id=range(200))), replace=True)
+        scorer = load(registry, uri, tmp_path)
+        assert score_table(url, scorer, "road_trips", "trip_id", "road_predictions").predicted == 200
+        stored = postgres.read_table(url, "road_predictions").to_pandas().sort_values("trip_id")
+        assert np.abs(stored["duration_minutes"].to_numpy() - expected).max() < 1e-6
 
 
 @pytest.mark.parametrize("pickup", ["lpep_pickup_datetime", "tpep_pickup_datetime"])

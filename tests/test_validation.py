@@ -6,13 +6,27 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import narwhals as nw
+import numpy as np
+import pyarrow as pa
 import pytest
 
 from taxi_duration import schema
+from taxi_duration import schema as s
 from taxi_duration.engines import Runtime
 from taxi_duration.inputs import check_all
 from taxi_duration.readers import read_trips
-from taxi_duration.validation import FIRST_DAY, REPAIRS_COL, RULE_CODES, flag, last_day
+from taxi_duration.validation import (
+    DISTANCE_BOUND,
+    FIRST_DAY,
+    POSITIVE_DISTANCE,
+    REPAIRS_COL,
+    RULE_CODES,
+    flag,
+    last_day,
+    missing,
+    request_problems,
+)
 from tests.conftest import ALL_ENGINES, CASES, FAST_ENGINES, all_cases, timed_trip, write_parquet
 
 
@@ -106,3 +120,32 @@ def test_every_engine_gives_every_row_the_same_verdict(runtime: Runtime, tmp_pat
     verdicts = sorted((r[schema.REASONS] or "", r[REPAIRS_COL] or "") for r in flagged_rows(runtime, path))
     expected = sorted([(code, "") for code in CASES] + [("", "")] * (len(CASES) + 1) + [("duplicate", "")])
     assert verdicts == expected
+
+
+def test_a_trip_request_is_held_to_the_rules_a_request_can_break() -> None:
+    now = datetime.now()
+    columns = {
+        s.PICKUP: np.array([now, now, datetime(2008, 12, 31), now + timedelta(days=400), now], "datetime64[us]"),
+        s.PU_ZONE: [74.0, None, 74.0, 74.0, 265.0],
+        s.DO_ZONE: [75.0, 75.0, 75.0, 75.0, 75.0],
+        s.DISTANCE: [2.0, 2.0, np.nan, 2.0, 0.0],
+        s.PASSENGERS: [1.0, 1.0, 1.0, 1.0, 12.0],
+    }
+    required = [s.PICKUP, *s.ZONES, s.DISTANCE]
+    assert request_problems(columns, required) == [
+        None,
+        missing(s.PU_ZONE),
+        f"{missing(s.DISTANCE)},pickup_out_of_range",
+        "pickup_out_of_range",
+        "unknown_zone,non_positive_distance,bad_passenger_count",
+    ]
+    assert request_problems(columns, required[:-1])[2] == "pickup_out_of_range"  # a pretrip model needs no distance
+
+
+def test_a_bound_gives_the_same_answer_as_a_rule_and_as_a_request_check() -> None:
+    values = {s.DISTANCE: [-1.0, 0.0, 0.01, 100.0, 100.5, None]}
+    frame = nw.from_native(pa.table(values), eager_only=True)
+    for bound in (POSITIVE_DISTANCE, DISTANCE_BOUND):
+        by_rule = frame.select(bound.broken().fill_null(False).alias("x"))["x"].to_list()
+        assert by_rule == bound.broken_values(values).tolist()
+    assert POSITIVE_DISTANCE.broken_values(values).tolist() == [True, True, False, False, False, False]

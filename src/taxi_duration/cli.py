@@ -296,6 +296,10 @@ def evaluate(
     ] = None,
     engine: EngineOpt = None,
     out: OutJsonOpt = None,
+    predictions: Annotated[
+        Path | None,
+        typer.Option(help="Also write every scored trip (inputs, actual and predicted minutes) to this Parquet file."),
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Score a model on any trip files: RMSE, MAE, R2, RMSLE and rows, next to the baselines it carries."""
@@ -306,7 +310,7 @@ def evaluate(
     files = check_all(discover([*data, *(more or [])]))
     old = check_all(discover(legacy_train)) if legacy_train else None
     with console.status(f"scoring {model} on {sum(f.rows for f in files):,} rows"):
-        result = score_files(settings, model, files, legacy_train=old)
+        result = score_files(settings, model, files, legacy_train=old, predictions_path=predictions)
     table = _metrics_table(f"{model} on {result['data']['scored_rows']:,} trips", result["metrics"])
     Console().print(table)
     _write_json(out, result)
@@ -329,18 +333,17 @@ def predict(
     (KEY, model_version), so re-running a batch replaces its rows instead of adding more. A KEY found on
     several rows is predicted once (its first row that can be) and its other rows are counted as repeated.
     """
-    from taxi_duration.scorecard import load_bundle
+    from taxi_duration.scorer import load
     from taxi_duration.scoring import describe, score_table
-    from taxi_duration.serving import resolve
 
     settings = _settings(config)
     if settings.postgres_url is None:
         raise UsageError("no database: set TAXI_DURATION_POSTGRES_URL=postgresql://user:password@host:port/db")
     url = settings.postgres_url.get_secret_value()
-    version, pinned = resolve(settings, model)
-    bundle = load_bundle(settings, pinned)
+    scorer = load(settings, model, settings.scratch_dir())
+    pinned = scorer.uri
     with console.status(f"scoring {table} with {pinned}"):
-        scored = score_table(url, bundle, version, table, key, to, chunk_rows, settings.zone_shapes)
+        scored = score_table(url, scorer, table, key, to, chunk_rows)
     skipped = ", ".join(f"{n:,} {why}" for why, n in scored.skipped.items()) or "none"
     console.print(
         f"{scored.rows_read:,} trips read, {scored.predicted:,} predicted by {pinned}, skipped: {skipped}; "
@@ -372,7 +375,6 @@ def serve(
     import uvicorn
 
     from taxi_duration.api import create_app
-    from taxi_duration.geo import load_index
     from taxi_duration.serving import ModelHolder
 
     settings = _settings(config)
@@ -384,14 +386,12 @@ def serve(
         holder.poll(poll_seconds)
         keys = (settings.api_key, settings.admin_key)
         api_key, admin_key = (k.get_secret_value() if k else None for k in keys)
-        shapes = settings.zone_shapes
-        zones = load_index(shapes) if shapes is not None and shapes.is_file() else None
-        app = create_app(holder, api_key, admin_key, zones)
+        app = create_app(holder, api_key, admin_key)
         console.print(
             f"serving {served.uri} ({served.bundle.native.source}, {served.bundle.meta.feature_set}) "
             f"on http://{host}:{port} (docs: /docs); prediction key {'on' if api_key else 'off'}, "
             f"admin calls {'on' if admin_key else 'off'}, "
-            f"zones from coordinates {'on' if zones else f'off (no shapes at {shapes})'}"
+            f"zones from coordinates {'on' if served.zones else f'off (no shapes at {settings.zone_shapes})'}"
         )
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     finally:

@@ -36,10 +36,12 @@ from taxi_duration.features import (
 from taxi_duration.validation import apply_repairs
 
 
-def trips_table(trips: pd.DataFrame) -> pa.Table:
+def trips_table(trips: pd.DataFrame | pa.Table) -> pa.Table:
     """Trips (canonical or TLC column names) as a canonical Arrow table; absent columns are nulls.
 
     Times with a zone are converted to New York time (`schema.TIME_ZONE`), as TLC files hold them."""
+    if isinstance(trips, pa.Table):
+        trips = trips.to_pandas()
     found = s.resolve_aliases(list(trips.columns))
     columns = {}
     for col in s.COLUMNS:

@@ -1,51 +1,52 @@
 """Score a model version on any trip files, beside the baselines it carries: `taxi-duration evaluate`.
 
-The files are validated by the same job as training, and the trips inside `TARGET_RANGE` are scored, so
-a model's numbers here match the ones logged when it was trained on the same month.
+The files are validated by the same job as training, and the trips inside `TARGET_RANGE` are scored through
+the scorer (`scorer.py`), the very road the API and `predict` take, so what is measured is what is served; a
+model's numbers here match the ones logged when it was trained on the same month. A trip the scorer refuses
+(a `with_distance` model and a trip with coordinates but no metered distance) is counted, not scored.
 """
 
 from __future__ import annotations
 
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import narwhals as nw
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from taxi_duration import evaluate, legacy, tracking
+from taxi_duration import evaluate, legacy
+from taxi_duration.atomic import atomic_file
+from taxi_duration.bundle import INPUT_COLUMNS
 from taxi_duration.config import Settings
 from taxi_duration.engines import Runtime
-from taxi_duration.errors import UsageError
 from taxi_duration.features import TARGET, add_target, in_target_range
 from taxi_duration.inputs import InputFile
-from taxi_duration.model import INPUT_COLUMNS, Bundle, TripDurationModel, scored_columns
+from taxi_duration.model import baseline_columns, course_model
 from taxi_duration.quality import CLEAN_DIR, validate
 from taxi_duration.readers import read_trips
+from taxi_duration.scorer import Predictions, load
 
-
-def load_bundle(settings: Settings, model_uri: str) -> Bundle:
-    """Open the bundle behind a model URI (`models:/taxi-duration@champion`, `runs:/...`, a folder)."""
-    tracking.connect(settings)
-    try:
-        loaded = mlflow.pyfunc.load_model(model_uri)
-    except Exception as exc:  # MLflow raises several types for a URI that leads nowhere
-        raise UsageError(f"cannot load model {model_uri!r}: {str(exc).splitlines()[0]}") from exc
-    python_model = loaded.unwrap_python_model()
-    if not isinstance(python_model, TripDurationModel):
-        raise UsageError(f"{model_uri} is not a taxi-duration model")
-    return python_model.bundle
+PREDICTED = "duration_minutes"  # the predicted minutes, named as the API and `predict` name them
 
 
 def score_files(
-    settings: Settings, model_uri: str, files: list[InputFile], legacy_train: list[InputFile] | None = None
+    settings: Settings,
+    model_uri: str,
+    files: list[InputFile],
+    legacy_train: list[InputFile] | None = None,
+    predictions_path: Path | None = None,
 ) -> dict[str, Any]:
     """Validate `files`, predict every modeled trip, and score the model and its baselines.
 
     With `legacy_train`, the team's old model (`legacy.py`) is fitted on those trips as it was (its own
-    filter, no validation) and scored on the very rows the model is.
+    filter, no validation) and scored on the very rows the model is. With `predictions_path`, every scored
+    trip is written there (Parquet): its inputs, its actual minutes, the predicted minutes and interval.
     """
-    bundle = load_bundle(settings, model_uri)
+    scorer = load(settings, model_uri, settings.scratch_dir())
     runtime = Runtime.open(settings)
     try:
         if legacy_train:
@@ -59,26 +60,44 @@ def score_files(
             raw = trips.collect().to_pandas()
     finally:
         runtime.close()
-    features = bundle.features(raw)
-    meta = bundle.meta
+    predictions = scorer.score(raw)
+    assert predictions is not None
+    predicted = predictions.predicted
+    refused = Counter(r for r in predictions.reasons if r is not None)
+    features = predictions.feature_table().to_pandas()
     frame = features.assign(
-        **{TARGET: raw[TARGET].to_numpy()}, **scored_columns(features, bundle.model, bundle.course, meta.global_mean)
+        **{TARGET: raw[TARGET].to_numpy()[predicted], evaluate.MODEL: predictions.minutes[predicted]},
+        **baseline_columns(features, course_model(scorer.bundle), scorer.bundle.meta.global_mean),
     )
+    if predictions_path is not None:
+        _write_predictions(predictions_path, raw[predicted], predictions)
     names = [evaluate.MODEL, *evaluate.BASELINES]
     if legacy_train:
-        frame[legacy.NAME] = legacy.predict(old_model, raw)
+        frame[legacy.NAME] = legacy.predict(old_model, raw[predicted])
         names.append(legacy.NAME)
     scores = evaluate.score(nw.from_native(frame, eager_only=True), names)
     return {
         "model": model_uri,
-        "trained": {"feature_set": bundle.meta.feature_set, "train_months": bundle.meta.train_months},
+        "trained": {"feature_set": scorer.bundle.meta.feature_set, "train_months": scorer.bundle.meta.train_months},
         "data": {
             "files": [str(f.path) for f in files],
             "input_rows": report.input_rows,
             "clean_rows": report.clean_rows,
             "scored_rows": len(frame),
+            "refused_rows": dict(refused),
             **({"legacy_train_files": [str(f.path) for f in legacy_train]} if legacy_train else {}),
         },
         "metrics": {name: scores[name]["overall"]["all"] for name in names},
         "breakdown": scores,
     }
+
+
+def _write_predictions(path: Path, trips: pd.DataFrame, predictions: Predictions) -> None:
+    ok = predictions.predicted
+    table = pa.Table.from_pandas(trips.reset_index(drop=True), preserve_index=False).append_column(
+        PREDICTED, pa.array(predictions.minutes[ok])
+    )
+    table = table.append_column("p10_minutes", pa.array(predictions.p10[ok]))
+    table = table.append_column("p90_minutes", pa.array(predictions.p90[ok]))
+    with atomic_file(path) as tmp:
+        pq.write_table(table, tmp)

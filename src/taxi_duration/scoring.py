@@ -1,18 +1,18 @@
 """`taxi-duration predict`: a model version scores every trip of a PostgreSQL table, and the predictions
 land in another table, keyed by trip and model version so that a re-run replaces rather than duplicates.
 
-Trips stream from the server in chunks (memory stays flat). A trip without what a prediction needs (its
-key, a pickup time, both zones, and the distance when the model uses it) gets no prediction and is counted
-by reason; every row read is either predicted or counted. A key found on several rows is predicted once,
-from the first of its rows that can be predicted, in the order the server returns them; its other rows are
-counted as repeated.
+Trips stream from the server in chunks (memory stays flat) and take the scorer's road (`scorer.py`). A
+trip without a key, or that the scorer refuses (no pickup time, no zones, no distance for a model that
+reads it, a value out of bounds), gets no prediction and is counted by reason; every row read is either
+predicted or counted. A key found on several rows is predicted once, from the first of its rows that can be
+predicted, in the order the server returns them; its other rows are counted as repeated.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,8 +22,7 @@ import pyarrow as pa
 from taxi_duration import postgres
 from taxi_duration import schema as s
 from taxi_duration.errors import UsageError
-from taxi_duration.geo import ZoneIndex, fill_zones, load_index
-from taxi_duration.model import Bundle
+from taxi_duration.scorer import Scorer
 
 PREDICTION_COLUMNS = ("model_version", "duration_minutes", "p10_minutes", "p90_minutes", "predicted_at")
 
@@ -56,72 +55,58 @@ def _seen_before(keys: pd.Series, usable: np.ndarray, repeated: set[Any], predic
     return mask
 
 
-def score_table(
-    url: str,
-    bundle: Bundle,
-    version: str,
-    table: str,
-    key: str,
-    target: str,
-    chunk_rows: int = 100_000,
-    shapes: Path | None = None,
-) -> Scored:
+def score_table(url: str, scorer: Scorer, table: str, key: str, target: str, chunk_rows: int = 100_000) -> Scored:
     """Predict every trip of `table` and upsert the predictions into `target` on (`key`, model_version).
 
-    A table with coordinates and no zones (the Kaggle trips) gets its zones from the shapes at `shapes`.
+    A table with coordinates and no zones (the Kaggle trips) gets its zones from the scorer's shapes.
     """
     scored = Scored()
     repeated: set[Any] | None = None  # keys on several rows of the table, asked of the server once
     predicted_once: set[Any] = set()  # those of them already predicted
     for chunk in postgres.batches(url, table, chunk_rows):
-        if key not in chunk.column_names:
-            raise UsageError(f"table {table} has no column {key!r} to key the predictions on")
         if repeated is None:
+            _check_columns(chunk.column_names, scorer, table, key)
             repeated = postgres.repeated_keys(url, table, key)
-        trips = chunk.to_pandas()
-        if s.zones_from_coordinates(chunk.column_names):
-            trips = with_zones(trips, load_index(shapes) if shapes else None, table)
-        found = {key: key, **s.resolve_aliases(list(trips.columns))}
-        usable = np.ones(len(trips), dtype=bool)
-        for column in [key, *bundle.required_inputs]:
-            if column not in found:
-                raise UsageError(f"table {table} has no {column} column (nor a TLC name for it)")
-            usable &= ~scored.skip(f"no {column}", trips[found[column]].isna().to_numpy() & usable)
+        scored.rows_read += chunk.num_rows
+        keys = chunk.column(key).to_pandas()
+        predictions = scorer.score(chunk)
+        assert predictions is not None
+        usable = ~scored.skip(f"no {key}", keys.isna().to_numpy())
+        for reason, n in Counter(r for r, ok in zip(predictions.reasons, usable, strict=True) if ok and r).items():
+            scored.skipped[reason] = scored.skipped.get(reason, 0) + n
+        usable &= predictions.predicted
         if repeated:
-            usable &= ~scored.skip(f"repeated {key}", _seen_before(trips[key], usable, repeated, predicted_once))
-        scored.rows_read += len(trips)
-        kept = trips[usable]
-        if kept.empty:
+            usable &= ~scored.skip(f"repeated {key}", _seen_before(keys, usable, repeated, predicted_once))
+        if not usable.any():
             continue
-        minutes = bundle.predict(kept)
-        low, high = bundle.bounds(minutes)
         now = datetime.now(UTC)
+        n = int(usable.sum())
         rows = pa.table(
             {
-                key: pa.array(kept[key].to_numpy()),
-                "model_version": pa.array([version] * len(kept)),
-                "duration_minutes": minutes,
-                "p10_minutes": low,
-                "p90_minutes": high,
-                "predicted_at": pa.array([now] * len(kept), pa.timestamp("us", tz="UTC")),
+                key: pa.array(keys[usable].to_numpy()),
+                "model_version": pa.array([scorer.version] * n),
+                "duration_minutes": predictions.minutes[usable],
+                "p10_minutes": predictions.p10[usable],
+                "p90_minutes": predictions.p90[usable],
+                "predicted_at": pa.array([now] * n, pa.timestamp("us", tz="UTC")),
             }
         )
         scored.table_rows = postgres.upsert(url, target, rows, key=[key, "model_version"])
-        scored.predicted += len(kept)
+        scored.predicted += n
     return scored
 
 
-def with_zones(trips: pd.DataFrame, index: ZoneIndex | None, table: str) -> pd.DataFrame:
-    """Trips with zone ids assigned from their coordinates (source names are kept)."""
-    if index is None:
+def _check_columns(columns: list[str], scorer: Scorer, table: str, key: str) -> None:
+    """Refuse a table that lacks a column every trip needs, before any row is scored."""
+    if key not in columns:
+        raise UsageError(f"table {table} has no column {key!r} to key the predictions on")
+    from_points = s.zones_from_coordinates(columns)
+    if from_points and scorer.zones is None:
         raise UsageError(f"table {table} has coordinates, not zones: set zone_shapes to the TLC shapefile")
-    found = s.resolve_aliases(list(trips.columns))
-
-    def floats(name: str) -> np.ndarray:
-        return trips[found[name]].to_numpy(float, na_value=np.nan)
-
-    points = {zone: (floats(lon), floats(lat)) for zone, (lon, lat) in s.ZONE_POINTS.items()}
-    return trips.assign(**fill_zones(index, points))
+    found = s.resolve_aliases(columns)
+    for column in scorer.required:
+        if column not in found and not (from_points and column in s.ZONES):
+            raise UsageError(f"table {table} has no {column} column (nor a TLC name for it)")
 
 
 def describe(scored: Scored) -> dict[str, Any]:

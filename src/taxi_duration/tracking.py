@@ -72,16 +72,29 @@ class Store:
         return f"{program} ui --backend-store-uri {shlex.quote(self.tracking_uri)}"
 
 
+def store_uri(settings: Settings) -> str:
+    """The configured tracking (and registry) URI; the folder of an embedded SQLite store is created."""
+    uri = str(settings.mlflow_tracking_uri)
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return uri
+
+
+def client(settings: Settings) -> MlflowClient:
+    """A client of the configured store and registry that changes no global MLflow or logging setting: what a
+    process that only reads models (a server polling the registry) uses."""
+    uri = store_uri(settings)
+    return MlflowClient(uri, uri)
+
+
 def connect(settings: Settings) -> Store:
     """Point MLflow at the configured store, creating the embedded one and the experiment when missing."""
     # MLflow logs its routine steps at INFO on stderr; a command's output should be its own.
     logging.getLogger("mlflow").setLevel(logging.WARNING)
-    uri = str(settings.mlflow_tracking_uri)
+    uri = store_uri(settings)
     artifacts: str | None = None
     if uri.startswith("sqlite:///"):
-        db = Path(uri.removeprefix("sqlite:///"))
-        db.parent.mkdir(parents=True, exist_ok=True)
-        artifacts = (db.parent / "artifacts").resolve().as_uri()
+        artifacts = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     client = MlflowClient(uri, uri)

@@ -24,6 +24,7 @@ import narwhals as nw
 import numpy as np
 import pandas as pd
 
+from taxi_duration import bundle as bundle_meta
 from taxi_duration import evaluate, intervals, plots, tracking
 from taxi_duration import model as bundle_io
 from taxi_duration.baselines import CourseBaseline
@@ -175,7 +176,7 @@ def _train_spark(prepared: Prepared, feature_set: FeatureSet, settings: Settings
 
 def _predictions(prepared: Prepared, role: str, course_rows: bool, trained: _Trained) -> Any:
     """One part with a column per model and baseline, as a narwhals frame on the part's engine."""
-    keep = [TARGET, evaluate.BOROUGH, evaluate.HOUR, *bundle_io.INPUT_COLUMNS]
+    keep = [TARGET, evaluate.BOROUGH, evaluate.HOUR, *bundle_meta.INPUT_COLUMNS]
     if trained.kind == "mllib":
         from pyspark.sql import functions as F
 
@@ -188,12 +189,15 @@ def _predictions(prepared: Prepared, role: str, course_rows: bool, trained: _Tra
             *keep,
             evaluate.MODEL,
             course,
-            F.col(bundle_io.PAIR_MEDIAN).alias(pair),
+            F.col(bundle_meta.PAIR_MEDIAN).alias(pair),
             F.lit(trained.global_mean).alias(mean),
         )
         return nw.from_native(frame)
     part = prepared.pandas(role, course_rows)
-    frame = part[keep].assign(**bundle_io.scored_columns(part, trained.model, trained.course, trained.global_mean))
+    frame = part[keep].assign(
+        **{evaluate.MODEL: np.clip(trained.model.predict(part), 0.0, None)},
+        **bundle_io.baseline_columns(part, trained.course, trained.global_mean),
+    )
     return nw.from_native(frame, eager_only=True)
 
 
@@ -232,7 +236,7 @@ def _rescorer(prepared: Prepared) -> Callable[[str], float]:
     def rescore(model_uri: str) -> float:
         champion = mlflow.pyfunc.load_model(model_uri)
         raw = prepared.pandas("validate")  # only when the champion was judged on other data
-        predicted = np.asarray(champion.predict(raw[list(bundle_io.INPUT_COLUMNS)]), dtype=float)
+        predicted = np.asarray(champion.predict(raw[list(bundle_meta.INPUT_COLUMNS)]), dtype=float)
         return evaluate.metrics(raw[TARGET], predicted)["rmse"]
 
     return rescore
@@ -315,7 +319,7 @@ def train(
             _log_figures(sample, scores["validate"], trained.importances)
             step(STEPS[3])
             validation = scores["validate"][evaluate.MODEL]["overall"]["all"]
-            meta = bundle_io.Meta(
+            meta = bundle_meta.Meta(
                 name=tracking.MODEL_NAME,
                 kind=trained.kind,
                 feature_set=feature_set,
@@ -329,12 +333,12 @@ def train(
                 interval=interval.to_json(),
             )
             bundle = bundle_io.write(work / "bundle", meta, prepared.store, trained.model, trained.course)
-            example = sample[list(bundle_io.INPUT_COLUMNS)].head(5)
+            example = sample[list(bundle_meta.INPUT_COLUMNS)].head(5)
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=str(Path(bundle_io.__file__).with_name("pyfunc_entry.py")),
                 artifacts={"bundle": str(bundle)},
-                signature=bundle_io.SIGNATURE,
+                signature=bundle_meta.SIGNATURE,
                 input_example=example,
                 pip_requirements=requirements(),
             )

@@ -6,13 +6,14 @@ reason it breaks (its `reasons` column). Nothing is dropped: clean + quarantined
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import narwhals as nw
+import numpy as np
 
 from taxi_duration import schema as s
 from taxi_duration.engines import Runtime
@@ -32,6 +33,8 @@ FIRST_DAY = date(2009, 1, 1)  # the first month of TLC trip records: an earlier 
 # time is 4-5 h ahead, a meter set by hand may be a few hours out. A day covers these and still catches a
 # year typed wrong (2099, 2032); compared by day, the pickup may be any time up to the end of tomorrow.
 CLOCK_ALLOWANCE = timedelta(days=1)
+# A trip request (the API, the stream) is known before it happens: it may be booked up to a year ahead.
+BOOKING_AHEAD = timedelta(days=366)
 
 
 @dataclass(frozen=True)
@@ -54,8 +57,39 @@ class Repair:
     value: Any
 
 
-def _outside(name: str, low: float, high: float) -> nw.Expr:
-    return (nw.col(name) < low) | (nw.col(name) > high)
+@dataclass(frozen=True)
+class Bound:
+    """Where a field of a trip must lie: one declaration read by the batch rule (a narwhals expression) and
+    by the check of a trip request (numpy over a few values, where an expression would cost milliseconds).
+    A null breaks no bound: a missing value is its own reason."""
+
+    columns: tuple[str, ...]
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # the low end itself is outside (a distance must be above 0)
+
+    def broken(self) -> nw.Expr:
+        """True on rows where any of the columns lies outside."""
+        return nw.any_horizontal(*(self._outside(nw.col(c)) for c in self.columns), ignore_nulls=True)
+
+    def broken_values(self, columns: Mapping[str, Any]) -> np.ndarray:
+        """The same test over arrays (None or NaN for a missing value)."""
+        outside = [self._outside(np.asarray(columns[c], dtype=np.float64)) for c in self.columns]
+        return np.logical_or.reduce(outside)
+
+    def _outside(self, value: Any) -> Any:
+        tests = []
+        if self.low is not None:
+            tests.append(value <= self.low if self.low_open else value < self.low)
+        if self.high is not None:
+            tests.append(value > self.high)
+        return tests[0] if len(tests) == 1 else tests[0] | tests[1]
+
+
+ZONE_BOUND = Bound(s.ZONES, *KNOWN_ZONES)
+POSITIVE_DISTANCE = Bound((s.DISTANCE,), low=0, low_open=True)
+DISTANCE_BOUND = Bound((s.DISTANCE,), high=MAX_DISTANCE_MI)
+PASSENGER_BOUND = Bound((s.PASSENGERS,), 0, MAX_PASSENGERS)
 
 
 def last_day() -> date:
@@ -118,12 +152,10 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "unknown_zone",
         f"pickup or dropoff zone outside {KNOWN_ZONES[0]}..{KNOWN_ZONES[1]} (264/265 are unknown/outside NYC)",
-        lambda: _outside(s.PU_ZONE, *KNOWN_ZONES) | _outside(s.DO_ZONE, *KNOWN_ZONES),
+        ZONE_BOUND.broken,
     ),
-    Rule("non_positive_distance", "trip_distance is 0 or negative", lambda: nw.col(s.DISTANCE) <= 0),
-    Rule(
-        "huge_distance", f"trip_distance over {MAX_DISTANCE_MI:g} miles", lambda: nw.col(s.DISTANCE) > MAX_DISTANCE_MI
-    ),
+    Rule("non_positive_distance", "trip_distance is 0 or negative", POSITIVE_DISTANCE.broken),
+    Rule("huge_distance", f"trip_distance over {MAX_DISTANCE_MI:g} miles", DISTANCE_BOUND.broken),
     Rule(
         "impossible_speed",
         f"average speed over {MAX_SPEED_MPH:g} mph",
@@ -133,7 +165,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "bad_passenger_count",
         f"passenger_count negative or over {MAX_PASSENGERS}",
-        lambda: _outside(s.PASSENGERS, 0, MAX_PASSENGERS),
+        PASSENGER_BOUND.broken,
     ),
     Rule("negative_fare", "fare_amount below zero (refunds and voids)", lambda: nw.col(s.FARE) < 0),
     Rule(
@@ -148,6 +180,47 @@ UNREADABLE_LINE = "unreadable_line"
 UNREADABLE_LINE_RULE = "a JSON-lines line that is not a JSON object (bad JSON or UTF-8, an array, a number)"
 # Every reason a row or line is quarantined for, with its rule: a row may have several, a line only this one.
 REASON_RULES: dict[str, str] = {r.code: r.description for r in RULES} | {UNREADABLE_LINE: UNREADABLE_LINE_RULE}
+
+# A trip request (the API, `predict`, the stream, the pyfunc) has no dropoff, fare or file: it is held to the
+# rules that read what a request carries, by `request_problems`, before any feature is computed.
+REQUEST_BOUNDS: dict[str, Bound] = {
+    "unknown_zone": ZONE_BOUND,
+    "non_positive_distance": POSITIVE_DISTANCE,
+    "huge_distance": DISTANCE_BOUND,
+    "bad_passenger_count": PASSENGER_BOUND,
+}
+BOOKING_OUT_OF_RANGE = "pickup_out_of_range"
+
+
+def missing(column: str) -> str:
+    """The reason a request without `column` gets no prediction."""
+    return f"no {column}"
+
+
+def request_problems(columns: Mapping[str, Any], required: Sequence[str]) -> list[str | None]:
+    """Why each trip request cannot be predicted (its reasons, comma-joined), or None where it can.
+
+    `columns` maps canonical names to arrays (a missing value is None, NaN or NaT): the `required` columns,
+    the pickup time and the bounded fields. A request may be booked up to `BOOKING_AHEAD` from today.
+    """
+    pickup = np.asarray(columns[s.PICKUP], dtype="datetime64[D]")
+    latest = np.datetime64((datetime.now(ZoneInfo(s.TIME_ZONE)) + BOOKING_AHEAD).date(), "D")
+    found = [(missing(c), _absent(columns[c])) for c in required]
+    found.append((BOOKING_OUT_OF_RANGE, (pickup < np.datetime64(FIRST_DAY, "D")) | (pickup > latest)))
+    found += [(code, bound.broken_values(columns)) for code, bound in REQUEST_BOUNDS.items()]
+    hits = np.column_stack([mask for _, mask in found])
+    return [
+        SEPARATOR.join(code for (code, _), hit in zip(found, row, strict=True) if hit) if row.any() else None
+        for row in hits
+    ]
+
+
+def _absent(values: Any) -> np.ndarray:
+    array = np.asarray(values)
+    if array.dtype.kind in "fmM":
+        return np.isnan(array) if array.dtype.kind == "f" else np.isnat(array)
+    return np.array([v is None or v != v for v in array.tolist()], dtype=bool)
+
 
 RULE_CODES: tuple[str, ...] = tuple(r.code for r in RULES)
 REPAIR_CODES: tuple[str, ...] = tuple(r.code for r in REPAIRS)

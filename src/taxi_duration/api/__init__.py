@@ -6,6 +6,6 @@ separate one (`TAXI_DURATION_ADMIN_KEY`); without an admin key the admin calls a
 """
 
 from taxi_duration.api.app import DOCS_ASSETS, create_app
-from taxi_duration.api.schemas import AHEAD, MAX_BATCH
+from taxi_duration.api.schemas import MAX_BATCH
 
-__all__ = ["AHEAD", "DOCS_ASSETS", "MAX_BATCH", "create_app"]
+__all__ = ["DOCS_ASSETS", "MAX_BATCH", "create_app"]

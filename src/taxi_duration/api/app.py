@@ -16,14 +16,14 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from swagger_ui_bundle import swagger_ui_path
 
-from taxi_duration import __version__, validation
+from taxi_duration import __version__
 from taxi_duration import schema as s
 from taxi_duration.api.deps import AdminKey, CurrentModel, PredictionKey
 from taxi_duration.api.edge import MAX_BODY_BYTES, Edge, Metrics
-from taxi_duration.api.errors import ADMIN_REFUSALS, REFUSALS, install, refuse
+from taxi_duration.api.errors import ADMIN_REFUSALS, REFUSALS, install, refusal_of, refuse
 from taxi_duration.api.schemas import Batch, BatchPrediction, Interval, Prediction, Problem, Trip
-from taxi_duration.geo import ZoneIndex, fill_zones
-from taxi_duration.serving import ModelHolder, Served
+from taxi_duration.scorer import Scorer
+from taxi_duration.serving import ModelHolder
 
 # Up to this many trips, all answered from the fast path's memory, a prediction takes microseconds and runs
 # on the event loop; anything else runs in a worker thread, so no request can hold up the others. Such
@@ -39,20 +39,9 @@ def _rounded(values: Any) -> list[float]:
     return [round(v, DECIMALS) for v in values.tolist()]
 
 
-def assign_zones(index: ZoneIndex, trips: list[dict[str, Any]]) -> None:
-    """Fill the missing zone ids of canonical trips from their coordinates, in one query for the batch."""
-    points = {zone: ([t[lon] for t in trips], [t[lat] for t in trips]) for zone, (lon, lat) in s.ZONE_POINTS.items()}
-    given = {zone: [t[zone] for t in trips] for zone in s.ZONE_POINTS}
-    for zone, ids in fill_zones(index, points, given).items():
-        for trip, value in zip(trips, ids.tolist(), strict=True):
-            trip[zone] = value
-
-
-def create_app(
-    holder: ModelHolder, api_key: str | None = None, admin_key: str | None = None, zones: ZoneIndex | None = None
-) -> FastAPI:
-    """The API over a started `ModelHolder`, which it closes when the server stops; with `zones`, trips may
-    give coordinates instead of zone ids."""
+def create_app(holder: ModelHolder, api_key: str | None = None, admin_key: str | None = None) -> FastAPI:
+    """The API over a started `ModelHolder`, which it closes when the server stops. Every prediction takes
+    the scorer's road (`scorer.py`); trips may give coordinates instead of zone ids where it has shapes."""
     metrics = Metrics()
     evaluations: list[anyio.CapacityLimiter] = []  # made once the event loop runs
 
@@ -79,52 +68,24 @@ def create_app(
 
     served = CurrentModel(holder)
 
-    def canonical(model: Served, trips: list[Trip]) -> list[dict[str, Any]]:
-        """The trips as the model reads them, zones assigned; a 422 for what this model cannot answer."""
-        out = [t.canonical() for t in trips]
-        if unzoned := [i for i, c in enumerate(out) if c[s.PU_ZONE] is None or c[s.DO_ZONE] is None]:
-            if zones is None:
-                raise HTTPException(
-                    422, "send pu_location_id and do_location_id: this server has no zone shapes to find them"
-                )
-            assign_zones(zones, [out[i] for i in unzoned])
-            low, high = validation.KNOWN_ZONES
-            for i in unzoned:
-                for zone, (lon, lat) in s.ZONE_POINTS.items():
-                    if not low <= out[i][zone] <= high:
-                        refuse(
-                            trips,
-                            i,
-                            lon,
-                            f"the point ({out[i][lon]}, {out[i][lat]}) lies in no TLC taxi zone: send "
-                            f"{zone}, or a point in New York City",
-                            "value_error",
-                        )
-        if model.needs_distance:
-            missing = [i for i, t in enumerate(out) if t[s.DISTANCE] is None]
-            if missing:
-                refuse(
-                    trips,
-                    missing[0],
-                    s.DISTANCE,
-                    f"required: model version {model.version} uses the metered distance "
-                    f"(feature set {model.bundle.meta.feature_set})",
-                    "missing",
-                )
-        return out
-
-    async def answer(model: Served, trips: list[Trip]) -> list[Prediction]:
-        ready = canonical(model, trips)
-        answered = model.predict_remembered(ready) if len(ready) <= INLINE_TRIPS else None
-        if answered is None:  # an evaluation of new trips: milliseconds, in a worker thread so others go on
-            answered = await anyio.to_thread.run_sync(partial(model.predict, ready), limiter=evaluations[0])
-        minutes, low, high = answered
+    async def answer(model: Scorer, trips: list[Trip]) -> list[Prediction]:
+        ready = [t.canonical() for t in trips]
+        if model.zones is None and any(c[s.PU_ZONE] is None or c[s.DO_ZONE] is None for c in ready):
+            raise HTTPException(422, f"send {' and '.join(s.ZONES)}: this server has no zone shapes to find them")
+        scored = model.score(ready, remembered_only=True) if len(ready) <= INLINE_TRIPS else None
+        if scored is None:  # an evaluation of new trips: milliseconds, in a worker thread so others go on
+            scored = await anyio.to_thread.run_sync(partial(model.score, ready), limiter=evaluations[0])
+        assert scored is not None
+        if refused := [(i, r) for i, r in enumerate(scored.reasons) if r is not None]:
+            first, reasons = refused[0]
+            found = {zone: scored.zones[zone][first] for zone in s.ZONES}
+            refuse(trips, first, *refusal_of(model, ready[first], reasons, found))
         metrics.trips.inc(len(trips))
-        for m in minutes:
+        for m in scored.minutes:
             metrics.minutes.observe(m)
         return [
             Prediction(duration_minutes=m, interval=Interval(p10=lo, p90=hi), model_version=model.version)
-            for m, lo, hi in zip(_rounded(minutes), _rounded(low), _rounded(high), strict=True)
+            for m, lo, hi in zip(_rounded(scored.minutes), _rounded(scored.p10), _rounded(scored.p90), strict=True)
         ]
 
     keyed = [Depends(PredictionKey(api_key))]

@@ -11,7 +11,8 @@ from typing import Annotated
 
 from fastapi import Header, HTTPException
 
-from taxi_duration.serving import ModelHolder, Served
+from taxi_duration.scorer import Scorer
+from taxi_duration.serving import ModelHolder
 
 KEY_HELP = "The prediction key, when the server has one (TAXI_DURATION_API_KEY)."
 
@@ -51,7 +52,7 @@ class CurrentModel:
     def __init__(self, holder: ModelHolder) -> None:
         self.holder = holder
 
-    def __call__(self) -> Served:
+    def __call__(self) -> Scorer:
         current = self.holder.current
         if current is None:
             raise HTTPException(503, "no model loaded yet")

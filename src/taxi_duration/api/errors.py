@@ -11,8 +11,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from taxi_duration import schema as s
+from taxi_duration import validation
 from taxi_duration.api.edge import MAX_BODY_BYTES
 from taxi_duration.api.schemas import Refusal, Trip
+from taxi_duration.scorer import Scorer
 
 
 def _refusal(description: str) -> dict[str, Any]:
@@ -87,3 +90,20 @@ def refuse(trips: list[Trip], i: int, field: str, message: str, kind: str) -> No
     """Raise the 422 for one field of trip `i` (the field alone for a single trip)."""
     where = (field,) if len(trips) == 1 else ("trips", str(i), field)
     raise RequestValidationError([{"loc": ("body", *where), "msg": message, "type": kind}])
+
+
+def refusal_of(model: Scorer, trip: dict[str, Any], reasons: str, found: dict[str, Any]) -> tuple[str, str, str]:
+    """(field, message, kind) of the 422 for a trip the scorer refused (`found`: its zone ids). The request
+    schema has checked every bound already, so what is left is a point outside every zone or a distance
+    this model needs."""
+    if validation.missing(s.DISTANCE) in reasons:
+        feature_set = model.bundle.meta.feature_set
+        message = f"required: model version {model.version} uses the metered distance (feature set {feature_set})"
+        return s.DISTANCE, message, "missing"
+    if "unknown_zone" in reasons:
+        low, high = validation.KNOWN_ZONES
+        zone, (lon, lat) = next((z, p) for z, p in s.ZONE_POINTS.items() if not low <= found[z] <= high)
+        point = f"({trip[lon]}, {trip[lat]})"
+        message = f"the point {point} lies in no TLC taxi zone: send {zone}, or a point in New York City"
+        return lon, message, "value_error"
+    return "body", f"cannot be predicted: {reasons}", "value_error"

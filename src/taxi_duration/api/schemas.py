@@ -8,7 +8,7 @@ with the field named.
 from __future__ import annotations
 
 import difflib
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,10 +17,9 @@ from pydantic_core import PydanticCustomError
 
 from taxi_duration import schema as s
 from taxi_duration import validation
-from taxi_duration.validation import FIRST_DAY, MAX_DISTANCE_MI, MAX_PASSENGERS
+from taxi_duration.validation import BOOKING_AHEAD, FIRST_DAY, MAX_DISTANCE_MI, MAX_PASSENGERS
 
 NEW_YORK = ZoneInfo(s.TIME_ZONE)
-AHEAD = timedelta(days=366)  # a booking may be a year ahead, recorded trips not (validation.CLOCK_ALLOWANCE)
 MAX_BATCH = 1000
 # Numeric fields, where JSON true/false must not pass as 1/0.
 NUMBERS = ("pu_location_id", "do_location_id", "passenger_count", "trip_distance", "vendor_id", *s.COORDINATES)
@@ -144,7 +143,7 @@ class Trip(BaseModel):
     @field_validator("pickup_datetime")
     @classmethod
     def _in_range(cls, value: datetime) -> datetime:
-        earliest, latest = datetime.combine(FIRST_DAY, datetime.min.time()), datetime.now() + AHEAD
+        earliest, latest = datetime.combine(FIRST_DAY, datetime.min.time()), datetime.now() + BOOKING_AHEAD
         problem = f"must lie between {FIRST_DAY} (the first TLC records) and a year from today"
         if value.tzinfo is not None:
             try:

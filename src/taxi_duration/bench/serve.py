@@ -1,6 +1,7 @@
 """`taxi-duration bench serve`: our API against `mlflow models serve`, same model, same load, same run.
 
-1. In process: features + model time for one prediction (the served model's own fast path), per call.
+1. In process: one trip through the scorer's whole road (request rules, features, model, interval), per
+   call, and the model's own share of it.
 2. Over loopback HTTP: each server runs in its own process (one worker each, as `mlflow models serve`
    defaults to); `wrk`, a C load generator, runs in another with a fixed number of connections, cycling
    through distinct real-looking trips, for `duration` seconds per endpoint after a warm-up. One trip per
@@ -37,13 +38,14 @@ import pandas as pd
 import psutil
 
 from taxi_duration import schema as s
-from taxi_duration.api import AHEAD, MAX_BATCH
+from taxi_duration.api import MAX_BATCH
 from taxi_duration.config import Settings
 from taxi_duration.errors import UsageError
 from taxi_duration.months import Month
-from taxi_duration.serving import Served, load, wait_ready
+from taxi_duration.scorer import Scorer
+from taxi_duration.serving import load, wait_ready
 from taxi_duration.synth import DirtyShares, generate
-from taxi_duration.validation import FIRST_DAY
+from taxi_duration.validation import BOOKING_AHEAD, FIRST_DAY
 
 OURS, MLFLOW = "taxi-duration", "mlflow models serve"
 # wrk's own default (2 s) counts a slower answer as a socket error and drops its latency: a queue of never-seen
@@ -113,7 +115,7 @@ def worst_case_trips(n: int, seed: int, window: tuple[datetime, datetime]) -> li
     store's `window`, which take the full feature path), distances to the thousandth of a mile, any vendor."""
     rng = np.random.default_rng(seed)
     first = datetime.combine(FIRST_DAY, datetime.min.time())
-    span = (datetime.now() + AHEAD - timedelta(days=2) - first).total_seconds()
+    span = (datetime.now() + BOOKING_AHEAD - timedelta(days=2) - first).total_seconds()
     inside = (window[1] - window[0]).total_seconds()
     pickups = [
         window[0] + timedelta(seconds=float(rng.uniform(0, inside)))
@@ -134,25 +136,32 @@ def worst_case_trips(n: int, seed: int, window: tuple[datetime, datetime]) -> li
     ]
 
 
-def in_process(served: Served, requests: list[dict[str, Any]], calls: int) -> dict[str, float]:
-    """Per-call time of features + model for one trip, and batch throughput, inside one process."""
+def in_process(scorer: Scorer, requests: list[dict[str, Any]], calls: int) -> dict[str, float]:
+    """Per-call time of one trip through `Scorer.score` (what the API runs), the model's own share of it, and
+    batch throughput, inside one process."""
     canonical = [{**t, s.PICKUP: datetime.fromisoformat(t[s.PICKUP]), s.VENDOR: None} for t in requests]
     for trip in canonical:  # first sight of each hour and distance: not what a steady server pays
-        served.bundle.native.predict_one(served.bundle.fast.one(trip))
-    times = np.empty(calls)
+        scorer.score([trip])
+    times, model_times = np.empty(calls), np.empty(calls)
+    native, fast = scorer.bundle.native, scorer.bundle.fast
     for i in range(calls):
         trip = canonical[i % len(canonical)]
         start = time.perf_counter_ns()
-        served.bundle.native.predict_one(served.bundle.fast.one(trip))
+        scorer.score([trip], remembered_only=True)
         times[i] = time.perf_counter_ns() - start
+        features = fast.one(trip)
+        start = time.perf_counter_ns()
+        native.predict_one(features)
+        model_times[i] = time.perf_counter_ns() - start
     began = time.perf_counter()
-    served.predict(canonical)
+    scorer.score(canonical)
     batch_s = time.perf_counter() - began
     return {
         "calls": calls,
         "p50_us": float(np.percentile(times, 50) / 1e3),
         "p99_us": float(np.percentile(times, 99) / 1e3),
         "mean_us": float(times.mean() / 1e3),
+        "model_p50_us": float(np.percentile(model_times, 50) / 1e3),
         "batch_rows": len(canonical),
         "batch_rows_per_s": len(canonical) / batch_s,
     }
@@ -326,7 +335,7 @@ def run(
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _worst_case(url: str, work: Path, served: Served, seconds: float, connections: int) -> dict[str, Any]:
+def _worst_case(url: str, work: Path, served: Scorer, seconds: float, connections: int) -> dict[str, Any]:
     """Never-seen batches of `MAX_BATCH` trips under load while one client calls `/health` back to back."""
     bodies = work / "worst-case.jsonl"
     window = served.bundle.store.window
@@ -391,7 +400,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"Model {results['model']} ({results['model_kind']}, {results['feature_set']}); "
         f"{results['connections']} connections, {results['duration_s']:.0f} s per row, {results['cpus']} CPUs.",
         "",
-        f"In process, features + model for one trip: p50 {local['p50_us']:.0f} µs, p99 {local['p99_us']:.0f} µs "
+        f"In process, one trip through the scorer: p50 {local['p50_us']:.0f} µs, p99 {local['p99_us']:.0f} µs, of "
+        f"which the model {local.get('model_p50_us', float('nan')):.0f} µs "
         f"({local['calls']:,} calls); a batch of {local['batch_rows']:,} trips: "
         f"{local['batch_rows_per_s']:,.0f} trips/s.",
         "",
