@@ -34,9 +34,10 @@ from sklearn.pipeline import Pipeline
 from taxi_duration import schema as s
 from taxi_duration.errors import UsageError
 from taxi_duration.evaluate import BASELINES, MODEL
+from taxi_duration.export import from_sklearn
 from taxi_duration.feature_store import FeatureStore
 from taxi_duration.intervals import Interval
-from taxi_duration.native import NativeModel, from_sklearn
+from taxi_duration.native import NativeModel
 from taxi_duration.online import FastFeatures, features_table, trips_table
 
 META, STORE_DIR, MODEL_DIR, COURSE_DIR = "meta.json", "feature_store", "model", "course_baseline"
