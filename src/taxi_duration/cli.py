@@ -278,8 +278,7 @@ def train(
     data dir.
     """
     settings = _settings(config, engine, feature_set=feature_set, search=search)
-    parts = (validate_data, test_data) if validate_data or test_data else None
-    _train(settings, [*data, *(more or [])], train_months, out, parts)
+    _train(settings, [*data, *(more or [])], train_months, out, validate_data, test_data)
 
 
 @app.command()
@@ -403,29 +402,19 @@ def _train(
     data: list[str],
     train_months: str | None,
     out: Path | None,
-    parts: tuple[list[str] | None, list[str] | None] | None = None,
+    validate_data: list[str] | None = None,
+    test_data: list[str] | None = None,
 ) -> None:
+    from taxi_duration import splits
     from taxi_duration.inputs import check_all, discover
-    from taxi_duration.months import Month
-    from taxi_duration.splits import FileSplit, Split, TimeSplit
     from taxi_duration.train import STEPS, outcome_json
     from taxi_duration.train import train as run_training
 
-    split: Split
     with console.status("checking input files"):
         files = check_all(discover(data))
-        if parts is not None:
-            validate_files, test_files = (check_all(discover(p or [])) if p else [] for p in parts)
-    if parts is not None:
-        if train_months:
-            raise UsageError("--train-months splits by month; --validate-data and --test-data split by file")
-        names = [[f.path.name for f in found] for found in (files, validate_files, test_files)]
-        split = FileSplit(*map(tuple, names))
-        files = [*files, *validate_files, *test_files]
-    elif train_months:
-        split = TimeSplit.after(parse_months(train_months))
-    else:
-        split = TimeSplit.last_two_held_out([Month.from_yyyymm(f.month) for f in files if f.month is not None])
+        validate_files, test_files = (check_all(discover(p)) if p else [] for p in (validate_data, test_data))
+    split = splits.choose(files, train_months, validate_files, test_files)
+    files = [*files, *validate_files, *test_files]
     console.print(f"{split}; {settings.feature_set} features; {settings.engine} engine")
     with _progress() as progress:
         task = progress.add_task("training", total=len(STEPS))
