@@ -10,7 +10,6 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
 from taxi_duration import __version__
 from taxi_duration.config import DEFAULT_MODEL, MODEL_NAME, Engine, FeatureSet, Settings, load_settings
@@ -124,55 +123,15 @@ def download(
 @app.command()
 def inspect(inputs: InputsArg) -> None:
     """Check input files without reading them whole: format, rows, service, month, zones, and the column mapping."""
-    from taxi_duration import schema
+    from taxi_duration import render
     from taxi_duration.inputs import check_all, discover
 
     files = check_all(discover(inputs))
-    table = Table("file", "format", "rows", "service", "month", "zones", "columns mapped / in file")
-    for f in files:
-        mapped = schema.resolve_aliases(list(f.columns))
-        unreadable = f" (+{len(f.bad_lines):,} unreadable lines)" if f.bad_lines else ""
-        table.add_row(
-            str(f.path),
-            f.format,
-            f"{f.rows:,}{unreadable}",
-            f.service or "unknown",
-            _months_of(f),
-            "from coordinates" if f.zones_from_coordinates else "in the file",
-            f"{len(mapped)}/{len(f.columns)}",
-        )
     out = Console()
-    out.print(table)
+    out.print(render.inputs_table(files))
     for f in files:
-        mapped = schema.resolve_aliases(list(f.columns))
-        pairs = [f"{source} -> {canonical}" for canonical, source in mapped.items() if source != canonical]
-        if duration := schema.duration_source(f.columns) if schema.DROPOFF not in mapped else None:
-            pairs.append(f"{duration} -> {schema.DROPOFF} (pickup + duration in seconds)")
-        same = [source for canonical, source in mapped.items() if source == canonical]
-        out.print(f"[bold]{f.path.name}[/bold] columns (source -> canonical):", highlight=False)
-        if not f.columns:
-            out.print("  none: the file is empty", highlight=False)
-        if pairs:
-            out.print("  " + ", ".join(pairs), highlight=False)
-        if same:
-            out.print("  as named: " + ", ".join(same), highlight=False)
-        if f.zones_from_coordinates:
-            out.print(f"  {', '.join(schema.ZONES)}: from the coordinates, by the TLC zone shapes", highlight=False)
-        if ignored := [c or "(unnamed)" for c in f.columns if c not in mapped.values() and c != duration]:
-            out.print("  not used: " + ", ".join(ignored), highlight=False)
-
-
-def _months_of(f: Any) -> str:
-    """The month a file's name claims; else, for Parquet, the pickup months its footer records."""
-    from taxi_duration.inputs import pickup_months
-    from taxi_duration.months import Month
-
-    if f.month is not None:
-        return str(Month.from_yyyymm(f.month))
-    if found := pickup_months(f):
-        first, last = found
-        return f"{first} (in data)" if first == last else f"{first}..{last} (in data)"
-    return "unknown (not in the name)"
+        for line in render.column_mapping(f):
+            out.print(line, highlight=False)
 
 
 @app.command()
@@ -298,6 +257,7 @@ def evaluate(
     config: ConfigOpt = None,
 ) -> None:
     """Score a model on any trip files: RMSE, MAE, R2, RMSLE and rows, next to the baselines it carries."""
+    from taxi_duration import render
     from taxi_duration.inputs import check_all, discover
     from taxi_duration.scorecard import score_files
 
@@ -306,7 +266,7 @@ def evaluate(
     old = check_all(discover(legacy_train)) if legacy_train else None
     with console.status(f"scoring {model} on {sum(f.rows for f in files):,} rows"):
         result = score_files(settings, model, files, legacy_train=old)
-    table = _metrics_table(f"{model} on {result['data']['scored_rows']:,} trips", result["metrics"])
+    table = render.metrics_table(f"{model} on {result['data']['scored_rows']:,} trips", result["metrics"])
     Console().print(table)
     _write_json(out, result)
 
@@ -438,51 +398,13 @@ def _train(
     _write_json(out, outcome_json(outcome))
 
 
-def _metrics_table(
-    title: str, by_name: dict[str, dict[str, float]], test: dict[str, dict[str, float]] | None = None
-) -> Table:
-    ours = by_name["model"]["rmse"]
-    # The legend explains the ratio with the first baseline's own numbers, so it matches a row.
-    example = next(((name, m["rmse"]) for name, m in by_name.items() if name != "model" and m["rmse"]), None)
-    caption = None
-    if example is not None:
-        label, theirs = example[0].replace("_", " "), example[1]
-        caption = f"({ours / theirs:.2f}x) beside {label}: our RMSE / its RMSE = {ours:.3f} / {theirs:.3f}"
-    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
-    table.add_column("")
-    for metric in ("RMSE", "MAE", "R2", "RMSLE"):
-        table.add_column(metric, justify="right")
-    if test is not None:
-        table.add_column("test RMSE", justify="right")
-    for name, m in by_name.items():
-        label = "[bold]ours" if name == "model" else name.replace("_", " ")
-        ratio = "" if name == "model" else f" ({ours / m['rmse']:.2f}x)" if m["rmse"] else ""
-        cells = [f"{m['rmse']:.3f}", f"{m['mae']:.3f}", f"{m['r2']:.3f}", f"{m['rmsle']:.4f}"]
-        if test is not None:
-            cells.append(f"{test[name]['rmse']:.3f}")
-        table.add_row(label + ("" if name == "model" else f"[dim]{ratio}"), *cells)
-    return table
-
-
 def _print_outcome(outcome: Any) -> None:
-    from taxi_duration.features import TARGET_RANGE
+    from taxi_duration import render
 
-    rows = Table(title=f"Data ({outcome.split})", title_justify="left")
-    modeled = f"modeled ({TARGET_RANGE[0]:g}-{TARGET_RANGE[1]:g} min)"
-    for col in ("part", "input rows", "clean", "quarantined", modeled):
-        rows.add_column(col, justify="left" if col == "part" else "right")
-    for role, report in outcome.quality.items():
-        rows.add_row(
-            role,
-            f"{report.input_rows:,}",
-            f"{report.clean_rows:,}",
-            f"{report.quarantined_rows:,}",
-            f"{outcome.rows[role]:,}",
-        )
     out = Console()
-    out.print(rows)
+    out.print(render.data_table(outcome))
     title = f"Validation metrics, minutes ({outcome.engine}: {outcome.chosen}, {outcome.feature_set})"
-    out.print(_metrics_table(title, outcome.overall("validate"), outcome.overall("test")))
+    out.print(render.metrics_table(title, outcome.overall("validate"), outcome.overall("test")))
     d = outcome.decision
     status = "[green]now the champion[/green]" if d.promoted else "[yellow]not promoted[/yellow]"
     out.print(f"model: taxi-duration v{d.version}, {status}: {d.reason}")
@@ -521,42 +443,10 @@ def _validate(settings: Settings, inputs: list[str], out: Path, overwrite: bool,
 
 
 def _print_report(report: Any, out: Path) -> None:
-    from taxi_duration.validation import REASON_RULES, REPAIRS
+    from taxi_duration import render
 
-    share = 100 / report.input_rows if report.input_rows else 0.0
-    table = Table(title=f"Data quality ({report.engine}, {report.elapsed_s:.1f} s)", title_justify="left")
-    table.add_column("rows")
-    table.add_column("count", justify="right")
-    table.add_column("share", justify="right")
-    for label, n in (
-        ("input", report.input_rows),
-        ("clean", report.clean_rows),
-        ("quarantined", report.quarantined_rows),
-    ):
-        table.add_row(f"[bold]{label}", f"{n:,}", f"{n * share:.2f}%")
-    for code in REASON_RULES:
-        if n := report.by_reason[code]:
-            table.add_row(f"  {code}", f"{n:,}", f"{n * share:.2f}%")
-    for repair in REPAIRS:
-        if n := report.repaired[repair.code]:
-            table.add_row(f"repaired: {repair.code}", f"{n:,}", f"{n * share:.2f}%")
-    if zones := report.zones_from_coordinates:
-        points = 100 / zones["points"] if zones["points"] else 0.0
-        for label in ("inside_a_zone", "unknown_zone"):
-            n = zones[label]
-            table.add_row(f"points {label.replace('_', ' ')}", f"{n:,}", f"{n * points:.2f}%")
-    if any(report.by_reason.values()):
-        table.caption = "a quarantined row counts under every reason it breaks: reasons may add up to more"
-        table.caption_justify = "left"
-    Console().print(table)
-    from taxi_duration.quality import UNREADABLE_JSONL
-    from taxi_duration.validation import UNREADABLE_LINE
-
-    unreadable = f", unreadable lines in {out / UNREADABLE_JSONL}" if report.by_reason[UNREADABLE_LINE] else ""
-    console.print(
-        f"clean rows in {out / 'clean'}, quarantined in {out / 'quarantine'}{unreadable}, "
-        f"report in {out / 'report.json'}"
-    )
+    Console().print(render.quality_table(report))
+    console.print(render.quality_outputs(report, out))
 
 
 bench_app = typer.Typer(help="Measure the project against its baselines.", no_args_is_help=True)
@@ -583,6 +473,7 @@ def bench_engines(
     ] = None,
 ) -> None:
     """The same job (read -> validate -> features -> write) on every engine and on hand-written references."""
+    from taxi_duration import render
     from taxi_duration.bench import engines as bench
     from taxi_duration.bench.measure import parse_bytes
     from taxi_duration.synth import parse_rows
@@ -596,10 +487,7 @@ def bench_engines(
 
         def report(r: bench.Result) -> None:
             progress.advance(task)
-            status = "ok" if r.ok else f"FAILED {r.error}"
-            progress.console.print(
-                f"{r.engine:>10} {r.rows:>12,} rows {r.wall_s:8.1f} s {r.peak_rss_bytes / 2**20:8,.0f} MiB  {status}"
-            )
+            progress.console.print(render.bench_result(r))
 
         results = bench.run(sizes, chosen, data_dir, memory_limit=cap, timeout=timeout, on_result=report)
     bench.write(results, out, memory_limit=cap)
