@@ -9,10 +9,11 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from taxi_duration import __version__
-from taxi_duration.config import DEFAULT_MODEL, MODEL_NAME, Engine, FeatureSet, Settings, load_settings
+from taxi_duration.bench.cli import bench_app
+from taxi_duration.cli_common import ConfigOpt, console, progress_bar, settings_from
+from taxi_duration.config import DEFAULT_MODEL, MODEL_NAME, FeatureSet, Settings
 from taxi_duration.errors import TaxiDurationError, UsageError
 from taxi_duration.months import parse_months
 
@@ -26,14 +27,10 @@ app = typer.Typer(
     # `--help <bool>`), as if they took a value; its plain layout shows a type only where a value follows.
     rich_markup_mode=None,
 )
-console = Console(stderr=True, soft_wrap=True)  # one message, one line, also in logs
 
 DEFAULT_RUN_ROWS = 300_000
 DEFAULT_RUN_MONTHS = "2023-01..2023-03"
 
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", help="TOML settings file (default: ./taxi-duration.toml if present).")
-]
 EngineOpt = Annotated[
     str | None,
     typer.Option(
@@ -45,22 +42,6 @@ EngineOpt = Annotated[
 ]
 InputsArg = Annotated[list[str], typer.Argument(help="Trip files (.parquet, .csv, .jsonl), globs or folders.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace the output folder if it exists.")]
-
-
-def _settings(config: Path | None, engine: str | None = None, **overrides: Any) -> Settings:
-    return load_settings(config, engine=Engine.parse(engine) if engine else None, **overrides)
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    )
 
 
 @app.command()
@@ -86,7 +67,7 @@ def synth(
     total = synthesis.parse_rows(rows)
     month_list = parse_months(months)
     shares = synthesis.DirtyShares().scaled(dirty)
-    with _progress() as progress:
+    with progress_bar() as progress:
         task = progress.add_task("synthesizing trips", total=total)
         paths = synthesis.generate(
             total,
@@ -146,7 +127,7 @@ def validate(
     config: ConfigOpt = None,
 ) -> None:
     """Split trips into clean and quarantined rows (with reasons), and report counts that reconcile."""
-    settings = _settings(config, engine)
+    settings = settings_from(config, engine)
     report = _validate(settings, inputs, out, overwrite, features)
     _print_report(report, out)
 
@@ -205,7 +186,7 @@ def run(
     On a fresh clone with no data it first synthesizes three months of trips. `--engine spark` runs the
     big-data pipeline (MLlib) end to end.
     """
-    settings = _settings(config, engine, data_dir=data_dir, feature_set=feature_set, search=search)
+    settings = settings_from(config, engine, data_dir=data_dir, feature_set=feature_set, search=search)
     data = [*(data or []), *(more or [])]
     if not data:
         synthetic = settings.data_dir / "synthetic"
@@ -236,7 +217,7 @@ def train(
     on the same validation data. The tracking store is MLFLOW_TRACKING_URI when set, else SQLite under the
     data dir.
     """
-    settings = _settings(config, engine, feature_set=feature_set, search=search)
+    settings = settings_from(config, engine, feature_set=feature_set, search=search)
     _train(settings, [*data, *(more or [])], train_months, out, validate_data, test_data)
 
 
@@ -261,7 +242,7 @@ def evaluate(
     from taxi_duration.inputs import check_all, discover
     from taxi_duration.scorecard import score_files
 
-    settings = _settings(config, engine)
+    settings = settings_from(config, engine)
     files = check_all(discover([*data, *(more or [])]))
     old = check_all(discover(legacy_train)) if legacy_train else None
     with console.status(f"scoring {model} on {sum(f.rows for f in files):,} rows"):
@@ -292,7 +273,7 @@ def predict(
     from taxi_duration.scoring import describe, score_table
     from taxi_duration.serving import resolve
 
-    settings = _settings(config)
+    settings = settings_from(config)
     if settings.postgres_url is None:
         raise UsageError("no database: set TAXI_DURATION_POSTGRES_URL=postgresql://user:password@host:port/db")
     url = settings.postgres_url.get_secret_value()
@@ -334,7 +315,7 @@ def serve(
     from taxi_duration.geo import load_index
     from taxi_duration.serving import ModelHolder
 
-    settings = _settings(config)
+    settings = settings_from(config)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     holder = ModelHolder(settings, model)
     try:
@@ -376,7 +357,7 @@ def _train(
     split = splits.choose(files, train_months, validate_files, test_files)
     files = [*files, *validate_files, *test_files]
     console.print(f"{split}; {settings.feature_set} features; {settings.engine} engine")
-    with _progress() as progress:
+    with progress_bar() as progress:
         task = progress.add_task("training", total=len(STEPS))
         within = progress.add_task("", total=None, visible=False)  # rounds, candidates, parts: under the step
         seen: list[str] = []
@@ -449,84 +430,8 @@ def _print_report(report: Any, out: Path) -> None:
     console.print(render.quality_outputs(report, out))
 
 
-bench_app = typer.Typer(help="Measure the project against its baselines.", no_args_is_help=True)
+# Added after the commands above: the help lists it after them.
 app.add_typer(bench_app, name="bench")
-
-
-@bench_app.command("engines")
-def bench_engines(
-    rows: Annotated[str, typer.Option(help="Sizes, comma-separated: 1M,10M,50M.")] = "1M,10M,50M",
-    engines: Annotated[
-        str, typer.Option(help="Comma-separated: duckdb, pandas, spark (ours), duckdb-sql, pyspark (references).")
-    ] = "duckdb,duckdb-sql,pandas,spark,pyspark",
-    out: Annotated[Path, typer.Option(help="Folder for results.json, results.md, results.png.")] = Path(
-        "benchmarks/results"
-    ),
-    data_dir: Annotated[Path, typer.Option(help="Where synthetic inputs are made once and reused.")] = Path(
-        "data/bench"
-    ),
-    memory_limit: Annotated[
-        str | None, typer.Option(help="Cap each run's process tree (cgroup), e.g. 4GiB: shows who fits.")
-    ] = None,
-    timeout: Annotated[
-        float | None, typer.Option(help="Seconds after which a run is killed and marked failed.")
-    ] = None,
-) -> None:
-    """The same job (read -> validate -> features -> write) on every engine and on hand-written references."""
-    from taxi_duration import render
-    from taxi_duration.bench import engines as bench
-    from taxi_duration.bench.measure import parse_bytes
-    from taxi_duration.synth import parse_rows
-
-    sizes = [parse_rows(r) for r in rows.split(",")]
-    chosen = [e.strip() for e in engines.split(",")]
-    cap = parse_bytes(memory_limit) if memory_limit else None
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with _progress() as progress:
-        task = progress.add_task("benchmark runs", total=len(sizes) * len(chosen))
-
-        def report(r: bench.Result) -> None:
-            progress.advance(task)
-            progress.console.print(render.bench_result(r))
-
-        results = bench.run(sizes, chosen, data_dir, memory_limit=cap, timeout=timeout, on_result=report)
-    bench.write(results, out, memory_limit=cap)
-    print(bench.markdown(results, cap))
-    console.print(f"results in {out / 'results.json'}, {out / 'results.md'}, {out / 'results.png'}")
-
-
-@bench_app.command("serve")
-def bench_serve(
-    duration: Annotated[float, typer.Option(help="Seconds of load per server and endpoint (after a warm-up).")] = 60.0,
-    out: Annotated[Path, typer.Option(help="Folder for results.json and results.md.")] = Path(
-        "benchmarks/results/serve"
-    ),
-    model: Annotated[str, typer.Option(help="Model URI both servers serve.")] = DEFAULT_MODEL,
-    connections: Annotated[int, typer.Option(help="Concurrent connections the load generator keeps open.")] = 8,
-    batch_size: Annotated[int, typer.Option(help="Trips per batch request.")] = 100,
-    soak: Annotated[float, typer.Option(help="Then keep /predict under load this many seconds, sampling RSS.")] = 0.0,
-    port: Annotated[int, typer.Option(help="Our server's port; MLflow's is the next one.")] = 8710,
-    config: ConfigOpt = None,
-) -> None:
-    """Our API against `mlflow models serve` on the same model: in-process model time, then requests/s and
-    p50/p99 over loopback for one trip and for batches (wrk, in its own process), zero errors expected."""
-    from taxi_duration.bench import serve as bench
-
-    settings = _settings(config)
-    with console.status("benchmark") as status:
-        results = bench.run(
-            settings,
-            model,
-            out,
-            duration=duration,
-            connections=connections,
-            batch_size=batch_size,
-            soak_s=soak,
-            port=port,
-            on_step=lambda step: status.update(step),
-        )
-    print(bench.markdown(results))
-    console.print(f"results in {out / 'results.json'} and {out / 'results.md'}")
 
 
 @app.callback(invoke_without_command=True)
