@@ -12,8 +12,22 @@ from rich.console import Console
 
 from taxi_duration import __version__
 from taxi_duration.bench.cli import bench_app
-from taxi_duration.cli_common import ConfigOpt, console, progress_bar, settings_from
-from taxi_duration.config import DEFAULT_MODEL, MODEL_NAME, FeatureSet, Settings
+from taxi_duration.cli_common import (
+    ConfigOpt,
+    EngineOpt,
+    FeatureSetOpt,
+    InputsArg,
+    MoreDataArg,
+    OutJsonOpt,
+    SearchOpt,
+    TrainMonthsOpt,
+    console,
+    progress_bar,
+    settings_from,
+    step_progress,
+    write_json,
+)
+from taxi_duration.config import DEFAULT_MODEL, MODEL_NAME, Settings
 from taxi_duration.errors import TaxiDurationError, UsageError
 from taxi_duration.months import parse_months
 
@@ -30,18 +44,6 @@ app = typer.Typer(
 
 DEFAULT_RUN_ROWS = 300_000
 DEFAULT_RUN_MONTHS = "2023-01..2023-03"
-
-EngineOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--engine",
-        "-e",
-        help="duckdb (embedded, default; alias: local), pandas, or spark. Default from settings.",
-        show_default=False,
-    ),
-]
-InputsArg = Annotated[list[str], typer.Argument(help="Trip files (.parquet, .csv, .jsonl), globs or folders.")]
-OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace the output folder if it exists.")]
 
 
 @app.command()
@@ -123,47 +125,27 @@ def validate(
     features: Annotated[
         bool, typer.Option("--features", help="Also write every model feature and the target (duration_min).")
     ] = False,
-    overwrite: OverwriteOpt = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the output folder if it exists.")] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Split trips into clean and quarantined rows (with reasons), and report counts that reconcile."""
+    from taxi_duration import render
+    from taxi_duration.engines import Runtime
+    from taxi_duration.inputs import check_all, discover
+    from taxi_duration.quality import validate as run_validation
+
     settings = settings_from(config, engine)
-    report = _validate(settings, inputs, out, overwrite, features)
-    _print_report(report, out)
-
-
-FeatureSetOpt = Annotated[
-    FeatureSet | None,
-    typer.Option(
-        "--feature-set",
-        help="with_distance (adds the metered distance, as the course does; default) or pretrip (known at booking).",
-        show_default=False,
-    ),
-]
-TrainMonthsOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--train-months",
-        help="Months to train on (2023-01 or 2023-01..2023-02); the next month validates, the one after tests. "
-        "Default: every month of the data but the last two.",
-        show_default=False,
-    ),
-]
-# `--data a.parquet b.parquet` (what a shell glob after --data gives) and `--data a --data b` both work: the
-# values after the first one arrive as arguments and are merged.
-MoreDataArg = Annotated[list[str] | None, typer.Argument(help="More trip files, globs or folders.", show_default=False)]
-SearchOpt = Annotated[
-    str | None,
-    typer.Option("--search", help="full (default): the documented models; quick: small ones, for a smoke test."),
-]
-ValidateDataOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        help="Validation files, for data split by file rather than by month (the Kaggle trips); needs --test-data."
-    ),
-]
-TestDataOpt = Annotated[list[str] | None, typer.Option(help="Test files, with --validate-data.")]
-OutJsonOpt = Annotated[Path | None, typer.Option("--out", help="Also write the results to this JSON file.")]
+    with console.status("checking input files"):
+        files = check_all(discover(inputs))
+    with console.status(f"starting the {settings.engine} engine"):
+        runtime = Runtime.open(settings)
+    try:
+        with console.status(f"validating {sum(f.rows for f in files):,} rows on {settings.engine}"):
+            report = run_validation(runtime, files, out, overwrite=overwrite, features=features)
+    finally:
+        runtime.close()
+    Console().print(render.quality_table(report))
+    console.print(render.quality_outputs(report, out))
 
 
 @app.command()
@@ -204,8 +186,13 @@ def train(
     feature_set: FeatureSetOpt = None,
     train_months: TrainMonthsOpt = None,
     search: SearchOpt = None,
-    validate_data: ValidateDataOpt = None,
-    test_data: TestDataOpt = None,
+    validate_data: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Validation files, for data split by file rather than by month (the Kaggle trips); needs --test-data."
+        ),
+    ] = None,
+    test_data: Annotated[list[str] | None, typer.Option(help="Test files, with --validate-data.")] = None,
     out: OutJsonOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -249,7 +236,7 @@ def evaluate(
         result = score_files(settings, model, files, legacy_train=old)
     table = render.metrics_table(f"{model} on {result['data']['scored_rows']:,} trips", result["metrics"])
     Console().print(table)
-    _write_json(out, result)
+    write_json(out, result)
 
 
 @app.command()
@@ -286,7 +273,7 @@ def predict(
         f"{scored.rows_read:,} trips read, {scored.predicted:,} predicted by {pinned}, skipped: {skipped}; "
         f"{to} holds {scored.table_rows:,} rows"
     )
-    _write_json(out, {"model": pinned, "table": table, "to": to, **describe(scored)})
+    write_json(out, {"model": pinned, "table": table, "to": to, **describe(scored)})
 
 
 @app.command()
@@ -357,26 +344,10 @@ def _train(
     split = splits.choose(files, train_months, validate_files, test_files)
     files = [*files, *validate_files, *test_files]
     console.print(f"{split}; {settings.feature_set} features; {settings.engine} engine")
-    with progress_bar() as progress:
-        task = progress.add_task("training", total=len(STEPS))
-        within = progress.add_task("", total=None, visible=False)  # rounds, candidates, parts: under the step
-        seen: list[str] = []
-
-        def on_step(step: str) -> None:
-            if seen:
-                progress.advance(task)
-            seen.append(step)
-            progress.reset(within, visible=False)  # its clock and estimate start with the next step
-            if step in STEPS:
-                progress.update(task, description=step)
-
-        def on_progress(what: str, done: int, total: int) -> None:
-            progress.update(within, description=f"  {what}", completed=done, total=total, visible=True)
-
+    with step_progress("training", STEPS) as (on_step, on_progress):
         outcome = run_training(settings, files, split, settings.feature_set, on_step, on_progress)
-        progress.update(task, completed=len(STEPS), description="done")
     _print_outcome(outcome)
-    _write_json(out, outcome_json(outcome))
+    write_json(out, outcome_json(outcome))
 
 
 def _print_outcome(outcome: Any) -> None:
@@ -393,41 +364,6 @@ def _print_outcome(outcome: Any) -> None:
     out.print(outcome.ui_command, soft_wrap=True, markup=False, highlight=False)  # one line, to copy whole
     steps = ", ".join(f"{name} {s:.0f} s" for name, s in outcome.step_s.items())
     out.print(f"done in {outcome.elapsed_s:.0f} s ({steps})")
-
-
-def _write_json(out: Path | None, document: dict[str, Any]) -> None:
-    if out is None:
-        return
-    import json
-
-    from taxi_duration.atomic import atomic_file
-
-    with atomic_file(out) as tmp:
-        tmp.write_text(json.dumps(document, indent=2, default=str) + "\n")
-    console.print(f"results in {out}")
-
-
-def _validate(settings: Settings, inputs: list[str], out: Path, overwrite: bool, features: bool = False) -> Any:
-    from taxi_duration.engines import Runtime
-    from taxi_duration.inputs import check_all, discover
-    from taxi_duration.quality import validate as run_validation
-
-    with console.status("checking input files"):
-        files = check_all(discover(inputs))
-    with console.status(f"starting the {settings.engine} engine"):
-        runtime = Runtime.open(settings)
-    try:
-        with console.status(f"validating {sum(f.rows for f in files):,} rows on {settings.engine}"):
-            return run_validation(runtime, files, out, overwrite=overwrite, features=features)
-    finally:
-        runtime.close()
-
-
-def _print_report(report: Any, out: Path) -> None:
-    from taxi_duration import render
-
-    Console().print(render.quality_table(report))
-    console.print(render.quality_outputs(report, out))
 
 
 # Added after the commands above: the help lists it after them.
