@@ -182,22 +182,6 @@ def test_train_prints_an_mlflow_command_that_works_as_printed(tmp_path: Path) ->
     assert subprocess.run([program, "ui", "--help"], capture_output=True, timeout=120).returncode == 0
 
 
-def test_the_ratio_legend_is_one_of_the_rows() -> None:
-    from rich.console import Console
-
-    from taxi_duration.cli import _metrics_table
-
-    scores = {
-        name: {"rmse": rmse, "mae": 1.0, "r2": 0.5, "rmsle": 0.1}
-        for name, rmse in (("model", 5.0), ("course", 6.25), ("zone_pair_median", 8.0), ("global_mean", 10.0))
-    }
-    out = Console(record=True, width=200)
-    out.print(_metrics_table("metrics", scores))
-    text = out.export_text()
-    assert "course (0.80x)" in text
-    assert "(0.80x) beside course: our RMSE / its RMSE = 5.000 / 6.250" in text
-
-
 def _config(tmp_path: Path, data_dir: Path | None = None) -> Path:
     data_dir = data_dir or tmp_path / "data"
     config = tmp_path / "taxi-duration.toml"

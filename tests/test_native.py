@@ -13,14 +13,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from taxi_duration import native as native_module
 from taxi_duration import train_local
 from taxi_duration.config import Engine, load_settings
 from taxi_duration.dataset import prepare
 from taxi_duration.engines import Runtime
+from taxi_duration.export import from_mllib, from_sklearn
 from taxi_duration.features import TARGET
 from taxi_duration.inputs import check_all, discover
 from taxi_duration.months import parse_months
-from taxi_duration.native import NativeModel, from_mllib, from_sklearn
+from taxi_duration.native import NativeModel
 from taxi_duration.synth import generate
 from tests.conftest import SPLIT
 
@@ -102,6 +104,26 @@ def _predict_in_a_fresh_process(model: Path, rows: pd.DataFrame, work: Path) -> 
     )
     assert result.returncode == 0, result.stderr
     return np.load(work / "out.npy")
+
+
+# What the serving runtime must never pull in: Spark, the trainers, the evaluator, the exporters.
+TRAINING_ONLY = ("pyspark", "sklearn", "xgboost", "taxi_duration.export", "taxi_duration.evaluate")
+
+
+def test_the_runtime_imports_no_trainer_evaluator_or_spark() -> None:
+    """`native.py` alone in a fresh process (on this process's path): nothing only training needs comes with it."""
+    code = "import sys, taxi_duration.native as n; print(n.__file__); print(*sorted(sys.modules))"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    where, loaded = result.stdout.splitlines()
+    assert where == native_module.__file__
+    pulled = [
+        m
+        for m in loaded.split()
+        if m.startswith("taxi_duration.train") or any(m == t or m.startswith(f"{t}.") for t in TRAINING_ONLY)
+    ]
+    assert not pulled, pulled
 
 
 def test_lightgbm_pipeline_matches_scikit_learn(tmp_path: Path) -> None:

@@ -1,12 +1,15 @@
-"""Time-honest splits refuse anything but train < validate < test."""
+"""Time-honest splits refuse anything but train < validate < test; a run gets the split it asked for."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from taxi_duration.errors import UsageError
+from taxi_duration.inputs import InputFile
 from taxi_duration.months import Month, parse_months
-from taxi_duration.splits import TimeSplit
+from taxi_duration.splits import FileSplit, TimeSplit, choose
 
 
 def test_last_two_months_are_held_out() -> None:
@@ -42,3 +45,40 @@ def test_splits_that_look_ahead_are_refused(train: str, validate: str, test: str
 def test_too_few_months() -> None:
     with pytest.raises(UsageError, match="at least 3 months"):
         TimeSplit.last_two_held_out(parse_months("2023-01..2023-02"))
+
+
+def _file(name: str, month: int | None) -> InputFile:
+    return InputFile(Path("data") / name, "parquet", 10, ("PULocationID",), "green", month)
+
+
+MONTHLY = [_file(f"green_tripdata_2023-0{m}.parquet", 202300 + m) for m in (1, 2, 3, 4)]
+KAGGLE = [_file(n, None) for n in ("train.csv", "validate.csv", "test.csv")]
+
+
+def test_choose_holds_out_the_last_two_months_of_the_files_by_default() -> None:
+    undated = _file("extra.parquet", None)  # a file without a month in its name does not move the split
+    assert choose([*MONTHLY, undated]) == TimeSplit.last_two_held_out(parse_months("2023-01..2023-04"))
+    assert str(choose(MONTHLY)) == "train 2023-01..2023-02, validate 2023-03, test 2023-04"
+
+
+def test_choose_validates_and_tests_on_the_two_months_after_the_training_months() -> None:
+    split = choose(MONTHLY, "2023-01")
+    assert split == TimeSplit((Month(2023, 1),), Month(2023, 2), Month(2023, 3))
+
+
+def test_choose_splits_by_file_when_validation_and_test_files_are_named() -> None:
+    train, validate, test = KAGGLE
+    split = choose([train], None, [validate], [test])
+    assert split == FileSplit(("train.csv",), ("validate.csv",), ("test.csv",))
+
+
+def test_choose_refuses_a_split_by_month_and_by_file_at_once() -> None:
+    train, validate, test = KAGGLE
+    with pytest.raises(UsageError, match="--train-months splits by month; --validate-data and --test-data"):
+        choose([train], "2023-01", [validate], [test])
+
+
+def test_choose_refuses_validation_files_without_test_files() -> None:
+    train, validate, _ = KAGGLE
+    with pytest.raises(UsageError, match="needs training, validation and test files"):
+        choose([train], None, [validate])

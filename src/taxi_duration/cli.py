@@ -9,11 +9,25 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
 from taxi_duration import __version__
-from taxi_duration.config import DEFAULT_MODEL, MODEL_NAME, Engine, FeatureSet, Settings, load_settings
+from taxi_duration.bench.cli import bench_app
+from taxi_duration.cli_common import (
+    ConfigOpt,
+    EngineOpt,
+    FeatureSetOpt,
+    InputsArg,
+    MoreDataArg,
+    OutJsonOpt,
+    SearchOpt,
+    TrainMonthsOpt,
+    console,
+    progress_bar,
+    settings_from,
+    step_progress,
+    write_json,
+)
+from taxi_duration.config import DEFAULT_MODEL, MODEL_NAME, Settings
 from taxi_duration.errors import TaxiDurationError, UsageError
 from taxi_duration.months import parse_months
 
@@ -27,41 +41,9 @@ app = typer.Typer(
     # `--help <bool>`), as if they took a value; its plain layout shows a type only where a value follows.
     rich_markup_mode=None,
 )
-console = Console(stderr=True, soft_wrap=True)  # one message, one line, also in logs
 
 DEFAULT_RUN_ROWS = 300_000
 DEFAULT_RUN_MONTHS = "2023-01..2023-03"
-
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", help="TOML settings file (default: ./taxi-duration.toml if present).")
-]
-EngineOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--engine",
-        "-e",
-        help="duckdb (embedded, default; alias: local), pandas, or spark. Default from settings.",
-        show_default=False,
-    ),
-]
-InputsArg = Annotated[list[str], typer.Argument(help="Trip files (.parquet, .csv, .jsonl), globs or folders.")]
-OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace the output folder if it exists.")]
-
-
-def _settings(config: Path | None, engine: str | None = None, **overrides: Any) -> Settings:
-    return load_settings(config, engine=Engine.parse(engine) if engine else None, **overrides)
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    )
 
 
 @app.command()
@@ -87,7 +69,7 @@ def synth(
     total = synthesis.parse_rows(rows)
     month_list = parse_months(months)
     shares = synthesis.DirtyShares().scaled(dirty)
-    with _progress() as progress:
+    with progress_bar() as progress:
         task = progress.add_task("synthesizing trips", total=total)
         paths = synthesis.generate(
             total,
@@ -124,55 +106,15 @@ def download(
 @app.command()
 def inspect(inputs: InputsArg) -> None:
     """Check input files without reading them whole: format, rows, service, month, zones, and the column mapping."""
-    from taxi_duration import schema
+    from taxi_duration import render
     from taxi_duration.inputs import check_all, discover
 
     files = check_all(discover(inputs))
-    table = Table("file", "format", "rows", "service", "month", "zones", "columns mapped / in file")
-    for f in files:
-        mapped = schema.resolve_aliases(list(f.columns))
-        unreadable = f" (+{len(f.bad_lines):,} unreadable lines)" if f.bad_lines else ""
-        table.add_row(
-            str(f.path),
-            f.format,
-            f"{f.rows:,}{unreadable}",
-            f.service or "unknown",
-            _months_of(f),
-            "from coordinates" if f.zones_from_coordinates else "in the file",
-            f"{len(mapped)}/{len(f.columns)}",
-        )
     out = Console()
-    out.print(table)
+    out.print(render.inputs_table(files))
     for f in files:
-        mapped = schema.resolve_aliases(list(f.columns))
-        pairs = [f"{source} -> {canonical}" for canonical, source in mapped.items() if source != canonical]
-        if duration := schema.duration_source(f.columns) if schema.DROPOFF not in mapped else None:
-            pairs.append(f"{duration} -> {schema.DROPOFF} (pickup + duration in seconds)")
-        same = [source for canonical, source in mapped.items() if source == canonical]
-        out.print(f"[bold]{f.path.name}[/bold] columns (source -> canonical):", highlight=False)
-        if not f.columns:
-            out.print("  none: the file is empty", highlight=False)
-        if pairs:
-            out.print("  " + ", ".join(pairs), highlight=False)
-        if same:
-            out.print("  as named: " + ", ".join(same), highlight=False)
-        if f.zones_from_coordinates:
-            out.print(f"  {', '.join(schema.ZONES)}: from the coordinates, by the TLC zone shapes", highlight=False)
-        if ignored := [c or "(unnamed)" for c in f.columns if c not in mapped.values() and c != duration]:
-            out.print("  not used: " + ", ".join(ignored), highlight=False)
-
-
-def _months_of(f: Any) -> str:
-    """The month a file's name claims; else, for Parquet, the pickup months its footer records."""
-    from taxi_duration.inputs import pickup_months
-    from taxi_duration.months import Month
-
-    if f.month is not None:
-        return str(Month.from_yyyymm(f.month))
-    if found := pickup_months(f):
-        first, last = found
-        return f"{first} (in data)" if first == last else f"{first}..{last} (in data)"
-    return "unknown (not in the name)"
+        for line in render.column_mapping(f):
+            out.print(line, highlight=False)
 
 
 @app.command()
@@ -183,47 +125,27 @@ def validate(
     features: Annotated[
         bool, typer.Option("--features", help="Also write every model feature and the target (duration_min).")
     ] = False,
-    overwrite: OverwriteOpt = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the output folder if it exists.")] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Split trips into clean and quarantined rows (with reasons), and report counts that reconcile."""
-    settings = _settings(config, engine)
-    report = _validate(settings, inputs, out, overwrite, features)
-    _print_report(report, out)
+    from taxi_duration import render
+    from taxi_duration.engines import Runtime
+    from taxi_duration.inputs import check_all, discover
+    from taxi_duration.quality import validate as run_validation
 
-
-FeatureSetOpt = Annotated[
-    FeatureSet | None,
-    typer.Option(
-        "--feature-set",
-        help="with_distance (adds the metered distance, as the course does; default) or pretrip (known at booking).",
-        show_default=False,
-    ),
-]
-TrainMonthsOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--train-months",
-        help="Months to train on (2023-01 or 2023-01..2023-02); the next month validates, the one after tests. "
-        "Default: every month of the data but the last two.",
-        show_default=False,
-    ),
-]
-# `--data a.parquet b.parquet` (what a shell glob after --data gives) and `--data a --data b` both work: the
-# values after the first one arrive as arguments and are merged.
-MoreDataArg = Annotated[list[str] | None, typer.Argument(help="More trip files, globs or folders.", show_default=False)]
-SearchOpt = Annotated[
-    str | None,
-    typer.Option("--search", help="full (default): the documented models; quick: small ones, for a smoke test."),
-]
-ValidateDataOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        help="Validation files, for data split by file rather than by month (the Kaggle trips); needs --test-data."
-    ),
-]
-TestDataOpt = Annotated[list[str] | None, typer.Option(help="Test files, with --validate-data.")]
-OutJsonOpt = Annotated[Path | None, typer.Option("--out", help="Also write the results to this JSON file.")]
+    settings = settings_from(config, engine)
+    with console.status("checking input files"):
+        files = check_all(discover(inputs))
+    with console.status(f"starting the {settings.engine} engine"):
+        runtime = Runtime.open(settings)
+    try:
+        with console.status(f"validating {sum(f.rows for f in files):,} rows on {settings.engine}"):
+            report = run_validation(runtime, files, out, overwrite=overwrite, features=features)
+    finally:
+        runtime.close()
+    Console().print(render.quality_table(report))
+    console.print(render.quality_outputs(report, out))
 
 
 @app.command()
@@ -246,7 +168,7 @@ def run(
     On a fresh clone with no data it first synthesizes three months of trips. `--engine spark` runs the
     big-data pipeline (MLlib) end to end.
     """
-    settings = _settings(config, engine, data_dir=data_dir, feature_set=feature_set, search=search)
+    settings = settings_from(config, engine, data_dir=data_dir, feature_set=feature_set, search=search)
     data = [*(data or []), *(more or [])]
     if not data:
         synthetic = settings.data_dir / "synthetic"
@@ -264,8 +186,13 @@ def train(
     feature_set: FeatureSetOpt = None,
     train_months: TrainMonthsOpt = None,
     search: SearchOpt = None,
-    validate_data: ValidateDataOpt = None,
-    test_data: TestDataOpt = None,
+    validate_data: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Validation files, for data split by file rather than by month (the Kaggle trips); needs --test-data."
+        ),
+    ] = None,
+    test_data: Annotated[list[str] | None, typer.Option(help="Test files, with --validate-data.")] = None,
     out: OutJsonOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -277,9 +204,8 @@ def train(
     on the same validation data. The tracking store is MLFLOW_TRACKING_URI when set, else SQLite under the
     data dir.
     """
-    settings = _settings(config, engine, feature_set=feature_set, search=search)
-    parts = (validate_data, test_data) if validate_data or test_data else None
-    _train(settings, [*data, *(more or [])], train_months, out, parts)
+    settings = settings_from(config, engine, feature_set=feature_set, search=search)
+    _train(settings, [*data, *(more or [])], train_months, out, validate_data, test_data)
 
 
 @app.command()
@@ -303,17 +229,18 @@ def evaluate(
     config: ConfigOpt = None,
 ) -> None:
     """Score a model on any trip files: RMSE, MAE, R2, RMSLE and rows, next to the baselines it carries."""
+    from taxi_duration import render
     from taxi_duration.inputs import check_all, discover
     from taxi_duration.scorecard import score_files
 
-    settings = _settings(config, engine)
+    settings = settings_from(config, engine)
     files = check_all(discover([*data, *(more or [])]))
     old = check_all(discover(legacy_train)) if legacy_train else None
     with console.status(f"scoring {model} on {sum(f.rows for f in files):,} rows"):
         result = score_files(settings, model, files, legacy_train=old, predictions_path=predictions)
-    table = _metrics_table(f"{model} on {result['data']['scored_rows']:,} trips", result["metrics"])
+    table = render.metrics_table(f"{model} on {result['data']['scored_rows']:,} trips", result["metrics"])
     Console().print(table)
-    _write_json(out, result)
+    write_json(out, result)
 
 
 @app.command()
@@ -336,7 +263,7 @@ def predict(
     from taxi_duration.scorer import load
     from taxi_duration.scoring import describe, score_table
 
-    settings = _settings(config)
+    settings = settings_from(config)
     if settings.postgres_url is None:
         raise UsageError("no database: set TAXI_DURATION_POSTGRES_URL=postgresql://user:password@host:port/db")
     url = settings.postgres_url.get_secret_value()
@@ -349,7 +276,7 @@ def predict(
         f"{scored.rows_read:,} trips read, {scored.predicted:,} predicted by {pinned}, skipped: {skipped}; "
         f"{to} holds {scored.table_rows:,} rows"
     )
-    _write_json(out, {"model": pinned, "table": table, "to": to, **describe(scored)})
+    write_json(out, {"model": pinned, "table": table, "to": to, **describe(scored)})
 
 
 @app.command()
@@ -377,7 +304,7 @@ def serve(
     from taxi_duration.api import create_app
     from taxi_duration.serving import ModelHolder
 
-    settings = _settings(config)
+    settings = settings_from(config)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     holder = ModelHolder(settings, model)
     try:
@@ -403,97 +330,33 @@ def _train(
     data: list[str],
     train_months: str | None,
     out: Path | None,
-    parts: tuple[list[str] | None, list[str] | None] | None = None,
+    validate_data: list[str] | None = None,
+    test_data: list[str] | None = None,
 ) -> None:
+    from taxi_duration import splits
     from taxi_duration.inputs import check_all, discover
-    from taxi_duration.months import Month
-    from taxi_duration.splits import FileSplit, Split, TimeSplit
     from taxi_duration.train import STEPS, outcome_json
     from taxi_duration.train import train as run_training
 
-    split: Split
     with console.status("checking input files"):
         files = check_all(discover(data))
-        if parts is not None:
-            validate_files, test_files = (check_all(discover(p or [])) if p else [] for p in parts)
-    if parts is not None:
-        if train_months:
-            raise UsageError("--train-months splits by month; --validate-data and --test-data split by file")
-        names = [[f.path.name for f in found] for found in (files, validate_files, test_files)]
-        split = FileSplit(*map(tuple, names))
-        files = [*files, *validate_files, *test_files]
-    elif train_months:
-        split = TimeSplit.after(parse_months(train_months))
-    else:
-        split = TimeSplit.last_two_held_out([Month.from_yyyymm(f.month) for f in files if f.month is not None])
+        validate_files, test_files = (check_all(discover(p)) if p else [] for p in (validate_data, test_data))
+    split = splits.choose(files, train_months, validate_files, test_files)
+    files = [*files, *validate_files, *test_files]
     console.print(f"{split}; {settings.feature_set} features; {settings.engine} engine")
-    with _progress() as progress:
-        task = progress.add_task("training", total=len(STEPS))
-        within = progress.add_task("", total=None, visible=False)  # rounds, candidates, parts: under the step
-        seen: list[str] = []
-
-        def on_step(step: str) -> None:
-            if seen:
-                progress.advance(task)
-            seen.append(step)
-            progress.reset(within, visible=False)  # its clock and estimate start with the next step
-            if step in STEPS:
-                progress.update(task, description=step)
-
-        def on_progress(what: str, done: int, total: int) -> None:
-            progress.update(within, description=f"  {what}", completed=done, total=total, visible=True)
-
+    with step_progress("training", STEPS) as (on_step, on_progress):
         outcome = run_training(settings, files, split, settings.feature_set, on_step, on_progress)
-        progress.update(task, completed=len(STEPS), description="done")
     _print_outcome(outcome)
-    _write_json(out, outcome_json(outcome))
-
-
-def _metrics_table(
-    title: str, by_name: dict[str, dict[str, float]], test: dict[str, dict[str, float]] | None = None
-) -> Table:
-    ours = by_name["model"]["rmse"]
-    # The legend explains the ratio with the first baseline's own numbers, so it matches a row.
-    example = next(((name, m["rmse"]) for name, m in by_name.items() if name != "model" and m["rmse"]), None)
-    caption = None
-    if example is not None:
-        label, theirs = example[0].replace("_", " "), example[1]
-        caption = f"({ours / theirs:.2f}x) beside {label}: our RMSE / its RMSE = {ours:.3f} / {theirs:.3f}"
-    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
-    table.add_column("")
-    for metric in ("RMSE", "MAE", "R2", "RMSLE"):
-        table.add_column(metric, justify="right")
-    if test is not None:
-        table.add_column("test RMSE", justify="right")
-    for name, m in by_name.items():
-        label = "[bold]ours" if name == "model" else name.replace("_", " ")
-        ratio = "" if name == "model" else f" ({ours / m['rmse']:.2f}x)" if m["rmse"] else ""
-        cells = [f"{m['rmse']:.3f}", f"{m['mae']:.3f}", f"{m['r2']:.3f}", f"{m['rmsle']:.4f}"]
-        if test is not None:
-            cells.append(f"{test[name]['rmse']:.3f}")
-        table.add_row(label + ("" if name == "model" else f"[dim]{ratio}"), *cells)
-    return table
+    write_json(out, outcome_json(outcome))
 
 
 def _print_outcome(outcome: Any) -> None:
-    from taxi_duration.features import TARGET_RANGE
+    from taxi_duration import render
 
-    rows = Table(title=f"Data ({outcome.split})", title_justify="left")
-    modeled = f"modeled ({TARGET_RANGE[0]:g}-{TARGET_RANGE[1]:g} min)"
-    for col in ("part", "input rows", "clean", "quarantined", modeled):
-        rows.add_column(col, justify="left" if col == "part" else "right")
-    for role, report in outcome.quality.items():
-        rows.add_row(
-            role,
-            f"{report.input_rows:,}",
-            f"{report.clean_rows:,}",
-            f"{report.quarantined_rows:,}",
-            f"{outcome.rows[role]:,}",
-        )
     out = Console()
-    out.print(rows)
+    out.print(render.data_table(outcome))
     title = f"Validation metrics, minutes ({outcome.engine}: {outcome.chosen}, {outcome.feature_set})"
-    out.print(_metrics_table(title, outcome.overall("validate"), outcome.overall("test")))
+    out.print(render.metrics_table(title, outcome.overall("validate"), outcome.overall("test")))
     d = outcome.decision
     status = "[green]now the champion[/green]" if d.promoted else "[yellow]not promoted[/yellow]"
     out.print(f"model: taxi-duration v{d.version}, {status}: {d.reason}")
@@ -503,153 +366,8 @@ def _print_outcome(outcome: Any) -> None:
     out.print(f"done in {outcome.elapsed_s:.0f} s ({steps})")
 
 
-def _write_json(out: Path | None, document: dict[str, Any]) -> None:
-    if out is None:
-        return
-    import json
-
-    from taxi_duration.atomic import atomic_file
-
-    with atomic_file(out) as tmp:
-        tmp.write_text(json.dumps(document, indent=2, default=str) + "\n")
-    console.print(f"results in {out}")
-
-
-def _validate(settings: Settings, inputs: list[str], out: Path, overwrite: bool, features: bool = False) -> Any:
-    from taxi_duration.engines import Runtime
-    from taxi_duration.inputs import check_all, discover
-    from taxi_duration.quality import validate as run_validation
-
-    with console.status("checking input files"):
-        files = check_all(discover(inputs))
-    with console.status(f"starting the {settings.engine} engine"):
-        runtime = Runtime.open(settings)
-    try:
-        with console.status(f"validating {sum(f.rows for f in files):,} rows on {settings.engine}"):
-            return run_validation(runtime, files, out, overwrite=overwrite, features=features)
-    finally:
-        runtime.close()
-
-
-def _print_report(report: Any, out: Path) -> None:
-    from taxi_duration.validation import REASON_RULES, REPAIRS
-
-    share = 100 / report.input_rows if report.input_rows else 0.0
-    table = Table(title=f"Data quality ({report.engine}, {report.elapsed_s:.1f} s)", title_justify="left")
-    table.add_column("rows")
-    table.add_column("count", justify="right")
-    table.add_column("share", justify="right")
-    for label, n in (
-        ("input", report.input_rows),
-        ("clean", report.clean_rows),
-        ("quarantined", report.quarantined_rows),
-    ):
-        table.add_row(f"[bold]{label}", f"{n:,}", f"{n * share:.2f}%")
-    for code in REASON_RULES:
-        if n := report.by_reason[code]:
-            table.add_row(f"  {code}", f"{n:,}", f"{n * share:.2f}%")
-    for repair in REPAIRS:
-        if n := report.repaired[repair.code]:
-            table.add_row(f"repaired: {repair.code}", f"{n:,}", f"{n * share:.2f}%")
-    if zones := report.zones_from_coordinates:
-        points = 100 / zones["points"] if zones["points"] else 0.0
-        for label in ("inside_a_zone", "unknown_zone"):
-            n = zones[label]
-            table.add_row(f"points {label.replace('_', ' ')}", f"{n:,}", f"{n * points:.2f}%")
-    if any(report.by_reason.values()):
-        table.caption = "a quarantined row counts under every reason it breaks: reasons may add up to more"
-        table.caption_justify = "left"
-    Console().print(table)
-    from taxi_duration.quality import UNREADABLE_JSONL
-    from taxi_duration.validation import UNREADABLE_LINE
-
-    unreadable = f", unreadable lines in {out / UNREADABLE_JSONL}" if report.by_reason[UNREADABLE_LINE] else ""
-    console.print(
-        f"clean rows in {out / 'clean'}, quarantined in {out / 'quarantine'}{unreadable}, "
-        f"report in {out / 'report.json'}"
-    )
-
-
-bench_app = typer.Typer(help="Measure the project against its baselines.", no_args_is_help=True)
+# Added after the commands above: the help lists it after them.
 app.add_typer(bench_app, name="bench")
-
-
-@bench_app.command("engines")
-def bench_engines(
-    rows: Annotated[str, typer.Option(help="Sizes, comma-separated: 1M,10M,50M.")] = "1M,10M,50M",
-    engines: Annotated[
-        str, typer.Option(help="Comma-separated: duckdb, pandas, spark (ours), duckdb-sql, pyspark (references).")
-    ] = "duckdb,duckdb-sql,pandas,spark,pyspark",
-    out: Annotated[Path, typer.Option(help="Folder for results.json, results.md, results.png.")] = Path(
-        "benchmarks/results"
-    ),
-    data_dir: Annotated[Path, typer.Option(help="Where synthetic inputs are made once and reused.")] = Path(
-        "data/bench"
-    ),
-    memory_limit: Annotated[
-        str | None, typer.Option(help="Cap each run's process tree (cgroup), e.g. 4GiB: shows who fits.")
-    ] = None,
-    timeout: Annotated[
-        float | None, typer.Option(help="Seconds after which a run is killed and marked failed.")
-    ] = None,
-) -> None:
-    """The same job (read -> validate -> features -> write) on every engine and on hand-written references."""
-    from taxi_duration.bench import engines as bench
-    from taxi_duration.bench.measure import parse_bytes
-    from taxi_duration.synth import parse_rows
-
-    sizes = [parse_rows(r) for r in rows.split(",")]
-    chosen = [e.strip() for e in engines.split(",")]
-    cap = parse_bytes(memory_limit) if memory_limit else None
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with _progress() as progress:
-        task = progress.add_task("benchmark runs", total=len(sizes) * len(chosen))
-
-        def report(r: bench.Result) -> None:
-            progress.advance(task)
-            status = "ok" if r.ok else f"FAILED {r.error}"
-            progress.console.print(
-                f"{r.engine:>10} {r.rows:>12,} rows {r.wall_s:8.1f} s {r.peak_rss_bytes / 2**20:8,.0f} MiB  {status}"
-            )
-
-        results = bench.run(sizes, chosen, data_dir, memory_limit=cap, timeout=timeout, on_result=report)
-    bench.write(results, out, memory_limit=cap)
-    print(bench.markdown(results, cap))
-    console.print(f"results in {out / 'results.json'}, {out / 'results.md'}, {out / 'results.png'}")
-
-
-@bench_app.command("serve")
-def bench_serve(
-    duration: Annotated[float, typer.Option(help="Seconds of load per server and endpoint (after a warm-up).")] = 60.0,
-    out: Annotated[Path, typer.Option(help="Folder for results.json and results.md.")] = Path(
-        "benchmarks/results/serve"
-    ),
-    model: Annotated[str, typer.Option(help="Model URI both servers serve.")] = DEFAULT_MODEL,
-    connections: Annotated[int, typer.Option(help="Concurrent connections the load generator keeps open.")] = 8,
-    batch_size: Annotated[int, typer.Option(help="Trips per batch request.")] = 100,
-    soak: Annotated[float, typer.Option(help="Then keep /predict under load this many seconds, sampling RSS.")] = 0.0,
-    port: Annotated[int, typer.Option(help="Our server's port; MLflow's is the next one.")] = 8710,
-    config: ConfigOpt = None,
-) -> None:
-    """Our API against `mlflow models serve` on the same model: in-process model time, then requests/s and
-    p50/p99 over loopback for one trip and for batches (wrk, in its own process), zero errors expected."""
-    from taxi_duration.bench import serve as bench
-
-    settings = _settings(config)
-    with console.status("benchmark") as status:
-        results = bench.run(
-            settings,
-            model,
-            out,
-            duration=duration,
-            connections=connections,
-            batch_size=batch_size,
-            soak_s=soak,
-            port=port,
-            on_step=lambda step: status.update(step),
-        )
-    print(bench.markdown(results))
-    console.print(f"results in {out / 'results.json'} and {out / 'results.md'}")
 
 
 @app.callback(invoke_without_command=True)

@@ -21,8 +21,9 @@ from sklearn.pipeline import Pipeline
 
 from taxi_duration.bundle import COURSE_DIR, META, MODEL_DIR, NATIVE_DIR, PAIR_MEDIAN, STORE_DIR, Bundle, Meta
 from taxi_duration.evaluate import BASELINES
+from taxi_duration.export import from_sklearn
 from taxi_duration.feature_store import FeatureStore
-from taxi_duration.native import NativeModel, from_sklearn
+from taxi_duration.native import NativeModel
 
 
 class Predictor(Protocol):

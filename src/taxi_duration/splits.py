@@ -6,11 +6,12 @@ not seen, and the test month is touched only once, after every choice was made o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from taxi_duration.errors import UsageError
 from taxi_duration.inputs import InputFile
-from taxi_duration.months import Month
+from taxi_duration.months import Month, parse_months
 
 
 @dataclass(frozen=True)
@@ -105,3 +106,22 @@ class FileSplit:
 
 
 Split = TimeSplit | FileSplit
+
+
+def choose(
+    files: Sequence[InputFile],
+    train_months: str | None = None,
+    validate_files: Sequence[InputFile] = (),
+    test_files: Sequence[InputFile] = (),
+) -> Split:
+    """The split a training run asked for: by file when validation or test files are named (then `files`
+    train), else the two months after `train_months` (2023-01 or 2023-01..2023-02), else the last two
+    months of `files` held out."""
+    if validate_files or test_files:
+        if train_months:
+            raise UsageError("--train-months splits by month; --validate-data and --test-data split by file")
+        names = [tuple(f.path.name for f in part) for part in (files, validate_files, test_files)]
+        return FileSplit(*names)
+    if train_months:
+        return TimeSplit.after(parse_months(train_months))
+    return TimeSplit.last_two_held_out([Month.from_yyyymm(f.month) for f in files if f.month is not None])

@@ -27,8 +27,9 @@ from pyspark.sql import functions as F
 
 from taxi_duration import schema as s
 from taxi_duration.config import FeatureSet
+from taxi_duration.export import PREDICTION, from_mllib, mix_statement
 from taxi_duration.features import TARGET, TRIP_MILES_SQL
-from taxi_duration.native import PREDICTION, NativeModel, from_mllib, mix_statement
+from taxi_duration.native import NativeModel
 from taxi_duration.spark import get_spark
 from taxi_duration.train_local import columns
 

@@ -1,0 +1,113 @@
+"""What the `taxi-duration` commands share: the console their messages go to, the options several of them
+take, settings from those, the progress bar, the --out JSON. Used by `cli.py` and the sub-apps it adds
+(`bench/cli.py`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from taxi_duration.atomic import atomic_file
+from taxi_duration.config import Engine, FeatureSet, Settings, load_settings
+
+if TYPE_CHECKING:  # the trainer loads MLflow: only the commands that train import it
+    from taxi_duration.train import OnProgress
+
+console = Console(stderr=True, soft_wrap=True)  # one message, one line, also in logs
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="TOML settings file (default: ./taxi-duration.toml if present).")
+]
+EngineOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--engine",
+        "-e",
+        help="duckdb (embedded, default; alias: local), pandas, or spark. Default from settings.",
+        show_default=False,
+    ),
+]
+InputsArg = Annotated[list[str], typer.Argument(help="Trip files (.parquet, .csv, .jsonl), globs or folders.")]
+FeatureSetOpt = Annotated[
+    FeatureSet | None,
+    typer.Option(
+        "--feature-set",
+        help="with_distance (adds the metered distance, as the course does; default) or pretrip (known at booking).",
+        show_default=False,
+    ),
+]
+TrainMonthsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--train-months",
+        help="Months to train on (2023-01 or 2023-01..2023-02); the next month validates, the one after tests. "
+        "Default: every month of the data but the last two.",
+        show_default=False,
+    ),
+]
+# `--data a.parquet b.parquet` (what a shell glob after --data gives) and `--data a --data b` both work: the
+# values after the first one arrive as arguments and are merged.
+MoreDataArg = Annotated[list[str] | None, typer.Argument(help="More trip files, globs or folders.", show_default=False)]
+SearchOpt = Annotated[
+    str | None,
+    typer.Option("--search", help="full (default): the documented models; quick: small ones, for a smoke test."),
+]
+OutJsonOpt = Annotated[Path | None, typer.Option("--out", help="Also write the results to this JSON file.")]
+
+
+def settings_from(config: Path | None, engine: str | None = None, **overrides: Any) -> Settings:
+    """Settings from the --config file (or the default one), the --engine name and other options given."""
+    return load_settings(config, engine=Engine.parse(engine) if engine else None, **overrides)
+
+
+def progress_bar() -> Progress:
+    """A progress display on the console: description, bar, done / total, elapsed, remaining."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+@contextmanager
+def step_progress(title: str, steps: Sequence[str]) -> Iterator[tuple[Callable[[str], None], OnProgress]]:
+    """A progress bar over a job's named `steps`, with the current step's own progress under it: yields the
+    job's `on_step(step)` and `on_progress(what, done, total)` callbacks; marked done when the job returns."""
+    with progress_bar() as progress:
+        task = progress.add_task(title, total=len(steps))
+        within = progress.add_task("", total=None, visible=False)  # rounds, candidates, parts: under the step
+        seen: list[str] = []
+
+        def on_step(step: str) -> None:
+            if seen:
+                progress.advance(task)
+            seen.append(step)
+            progress.reset(within, visible=False)  # its clock and estimate start with the next step
+            if step in steps:
+                progress.update(task, description=step)
+
+        def on_progress(what: str, done: int, total: int) -> None:
+            progress.update(within, description=f"  {what}", completed=done, total=total, visible=True)
+
+        yield on_step, on_progress
+        progress.update(task, completed=len(steps), description="done")
+
+
+def write_json(out: Path | None, document: dict[str, Any]) -> None:
+    """Write a command's results to `out` (as a whole or not at all), when --out was given."""
+    if out is None:
+        return
+    with atomic_file(out) as tmp:
+        tmp.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    console.print(f"results in {out}")
