@@ -23,7 +23,6 @@ from narwhals.dtypes import DType
 from taxi_duration.config import Engine, Settings
 from taxi_duration.errors import BadInputError
 from taxi_duration.geo import PACKAGED_SHAPES, ZoneIndex, fill_zones
-from taxi_duration.spark import get_spark
 
 PARQUET_COMPRESSION = "zstd"
 
@@ -53,6 +52,8 @@ class Runtime:
             con.execute("SET preserve_insertion_order = false")  # lets DuckDB stream writes in parallel
             return cls(engine, con, shapes, settings.scratch_dir)
         if engine is Engine.SPARK:
+            from taxi_duration.spark import get_spark  # here: serving computes features and never needs Spark
+
             spark = get_spark(settings.spark_master, settings.spark_driver_memory)
             return cls(engine, spark, shapes, settings.scratch_dir)
         return cls(engine, shapes=shapes, scratch=settings.scratch_dir)
