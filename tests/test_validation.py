@@ -8,6 +8,7 @@ from typing import Any
 
 import narwhals as nw
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 
@@ -26,6 +27,7 @@ from taxi_duration.validation import (
     last_day,
     missing,
     request_problems,
+    trip_problems,
 )
 from tests.conftest import ALL_ENGINES, CASES, FAST_ENGINES, all_cases, timed_trip, write_parquet
 
@@ -140,6 +142,11 @@ def test_a_trip_request_is_held_to_the_rules_a_request_can_break() -> None:
         "unknown_zone,non_positive_distance,bad_passenger_count",
     ]
     assert request_problems(columns, required[:-1])[2] == "pickup_out_of_range"  # a pretrip model needs no distance
+    trips = [
+        {c: (v.item() if isinstance(v, np.datetime64) else None if v is None or v != v else v) for c, v in row.items()}
+        for row in pd.DataFrame(columns).astype(object).to_dict("records")
+    ]
+    assert trip_problems(trips, required) == request_problems(columns, required)  # the API's way, one at a time
 
 
 def test_a_bound_gives_the_same_answer_as_a_rule_and_as_a_request_check() -> None:

@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -32,7 +33,7 @@ from taxi_duration.config import Settings
 from taxi_duration.errors import UsageError
 from taxi_duration.geo import ZoneIndex, fill_zones, load_index
 from taxi_duration.online import features_table, trips_table
-from taxi_duration.validation import REQUEST_BOUNDS, request_problems
+from taxi_duration.validation import REQUEST_BOUNDS, request_problems, trip_problems
 
 # Up to this many trips, a prediction takes the online fast path (microseconds a trip); more take one batch
 # evaluation (milliseconds of fixed cost, then far less per trip).
@@ -79,7 +80,7 @@ class Scorer:
     folder: Path | None = None  # where `load` downloaded it, removed with `discard`
     loaded_at: str = field(default_factory=lambda: datetime.now().astimezone().isoformat(timespec="seconds"))
 
-    @property
+    @cached_property
     def required(self) -> list[str]:
         """What a trip must carry for this model: pickup, both zones, and the distance if the model reads it."""
         return self.bundle.required_inputs
@@ -96,38 +97,55 @@ class Scorer:
         dicts (what the API holds). With `remembered_only`, the answer comes only if the fast path remembers
         every trip's features (microseconds a trip), else None: the caller decides where an evaluation runs.
         """
-        table: pa.Table | None = None
         if isinstance(trips, pa.Table | pd.DataFrame):
-            table = trips_table(trips)
-            rows = table.to_pylist() if table.num_rows <= FAST_ROWS else None
-        else:
-            rows = [dict(t) for t in trips]  # a copy: the zones step fills in ids
-        columns = _columns(rows) if rows is not None else _arrow_columns(table)  # type: ignore[arg-type]
+            table = trips_table(trips)  # column aliases, types, New York time
+            if table.num_rows > FAST_ROWS:
+                return self._score_table(table)
+            trips = table.to_pylist()
+        rows = [dict(t) for t in trips]  # a copy: the zones step fills in ids
+        self._fill_row_zones(rows)
+        reasons = trip_problems(rows, self.required)
+        ok = [i for i, r in enumerate(reasons) if r is None]
+        picked = [rows[i] for i in ok]
+        features = self.bundle.fast.recall(picked) if remembered_only else self.bundle.fast.many(picked)
+        if features is None:
+            return None
+        zones = {zone: np.array([r.get(zone) for r in rows], dtype=np.float64) for zone in s.ZONES}
+        return self._predictions(reasons, ok, self._predict_rows(features), features, zones)
+
+    def _score_table(self, table: pa.Table) -> Predictions:
+        """The batch road for many trips: the same steps over columns, features by one batch evaluation."""
+        columns = {
+            c: table.column(c).to_numpy(zero_copy_only=False).astype("datetime64[us]" if c == s.PICKUP else "f8")
+            for c in _CHECKED
+        }
         self._fill_zones(columns)
         reasons = request_problems(columns, self.required)
         ok = np.flatnonzero([r is None for r in reasons])
-        features: list[dict[str, Any]] | pa.Table
-        if rows is not None:
-            picked = [_with_zones(rows[i], columns, int(i)) for i in ok]
-            remembered = self.bundle.fast.recall(picked) if remembered_only else self.bundle.fast.many(picked)
-            if remembered is None:
-                return None
-            features = remembered
-            minutes = self._predict_rows(features)
-        else:
-            assert table is not None
-            picked = table.take(ok)
-            for zone in s.ZONES:
-                ids = pa.array(columns[zone][ok].astype(np.int64), picked.schema.field(zone).type)
-                picked = picked.set_column(picked.schema.get_field_index(zone), zone, ids)
-            features = features_table(picked, self.bundle.store)
-            native = self.bundle.native
-            minutes = native.predict({n: features.column(n).to_numpy(zero_copy_only=False) for n in native.inputs})
+        picked = table.take(ok)
+        for zone in s.ZONES:
+            ids = pa.array(columns[zone][ok].astype(np.int64), picked.schema.field(zone).type)
+            picked = picked.set_column(picked.schema.get_field_index(zone), zone, ids)
+        features = features_table(picked, self.bundle.store)
+        native = self.bundle.native
+        minutes = native.predict({n: features.column(n).to_numpy(zero_copy_only=False) for n in native.inputs})
+        zones = {zone: columns[zone] for zone in s.ZONES}
+        return self._predictions(reasons, ok, minutes, features, zones)
+
+    def _predictions(
+        self,
+        reasons: list[str | None],
+        ok: Any,
+        minutes: np.ndarray,
+        features: list[dict[str, Any]] | pa.Table,
+        zones: dict[str, np.ndarray],
+    ) -> Predictions:
         low, high = self._bounds(minutes)
+        if len(ok) == len(reasons):  # every trip predicted: the common case, no scatter
+            return Predictions(minutes, low, high, self.version, reasons, features, zones)
         minutes_out, low_out, high_out = (np.full(len(reasons), np.nan) for _ in range(3))
         for full, part in zip((minutes_out, low_out, high_out), (minutes, low, high), strict=True):
             full[ok] = part
-        zones = {zone: columns[zone] for zone in s.ZONES}
         return Predictions(minutes_out, low_out, high_out, self.version, reasons, features, zones)
 
     def _predict_rows(self, features: list[dict[str, Any]]) -> np.ndarray:
@@ -144,6 +162,18 @@ class Scorer:
             low, high = interval.bounds_one(float(minutes[0]))
             return np.array([low]), np.array([high])
         return interval.bounds(minutes)
+
+    def _fill_row_zones(self, rows: list[dict[str, Any]]) -> None:
+        """`_fill_zones` for trips as dicts: only the trips missing an id are looked at."""
+        unzoned = [r for r in rows if r.get(s.PU_ZONE) is None or r.get(s.DO_ZONE) is None]
+        if not unzoned or self.zones is None:
+            return
+        columns = {c: np.array([r.get(c) for r in unzoned], dtype=np.float64) for c in (*s.ZONES, *s.COORDINATES)}
+        self._fill_zones(columns)
+        for zone in s.ZONES:
+            for row, found in zip(unzoned, columns[zone].tolist(), strict=True):
+                if row.get(zone) is None and found == found:
+                    row[zone] = int(found)
 
     def _fill_zones(self, columns: dict[str, np.ndarray]) -> None:
         """Zone ids from the points of the trips that give coordinates but no ids (the Kaggle trips)."""
@@ -183,26 +213,6 @@ class Scorer:
         """Remove the downloaded copy (again is harmless)."""
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def _columns(rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-    return {
-        c: np.array([r.get(c) for r in rows], dtype="datetime64[us]" if c == s.PICKUP else np.float64) for c in _CHECKED
-    }
-
-
-def _arrow_columns(table: pa.Table) -> dict[str, np.ndarray]:
-    return {
-        c: table.column(c).to_numpy(zero_copy_only=False).astype("datetime64[us]" if c == s.PICKUP else np.float64)
-        for c in _CHECKED
-    }
-
-
-def _with_zones(row: dict[str, Any], columns: Mapping[str, np.ndarray], i: int) -> dict[str, Any]:
-    for zone in s.ZONES:
-        if row.get(zone) is None:
-            row[zone] = int(columns[zone][i])
-    return row
 
 
 def resolve(settings: Settings, uri: str) -> tuple[str, str]:
