@@ -152,3 +152,10 @@ def test_lightgbm_pipeline_matches_scikit_learn(tmp_path: Path) -> None:
     np.testing.assert_allclose(one, expected[-30:], rtol=0, atol=1e-9)
     assert TARGET not in native.inputs
     runtime.close()
+
+
+def test_models_logged_before_the_scorer_find_their_pyfunc_where_they_look() -> None:
+    """MLflow keeps each model's copy of `pyfunc_entry.py`; older copies import the class from `model.py`."""
+    from taxi_duration import model, scorer
+
+    assert model.TripDurationModel is scorer.TripDurationModel

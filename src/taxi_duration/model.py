@@ -25,6 +25,9 @@ from taxi_duration.export import from_sklearn
 from taxi_duration.feature_store import FeatureStore
 from taxi_duration.native import NativeModel
 
+# Models logged before the scorer existed load their pyfunc from here (MLflow keeps their entry file).
+from taxi_duration.scorer import TripDurationModel as TripDurationModel
+
 
 class Predictor(Protocol):
     """A fitted model over feature frames."""

@@ -25,13 +25,14 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from mlflow.pyfunc import PythonModel
 
 from taxi_duration import schema as s
 from taxi_duration import tracking
 from taxi_duration.bundle import Bundle
 from taxi_duration.config import Settings
 from taxi_duration.errors import UsageError
-from taxi_duration.geo import ZoneIndex, fill_zones, load_index
+from taxi_duration.geo import PACKAGED_SHAPES, ZoneIndex, fill_zones, load_index
 from taxi_duration.online import features_table, trips_table
 from taxi_duration.validation import REQUEST_BOUNDS, request_problems, trip_problems
 
@@ -260,3 +261,22 @@ def zones_of(settings: Settings) -> ZoneIndex | None:
     """The zone index of the configured shapes, or None when the file is not there."""
     shapes = settings.zone_shapes
     return load_index(shapes) if shapes is not None and shapes.is_file() else None
+
+
+class TripDurationModel(PythonModel):
+    """The MLflow face of a bundle (`pyfunc_entry.py`): `predict(trips) -> minutes`, down the same road."""
+
+    def load_context(self, context: Any) -> None:
+        """Open the bundle MLflow unpacked."""
+        bundle = Bundle.open(Path(context.artifacts["bundle"]))
+        self.scorer = Scorer(bundle, version=bundle.meta.name, uri=str(bundle.path), zones=load_index(PACKAGED_SHAPES))
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> np.ndarray:
+        """Predicted minutes, one per trip; a trip the scorer refuses fails the call, naming why."""
+        predictions = self.scorer.score(model_input)
+        assert predictions is not None
+        refused = [(i, r) for i, r in enumerate(predictions.reasons) if r is not None]
+        if refused:
+            shown = "; ".join(f"row {i}: {r}" for i, r in refused[:5])
+            raise UsageError(f"{len(refused):,} of {len(model_input):,} trips cannot be predicted ({shown})")
+        return predictions.minutes
