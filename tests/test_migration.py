@@ -71,9 +71,10 @@ def test_a_kaggle_table_in_postgres_is_scored_from_its_coordinates(trained: tupl
     scorer = load(settings, outcome.model_uri, settings.scratch_dir())
     for _ in range(2):
         scored = score_table(postgres_url, scorer, "kaggle_trips", "id", "kaggle_predictions", 120)
-        assert (scored.rows_read, scored.predicted, scored.skipped) == (300, 300, {})
+        # One trip's point lies in no TLC zone: refused by the request rules, as the API refuses it.
+        assert (scored.rows_read, scored.predicted, scored.skipped) == (300, 299, {"unknown_zone": 1})
     stored = postgres.read_table(postgres_url, "kaggle_predictions").to_pandas()
-    assert sorted(stored["id"]) == sorted(trips.column("id").to_pylist())  # one row per trip after two runs
+    assert len(stored) == stored["id"].nunique() == 299  # one row per predicted trip after two runs
     assert stored["duration_minutes"].between(1, 120).all()
     with pytest.raises(UsageError, match="coordinates, not zones"):
         score_table(postgres_url, replace(scorer, zones=None), "kaggle_trips", "id", "kaggle_predictions", 120)

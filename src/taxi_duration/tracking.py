@@ -74,6 +74,9 @@ class Store:
 
 def store_uri(settings: Settings) -> str:
     """The configured tracking (and registry) URI; the folder of an embedded SQLite store is created."""
+    # MLflow logs its routine steps (creating a store's tables...) at INFO on stderr; a command's output
+    # should be its own.
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     uri = str(settings.mlflow_tracking_uri)
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -81,16 +84,14 @@ def store_uri(settings: Settings) -> str:
 
 
 def client(settings: Settings) -> MlflowClient:
-    """A client of the configured store and registry that changes no global MLflow or logging setting: what a
-    process that only reads models (a server polling the registry) uses."""
+    """A client of the configured store and registry that sets no global MLflow setting (only quiets its logger):
+    what a process that only reads models (a server polling the registry) uses."""
     uri = store_uri(settings)
     return MlflowClient(uri, uri)
 
 
 def connect(settings: Settings) -> Store:
     """Point MLflow at the configured store, creating the embedded one and the experiment when missing."""
-    # MLflow logs its routine steps at INFO on stderr; a command's output should be its own.
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
     uri = store_uri(settings)
     artifacts: str | None = None
     if uri.startswith("sqlite:///"):
