@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from taxi_duration.engines import Runtime
 from taxi_duration.errors import BadInputError
-from tests.conftest import FAST_ENGINES
+from tests.conftest import ALL_ENGINES, FAST_ENGINES
 
 
 @pytest.mark.parametrize("runtime", FAST_ENGINES, indirect=True)
@@ -24,3 +25,15 @@ def test_a_value_error_of_our_own_is_a_bug_with_its_traceback_not_bad_data(runti
 def test_a_value_pandas_cannot_convert_is_bad_data(runtime: Runtime) -> None:
     with pytest.raises(BadInputError, match=r"trips\.csv: .* could not read a value"), runtime.reading("trips.csv"):
         pd.to_datetime(pd.Series(["yesterday at noon"]), format="ISO8601")
+
+
+@pytest.mark.parametrize("runtime", ALL_ENGINES, indirect=True)
+def test_a_sample_has_at_most_the_rows_asked_drawn_from_the_frame_and_repeats_with_its_seed(runtime: Runtime) -> None:
+    frame = runtime.from_arrow(pa.table({"x": pa.array(range(5_000), pa.int64())}))
+    drawn = sorted(runtime.sample(frame, 300, seed=1).collect()["x"].to_list())
+    assert len(drawn) == 300
+    assert len(set(drawn)) == 300
+    assert set(drawn) <= set(range(5_000))
+    assert drawn != list(range(300))  # drawn at random, not the first rows
+    assert sorted(runtime.sample(frame, 300, seed=1).collect()["x"].to_list()) == drawn
+    assert sorted(runtime.sample(frame, 10_000, seed=1).collect()["x"].to_list()) == list(range(5_000))

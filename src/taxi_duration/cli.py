@@ -28,6 +28,7 @@ from taxi_duration.cli_common import (
     write_json,
 )
 from taxi_duration.config import DEFAULT_MODEL, MODEL_NAME, Settings
+from taxi_duration.drift_cli import drift
 from taxi_duration.errors import TaxiDurationError, UsageError
 from taxi_duration.months import parse_months
 
@@ -366,6 +367,7 @@ def _print_outcome(outcome: Any) -> None:
     out.print(f"done in {outcome.elapsed_s:.0f} s ({steps})")
 
 
+app.command()(drift)
 # Added after the commands above: the help lists it after them.
 app.add_typer(bench_app, name="bench")
 
@@ -386,7 +388,7 @@ def main() -> None:
     try:
         app()
     except TaxiDurationError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        console.print(f"[red]{exc.label}:[/red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         console.print("[red]interrupted[/red]: no partial output was left behind")

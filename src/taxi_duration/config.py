@@ -90,6 +90,22 @@ class Settings(BaseSettings):
         None, description="postgresql://user:password@host:port/db for `predict`; kept secret, never printed."
     )
     admin_key: SecretStr | None = Field(None, description="When set, enables admin calls (X-API-Key); else off.")
+    drift_psi_threshold: float = Field(
+        0.2, gt=0, description="`drift`: a categorical feature drifts when its PSI is above this (0.1-0.25: moderate)."
+    )
+    drift_ks_threshold: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="`drift`: a numeric feature, the trip minutes or the predictions drift when their "
+        "Kolmogorov-Smirnov statistic is above this.",
+    )
+    drift_rmse_ratio_threshold: float = Field(
+        1.2, gt=0, description="`drift`: the model's RMSE on the current window over its validation RMSE, at most."
+    )
+    drift_sample_rows: int = Field(
+        200_000, ge=1, description="`drift`: trips of each window the model predicts (a random sample)."
+    )
     mlflow_tracking_uri: str | None = Field(
         None, description="MLflow tracking URI; defaults to MLFLOW_TRACKING_URI, then a SQLite store in data_dir."
     )

@@ -167,6 +167,22 @@ class Runtime:
 
     # Adapters for what narwhals' backends do not share.
 
+    def sample(self, frame: nw.LazyFrame[Any], rows: int, seed: int) -> nw.LazyFrame[Any]:
+        """Up to `rows` rows of `frame` drawn at random (all of them when it has fewer), the same for a seed."""
+        native = frame.to_native()
+        if self.engine is Engine.DUCKDB:
+            return nw.from_native(
+                native.query("t", f"SELECT * FROM t USING SAMPLE reservoir({rows} ROWS) REPEATABLE ({seed})")
+            )
+        if self.engine is Engine.SPARK:
+            total = native.count()
+            if total <= rows:
+                return frame
+            # Bernoulli sampling draws about the fraction asked: ask a little more, keep `rows`.
+            return nw.from_native(native.sample(fraction=min(1.0, 1.1 * rows / total), seed=seed).limit(rows))
+        table = frame.collect().to_native()
+        return nw.from_native(table.sample(n=min(rows, len(table)), random_state=seed)).lazy()
+
     def seconds_between(self, frame: nw.LazyFrame[Any], start: str, end: str, name: str) -> nw.LazyFrame[Any]:
         """Add `name`: whole seconds from `start` to `end` (negative when `end` is earlier)."""
         if self.engine is Engine.SPARK:

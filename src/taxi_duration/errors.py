@@ -7,6 +7,7 @@ class TaxiDurationError(Exception):
     """Base class: its message is printed as is, in one line, and the command exits non-zero."""
 
     exit_code = 1
+    label = "error"  # what the one line starts with
 
 
 class BadInputError(TaxiDurationError):
@@ -34,3 +35,10 @@ class NetworkError(TaxiDurationError):
 
 class ReconciliationError(TaxiDurationError):
     """Output row counts do not add up to the input: a bug, never a data problem."""
+
+
+class DriftDetectedError(TaxiDurationError):
+    """A drift check crossed its threshold: not a failure but a signal, for a scheduler to retrain on."""
+
+    exit_code = 3
+    label = "drift"

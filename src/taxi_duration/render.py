@@ -16,6 +16,7 @@ from taxi_duration.validation import REASON_RULES, REPAIRS, UNREADABLE_LINE
 
 if TYPE_CHECKING:  # the trainer and the benchmark load what they need only when they run
     from taxi_duration.bench.engines import Result
+    from taxi_duration.drift import Result as DriftResult
     from taxi_duration.train import Outcome
 
 
@@ -155,3 +156,19 @@ def bench_result(r: Result) -> str:
     """`bench engines`: one run, as it finishes: engine, rows, wall time, peak memory, ok or why not."""
     status = "ok" if r.ok else f"FAILED {r.error}"
     return f"{r.engine:>10} {r.rows:>12,} rows {r.wall_s:8.1f} s {r.peak_rss_bytes / 2**20:8,.0f} MiB  {status}"
+
+
+def drift_table(result: DriftResult) -> Table:
+    """`drift`: every check, its statistic, threshold and verdict, the ones that crossed in red."""
+    ref, cur = result.reference, result.current
+    title = (
+        f"Drift: {cur.compared_rows:,} current trips against {ref.compared_rows:,} reference trips "
+        f"({result.engine}, {result.elapsed_s:.1f} s)"
+    )
+    table = Table(title=title, title_justify="left")
+    for column in ("check", "statistic", "value", "threshold", "verdict"):
+        table.add_column(column, justify="left" if column in ("check", "statistic", "verdict") else "right")
+    for c in result.checks:
+        verdict = "[red]drift" if c.drifted else "ok"
+        table.add_row(c.name, c.statistic_name, f"{c.statistic:.4f}", f"{c.threshold:g}", verdict)
+    return table
