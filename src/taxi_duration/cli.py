@@ -30,6 +30,7 @@ from taxi_duration.cli_common import (
 from taxi_duration.config import DEFAULT_MODEL, MODEL_NAME, Settings
 from taxi_duration.errors import TaxiDurationError, UsageError
 from taxi_duration.months import parse_months
+from taxi_duration.stream_cli import replay, stream
 
 app = typer.Typer(
     name="taxi-duration",
@@ -366,7 +367,9 @@ def _print_outcome(outcome: Any) -> None:
     out.print(f"done in {outcome.elapsed_s:.0f} s ({steps})")
 
 
-# Added after the commands above: the help lists it after them.
+# Added after the commands above: the help lists them after them.
+app.command()(stream)
+app.command()(replay)
 app.add_typer(bench_app, name="bench")
 
 

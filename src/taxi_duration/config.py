@@ -90,6 +90,15 @@ class Settings(BaseSettings):
         None, description="postgresql://user:password@host:port/db for `predict`; kept secret, never printed."
     )
     admin_key: SecretStr | None = Field(None, description="When set, enables admin calls (X-API-Key); else off.")
+    stream_watermark: str = Field(
+        "1 hour",
+        description="How far behind the latest pickup a redelivered trip_id is still recognised by the stream; "
+        "an event whose pickup is older than that is dropped as late (counted in the summary).",
+    )
+    stream_trigger_seconds: float = Field(5.0, gt=0, description="How often the stream starts a micro-batch.")
+    stream_max_files_per_trigger: int = Field(
+        100, ge=1, description="At most this many landed files per micro-batch: bounds a batch's memory."
+    )
     mlflow_tracking_uri: str | None = Field(
         None, description="MLflow tracking URI; defaults to MLFLOW_TRACKING_URI, then a SQLite store in data_dir."
     )
