@@ -218,7 +218,10 @@ class Sink:
             refused = events.filter(pa.array(~predicted)).select([RAW, FILE, TRIP_ID])
             reasons = [r for r in answer.reasons if r is not None]
             rejected = pa.concat_tables(
-                [rejected.select([RAW, FILE, TRIP_ID, REASON]), refused.append_column(REASON, pa.array(reasons))]
+                [
+                    rejected.select([RAW, FILE, TRIP_ID, REASON]),
+                    refused.append_column(REASON, pa.array(reasons, pa.string())),
+                ]
             )
             _write(out, self.predictions, batch_id)
         _write(rejected.select([RAW, FILE, TRIP_ID, REASON]), self.quarantine, batch_id)
@@ -273,7 +276,11 @@ def run(
     sink = Sink(scorer, output)
     frame = events(spark, input_dir, settings.stream_watermark, settings.stream_max_files_per_trigger)
     writer = frame.writeStream.foreachBatch(sink).option("checkpointLocation", str(checkpoint))
-    trigger = {"availableNow": True} if available_now else {"processingTime": f"{settings.stream_trigger_seconds} s"}
+    trigger = (
+        {"availableNow": True}
+        if available_now
+        else {"processingTime": f"{round(settings.stream_trigger_seconds * 1000)} milliseconds"}
+    )
     started = last = time.monotonic()
     query = writer.trigger(**trigger).start()
     taken = duplicates = late = shown = 0
