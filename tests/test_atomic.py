@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from taxi_duration.atomic import atomic_dir
+from taxi_duration.atomic import atomic_dir, remove_temp_files, run_tag
 from tests.conftest import Holding
 
 
@@ -41,3 +41,17 @@ def test_a_failed_block_leaves_nothing(tmp_path: Path) -> None:
     except RuntimeError:
         pass
     assert list(tmp_path.iterdir()) == []
+
+
+def test_remove_temp_files_removes_a_dead_runs_file_of_any_name_and_keeps_a_live_ones(tmp_path: Path) -> None:
+    dead = Holding("import os; print(os.getpid())")
+    dead_tag = run_tag(int(dead.said))
+    dead.kill()
+    (tmp_path / f".batch-00000003.parquet.tmp-{dead_tag}-0a1b2c3d").write_text("half")
+    (tmp_path / f".other.json.tmp-{run_tag()}-0a1b2c3d").write_text("being written")
+    (tmp_path / "batch-00000002.parquet").write_text("whole")
+    remove_temp_files(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        f".other.json.tmp-{run_tag()}-0a1b2c3d",
+        "batch-00000002.parquet",
+    ]

@@ -49,6 +49,15 @@ def remove_leftovers(folder: Path, prefix: str) -> None:
             path.unlink(missing_ok=True)
 
 
+def remove_temp_files(folder: Path) -> None:
+    """Remove the temporary files `atomic_file` left in `folder` for targets of any name, when their run has
+    ended (a writer killed between writing and renaming)."""
+    for path in folder.glob(".*.tmp-*"):
+        tag = "-".join(path.name.rpartition(".tmp-")[2].split("-")[:2])
+        if path.is_file() and tag_is_gone(tag):
+            path.unlink(missing_ok=True)
+
+
 def _prefix(target: Path) -> str:
     return f".{target.name}.tmp-"
 

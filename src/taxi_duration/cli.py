@@ -31,6 +31,7 @@ from taxi_duration.config import DEFAULT_MODEL, MODEL_NAME, Settings
 from taxi_duration.drift_cli import drift
 from taxi_duration.errors import TaxiDurationError, UsageError
 from taxi_duration.months import parse_months
+from taxi_duration.stream_cli import replay, stream
 
 app = typer.Typer(
     name="taxi-duration",
@@ -367,8 +368,10 @@ def _print_outcome(outcome: Any) -> None:
     out.print(f"done in {outcome.elapsed_s:.0f} s ({steps})")
 
 
+# Added after the commands above: the help lists them after them.
 app.command()(drift)
-# Added after the commands above: the help lists it after them.
+app.command()(stream)
+app.command()(replay)
 app.add_typer(bench_app, name="bench")
 
 

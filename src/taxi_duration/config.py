@@ -106,6 +106,15 @@ class Settings(BaseSettings):
     drift_sample_rows: int = Field(
         200_000, ge=1, description="`drift`: trips of each window the model predicts (a random sample)."
     )
+    stream_watermark: str = Field(
+        "1 hour",
+        description="How far behind the latest pickup a redelivered trip_id is still recognised by the stream; "
+        "an event whose pickup is older than that is dropped as late (counted in the summary).",
+    )
+    stream_trigger_seconds: float = Field(5.0, gt=0, description="How often the stream starts a micro-batch.")
+    stream_max_files_per_trigger: int = Field(
+        100, ge=1, description="At most this many landed files per micro-batch: bounds a batch's memory."
+    )
     mlflow_tracking_uri: str | None = Field(
         None, description="MLflow tracking URI; defaults to MLFLOW_TRACKING_URI, then a SQLite store in data_dir."
     )

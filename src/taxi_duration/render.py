@@ -16,7 +16,9 @@ from taxi_duration.validation import REASON_RULES, REPAIRS, UNREADABLE_LINE
 
 if TYPE_CHECKING:  # the trainer and the benchmark load what they need only when they run
     from taxi_duration.bench.engines import Result
+    from taxi_duration.config import Settings
     from taxi_duration.drift import Result as DriftResult
+    from taxi_duration.stream import Progress, Run
     from taxi_duration.train import Outcome
 
 
@@ -172,3 +174,38 @@ def drift_table(result: DriftResult) -> Table:
         verdict = "[red]drift" if c.drifted else "ok"
         table.add_row(c.name, c.statistic_name, f"{c.statistic:.4f}", f"{c.threshold:g}", verdict)
     return table
+
+
+def stream_start(model: str, input_dir: Path, output: Path, settings: Settings, available_now: bool) -> str:
+    """`stream`: what it reads, writes and scores with, and how it triggers."""
+    trigger = (
+        "every landed file, then stop"
+        if available_now
+        else f"a batch every {settings.stream_trigger_seconds:g} s, Ctrl-C to stop"
+    )
+    return (
+        f"streaming {input_dir} -> {output} with {model} ({trigger}; at most "
+        f"{settings.stream_max_files_per_trigger:,} files a batch, watermark {settings.stream_watermark})"
+    )
+
+
+def stream_progress(p: Progress) -> str:
+    """`stream`: one micro-batch, as it ends."""
+    dropped = f", {p.dropped:,} redelivered dropped" if p.dropped else ""
+    late = f", {p.late:,} late dropped" if p.late else ""
+    return (
+        f"batch {p.batch}: {p.rows_in:,} events in {p.batch_s:.2f} s, {p.in_per_s:,.0f}/s in, "
+        f"{p.out_per_s:,.0f}/s out, backlog {p.backlog:,} file(s){dropped}{late}"
+    )
+
+
+def stream_summary(run: Run, output: Path) -> str:
+    """`stream`: what the run did, where its outputs are."""
+    c = run.counts
+    reasons = ", ".join(f"{n:,} {why}" for why, n in c.quarantined.most_common()) or "none"
+    return (
+        f"{c.batches:,} batch(es) in {run.seconds:.0f} s: {run.read:,} events read, {c.predicted:,} predicted, "
+        f"{sum(c.quarantined.values()):,} quarantined ({reasons}), {run.duplicates:,} redelivered and "
+        f"{run.late:,} late dropped; backlog {run.backlog:,} file(s). Predictions in {output / 'predictions'}, "
+        f"quarantine in {output / 'quarantine'}"
+    )

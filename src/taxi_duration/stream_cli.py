@@ -1,0 +1,96 @@
+"""`taxi-duration stream` and `taxi-duration replay`: the streaming commands, which `cli.py` adds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from taxi_duration.cli_common import ConfigOpt, InputsArg, console, settings_from
+from taxi_duration.config import DEFAULT_MODEL
+
+
+def stream(
+    input_dir: Annotated[Path, typer.Option("--input", help="Landing folder of JSON-lines trip events.")],
+    output: Annotated[Path, typer.Option("--output", help="Folder for predictions/ and quarantine/ (Parquet).")],
+    checkpoint: Annotated[
+        Path, typer.Option(help="The stream's checkpoint: files taken, dedup state. Keep it to resume exactly once.")
+    ],
+    model: Annotated[str, typer.Option(help="Model URI.")] = DEFAULT_MODEL,
+    available_now: Annotated[
+        bool, typer.Option("--available-now", help="Take every file landed so far, then stop (backfills, cron).")
+    ] = False,
+    trigger_seconds: Annotated[
+        float | None, typer.Option(help="Start a micro-batch this often (default from settings).", show_default=False)
+    ] = None,
+    max_files_per_trigger: Annotated[
+        int | None,
+        typer.Option(help="At most this many files a micro-batch (default from settings).", show_default=False),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Score trip events as they land, exactly once: Spark Structured Streaming over a landing folder.
+
+    Each event is a trip request (a string trip_id, the pickup time, zones or coordinates, passengers,
+    distance; TLC or canonical names). Predictions go to OUTPUT/predictions, bad lines with their reason to
+    OUTPUT/quarantine; a trip_id delivered again is dropped. Stop it with Ctrl-C, or kill it: restarted on the
+    same checkpoint, it resumes where it was, and no trip is written twice (docs/streaming.md).
+    """
+    from taxi_duration import render
+    from taxi_duration import stream as streaming
+    from taxi_duration.scorer import load
+
+    settings = settings_from(
+        config, stream_trigger_seconds=trigger_seconds, stream_max_files_per_trigger=max_files_per_trigger
+    )
+    streaming.check_folders(input_dir, output, checkpoint)  # before the model and Spark load: fail fast
+    with console.status(f"loading {model}"):
+        scorer = load(settings, model, settings.scratch_dir())
+    console.print(render.stream_start(scorer.uri, input_dir, output, settings, available_now))
+    run = streaming.run(
+        settings,
+        scorer,
+        input_dir,
+        output,
+        checkpoint,
+        available_now,
+        on_progress=lambda p: console.print(render.stream_progress(p), highlight=False),
+    )
+    console.print(render.stream_summary(run, output), highlight=False)
+
+
+def replay(
+    inputs: InputsArg,
+    to: Annotated[Path, typer.Option(help="Landing folder the event files are renamed into.")],
+    rate: Annotated[float | None, typer.Option(help="Events a second.", show_default=False)] = None,
+    speedup: Annotated[
+        float | None, typer.Option(help="The trips' own pickup clock, this many times faster.", show_default=False)
+    ] = None,
+    rows_per_file: Annotated[int, typer.Option(help="Events a file.")] = 1000,
+    config: ConfigOpt = None,
+) -> None:
+    """Turn trip files (any TLC variant) into JSON-lines trip events that land whole, in pickup order, at a pace.
+
+    Each event has a stable trip_id (source file stem and row number), the pickup, zones, passengers and
+    distance, no drop-off. Without --rate or --speedup, files land as fast as they are written.
+    """
+    from taxi_duration import replay as replaying
+    from taxi_duration.inputs import check_all, discover
+
+    settings = settings_from(config)
+    files = check_all(discover(inputs))
+    with console.status("reading trips"):
+        table = replaying.event_table(settings, files)
+    stem = files[0].path.stem if len(files) == 1 else f"{files[0].path.stem}+{len(files) - 1}"
+    with console.status(f"replaying {table.num_rows:,} events into {to}") as status:
+        paths = replaying.replay(
+            table,
+            to,
+            stem,
+            rows_per_file,
+            rate,
+            speedup,
+            on_file=lambda path, rows: status.update(f"landed {path.name} ({rows:,} events)"),
+        )
+    console.print(f"{table.num_rows:,} events in {len(paths):,} file(s) landed in {to}")
