@@ -8,6 +8,7 @@ itself on different engines, not two implementations.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
 from functools import cache
@@ -39,7 +40,7 @@ from taxi_duration.validation import apply_repairs
 def trips_table(trips: pd.DataFrame | pa.Table) -> pa.Table:
     """Trips (canonical or TLC column names) as a canonical Arrow table; absent columns are nulls.
 
-    Times with a zone are converted to New York time (`schema.TIME_ZONE`), as TLC files hold them."""
+    Times are read by `new_york_times`."""
     if isinstance(trips, pa.Table):
         trips = trips.to_pandas()
     found = s.resolve_aliases(list(trips.columns))
@@ -47,11 +48,33 @@ def trips_table(trips: pd.DataFrame | pa.Table) -> pa.Table:
     for col in s.COLUMNS:
         values = trips[found[col.name]] if col.name in found else pd.Series([None] * len(trips), dtype=object)
         if col.dtype == nw.Datetime:
-            values = pd.to_datetime(values, format="ISO8601")
-            if values.dt.tz is not None:
-                values = values.dt.tz_convert(s.TIME_ZONE).dt.tz_localize(None)
+            values = new_york_times(values)
         columns[col.name] = pa.array(values, type=arrow_type(col.dtype), from_pandas=True)
     return pa.table(columns)
+
+
+_ZONED = re.compile(r"(?:Z|[+-]\d\d:?\d\d)$")  # an ISO time that names its offset
+
+
+def new_york_times(values: pd.Series) -> pd.Series:
+    """Times as New York wall-clock time (`schema.TIME_ZONE`), as TLC files hold them: a time with an offset
+    (ISO text, or a zoned value) is converted, one without is taken as is, and what is no time (`2023-02-30`,
+    `soon`) is null, for the scorer to refuse by name. Naive and zoned times may be mixed."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_convert(s.TIME_ZONE).dt.tz_localize(None)
+    if pd.api.types.is_datetime64_dtype(values.dtype):
+        return values
+    values = values.astype(object)
+    zoned = values.map(
+        lambda v: _ZONED.search(v.strip()) is not None if isinstance(v, str) else getattr(v, "tzinfo", None) is not None
+    ).astype(bool)
+    out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us]")
+    if (~zoned).any():
+        out[~zoned] = pd.to_datetime(values[~zoned], format="ISO8601", errors="coerce")
+    if zoned.any():
+        aware = pd.to_datetime(values[zoned], format="ISO8601", errors="coerce", utc=True)
+        out[zoned] = aware.dt.tz_convert(s.TIME_ZONE).dt.tz_localize(None)
+    return out
 
 
 _ORDER = "_row"  # joins may reorder rows; predictions must come back in the caller's order

@@ -11,7 +11,6 @@ same files, same dedup state) replaces them. docs/streaming.md has the argument.
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from taxi_duration import schema as s
 from taxi_duration.atomic import atomic_file, remove_temp_files
 from taxi_duration.config import Settings
 from taxi_duration.errors import BadInputError
+from taxi_duration.online import new_york_times
 from taxi_duration.scorer import Scorer
 from taxi_duration.validation import FIRST_DAY, UNREADABLE_LINE, missing
 
@@ -42,7 +42,6 @@ EVENT_FIELDS: tuple[str, ...] = (s.PICKUP, *s.ZONES, s.PASSENGERS, s.DISTANCE, s
 _INTEGER = {c for c in EVENT_FIELDS if s.BY_NAME[c].dtype.is_integer()}
 _PICKUP_TEXT, _EVENT_TIME, _EARLY = "_pickup_text", "_event_time", "_early"
 _CORRUPT = "_corrupt_record"
-_ZONED = re.compile(r"(?:Z|[+-]\d\d:?\d\d)$")  # an ISO time that names its offset
 
 
 @dataclass
@@ -156,17 +155,9 @@ def events(spark: Any, input_dir: Path, watermark: str, max_files: int) -> Any:
 
 
 def pickup_times(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """ISO pickup times as New York wall-clock time, as the API reads them: a time with an offset is
-    converted, one without is taken as is; text that is no time becomes null (the scorer says why)."""
-    values = pd.Series(texts.to_pylist(), dtype=object)
-    out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us]")
-    zoned = values.map(lambda v: isinstance(v, str) and _ZONED.search(v.strip()) is not None).astype(bool)
-    if (~zoned).any():
-        out[~zoned] = pd.to_datetime(values[~zoned], format="ISO8601", errors="coerce")
-    if zoned.any():
-        aware = pd.to_datetime(values[zoned], format="ISO8601", errors="coerce", utc=True)
-        out[zoned] = aware.dt.tz_convert(s.TIME_ZONE).dt.tz_localize(None)
-    return pa.array(out, type=pa.timestamp("us"), from_pandas=True)
+    """The events' pickup texts as times, read as the scorer reads them (`online.new_york_times`)."""
+    times = new_york_times(pd.Series(texts.to_pylist(), dtype=object))
+    return pa.array(times, type=pa.timestamp("us"), from_pandas=True)
 
 
 class Sink:

@@ -235,10 +235,8 @@ def trip_problems(trips: Sequence[Mapping[str, Any]], required: Sequence[str]) -
 
 
 def _absent(values: Any) -> np.ndarray:
-    array = np.asarray(values)
-    if array.dtype.kind in "fmM":
-        return np.isnan(array) if array.dtype.kind == "f" else np.isnat(array)
-    return np.array([v is None or v != v for v in array.tolist()], dtype=bool)
+    array = np.asarray(values)  # times, or numbers (None and NaN both become NaN as floats)
+    return np.isnat(array) if array.dtype.kind in "mM" else np.isnan(np.asarray(values, dtype=np.float64))
 
 
 RULE_CODES: tuple[str, ...] = tuple(r.code for r in RULES)
