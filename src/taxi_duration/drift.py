@@ -36,6 +36,7 @@ from taxi_duration.bundle import INPUT_COLUMNS
 from taxi_duration.config import Settings
 from taxi_duration.engines import Runtime
 from taxi_duration.errors import BadInputError, DriftDetectedError
+from taxi_duration.evaluate import metrics
 from taxi_duration.features import BY_NAME, TARGET, TARGET_RANGE, in_target_range
 from taxi_duration.inputs import InputFile
 from taxi_duration.quality import CLEAN_DIR, validate
@@ -285,13 +286,17 @@ def compare(
         on_step(f"predicting {sum(len(x) for x in samples.values()):,} sampled trips")
         model, more = _model_checks(scorer, samples, windows, settings)
         checks += more
-    thresholds = {
+    ref, cur = windows["reference"], windows["current"]
+    return Result(ref, cur, checks, str(settings.engine), model, thresholds(settings), time.perf_counter() - started)
+
+
+def thresholds(settings: Settings) -> dict[str, float]:
+    """Each statistic's threshold, from the settings."""
+    return {
         PSI: settings.drift_psi_threshold,
         KS: settings.drift_ks_threshold,
         RMSE_RATIO: settings.drift_rmse_ratio_threshold,
     }
-    ref, cur = windows["reference"], windows["current"]
-    return Result(ref, cur, checks, str(settings.engine), model, thresholds, time.perf_counter() - started)
 
 
 def _read_window(runtime: Runtime, files: list[InputFile], folder: Path, role: str) -> tuple[Any, Window]:
@@ -310,9 +315,9 @@ def _read_window(runtime: Runtime, files: list[InputFile], folder: Path, role: s
 
 
 def _check(measure: Measure, reference: Counts, current: Counts, settings: Settings) -> Check:
-    name = f"{measure.kind}:{measure.column}"
+    name, limits = f"{measure.kind}:{measure.column}", thresholds(settings)
     if measure.resolution is None:
-        return Check(name, measure.kind, PSI, psi(reference, current), settings.drift_psi_threshold)
+        return Check(name, measure.kind, PSI, psi(reference, current), limits[PSI])
     ks, wasserstein = ks_wasserstein(reference, current, measure.resolution)
     details = {
         "wasserstein": wasserstein,
@@ -320,7 +325,7 @@ def _check(measure: Measure, reference: Counts, current: Counts, settings: Setti
         "current_mean": mean_of(current, measure.resolution),
         "resolution": measure.resolution,
     }
-    return Check(name, measure.kind, KS, ks, settings.drift_ks_threshold, details)
+    return Check(name, measure.kind, KS, ks, limits[KS], details)
 
 
 def _model_checks(
@@ -334,7 +339,7 @@ def _model_checks(
         minutes, actual = predictions.minutes[ok], sample[TARGET].to_numpy()[ok]
         windows[role].counts[PREDICTED] = count_array(minutes, resolution)
         windows[role].sample_rows = int(ok.sum())
-        windows[role].rmse = float(np.sqrt(np.mean((minutes - actual) ** 2)))
+        windows[role].rmse = metrics(actual, minutes)["rmse"]  # as the logged validation RMSE was computed
     reference, current = windows["reference"], windows["current"]
     prediction = _check(PREDICTION_MEASURE, reference.counts[PREDICTED], current.counts[PREDICTED], settings)
     logged = float(scorer.bundle.meta.validation["rmse"])
@@ -344,7 +349,7 @@ def _model_checks(
         MODEL_ERROR,
         RMSE_RATIO,
         current.rmse / logged,
-        settings.drift_rmse_ratio_threshold,
+        thresholds(settings)[RMSE_RATIO],
         {"current_rmse": current.rmse, "reference_rmse": reference.rmse, "validation_rmse": logged},
     )
     meta = scorer.bundle.meta
