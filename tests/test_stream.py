@@ -25,7 +25,7 @@ from taxi_duration import schema as s
 from taxi_duration.config import Settings
 from taxi_duration.inputs import check_all, discover
 from taxi_duration.months import parse_months
-from taxi_duration.replay import event_table, replay
+from taxi_duration.replay import event_table, later_than, replay
 from taxi_duration.scorer import load
 from taxi_duration.stream import FILE, PREDICTIONS, QUARANTINE, RAW, REASON, TRIP_ID, pickup_times, run
 from taxi_duration.synth import generate
@@ -82,6 +82,9 @@ def land_events(trips: pa.Table, staging: Path, rows_per_file: int) -> tuple[lis
     (staging / "bad.jsonl").write_text("".join(line + "\n" for line, _ in bad) + "\n\n")  # blank lines: skipped
     redelivered = files[-1].read_text().splitlines()[-5:]
     (staging / "again.jsonl").write_text("".join(line + "\n" for line in redelivered))
+    landed = files[-1].stat().st_mtime_ns
+    for extra in ("bad.jsonl", "again.jsonl"):  # after the replay's files, in the file source's order too
+        landed = later_than(staging / extra, landed)
     return [*files, staging / "bad.jsonl", staging / "again.jsonl"], bad
 
 

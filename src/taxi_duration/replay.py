@@ -10,6 +10,7 @@ the trips' own clock sped up `speedup` times, or as fast as the disk allows.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,6 +30,7 @@ from taxi_duration.stream import EVENT_FIELDS, TRIP_ID
 
 # What an event carries: the request fields (zones rather than coordinates: the reader has already found the
 # zones of a file that gives points).
+MILLISECOND_NS = 1_000_000
 _CARRIED = tuple(c for c in EVENT_FIELDS if c not in s.COORDINATES)
 
 
@@ -81,7 +83,7 @@ def replay(
     to.mkdir(parents=True, exist_ok=True)
     pickups = table.column(s.PICKUP) if table.num_rows else None
     first = pc.min(pickups).as_py() if pickups is not None else None
-    began = time.monotonic()
+    began, landed_ns = time.monotonic(), 0
     for path, start in zip(names, starts, strict=True):
         chunk = table.slice(start, rows_per_file)
         if rate is not None:
@@ -92,8 +94,21 @@ def replay(
                 _wait_until(began + (when - first).total_seconds() / speedup)
         with atomic_file(path) as tmp:
             tmp.write_text("".join(lines(chunk)))
+            landed_ns = later_than(tmp, landed_ns)
         on_file(path, chunk.num_rows)
     return names
+
+
+def later_than(path: Path, previous_ns: int) -> int:
+    """Give `path` a modification time at least a millisecond after `previous_ns`, and return it.
+
+    Spark's file source takes landed files in modification-time order, to the millisecond: files written
+    within one millisecond would be taken in any order, and a later file taken first would make the events
+    of an earlier one late for the watermark."""
+    stat = path.stat()
+    if stat.st_mtime_ns < previous_ns + MILLISECOND_NS:
+        os.utime(path, ns=(stat.st_atime_ns, previous_ns + MILLISECOND_NS))
+    return path.stat().st_mtime_ns
 
 
 def _wait_until(moment: float) -> None:
