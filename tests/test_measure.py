@@ -25,6 +25,13 @@ def test_peak_memory_includes_grandchildren() -> None:
     assert m.peak_rss_bytes > 300 * 2**20
 
 
+def test_cpu_time_counts_a_grandchilds_busy_loop_not_its_sleep() -> None:
+    spin = "import time; t = time.process_time(); time.sleep(0.3)\nwhile time.process_time() - t < 0.6: pass"
+    child = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {spin!r}])"
+    m = run_measured([sys.executable, "-c", child], interval=0.02)
+    assert 0.55 <= m.cpu_s < m.wall_s
+
+
 def test_failure_keeps_the_exit_code_and_the_end_of_stderr() -> None:
     m = run_measured([sys.executable, "-c", "import sys; sys.exit('boom')"])
     assert (m.returncode, m.stderr_tail.strip()) == (1, "boom")

@@ -36,6 +36,7 @@ class Result:
     wall_s: float
     peak_rss_bytes: int
     ok: bool
+    cpu_s: float = 0.0
     error: str = ""
 
     @property
@@ -102,7 +103,7 @@ def run(
             error = "" if ok else (m.stderr_tail.strip().splitlines() or [f"exit {m.returncode}"])[-1][:300]
             if not ok and m.returncode in (-9, 137):
                 error = f"killed (exit {m.returncode}): out of memory under the cap" if memory_limit else error
-            result = Result(engine, rows, round(m.wall_s, 3), m.peak_rss_bytes, ok, error)
+            result = Result(engine, rows, round(m.wall_s, 3), m.peak_rss_bytes, ok, round(m.cpu_s, 3), error)
             results.append(result)
             if on_result:
                 on_result(result)
@@ -122,15 +123,16 @@ def markdown(results: list[Result], memory_limit: int | None = None) -> str:
     reference = {r.rows: r.wall_s for r in results if r.engine == "duckdb-sql" and r.ok}
     cap = f" (memory cap {memory_limit / 2**30:.1f} GiB)" if memory_limit else ""
     lines = [
-        f"| engine | rows | wall s | rows/s | peak RSS MiB | vs DuckDB SQL | ok{cap} |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        f"| engine | rows | wall s | CPU s | rows/s | peak RSS MiB | vs DuckDB SQL | ok{cap} |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         ratio = f"{r.wall_s / reference[r.rows]:.2f}x" if r.ok and r.rows in reference else ""
         status = "ok" if r.ok else f"failed: {r.error}"
         rate = f"{r.rows_per_s:,.0f}" if r.ok else ""  # a failed run processed no rows per second
         mib = f"{r.peak_rss_bytes / 2**20:,.0f}"
-        lines.append(f"| {r.engine} | {r.rows:,} | {r.wall_s:.1f} | {rate} | {mib} | {ratio} | {status} |")
+        times = f"{r.wall_s:.1f} | {r.cpu_s:.1f}"
+        lines.append(f"| {r.engine} | {r.rows:,} | {times} | {rate} | {mib} | {ratio} | {status} |")
     return "\n".join(lines) + "\n"
 
 

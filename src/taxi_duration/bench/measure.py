@@ -1,7 +1,8 @@
-"""Measuring a command as a user would run it: wall time and the peak memory of its whole process tree.
+"""Measuring a command as a user would run it: wall time, CPU time and the peak memory of its process tree.
 
-Peak RSS is sampled (every `interval` seconds) over the process and all its descendants, so a JVM that
-PySpark starts counts too; `resource.getrusage` would report only the largest single process.
+Peak RSS and CPU time (user+sys) are sampled (every `interval` seconds) over the process and all its
+descendants, so a JVM that PySpark starts counts too; `resource.getrusage` would report only the largest
+single process, and never a grandchild its parent did not wait for (the JVM is such a grandchild).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class Measurement:
 
     wall_s: float
     peak_rss_bytes: int
+    cpu_s: float
     returncode: int
     stderr_tail: str
 
@@ -65,27 +67,33 @@ def run_measured(
             cwd=cwd,
             preexec_fn=join,
         )
-        peak = _watch(popen, interval, None if timeout is None else started + timeout)
+        peak, cpu = _watch(popen, interval, None if timeout is None else started + timeout)
         wall = time.perf_counter() - started
         err.seek(0)
-        return Measurement(wall, peak, popen.returncode, err.read()[-2000:])
+        return Measurement(wall, peak, cpu, popen.returncode, err.read()[-2000:])
 
 
-def _watch(popen: subprocess.Popen[str], interval: float, deadline: float | None) -> int:
+def _watch(popen: subprocess.Popen[str], interval: float, deadline: float | None) -> tuple[int, float]:
+    """Peak tree RSS and total CPU seconds; each process's CPU is its last sample (short by < `interval`)."""
     proc = psutil.Process(popen.pid)
     peak = 0
+    cpu: dict[int, float] = {}
     while popen.poll() is None:
         try:
             peak = max(peak, tree_rss(proc))
         except psutil.NoSuchProcess:
             break
+        for p in [proc, *proc.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                times = p.cpu_times()
+                cpu[p.pid] = times.user + times.system
         if deadline is not None and time.perf_counter() > deadline:
             for p in [*proc.children(recursive=True), proc]:
                 p.kill()
             break
         time.sleep(interval)
     popen.wait()
-    return peak
+    return peak, sum(cpu.values())
 
 
 CGROUP_V1 = Path("/sys/fs/cgroup/memory")
