@@ -1,0 +1,90 @@
+"""What Spark did, stage by stage, from its event log: wall time, tasks, CPU, input and shuffle bytes.
+
+The event log, not the REST API, because a benchmarked job's driver has exited by the time it is read, and
+because it is the same file a history server shows. Spark 4 writes it compressed and rolling by default;
+`EVENT_LOG_CONF` asks for one plain JSON-lines file per application, which a script can read as it is.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+EVENT_LOG_CONF = {
+    "spark.eventLog.enabled": "true",
+    "spark.eventLog.compress": "false",
+    "spark.eventLog.rolling.enabled": "false",
+}
+
+
+def event_log_submit_args(folder: Path) -> str:
+    """`PYSPARK_SUBMIT_ARGS` that make any PySpark process started with it log its events into `folder`."""
+    conf = {**EVENT_LOG_CONF, "spark.eventLog.dir": folder.resolve().as_uri()}
+    return " ".join(f"--conf {key}={value}" for key, value in conf.items()) + " pyspark-shell"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One completed stage attempt."""
+
+    stage: int
+    attempt: int
+    name: str
+    tasks: int
+    wall_s: float
+    task_run_s: float
+    task_cpu_s: float
+    input_bytes: int
+    shuffle_read_bytes: int
+    shuffle_write_bytes: int
+    spill_bytes: int
+
+
+def _metric(accumulables: list[dict], *names: str) -> int:
+    wanted = {f"internal.metrics.{n}" for n in names}
+    return sum(int(a.get("Value") or 0) for a in accumulables if a.get("Name") in wanted)
+
+
+def stages(lines: Iterable[str]) -> list[Stage]:
+    """Every completed stage attempt of one event log, in completion order."""
+    out = []
+    for line in lines:
+        event = json.loads(line)
+        if event.get("Event") != "SparkListenerStageCompleted":
+            continue
+        info = event["Stage Info"]
+        acc = info.get("Accumulables", [])
+        out.append(
+            Stage(
+                stage=info["Stage ID"],
+                attempt=info["Stage Attempt ID"],
+                name=info["Stage Name"].split(" at ")[0],
+                tasks=info["Number of Tasks"],
+                wall_s=(info.get("Completion Time", 0) - info.get("Submission Time", 0)) / 1000,
+                task_run_s=_metric(acc, "executorRunTime") / 1000,
+                task_cpu_s=_metric(acc, "executorCpuTime") / 1e9,
+                input_bytes=_metric(acc, "input.bytesRead"),
+                shuffle_read_bytes=_metric(acc, "shuffle.read.localBytesRead", "shuffle.read.remoteBytesRead"),
+                shuffle_write_bytes=_metric(acc, "shuffle.write.bytesWritten"),
+                spill_bytes=_metric(acc, "diskBytesSpilled"),
+            )
+        )
+    return out
+
+
+def read(folder: Path) -> list[Stage]:
+    """The stages of the one application whose event log is in `folder`."""
+    logs = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
+    if len(logs) != 1:
+        raise ValueError(f"expected one event log in {folder}, found {len(logs)}")
+    with logs[0].open() as f:
+        return stages(f)
+
+
+def totals(found: list[Stage]) -> dict[str, float]:
+    """The whole application: stages, tasks, task time and bytes moved."""
+    rows = [asdict(s) for s in found]
+    keys = ["tasks", "task_run_s", "task_cpu_s", "input_bytes", "shuffle_read_bytes", "shuffle_write_bytes"]
+    return {"stages": len(rows), **{k: sum(r[k] for r in rows) for k in [*keys, "spill_bytes"]}}
