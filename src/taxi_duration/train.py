@@ -37,6 +37,7 @@ from taxi_duration.features import TARGET, TARGET_RANGE
 from taxi_duration.inputs import InputFile
 from taxi_duration.quality import QualityReport
 from taxi_duration.splits import Split
+from taxi_duration.storage import Location
 
 STEPS = ("validate and featurize", "train", "evaluate", "log to MLflow", "register")
 # Progress within a step: (what is counted, how many are done, out of how many).
@@ -75,7 +76,7 @@ class Outcome:
         return {name: s["overall"]["all"] for name, s in self.scores[role].items()}
 
 
-def file_digest(path: Path) -> str:
+def file_digest(path: Location) -> str:
     """SHA-256 of a file's bytes."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
