@@ -125,7 +125,11 @@ def validate(
     inputs: InputsArg,
     out: Annotated[
         str,
-        typer.Option(help="Output folder: clean/, quarantine/, report.json, report.md (on Spark: any URI it writes)."),
+        # Text, not a Path: pathlib would turn s3a://bucket/key into s3a:/bucket/key.
+        typer.Option(
+            help="Output folder: clean/, quarantine/, report.json, report.md (on Spark: any URI it writes).",
+            metavar="<path>",
+        ),
     ],
     engine: EngineOpt = None,
     features: Annotated[
