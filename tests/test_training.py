@@ -3,6 +3,7 @@ crash recovery, and `evaluate` agreeing with what training logged."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -253,11 +254,28 @@ def test_too_few_months_is_a_clear_error(raw: list[InputFile], tmp_path: Path) -
         train(store_settings(tmp_path), [f for f in raw if f.month != 202303], SPLIT, "pretrip")
 
 
-@pytest.mark.spark
-def test_spark_pipeline_end_to_end(raw: list[InputFile], tmp_path: Path, spark: object) -> None:
-    settings = store_settings(tmp_path, engine="spark", spark_master="local[2]", spark_driver_memory="1g")
+@pytest.fixture(scope="module")
+def spark_run(
+    raw: list[InputFile], tmp_path_factory: pytest.TempPathFactory, spark: object
+) -> tuple[Settings, Outcome, list[tuple[str, int, int]]]:
+    """One Spark training run (the search two fits at a time), shared by the Spark tests of this module."""
+    settings = store_settings(
+        tmp_path_factory.mktemp("spark-store"),
+        engine="spark",
+        spark_master="local[2]",
+        spark_driver_memory="1g",
+        spark_parallelism="2",
+    )
     searched: list[tuple[str, int, int]] = []
     outcome = train(settings, raw, SPLIT, "with_distance", on_progress=lambda *p: searched.append(p))
+    return settings, outcome, searched
+
+
+@pytest.mark.spark
+def test_spark_pipeline_end_to_end(
+    raw: list[InputFile], spark_run: tuple[Settings, Outcome, list[tuple[str, int, int]]]
+) -> None:
+    settings, outcome, searched = spark_run
     scores = outcome.overall("validate")
     assert outcome.engine == "spark"
     fitted = [(done, total) for what, done, total in searched if what == "candidates"]
@@ -268,3 +286,43 @@ def test_spark_pipeline_end_to_end(raw: list[InputFile], tmp_path: Path, spark: 
     assert '"gbt"' in Path(candidates).read_text()
     result = score_files(settings, outcome.model_uri, [f for f in raw if f.month == 202302])
     assert result["metrics"]["model"]["rmse"] == pytest.approx(scores["model"]["rmse"], rel=1e-6)
+
+
+@pytest.mark.spark
+def test_the_spark_search_logs_which_candidates_ran_at_once(
+    spark_run: tuple[Settings, Outcome, list[tuple[str, int, int]]],
+) -> None:
+    settings, outcome, searched = spark_run
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    parent = client.get_run(outcome.run_id)
+    timeline = json.loads(Path(client.download_artifacts(outcome.run_id, "search/timeline.json")).read_text())
+    spans = timeline["candidates"]
+    assert timeline["parallelism"] == 2
+    assert len(spans) == [total for what, _, total in searched if what == "candidates"][-1]
+    overlapping = [
+        (a["candidate"], b["candidate"])
+        for a in spans
+        for b in spans
+        if a is not b and a["start_s"] < b["start_s"] < a["end_s"]
+    ]
+    assert overlapping, spans
+    assert parent.data.metrics["search_peak_concurrency"] == 2
+    assert "plots/search_timeline.png" in {a.path for a in client.list_artifacts(outcome.run_id, "plots")}
+    children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{outcome.run_id}'")
+    by_id = {c.info.run_id: c for c in children}
+    assert sorted(by_id) == sorted(s["run_id"] for s in spans)
+    for span in spans:
+        child = by_id[span["run_id"]]
+        assert child.data.metrics["validate_rmse"] == pytest.approx(span["validate_rmse"])
+        assert child.data.params["family"] == span["name"]
+        assert child.info.end_time - child.info.start_time == pytest.approx(1000 * span["duration_s"], abs=2)
+        assert child.data.tags["spark_job_group"] == span["spark_job_group"]
+        assert span["spark_job_ids"], "each candidate's fit ran Spark jobs under its group"
+
+
+def test_peak_concurrency_counts_overlaps_not_touching_ends() -> None:
+    from taxi_duration.train_spark import peak_concurrency
+
+    assert peak_concurrency([]) == 0
+    assert peak_concurrency([(0, 1), (1, 2), (2, 3)]) == 1  # each starts as the one before ends
+    assert peak_concurrency([(0, 4), (1, 2), (1.5, 3), (3.5, 5)]) == 3

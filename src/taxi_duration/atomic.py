@@ -9,15 +9,18 @@ never those of a live run (two may write at once), nor of a new process that got
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar, cast
 
 import psutil
 
 from taxi_duration.errors import UsageError
+from taxi_duration.storage import Location, remove_tree, rename
+
+P = TypeVar("P", bound=Location)  # a local path in, a local path out; a HadoopPath in, a HadoopPath out
 
 
 def run_tag(pid: int | None = None) -> str:
@@ -37,14 +40,14 @@ def tag_is_gone(tag: str) -> bool:
         return True
 
 
-def remove_leftovers(folder: Path, prefix: str) -> None:
+def remove_leftovers(folder: Location, prefix: str) -> None:
     """Remove `folder/<prefix><tag>-...` entries whose run has ended."""
     for path in folder.glob(f"{prefix}*"):
         tag = "-".join(path.name.removeprefix(prefix).split("-")[:2])
         if not tag_is_gone(tag):
             continue
         if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
+            remove_tree(path)
         else:
             path.unlink(missing_ok=True)
 
@@ -58,22 +61,22 @@ def remove_temp_files(folder: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-def _prefix(target: Path) -> str:
+def _prefix(target: Location) -> str:
     return f".{target.name}.tmp-"
 
 
-def _temp_sibling(target: Path) -> Path:
-    return target.with_name(f"{_prefix(target)}{run_tag()}-{uuid.uuid4().hex[:8]}")
+def _temp_sibling(target: P) -> P:
+    return cast(P, target.with_name(f"{_prefix(target)}{run_tag()}-{uuid.uuid4().hex[:8]}"))
 
 
 @contextmanager
-def atomic_dir(target: Path, *, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a fresh temporary directory that replaces `target` when the block succeeds.
+def atomic_dir(target: P, *, overwrite: bool = False) -> Iterator[P]:
+    """Yield a fresh temporary directory that replaces `target` when the block succeeds (a local path, or on
+    the Spark path a `HadoopPath`: whole or absent wherever its filesystem renames a folder atomically).
 
     Raises:
         UsageError: `target` exists, is not empty, and `overwrite` is false.
     """
-    target = Path(target)
     if target.exists() and any(target.iterdir()) and not overwrite:
         raise UsageError(f"{target} exists and is not empty; pass --overwrite to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -83,15 +86,15 @@ def atomic_dir(target: Path, *, overwrite: bool = False) -> Iterator[Path]:
     try:
         yield tmp
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_tree(tmp)
         raise
     old = None
     if target.exists():
         old = _temp_sibling(target)
-        target.rename(old)
-    tmp.rename(target)
+        rename(target, old)
+    rename(tmp, target)
     if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        remove_tree(old)
 
 
 @contextmanager

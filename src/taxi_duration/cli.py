@@ -24,6 +24,7 @@ from taxi_duration.cli_common import (
     console,
     progress_bar,
     settings_from,
+    spark_for,
     step_progress,
     write_json,
 )
@@ -106,12 +107,12 @@ def download(
 
 
 @app.command()
-def inspect(inputs: InputsArg) -> None:
+def inspect(inputs: InputsArg, engine: EngineOpt = None, config: ConfigOpt = None) -> None:
     """Check input files without reading them whole: format, rows, service, month, zones, and the column mapping."""
     from taxi_duration import render
     from taxi_duration.inputs import check_all, discover
 
-    files = check_all(discover(inputs))
+    files = check_all(discover(inputs, spark_for(settings_from(config, engine))))
     out = Console()
     out.print(render.inputs_table(files))
     for f in files:
@@ -122,7 +123,14 @@ def inspect(inputs: InputsArg) -> None:
 @app.command()
 def validate(
     inputs: InputsArg,
-    out: Annotated[Path, typer.Option(help="Output folder: clean/, quarantine/, report.json, report.md.")],
+    out: Annotated[
+        str,
+        # Text, not a Path: pathlib would turn s3a://bucket/key into s3a:/bucket/key.
+        typer.Option(
+            help="Output folder: clean/, quarantine/, report.json, report.md (on Spark: any URI it writes).",
+            metavar="<path>",
+        ),
+    ],
     engine: EngineOpt = None,
     features: Annotated[
         bool, typer.Option("--features", help="Also write every model feature and the target (duration_min).")
@@ -135,19 +143,22 @@ def validate(
     from taxi_duration.engines import Runtime
     from taxi_duration.inputs import check_all, discover
     from taxi_duration.quality import validate as run_validation
+    from taxi_duration.storage import location
 
     settings = settings_from(config, engine)
-    with console.status("checking input files"):
-        files = check_all(discover(inputs))
     with console.status(f"starting the {settings.engine} engine"):
-        runtime = Runtime.open(settings)
+        spark = spark_for(settings)
+    with console.status("checking input files"):
+        files = check_all(discover(inputs, spark))
+        folder = location(out, spark)
+    runtime = Runtime.open(settings)
     try:
         with console.status(f"validating {sum(f.rows for f in files):,} rows on {settings.engine}"):
-            report = run_validation(runtime, files, out, overwrite=overwrite, features=features)
+            report = run_validation(runtime, files, folder, overwrite=overwrite, features=features)
     finally:
         runtime.close()
     Console().print(render.quality_table(report))
-    console.print(render.quality_outputs(report, out))
+    console.print(render.quality_outputs(report, folder))
 
 
 @app.command()
@@ -236,8 +247,9 @@ def evaluate(
     from taxi_duration.scorecard import score_files
 
     settings = settings_from(config, engine)
-    files = check_all(discover([*data, *(more or [])]))
-    old = check_all(discover(legacy_train)) if legacy_train else None
+    spark = spark_for(settings)
+    files = check_all(discover([*data, *(more or [])], spark))
+    old = check_all(discover(legacy_train, spark)) if legacy_train else None
     with console.status(f"scoring {model} on {sum(f.rows for f in files):,} rows"):
         result = score_files(settings, model, files, legacy_train=old, predictions_path=predictions)
     table = render.metrics_table(f"{model} on {result['data']['scored_rows']:,} trips", result["metrics"])
@@ -341,8 +353,9 @@ def _train(
     from taxi_duration.train import train as run_training
 
     with console.status("checking input files"):
-        files = check_all(discover(data))
-        validate_files, test_files = (check_all(discover(p)) if p else [] for p in (validate_data, test_data))
+        spark = spark_for(settings)
+        files = check_all(discover(data, spark))
+        validate_files, test_files = (check_all(discover(p, spark)) if p else [] for p in (validate_data, test_data))
     split = splits.choose(files, train_months, validate_files, test_files)
     files = [*files, *validate_files, *test_files]
     console.print(f"{split}; {settings.feature_set} features; {settings.engine} engine")

@@ -18,6 +18,8 @@ from taxi_duration.atomic import atomic_file
 from taxi_duration.config import Engine, FeatureSet, Settings, load_settings
 
 if TYPE_CHECKING:  # the trainer loads MLflow: only the commands that train import it
+    from pyspark.sql import SparkSession
+
     from taxi_duration.train import OnProgress
 
 console = Console(stderr=True, soft_wrap=True)  # one message, one line, also in logs
@@ -34,7 +36,12 @@ EngineOpt = Annotated[
         show_default=False,
     ),
 ]
-InputsArg = Annotated[list[str], typer.Argument(help="Trip files (.parquet, .csv, .jsonl), globs or folders.")]
+InputsArg = Annotated[
+    list[str],
+    typer.Argument(
+        help="Trip files (.parquet, .csv, .jsonl), globs or folders; with --engine spark, any URI Spark reads."
+    ),
+]
 FeatureSetOpt = Annotated[
     FeatureSet | None,
     typer.Option(
@@ -60,6 +67,16 @@ SearchOpt = Annotated[
     typer.Option("--search", help="full (default): the documented models; quick: small ones, for a smoke test."),
 ]
 OutJsonOpt = Annotated[Path | None, typer.Option("--out", help="Also write the results to this JSON file.")]
+
+
+def spark_for(settings: Settings) -> SparkSession | None:
+    """The Spark session when the command runs on Spark (inputs and outputs are then found through its
+    Hadoop filesystems: `storage.py`), else None."""
+    if settings.engine is not Engine.SPARK:
+        return None
+    from taxi_duration.spark import get_spark
+
+    return get_spark(settings.spark_master, settings.spark_driver_memory)
 
 
 def settings_from(config: Path | None, engine: str | None = None, **overrides: Any) -> Settings:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from taxi_duration.cli_common import ConfigOpt, EngineOpt, console, settings_from
+from taxi_duration.cli_common import ConfigOpt, EngineOpt, console, settings_from, spark_for
 from taxi_duration.config import DEFAULT_MODEL
 
 
@@ -37,7 +37,8 @@ def drift(
 
     settings = settings_from(config, engine)
     with console.status("checking input files"):
-        ref_files, cur_files = check_all(discover(reference)), check_all(discover(current))
+        spark = spark_for(settings)
+        ref_files, cur_files = check_all(discover(reference, spark)), check_all(discover(current, spark))
     with console.status("comparing") as status:
         result = compare(settings, ref_files, cur_files, model, on_step=status.update)
         drift_report.write(result, out, overwrite=overwrite)

@@ -23,6 +23,7 @@ from narwhals.dtypes import DType
 from taxi_duration.config import Engine, Settings
 from taxi_duration.errors import BadInputError
 from taxi_duration.geo import PACKAGED_SHAPES, ZoneIndex, fill_zones
+from taxi_duration.storage import Location
 
 PARQUET_COMPRESSION = "zstd"
 
@@ -77,20 +78,19 @@ class Runtime:
 
     # Readers: every one returns a lazy frame whose columns are the file's own, unnormalized.
 
-    def scan_parquet(self, path: Path | str, columns: list[str] | None = None) -> nw.LazyFrame[Any]:
+    def scan_parquet(self, path: Location, columns: list[str] | None = None) -> nw.LazyFrame[Any]:
         """Scan one Parquet file or a folder of Parquet part files."""
-        path = Path(path)
         if self.engine is Engine.DUCKDB:
-            target = str(path / "**" / "*.parquet") if path.is_dir() else str(path)
+            target = str(Path(str(path)) / "**" / "*.parquet") if Path(str(path)).is_dir() else str(path)
             rel = self.native.read_parquet(target)
             return _select(nw.from_native(rel), columns)
         if self.engine is Engine.SPARK:
             return _select(nw.from_native(self.native.read.parquet(str(path))), columns)
         import pandas as pd
 
-        return nw.from_native(pd.read_parquet(path, columns=columns, dtype_backend="pyarrow")).lazy()
+        return nw.from_native(pd.read_parquet(str(path), columns=columns, dtype_backend="pyarrow")).lazy()
 
-    def scan_csv(self, path: Path, columns: list[str]) -> nw.LazyFrame[Any]:
+    def scan_csv(self, path: Location, columns: list[str]) -> nw.LazyFrame[Any]:
         """Scan a CSV file with a header (`columns`), every column as text with empty fields null."""
         if self.engine is Engine.DUCKDB:
             rel = self.native.read_csv(str(path), header=True, all_varchar=True)
@@ -102,10 +102,10 @@ class Runtime:
         from pyarrow import csv
 
         options = csv.ConvertOptions(column_types=dict.fromkeys(columns, pa.string()), strings_can_be_null=True)
-        table = csv.read_csv(path, convert_options=options)
+        table = csv.read_csv(str(path), convert_options=options)
         return nw.from_native(table.to_pandas(types_mapper=pd.ArrowDtype)).lazy()
 
-    def scan_json(self, path: Path) -> nw.LazyFrame[Any]:
+    def scan_json(self, path: Location) -> nw.LazyFrame[Any]:
         """Scan a JSON-lines file (one trip event per line)."""
         if self.engine is Engine.DUCKDB:
             rel = self.native.read_json(str(path), format="newline_delimited")
@@ -114,7 +114,7 @@ class Runtime:
             return nw.from_native(self.native.read.options(mode="FAILFAST").json(str(path)))
         import pandas as pd
 
-        frame = pd.read_json(path, lines=True, dtype=False, convert_dates=False)
+        frame = pd.read_json(str(path), lines=True, dtype=False, convert_dates=False)
         return nw.from_native(frame.convert_dtypes(dtype_backend="pyarrow")).lazy()
 
     def from_arrow(self, table: pa.Table) -> nw.LazyFrame[Any]:
@@ -140,7 +140,7 @@ class Runtime:
 
     # Writers.
 
-    def write_parquet(self, frame: nw.LazyFrame[Any], folder: Path, partition_by: str | None = None) -> None:
+    def write_parquet(self, frame: nw.LazyFrame[Any], folder: Location, partition_by: str | None = None) -> None:
         """Write `frame` as Parquet part files into `folder`, which must not exist yet.
 
         With `partition_by`, rows go to `folder/<column>=<value>/` by that column's value (which the files
@@ -151,6 +151,7 @@ class Runtime:
         if self.engine is Engine.SPARK:
             native.write.mode("errorifexists").partitionBy(*parts).parquet(str(folder))
             return
+        folder = Path(str(folder))  # the embedded engines write local files only
         if self.engine is Engine.DUCKDB:
             if parts:
                 native.to_parquet(str(folder), compression=PARQUET_COMPRESSION, partition_by=parts)

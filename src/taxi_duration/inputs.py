@@ -21,13 +21,18 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow.parquet as pq
 
 from taxi_duration import schema
 from taxi_duration.errors import BadInputError, UsageError
 from taxi_duration.months import Month, month_in_name
+from taxi_duration.storage import HadoopPath, Location, location
+from taxi_duration.storage import glob as storage_glob
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 FORMATS: dict[str, str] = {
     ".parquet": "parquet",
@@ -51,7 +56,7 @@ class BadLine:
 class InputFile:
     """One checked input file."""
 
-    path: Path
+    path: Location  # a HadoopPath on the Spark path: `str()` is what Spark reads
     format: str
     rows: int  # the rows an engine reads: for JSON lines, the lines that are JSON objects
     columns: tuple[str, ...]
@@ -70,15 +75,17 @@ class InputFile:
         return described | {"bad_lines": len(self.bad_lines)}
 
 
-def discover(specs: Sequence[str | Path]) -> list[Path]:
-    """Expand files, globs and folders (their trip files, not recursive) into a sorted list of files.
+def discover(specs: Sequence[str | Path], spark: SparkSession | None = None) -> list[Location]:
+    """Expand files, globs and folders (their trip files, not recursive) into a sorted list of files: local
+    paths, or with `spark` any location its Hadoop filesystems read (`storage.py`).
 
     Raises:
         UsageError: a spec matches nothing, or a file has an extension no reader handles.
     """
-    found: list[Path] = []
+    found: list[Location] = []
     for spec in specs:
-        path = Path(spec)
+        path = location(spec, spark)
+        files: list[Location]
         if path.is_dir():
             files = sorted(p for p in path.iterdir() if p.suffix.lower() in FORMATS and not p.name.startswith("."))
             if not files:
@@ -86,7 +93,8 @@ def discover(specs: Sequence[str | Path]) -> list[Path]:
         elif path.is_file():
             files = [path]
         else:
-            files = [Path(p) for p in sorted(glob.glob(str(spec))) if Path(p).is_file()]
+            matches = storage_glob(path) if isinstance(path, HadoopPath) else map(Path, sorted(glob.glob(str(path))))
+            files = [p for p in matches if p.is_file()]
             if not files:
                 raise UsageError(f"{spec}: no such file, folder or matching glob")
         for f in files:
@@ -101,7 +109,7 @@ def discover(specs: Sequence[str | Path]) -> list[Path]:
     return unique
 
 
-def check(path: Path) -> InputFile:
+def check(path: Location) -> InputFile:
     """Check that `path` holds trip data and count its rows, or raise `BadInputError` saying why not."""
     fmt = FORMATS[path.suffix.lower()]
     bad_lines: tuple[BadLine, ...] = ()
@@ -126,7 +134,8 @@ def pickup_months(source: InputFile) -> tuple[Month, Month] | None:
     pickup = schema.resolve_aliases(list(source.columns)).get(schema.PICKUP)
     if source.format != "parquet" or not source.rows or pickup is None:
         return None
-    meta = pq.read_metadata(source.path)
+    with source.path.open("rb") as fh:
+        meta = pq.read_metadata(fh)
     column = meta.schema.to_arrow_schema().get_field_index(pickup)
     stats = [meta.row_group(i).column(column).statistics for i in range(meta.num_row_groups)]
     if not all(st is not None and st.has_min_max and isinstance(st.min, datetime) for st in stats):
@@ -135,7 +144,7 @@ def pickup_months(source: InputFile) -> tuple[Month, Month] | None:
     return Month(first.year, first.month), Month(last.year, last.month)
 
 
-def check_all(paths: list[Path]) -> list[InputFile]:
+def check_all(paths: Sequence[Location]) -> list[InputFile]:
     """Check every file; the first bad one raises."""
     return [check(p) for p in paths]
 
@@ -153,15 +162,16 @@ def _service(name: str, columns: list[str] | tuple[str, ...]) -> str | None:
     return None
 
 
-def _check_parquet(path: Path) -> tuple[list[str], int]:
+def _check_parquet(path: Location) -> tuple[list[str], int]:
     try:
-        meta = pq.read_metadata(path)
+        with path.open("rb") as fh:
+            meta = pq.read_metadata(fh)
     except Exception as exc:  # pyarrow raises several types for a bad footer
         raise BadInputError(path, f"not a readable Parquet file (truncated or corrupt): {exc}") from exc
     return meta.schema.to_arrow_schema().names, meta.num_rows
 
 
-def _check_csv(path: Path) -> tuple[list[str], int]:
+def _check_csv(path: Location) -> tuple[list[str], int]:
     # A hand-written pass because engines disagree on ragged rows: Spark pads or drops silently.
     rows = 0
     with path.open(newline="", encoding="utf-8", errors="strict") as fh:
@@ -184,7 +194,7 @@ def _check_csv(path: Path) -> tuple[list[str], int]:
     return header, rows
 
 
-def _check_json(path: Path) -> tuple[list[str], int, tuple[BadLine, ...]]:
+def _check_json(path: Location) -> tuple[list[str], int, tuple[BadLine, ...]]:
     columns: dict[str, None] = {}
     rows = 0
     bad: list[BadLine] = []
@@ -212,7 +222,7 @@ def _check_json(path: Path) -> tuple[list[str], int, tuple[BadLine, ...]]:
     return list(columns), rows, tuple(bad)
 
 
-def readable_lines(source: InputFile, folder: Path) -> Path:
+def readable_lines(source: InputFile, folder: Path) -> Location:
     """A copy of a JSON-lines file without its bad lines, in `folder`, for engines that refuse any bad line
     (the source itself when it has none)."""
     if not source.bad_lines:

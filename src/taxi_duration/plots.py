@@ -7,7 +7,8 @@ its inline plots. A figure is freed like any object once written.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -70,4 +71,23 @@ def rmse_by_borough(scores: Mapping[str, Scores], title: str) -> Figure:
     ax.set_xticks(x + 0.4 - width / 2, boroughs)
     ax.set(ylabel="RMSE (minutes)", title=title)
     ax.legend()
+    return fig
+
+
+def search_timeline(spans: Sequence[Mapping[str, Any]], title: str) -> Figure:
+    """A Gantt chart of the candidate search: one bar per candidate from its start to its end (seconds from
+    the search's start), so candidates that ran at the same time sit side by side."""
+    fig = Figure(figsize=(8, 0.4 * len(spans) + 1.4), layout="constrained")
+    ax = fig.subplots()
+    labels = [f"{s['candidate']}: {s['name']}" for s in spans]
+    families = sorted({s["name"] for s in spans})
+    colors = {name: f"C{i}" for i, name in enumerate(families)}
+    ax.barh(
+        labels,
+        [s["duration_s"] for s in spans],
+        left=[s["start_s"] for s in spans],
+        color=[colors[s["name"]] for s in spans],
+    )
+    ax.invert_yaxis()  # the first candidate at the top
+    ax.set(xlabel="seconds since the search started", title=title)
     return fig

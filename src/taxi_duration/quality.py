@@ -11,7 +11,6 @@ folders, and input rows + unreadable lines = clean + quarantined.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,13 +23,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from taxi_duration import schema
-from taxi_duration.atomic import atomic_dir
+from taxi_duration.atomic import P, atomic_dir
 from taxi_duration.engines import Runtime, arrow_type
 from taxi_duration.errors import ReconciliationError
 from taxi_duration.features import featurize
 from taxi_duration.geo import UNKNOWN_ZONE
 from taxi_duration.inputs import InputFile
 from taxi_duration.readers import read_trips
+from taxi_duration.storage import Location, remove_tree, rename
 from taxi_duration.validation import REASON_RULES, REPAIRS, REPAIRS_COL, RULES, UNREADABLE_LINE, flag, split_codes
 
 CLEAN_DIR = "clean"
@@ -77,7 +77,7 @@ class QualityReport:
 
 
 def validate(
-    runtime: Runtime, files: list[InputFile], out: Path, *, overwrite: bool = False, features: bool = False
+    runtime: Runtime, files: list[InputFile], out: Location, *, overwrite: bool = False, features: bool = False
 ) -> QualityReport:
     """Validate `files` on `runtime` into `out/{clean,quarantine}/`, `out/report.json` and `out/report.md`.
 
@@ -108,7 +108,7 @@ def validate(
     return report
 
 
-def _write_unreadable(files: list[InputFile], path: Path) -> None:
+def _write_unreadable(files: list[InputFile], path: Location) -> None:
     """List every unreadable line, one JSON object each (the file is written only when there are some)."""
     lines = [
         json.dumps({schema.SOURCE_FILE: f.path.name, "line": b.line, "reason": b.reason})
@@ -119,7 +119,7 @@ def _write_unreadable(files: list[InputFile], path: Path) -> None:
         path.write_text("\n".join(lines) + "\n")
 
 
-def _zone_counts(runtime: Runtime, files: list[InputFile], out: Path) -> dict[str, int]:
+def _zone_counts(runtime: Runtime, files: list[InputFile], out: Location) -> dict[str, int]:
     """Of the points whose zone came from coordinates, how many fell inside a zone and how many in none."""
     names = [f.path.name for f in files if f.zones_from_coordinates]
     if not names:
@@ -137,21 +137,22 @@ def _zone_counts(runtime: Runtime, files: list[InputFile], out: Path) -> dict[st
     return {"points": points, "inside_a_zone": points - unknown_points, "unknown_zone": unknown_points}
 
 
-def _name_partitions(split: Path, out: Path, frame: nw.LazyFrame[Any]) -> None:
+def _name_partitions(split: P, out: P, frame: nw.LazyFrame[Any]) -> None:
     """Move `split/_status=clean` to `out/clean` (same for quarantine); an empty side gets an empty file."""
     for name in (CLEAN_DIR, QUARANTINE_DIR):
         part = split / f"{STATUS_COL}={name}"
         if part.is_dir():
-            part.rename(out / name)
+            rename(part, out / name)
         else:
             (out / name).mkdir()
             types = frame.collect_schema()
             empty = pa.schema([(col, arrow_type(dtype)) for col, dtype in types.items()])
-            pq.write_table(empty.empty_table(), out / name / "part-0.parquet")
-    shutil.rmtree(split)
+            with (out / name / "part-0.parquet").open("wb") as fh:
+                pq.write_table(empty.empty_table(), fh)
+    remove_tree(split)
 
 
-def _report(runtime: Runtime, files: list[InputFile], combos: nw.DataFrame[Any], out: Path) -> QualityReport:
+def _report(runtime: Runtime, files: list[InputFile], combos: nw.DataFrame[Any], out: Location) -> QualityReport:
     by_reason: Counter[str] = Counter({r.code: 0 for r in RULES})
     repaired: Counter[str] = Counter({r.code: 0 for r in REPAIRS})
     clean: Counter[str] = Counter()
@@ -199,9 +200,13 @@ def _report(runtime: Runtime, files: list[InputFile], combos: nw.DataFrame[Any],
     )
 
 
-def parquet_rows(folder: Path) -> int:
+def parquet_rows(folder: Location) -> int:
     """Rows in every Parquet file under `folder`, from their footers."""
-    return sum(pq.read_metadata(p).num_rows for p in folder.rglob("*.parquet"))
+    rows = 0
+    for path in folder.rglob("*.parquet"):
+        with path.open("rb") as fh:
+            rows += pq.read_metadata(fh).num_rows
+    return rows
 
 
 def to_markdown(report: QualityReport) -> str:

@@ -12,6 +12,7 @@ from taxi_duration.features import TARGET_RANGE
 from taxi_duration.inputs import InputFile, pickup_months
 from taxi_duration.months import Month
 from taxi_duration.quality import UNREADABLE_JSONL, QualityReport
+from taxi_duration.storage import Location
 from taxi_duration.validation import REASON_RULES, REPAIRS, UNREADABLE_LINE
 
 if TYPE_CHECKING:  # the trainer and the benchmark load what they need only when they run
@@ -101,7 +102,7 @@ def quality_table(report: QualityReport) -> Table:
     return table
 
 
-def quality_outputs(report: QualityReport, out: Path) -> str:
+def quality_outputs(report: QualityReport, out: Location) -> str:
     """`validate`: where its outputs are."""
     unreadable = f", unreadable lines in {out / UNREADABLE_JSONL}" if report.by_reason[UNREADABLE_LINE] else ""
     return (

@@ -67,8 +67,20 @@ LOCAL_DEFAULTS: dict[str, str] = {
 }
 
 
+def submitted_settings() -> set[str]:
+    """The settings spark-submit already gave this process's JVM (`--master`, `--conf`, `--name`, ...): none
+    when the process was not started by spark-submit (which hands it a running JVM's gateway port)."""
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:
+        return set()
+    from pyspark import SparkConf, SparkContext
+
+    SparkContext._ensure_initialized()  # connects to spark-submit's JVM: only then does SparkConf read its settings
+    return {key for key, _ in SparkConf().getAll()}
+
+
 def get_spark(master: str = "local[*]", driver_memory: str = "4g", app_name: str = "taxi-duration") -> SparkSession:
-    """Return the active Spark session, or start one on `master` with the project's defaults."""
+    """Return the active Spark session, or start one on `master` with the project's defaults; under
+    spark-submit, its master and every setting it was given win over these."""
     try:
         from pyspark.sql import SparkSession
     except ImportError as exc:
@@ -79,10 +91,18 @@ def get_spark(master: str = "local[*]", driver_memory: str = "4g", app_name: str
     if active is not None:
         return active
     check_java()
-    builder = SparkSession.builder.master(master).appName(app_name).config("spark.driver.memory", driver_memory)
-    for key, value in LOCAL_DEFAULTS.items():
-        builder = builder.config(key, value)
-    if master.startswith("local"):
+    given = submitted_settings()
+    ours = {
+        "spark.master": master,
+        "spark.app.name": app_name,
+        "spark.driver.memory": driver_memory,
+        **LOCAL_DEFAULTS,
+    }
+    builder = SparkSession.builder
+    for key, value in ours.items():
+        if key not in given:
+            builder = builder.config(key, value)
+    if "spark.master" not in given and master.startswith("local"):
         # A local driver talks only to itself: loopback avoids hostname look-ups and firewall prompts.
         builder = builder.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
         # Python workers (pandas UDFs, XGBoost's trainer) must run this interpreter, with this environment's

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,8 @@ import mlflow
 import narwhals as nw
 import numpy as np
 import pandas as pd
+from mlflow.entities import Metric, Param
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from taxi_duration import bundle as bundle_meta
 from taxi_duration import evaluate, intervals, plots, tracking
@@ -35,6 +37,7 @@ from taxi_duration.features import TARGET, TARGET_RANGE
 from taxi_duration.inputs import InputFile
 from taxi_duration.quality import QualityReport
 from taxi_duration.splits import Split
+from taxi_duration.storage import Location
 
 STEPS = ("validate and featurize", "train", "evaluate", "log to MLflow", "register")
 # Progress within a step: (what is counted, how many are done, out of how many).
@@ -73,7 +76,7 @@ class Outcome:
         return {name: s["overall"]["all"] for name, s in self.scores[role].items()}
 
 
-def file_digest(path: Path) -> str:
+def file_digest(path: Location) -> str:
     """SHA-256 of a file's bytes."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
@@ -121,6 +124,7 @@ class _Trained:
     importances: dict[str, float]
     global_mean: float
     candidates: list[dict[str, Any]]
+    search: list[dict[str, Any]] = field(default_factory=list)  # the Spark search's timeline, candidate by candidate
 
 
 def _train_local(prepared: Prepared, feature_set: FeatureSet, settings: Settings, on_progress: OnProgress) -> _Trained:
@@ -171,6 +175,7 @@ def _train_spark(prepared: Prepared, feature_set: FeatureSet, settings: Settings
         importances=result.importances,
         global_mean=float(mean[0]) if mean is not None else float("nan"),
         candidates=[{"name": c.name, "params": c.params, "validate_rmse": c.rmse} for c in result.candidates],
+        search=train_spark.timeline(result.candidates),
     )
 
 
@@ -219,6 +224,44 @@ def _log_figures(sample: pd.DataFrame, scores: dict[str, evaluate.Scores], impor
         figures["plots/feature_importance.png"] = plots.feature_importance(importances, "Feature importance (gain)")
     for path, fig in figures.items():
         mlflow.log_figure(fig, path)
+
+
+def _log_search(client: mlflow.MlflowClient, parent: Any, search: list[dict[str, Any]], parallelism: int) -> None:
+    """Show the Spark search's parallelism: one nested run per candidate, started and ended when the candidate
+    was (so the MLflow UI lists them side by side in time), and on the parent run the timeline as JSON and as
+    a chart, with the most candidates that ran at once."""
+    from taxi_duration.train_spark import peak_concurrency
+
+    timeline = []
+    for row in search:
+        child = client.create_run(
+            parent.info.experiment_id,
+            start_time=int(row["started_at"] * 1000),
+            tags={
+                MLFLOW_PARENT_RUN_ID: parent.info.run_id,
+                "spark_job_group": row["spark_job_group"],
+                "spark_job_ids": ",".join(map(str, row["spark_job_ids"])),
+            },
+            run_name=f"candidate-{row['candidate']}-{row['name']}",
+        )
+        ended = int(row["ended_at"] * 1000)
+        client.log_batch(
+            child.info.run_id,
+            metrics=[Metric(k, row[k], ended, 0) for k in ("validate_rmse", "duration_s", "start_s", "end_s")],
+            params=[Param(k, str(v)) for k, v in _flat({"family": row["name"], **row["params"]}).items()],
+        )
+        client.set_terminated(child.info.run_id, "FINISHED", end_time=ended)
+        timeline.append({**row, "run_id": child.info.run_id})
+    mlflow.log_dict({"parallelism": parallelism, "candidates": timeline}, "search/timeline.json")
+    title = f"Candidate search: {len(timeline)} fits, {parallelism} at a time"
+    mlflow.log_figure(plots.search_timeline(timeline, title), "plots/search_timeline.png")
+    mlflow.log_metrics(
+        {
+            "search_peak_concurrency": peak_concurrency([(r["start_s"], r["end_s"]) for r in timeline]),
+            "search_wall_s": max(r["end_s"] for r in timeline),
+            "search_fit_s": sum(r["duration_s"] for r in timeline),
+        }
+    )
 
 
 def _log_metrics(scores: dict[str, dict[str, evaluate.Scores]]) -> None:
@@ -302,6 +345,8 @@ def train(
             )
             if trained.candidates:
                 mlflow.log_dict({"candidates": trained.candidates}, "candidates.json")
+            if trained.search:
+                _log_search(store.client, run, trained.search, settings.spark_parallelism)
             step(STEPS[2])
             scores, samples = {}, {}
             for done, (name, role, course_rows) in enumerate(SCORED, 1):

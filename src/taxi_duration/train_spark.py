@@ -5,10 +5,15 @@ Spark estimator when `xgboost` is installed) are fitted concurrently (`paralleli
 `TrainValidationSplit` does) and judged on the validation month. The best two family winners are then
 averaged with a weight chosen on the same month, and the average is kept only when it beats the best
 single model there.
+
+Each candidate's fit and scoring run under its own Spark job group (shown in the Spark UI), and its wall-clock
+span is kept (`Span`), so the run can show which candidates ran at the same time.
 """
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.pool import ThreadPool
@@ -92,14 +97,25 @@ class MllibPredictor:
         return cls(PipelineModel.load(str(path)))
 
 
+@dataclass(frozen=True)
+class Span:
+    """When one candidate of the search ran (epoch seconds) and the Spark jobs it started."""
+
+    started: float
+    ended: float
+    job_group: str
+    job_ids: tuple[int, ...]
+
+
 @dataclass
 class Candidate:
-    """One fitted model and its validation RMSE."""
+    """One fitted model, its validation RMSE, and when it ran (None for the ensemble, which is not searched)."""
 
     name: str
     params: dict[str, Any]
     model: PipelineModel
     rmse: float
+    span: Span | None = None
 
 
 @dataclass
@@ -195,23 +211,67 @@ def _search(
     # Written here rather than TrainValidationSplit, which holds out a random share of rows: a time-honest
     # search must hold out the next month. The concurrency is the same: `parallelism` fits at once.
     jobs = [(name, pipeline, params) for name, pipeline, grid in grids for params in grid]
+    context = train.sparkSession.sparkContext
+    search = uuid.uuid4().hex[:8]  # job groups are per process: two searches in one must not share them
 
-    def run(job: tuple[str, Pipeline, Any]) -> Candidate:
-        name, pipeline, params = job
+    def run(numbered: tuple[int, tuple[str, Pipeline, Any]]) -> Candidate:
+        number, (name, pipeline, params) = numbered
+        readable = {p.name: v for p, v in params.items()}
+        group = f"search-{search}-{number}"
+        # Local to this thread: every Spark job it starts from here on carries the group and description.
+        context.setJobGroup(group, f"candidate {number}: {name} {readable}")
+        started = time.time()
         model = pipeline.fit(train, params)
         column = _last(model).getPredictionCol()
         rmse = RegressionEvaluator(labelCol=TARGET, predictionCol=column, metricName="rmse").evaluate(
             model.transform(validate)
         )
-        readable = {p.name: v for p, v in params.items()}
-        return Candidate(name, readable, model, rmse)
+        ended = time.time()
+        job_ids = tuple(sorted(context.statusTracker().getJobIdsForGroup(group)))
+        return Candidate(name, readable, model, rmse, Span(started, ended, group, job_ids))
 
     with ThreadPool(max(1, parallelism)) as pool:
         found = []
-        for candidate in pool.imap(run, jobs):  # in the grids' order
+        for candidate in pool.imap(run, enumerate(jobs, 1)):  # in the grids' order
             found.append(candidate)
             on_candidate(len(found), len(jobs))
         return found
+
+
+def peak_concurrency(intervals: list[tuple[float, float]]) -> int:
+    """The most (start, end) intervals running at one instant (one ending as another starts does not overlap it)."""
+    # At equal times the end (-1) sorts before the start (+1).
+    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+def timeline(candidates: list[Candidate]) -> list[dict[str, Any]]:
+    """The searched candidates in order, each with its start, end and duration in seconds from the search's
+    first start, and its Spark job group and jobs: the JSON behind the timeline chart."""
+    spans = [(number, c, c.span) for number, c in enumerate(candidates, 1) if c.span is not None]
+    if not spans:
+        return []
+    origin = min(span.started for _, _, span in spans)
+    return [
+        {
+            "candidate": number,
+            "name": c.name,
+            "params": c.params,
+            "validate_rmse": c.rmse,
+            "start_s": round(span.started - origin, 3),
+            "end_s": round(span.ended - origin, 3),
+            "duration_s": round(span.ended - span.started, 3),
+            "started_at": span.started,
+            "ended_at": span.ended,
+            "spark_job_group": span.job_group,
+            "spark_job_ids": list(span.job_ids),
+        }
+        for number, c, span in spans
+    ]
 
 
 def _last(model: PipelineModel | Pipeline) -> Any:
