@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -39,6 +40,28 @@ def tree_rss(proc: psutil.Process) -> int:
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
             total += p.memory_info().rss
     return total
+
+
+@contextlib.contextmanager
+def sampling_rss(interval: float = 0.05) -> Iterator[Callable[[], int]]:
+    """Sample the resident memory of this process and its descendants (a local Spark JVM) while the block
+    runs, for work measured in process (a notebook's); yields a function that returns the peak so far."""
+    proc = psutil.Process()
+    peak = [tree_rss(proc)]
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(interval):
+            peak[0] = max(peak[0], tree_rss(proc))
+
+    thread = threading.Thread(target=watch, name="sampling-rss", daemon=True)
+    thread.start()
+    try:
+        yield lambda: peak[0]
+    finally:
+        done.set()
+        thread.join()
+        peak[0] = max(peak[0], tree_rss(proc))  # the memory still held as the block ends
 
 
 def run_measured(
