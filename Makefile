@@ -21,13 +21,13 @@ test-fast: setup ## Run the unit tier only: no Spark, no training, no server (ab
 	$(BIN)/pytest -m unit
 
 lint: setup ## ruff lint and format check, mypy on the package
-	$(BIN)/ruff check src tests scripts benchmarks
-	$(BIN)/ruff format --check src tests scripts benchmarks
+	$(BIN)/ruff check src tests scripts benchmarks notebooks
+	$(BIN)/ruff format --check src tests scripts benchmarks notebooks
 	$(BIN)/mypy src
 
 format: setup ## Apply ruff fixes and formatting
-	$(BIN)/ruff check --fix src tests scripts benchmarks
-	$(BIN)/ruff format src tests scripts benchmarks
+	$(BIN)/ruff check --fix src tests scripts benchmarks notebooks
+	$(BIN)/ruff format src tests scripts benchmarks notebooks
 
 clean: ## Remove generated data and caches; keeps .venv and the MLflow runs and registry (data/mlflow)
 	@echo "make clean: removing data/ but data/mlflow (runs and registered models stay: make clean-all removes them), and caches"

@@ -184,6 +184,7 @@ E2E_MODULES = {
     "test_bench",  # a `taxi-duration bench` process
     "test_cli",  # a `taxi-duration` process per test
     "test_migration",  # trains on the real files
+    "test_notebooks",  # Jupyter kernels running the notebooks: Spark, training, the registry
     "test_postgres",
     "test_serving",  # trains a registry, starts servers
     "test_setup",  # runs `make` and scripts/setup.sh

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from taxi_duration.bench import reference
-from taxi_duration.bench.engines import synthetic
+from taxi_duration.bench.engines import figure, in_process, synthetic
 from taxi_duration.config import Engine, load_settings
 from taxi_duration.engines import Runtime
 from taxi_duration.inputs import check_all, discover
@@ -37,6 +37,22 @@ def test_duckdb_sql_reference_agrees_with_ours(data: Path, ours: dict[str, int],
 @pytest.mark.spark
 def test_pyspark_reference_agrees_with_ours(spark: object, data: Path, ours: dict[str, int], tmp_path: Path) -> None:
     assert reference.pyspark(tmp_path / "out", sorted(map(str, data.glob("*.parquet")))) == ours
+
+
+def test_the_job_timed_in_process_gives_the_same_counts(data: Path, ours: dict[str, int], tmp_path: Path) -> None:
+    files = check_all(discover([data]))
+    results = []
+    for engine in (Engine.DUCKDB, Engine.PANDAS):
+        runtime = Runtime.open(load_settings(data_dir=tmp_path), engine)
+        result, report = in_process(runtime, files, tmp_path / engine)
+        runtime.close()
+        assert {"clean": report.clean_rows, "quarantine": report.quarantined_rows} == ours
+        assert (result.engine, result.rows, result.ok) == (engine, sum(f.rows for f in files), True)
+        assert result.wall_s > 0
+        assert result.cpu_s > 0
+        assert result.peak_rss_bytes > 50 * 2**20  # this Python, its libraries loaded
+        results.append(result)
+    assert len(figure(results).axes) == 2
 
 
 def test_a_small_bench_run_writes_json_markdown_and_chart(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from taxi_duration.bench.measure import parse_bytes, run_measured
+from taxi_duration.bench.measure import parse_bytes, run_measured, sampling_rss
 from taxi_duration.errors import UsageError
 
 ALLOCATE = "import time; b = bytearray({mb} * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(0.5)"
@@ -30,6 +30,15 @@ def test_cpu_time_counts_a_grandchilds_busy_loop_not_its_sleep() -> None:
     child = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {spin!r}])"
     m = run_measured([sys.executable, "-c", child], interval=0.02)
     assert 0.55 <= m.cpu_s < m.wall_s
+
+
+def test_in_process_sampling_sees_memory_held_in_the_block() -> None:
+    with sampling_rss(interval=0.02) as peak:
+        before = peak()
+        block = bytearray(300 * 2**20)
+        block[::4096] = b"x" * len(block[::4096])  # touched, so resident
+    assert peak() > before + 250 * 2**20
+    assert len(block) == 300 * 2**20  # held until the block ended
 
 
 def test_failure_keeps_the_exit_code_and_the_end_of_stderr() -> None:

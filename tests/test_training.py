@@ -217,6 +217,17 @@ def test_a_tie_never_moves_the_champion_whatever_its_last_digits(tmp_path: Path)
     assert tracking.champion_version(store) == better.version
 
 
+def test_runs_go_to_the_configured_experiment(tmp_path: Path) -> None:
+    # Databricks names an experiment by its workspace path: the notebooks set one there.
+    settings = store_settings(tmp_path, mlflow_experiment="/Shared/taxi-duration")
+    store = tracking.connect(settings)
+    assert store.client.get_experiment(store.experiment_id).name == "/Shared/taxi-duration"
+    assert tracking.connect(settings).experiment_id == store.experiment_id  # found again, not made twice
+    with tracking.mlflow.start_run() as run:
+        pass
+    assert run.info.experiment_id == store.experiment_id
+
+
 @pytest.mark.parametrize("point", ["train", "decide"])
 def test_a_killed_training_leaves_no_broken_run_or_half_registered_model(
     raw: list[InputFile], tmp_path: Path, point: str

@@ -118,6 +118,11 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = Field(
         None, description="MLflow tracking URI; defaults to MLFLOW_TRACKING_URI, then a SQLite store in data_dir."
     )
+    mlflow_experiment: str = Field(
+        "taxi-duration",
+        description="The MLflow experiment training runs go to; on Databricks an absolute workspace path "
+        "(/Shared/taxi-duration).",
+    )
 
     @model_validator(mode="after")
     def _defaults_under_data_dir(self) -> Settings:

@@ -31,8 +31,6 @@ from mlflow.exceptions import MlflowException
 
 from taxi_duration.config import CHAMPION, MODEL_NAME, Settings
 
-EXPERIMENT = "taxi-duration"
-
 # Tags this project writes, in one namespace.
 PID_TAG, HOST_TAG = "taxi_duration.pid", "taxi_duration.host"
 OUTCOME_TAG = "taxi_duration.outcome"
@@ -99,11 +97,11 @@ def connect(settings: Settings) -> Store:
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     client = MlflowClient(uri, uri)
-    experiment = client.get_experiment_by_name(EXPERIMENT)
+    experiment = client.get_experiment_by_name(settings.mlflow_experiment)
     experiment_id = (
         experiment.experiment_id
         if experiment is not None
-        else client.create_experiment(EXPERIMENT, artifact_location=artifacts)
+        else client.create_experiment(settings.mlflow_experiment, artifact_location=artifacts)
     )
     mlflow.set_experiment(experiment_id=experiment_id)
     return Store(client, uri, experiment_id)

@@ -12,13 +12,22 @@ import json
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from taxi_duration.bench.measure import run_measured
+from taxi_duration.bench.measure import run_measured, sampling_rss, tree_cpu
 from taxi_duration.errors import UsageError
 from taxi_duration.months import parse_months
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from taxi_duration.engines import Runtime
+    from taxi_duration.inputs import InputFile
+    from taxi_duration.quality import QualityReport
 
 # Ours: the package's CLI on each engine. References: the same job written by hand (reference.py).
 OURS = {"duckdb": "duckdb", "pandas": "pandas", "spark": "spark"}
@@ -136,7 +145,28 @@ def markdown(results: list[Result], memory_limit: int | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def in_process(runtime: Runtime, files: list[InputFile], out: Path) -> tuple[Result, QualityReport]:
+    """The same job on an engine already open in this process (a notebook's, a cluster's driver), timed.
+
+    Memory is this process tree's, sampled while the job runs: a local Spark JVM counts, a cluster's
+    executors do not. The engine's start-up is not timed (it was opened before).
+    """
+    from taxi_duration.quality import validate
+
+    rows = sum(f.rows for f in files)
+    with sampling_rss() as peak:
+        started, cpu = time.perf_counter(), tree_cpu()
+        report = validate(runtime, files, out, overwrite=True, features=True)
+        wall, cpu = time.perf_counter() - started, tree_cpu() - cpu
+    return Result(str(runtime.engine), rows, round(wall, 3), peak(), True, round(cpu, 3)), report
+
+
 def chart(results: list[Result], path: Path) -> None:
+    """`figure` as a PNG file."""
+    figure(results).savefig(path, dpi=110)
+
+
+def figure(results: list[Result]) -> Figure:
     """Wall time and peak memory per engine and size, side by side."""
     from matplotlib.figure import Figure  # not pyplot: no backend is chosen, none is changed
 
@@ -160,4 +190,4 @@ def chart(results: list[Result], path: Path) -> None:
     axes[0].legend()
     fig.suptitle("read Parquet -> validate -> features -> write Parquet")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    return fig

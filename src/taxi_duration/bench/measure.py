@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -41,6 +42,39 @@ def tree_rss(proc: psutil.Process) -> int:
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
             total += p.memory_info().rss
     return total
+
+
+def tree_cpu(proc: psutil.Process | None = None) -> float:
+    """CPU seconds (user+sys) used so far by `proc` (default: this process) and its living descendants."""
+    proc = proc or psutil.Process()
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            times = p.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+@contextlib.contextmanager
+def sampling_rss(interval: float = 0.05) -> Iterator[Callable[[], int]]:
+    """Sample the resident memory of this process and its descendants (a local Spark JVM) while the block
+    runs, for work measured in process (a notebook's); yields a function that returns the peak so far."""
+    proc = psutil.Process()
+    peak = [tree_rss(proc)]
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(interval):
+            peak[0] = max(peak[0], tree_rss(proc))
+
+    thread = threading.Thread(target=watch, name="sampling-rss", daemon=True)
+    thread.start()
+    try:
+        yield lambda: peak[0]
+    finally:
+        done.set()
+        thread.join()
+        peak[0] = max(peak[0], tree_rss(proc))  # the memory still held as the block ends
 
 
 def run_measured(
