@@ -22,7 +22,7 @@ from taxi_duration import schema as s
 from taxi_duration.config import Engine, Settings, load_settings
 from taxi_duration.engines import Runtime
 from taxi_duration.features import featurize
-from taxi_duration.inputs import check_all
+from taxi_duration.inputs import check_all, discover
 from taxi_duration.months import parse_months
 from taxi_duration.online import features_table, trips_table
 from taxi_duration.readers import read_trips
@@ -227,6 +227,20 @@ def runtime(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     rt = Runtime.open(settings, engine)
     yield rt
     rt.close()
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """A store whose champion is a small LightGBM model trained on `with_distance`, shared by the modules that
+    only read it (the stream, the dashboard): a test that trains or moves the alias needs its own store."""
+    from taxi_duration.synth import generate
+    from taxi_duration.train import train  # here: MLflow loads only in the runs that train
+
+    root = tmp_path_factory.mktemp("registry")
+    generate(24_000, parse_months("2023-01..2023-03"), root / "raw", seed=4)
+    settings = store_settings(root, spark_master="local[2]", spark_driver_memory="1g")
+    train(settings, check_all(discover([root / "raw"])), SPLIT, "with_distance")
+    return settings
 
 
 @pytest.fixture(scope="session")

@@ -24,26 +24,12 @@ import pytest
 from taxi_duration import schema as s
 from taxi_duration.config import Settings
 from taxi_duration.inputs import check_all, discover
-from taxi_duration.months import parse_months
 from taxi_duration.replay import event_table, later_than, replay
 from taxi_duration.scorer import load
 from taxi_duration.stream import FILE, PREDICTIONS, QUARANTINE, RAW, REASON, TRIP_ID, pickup_times, run
-from taxi_duration.synth import generate
-from taxi_duration.train import train
 from taxi_duration.validation import UNREADABLE_LINE
-from tests.conftest import SPLIT, store_settings
 
 EVENTS = 300  # valid-looking events replayed per test: a few batches, seconds of Spark
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """A store whose champion is a small LightGBM model trained on `with_distance`."""
-    root = tmp_path_factory.mktemp("registry")
-    generate(24_000, parse_months("2023-01..2023-03"), root / "raw", seed=4)
-    settings = store_settings(root, spark_master="local[2]", spark_driver_memory="1g")
-    train(settings, check_all(discover([root / "raw"])), SPLIT, "with_distance")
-    return settings
 
 
 @pytest.fixture(scope="module")

@@ -116,6 +116,23 @@ class Profile:
         band = np.searchsorted(self.noise_miles_edges, miles, side="right")
         return table[band * _NOISE_GRID + (u * _NOISE_GRID).astype(np.intp)]
 
+    def geometric_miles(self, pu: np.ndarray, do: np.ndarray) -> np.ndarray:
+        """Road miles of a pair from geometry alone: centroid haversine x detour factor, or within one zone
+        `intrazonal_k` x sqrt(its area); what a pair outside the top pairs is given."""
+        return np.where(
+            pu == do,
+            self.intrazonal_k * np.sqrt(self.area_km2[pu]),
+            self.detour_factor * haversine_miles(self.lat[pu], self.lon[pu], self.lat[do], self.lon[do]),
+        )
+
+    def typical_miles(self, pu: int, do: np.ndarray) -> np.ndarray:
+        """The typical miles from zone `pu` to each of `do`: the real median of a top pair, else
+        `geometric_miles`, without the noise synthesis adds."""
+        miles = self.geometric_miles(np.full(len(do), pu), do)
+        top = self.pair_pu == pu
+        known = dict(zip(self.pair_do[top].tolist(), self.pair_miles[top].tolist(), strict=True))
+        return np.array([known.get(int(z), m) for z, m in zip(do, miles, strict=True)])
+
 
 def haversine_miles(lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np.ndarray) -> np.ndarray:
     """Great-circle miles between points given in degrees."""

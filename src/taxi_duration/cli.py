@@ -339,6 +339,34 @@ def serve(
         holder.close()
 
 
+@app.command()
+def dashboard(
+    host: Annotated[str, typer.Option(help="Interface to listen on; 0.0.0.0 for every interface.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8501,
+    metrics_url: Annotated[
+        str | None, typer.Option(help="A running server's /metrics for the Live page [default: 127.0.0.1:8000].")
+    ] = None,
+    reports: Annotated[
+        Path | None, typer.Option(help="Folder searched for validate reports and drift outputs [default: data dir].")
+    ] = None,
+    stream: Annotated[Path | None, typer.Option(help="A `stream --output` folder, for the Live page.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Open the dashboard: champion, data quality, model, drift, live serving and a travel-time map.
+
+    A web app (Streamlit) over what the other commands wrote: the MLflow store and registry, `validate`
+    reports and `drift` outputs under --reports, a server's /metrics and a stream's output. A page whose
+    source is absent says so and names the command that makes it. Open http://HOST:PORT in a browser.
+    """
+    from taxi_duration.dashboard.launch import run as run_dashboard
+
+    settings = settings_from(
+        config, dashboard_metrics_url=metrics_url, dashboard_reports=reports, dashboard_stream=stream
+    )
+    console.print(f"dashboard on http://{host}:{port} (MLflow store {settings.mlflow_tracking_uri}); Ctrl-C stops it")
+    run_dashboard(settings, host, port)
+
+
 def _train(
     settings: Settings,
     data: list[str],

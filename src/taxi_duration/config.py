@@ -115,6 +115,24 @@ class Settings(BaseSettings):
     stream_max_files_per_trigger: int = Field(
         100, ge=1, description="At most this many landed files per micro-batch: bounds a batch's memory."
     )
+    dashboard_metrics_url: str = Field(
+        "http://127.0.0.1:8000/metrics", description="`dashboard`: the prediction server whose /metrics Live shows."
+    )
+    dashboard_reports: Path | None = Field(
+        None,
+        description="`dashboard`: the folder searched (recursively) for `validate` reports and `drift` summaries; "
+        "default: the data dir.",
+    )
+    dashboard_stream: Path | None = Field(
+        None, description="`dashboard`: the `stream --output` folder whose throughput and lag Live shows."
+    )
+    dashboard_max_quarantined_share: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="`dashboard`: the latest data-quality check is red when more than this share of rows was "
+        "quarantined (real green-taxi months: 5-8%).",
+    )
     mlflow_tracking_uri: str | None = Field(
         None, description="MLflow tracking URI; defaults to MLFLOW_TRACKING_URI, then a SQLite store in data_dir."
     )
@@ -130,6 +148,8 @@ class Settings(BaseSettings):
 
         if self.zone_shapes is None:
             self.zone_shapes = PACKAGED_SHAPES
+        if self.dashboard_reports is None:
+            self.dashboard_reports = self.data_dir
         if self.mlflow_tracking_uri is None:
             self.mlflow_tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or (
                 f"sqlite:///{(self.data_dir / 'mlflow' / 'mlflow.db').resolve()}"

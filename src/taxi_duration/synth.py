@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from taxi_duration.atomic import atomic_file
-from taxi_duration.calibration import N_ZONES, Alias, Profile, haversine_miles, load_profile
+from taxi_duration.calibration import N_ZONES, Alias, Profile, load_profile
 from taxi_duration.errors import UsageError
 from taxi_duration.months import Month
 
@@ -197,12 +197,7 @@ def _trips(p: Profile, plan: _MonthPlan, n: int, rng: np.random.Generator, servi
     fb = np.flatnonzero(~top)  # The "elsewhere" rows: dropoff from the gravity model, distance from geometry.
     u = np.minimum(rng.random(len(fb)), 1 - 1e-9) + pu[fb]  # u + z must never round up to z + 1
     do[fb] = np.searchsorted(p.fallback_cdf, u, side="right") - pu[fb] * (N_ZONES + 1)
-    same = pu[fb] == do[fb]
-    miles[fb] = np.where(
-        same,
-        p.intrazonal_k * np.sqrt(p.area_km2[pu[fb]]),
-        p.detour_factor * haversine_miles(p.lat[pu[fb]], p.lon[pu[fb]], p.lat[do[fb]], p.lon[do[fb]]),
-    )
+    miles[fb] = p.geometric_miles(pu[fb], do[fb])
     log_noise[fb] = p.noise(p.noise_log_distance_fallback, rng.random(len(fb)), miles[fb])
     miles = np.clip(np.round(miles * np.exp(log_noise), 2), 0.01, 100.0)
 
