@@ -34,6 +34,15 @@ EngineOpt = Annotated[
         show_default=False,
     ),
 ]
+SparkMasterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--spark-master",
+        help="Where Spark runs: local[*] (default), spark://host:7077 (`taxi-duration cluster up` prints one), "
+        "yarn, k8s://... Default from settings (TAXI_DURATION_SPARK_MASTER).",
+        show_default=False,
+    ),
+]
 InputsArg = Annotated[list[str], typer.Argument(help="Trip files (.parquet, .csv, .jsonl), globs or folders.")]
 FeatureSetOpt = Annotated[
     FeatureSet | None,

@@ -54,7 +54,8 @@ class Runtime:
         if engine is Engine.SPARK:
             from taxi_duration.spark import get_spark  # here: serving computes features and never needs Spark
 
-            spark = get_spark(settings.spark_master, settings.spark_driver_memory)
+            wait_s = settings.spark_executor_wait_seconds
+            spark = get_spark(settings.spark_master, settings.spark_driver_memory, executor_wait_s=wait_s)
             return cls(engine, spark, shapes, settings.scratch_dir)
         return cls(engine, shapes=shapes, scratch=settings.scratch_dir)
 
