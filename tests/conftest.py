@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -13,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from taxi_duration import feature_store as fs
 from taxi_duration import schema as s
+from taxi_duration.cluster import Cluster
 from taxi_duration.config import Engine, Settings, load_settings
 from taxi_duration.engines import Runtime
 from taxi_duration.features import featurize
@@ -179,7 +182,7 @@ def online_features(trip: Mapping[str, Any], store: fs.FeatureStore | None = Non
 #   parity  the Spark session: the Spark case of a test run on every engine, or a check of Spark alone
 #   unit    everything else: in process, small hand-written data, DuckDB and pandas (`make test-fast`)
 TIERS = ("unit", "parity", "e2e")
-E2E_FIXTURES = {"shared_data", "postgres_url", "registry"}
+E2E_FIXTURES = {"shared_data", "postgres_url", "registry", "spark_cluster"}
 E2E_MODULES = {
     "test_bench",  # a `taxi-duration bench` process
     "test_cli",  # a `taxi-duration` process per test
@@ -196,6 +199,8 @@ E2E_MODULES = {
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test with its tier, unless it says its own."""
     for item in items:
+        if "spark_cluster" in item.fixturenames:
+            item.add_marker("cluster")
         if any(item.get_closest_marker(tier) for tier in TIERS):
             continue
         if item.path.stem in E2E_MODULES or E2E_FIXTURES & set(item.fixturenames):
@@ -214,6 +219,40 @@ def spark() -> Iterator[Any]:
     session = get_spark("local[2]", "1g", app_name="taxi-duration-tests")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def spark_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A Spark standalone cluster for the run, started and stopped by `taxi-duration cluster up` and `down` as a
+    user would: a master and two workers of one core and 1g each. Stopping it must leave no process behind:
+    not a daemon, not an executor, not a Python worker."""
+    from taxi_duration import cluster
+
+    data_dir = tmp_path_factory.mktemp("cluster")
+    env = {**os.environ, "TAXI_DURATION_DATA_DIR": str(data_dir)}
+    up = [sys.executable, "-m", "taxi_duration", "cluster", "up", "--workers", "2", "--memory-per-worker", "1g"]
+    started = subprocess.run(up, capture_output=True, text=True, env=env, timeout=300, check=False)
+    state = cluster.status(data_dir / "cluster")
+    try:
+        assert started.returncode == 0, started.stderr
+        assert state is not None
+        assert started.stdout.strip() == state.master_url
+        yield state
+    finally:
+        processes = _tree(state.processes()) if state else []
+        down = subprocess.run([*up[:4], "down"], capture_output=True, text=True, env=env, timeout=120, check=False)
+        assert down.returncode == 0, down.stderr
+        assert not [p for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+def _tree(tags: list[str]) -> list[psutil.Process]:
+    """The processes named by run tags and every process under them."""
+    found = []
+    for tag in tags:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            parent = psutil.Process(int(tag.partition("-")[0]))
+            found += [parent, *parent.children(recursive=True)]
+    return found
 
 
 @pytest.fixture

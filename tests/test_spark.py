@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from taxi_duration.cluster import Cluster
 from taxi_duration.errors import EngineUnavailableError
-from taxi_duration.spark import LOCAL_DEFAULTS, check_java, java_version
+from taxi_duration.spark import LOCAL_DEFAULTS, PACKAGE_ARCHIVE, check_java, java_version, on_this_machine
 
 
 def fake_jdk(tmp_path: Path, version_line: str) -> Path:
@@ -49,3 +52,48 @@ def test_session_runs_with_the_tuned_defaults(spark: Any) -> None:
     for key in ("spark.sql.shuffle.partitions", "spark.sql.session.timeZone", "spark.sql.adaptive.enabled"):
         assert conf.get(key) == LOCAL_DEFAULTS[key]
     assert spark.range(10).count() == 10
+
+
+@pytest.mark.parametrize(
+    ("master", "here"),
+    [
+        ("local[2]", True),
+        ("spark://127.0.0.1:7077", True),
+        ("spark://localhost:7077,127.0.0.1:7078", True),
+        ("spark://head:7077", False),
+        ("spark://127.0.0.1:7077,head:7077", False),
+        ("yarn", False),
+    ],
+)
+def test_executors_on_this_machine_are_told_apart_from_a_remote_cluster(master: str, here: bool) -> None:
+    assert on_this_machine(master) is here
+
+
+# A driver on the cluster that asks its executors where they import the package from.
+WHERE_EXECUTORS_IMPORT = """
+import sys
+from taxi_duration.spark import get_spark
+
+def where(_):
+    import taxi_duration
+    return taxi_duration.__file__
+
+spark = get_spark(sys.argv[1], "1g")
+print("\\n".join(sorted(set(spark.sparkContext.parallelize(range(8), 8).map(where).collect()))))
+"""
+
+
+def test_executors_import_the_package_the_driver_ships(spark_cluster: Cluster) -> None:
+    # Without the shipped archive they would import whatever their interpreter has installed (here an
+    # editable install of another checkout, or nothing at all on a real cluster's machines).
+    result = subprocess.run(
+        [sys.executable, "-c", WHERE_EXECUTORS_IMPORT, spark_cluster.master_url],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    found = result.stdout.split()
+    assert found
+    assert all(PACKAGE_ARCHIVE in Path(path).parts for path in found), found

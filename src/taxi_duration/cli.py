@@ -20,6 +20,7 @@ from taxi_duration.cli_common import (
     MoreDataArg,
     OutJsonOpt,
     SearchOpt,
+    SparkMasterOpt,
     TrainMonthsOpt,
     console,
     progress_bar,
@@ -28,6 +29,7 @@ from taxi_duration.cli_common import (
     step_progress,
     write_json,
 )
+from taxi_duration.cluster_cli import cluster_app
 from taxi_duration.config import DEFAULT_MODEL, MODEL_NAME, Settings
 from taxi_duration.drift_cli import drift
 from taxi_duration.errors import TaxiDurationError, UsageError
@@ -136,6 +138,7 @@ def validate(
         bool, typer.Option("--features", help="Also write every model feature and the target (duration_min).")
     ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the output folder if it exists.")] = False,
+    spark_master: SparkMasterOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Split trips into clean and quarantined rows (with reasons), and report counts that reconcile."""
@@ -145,7 +148,7 @@ def validate(
     from taxi_duration.quality import validate as run_validation
     from taxi_duration.storage import location
 
-    settings = settings_from(config, engine)
+    settings = settings_from(config, engine, spark_master=spark_master)
     with console.status(f"starting the {settings.engine} engine"):
         spark = spark_for(settings)
     with console.status("checking input files"):
@@ -174,6 +177,7 @@ def run(
     search: SearchOpt = None,
     data_dir: Annotated[Path | None, typer.Option(help="Root for generated data, outputs and MLflow.")] = None,
     out: OutJsonOpt = None,
+    spark_master: SparkMasterOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """The main job: ingest, validate, featurize, train, evaluate against the baselines, register in MLflow.
@@ -181,7 +185,9 @@ def run(
     On a fresh clone with no data it first synthesizes three months of trips. `--engine spark` runs the
     big-data pipeline (MLlib) end to end.
     """
-    settings = settings_from(config, engine, data_dir=data_dir, feature_set=feature_set, search=search)
+    settings = settings_from(
+        config, engine, data_dir=data_dir, feature_set=feature_set, search=search, spark_master=spark_master
+    )
     data = [*(data or []), *(more or [])]
     if not data:
         synthetic = settings.data_dir / "synthetic"
@@ -207,6 +213,7 @@ def train(
     ] = None,
     test_data: Annotated[list[str] | None, typer.Option(help="Test files, with --validate-data.")] = None,
     out: OutJsonOpt = None,
+    spark_master: SparkMasterOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Train on a time-honest split, score against the baselines, log to MLflow, register the model.
@@ -217,7 +224,7 @@ def train(
     on the same validation data. The tracking store is MLFLOW_TRACKING_URI when set, else SQLite under the
     data dir.
     """
-    settings = settings_from(config, engine, feature_set=feature_set, search=search)
+    settings = settings_from(config, engine, feature_set=feature_set, search=search, spark_master=spark_master)
     _train(settings, [*data, *(more or [])], train_months, out, validate_data, test_data)
 
 
@@ -239,6 +246,7 @@ def evaluate(
         Path | None,
         typer.Option(help="Also write every scored trip (inputs, actual and predicted minutes) to this Parquet file."),
     ] = None,
+    spark_master: SparkMasterOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Score a model on any trip files: RMSE, MAE, R2, RMSLE and rows, next to the baselines it carries."""
@@ -246,7 +254,7 @@ def evaluate(
     from taxi_duration.inputs import check_all, discover
     from taxi_duration.scorecard import score_files
 
-    settings = settings_from(config, engine)
+    settings = settings_from(config, engine, spark_master=spark_master)
     spark = spark_for(settings)
     files = check_all(discover([*data, *(more or [])], spark))
     old = check_all(discover(legacy_train, spark)) if legacy_train else None
@@ -414,6 +422,7 @@ app.command()(drift)
 app.command()(stream)
 app.command()(replay)
 app.add_typer(bench_app, name="bench")
+app.add_typer(cluster_app, name="cluster")
 
 
 @app.callback(invoke_without_command=True)

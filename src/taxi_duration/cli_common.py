@@ -36,6 +36,15 @@ EngineOpt = Annotated[
         show_default=False,
     ),
 ]
+SparkMasterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--spark-master",
+        help="Where Spark runs: local[*] (default), spark://host:7077 (`taxi-duration cluster up` prints one), "
+        "yarn, k8s://... Default from settings (TAXI_DURATION_SPARK_MASTER).",
+        show_default=False,
+    ),
+]
 InputsArg = Annotated[
     list[str],
     typer.Argument(
@@ -74,9 +83,9 @@ def spark_for(settings: Settings) -> SparkSession | None:
     Hadoop filesystems: `storage.py`), else None."""
     if settings.engine is not Engine.SPARK:
         return None
-    from taxi_duration.spark import get_spark
+    from taxi_duration.spark import session_for
 
-    return get_spark(settings.spark_master, settings.spark_driver_memory)
+    return session_for(settings)
 
 
 def settings_from(config: Path | None, engine: str | None = None, **overrides: Any) -> Settings:

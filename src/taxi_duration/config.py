@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("data"), description="Root for downloads, synthetic data, outputs, MLflow.")
     engine: Engine = Field(Engine.DUCKDB, description="duckdb (embedded, default), pandas, or spark.")
     spark_master: str = Field("local[*]", description="Spark master URL: local[*], spark://host:7077, yarn...")
+    spark_executor_wait_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="On a spark:// master, how long a session waits for its first executor before it gives up "
+        "with an error (Spark alone would wait forever when no worker can host one).",
+    )
     spark_driver_memory: str = Field("4g", description="spark.driver.memory for sessions this tool starts.")
     spark_parallelism: int = Field(2, ge=1, description="Models the Spark search fits at once.")
     search: Search = Field(

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from taxi_duration.cli_common import ConfigOpt, EngineOpt, console, settings_from, spark_for
+from taxi_duration.cli_common import ConfigOpt, EngineOpt, SparkMasterOpt, console, settings_from, spark_for
 from taxi_duration.config import DEFAULT_MODEL
 
 
@@ -22,6 +22,7 @@ def drift(
     ] = None,
     engine: EngineOpt = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the output folder if it exists.")] = False,
+    spark_master: SparkMasterOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Compare current trips with reference trips: exit 0 if nothing drifts, 3 (naming the checks) if drift.
@@ -35,7 +36,7 @@ def drift(
     from taxi_duration.drift import compare, drift_error
     from taxi_duration.inputs import check_all, discover
 
-    settings = settings_from(config, engine)
+    settings = settings_from(config, engine, spark_master=spark_master)
     with console.status("checking input files"):
         spark = spark_for(settings)
         ref_files, cur_files = check_all(discover(reference, spark)), check_all(discover(current, spark))

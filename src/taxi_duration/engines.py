@@ -53,10 +53,9 @@ class Runtime:
             con.execute("SET preserve_insertion_order = false")  # lets DuckDB stream writes in parallel
             return cls(engine, con, shapes, settings.scratch_dir)
         if engine is Engine.SPARK:
-            from taxi_duration.spark import get_spark  # here: serving computes features and never needs Spark
+            from taxi_duration.spark import session_for  # here: serving computes features and never needs Spark
 
-            spark = get_spark(settings.spark_master, settings.spark_driver_memory)
-            return cls(engine, spark, shapes, settings.scratch_dir)
+            return cls(engine, session_for(settings), shapes, settings.scratch_dir)
         return cls(engine, shapes=shapes, scratch=settings.scratch_dir)
 
     def close(self) -> None:

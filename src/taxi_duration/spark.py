@@ -6,17 +6,23 @@ submitted with `spark-submit`, an existing session is reused and none of these d
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
+import zipfile
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from taxi_duration.errors import EngineUnavailableError
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+    from taxi_duration.config import Settings
 
 SUPPORTED_JAVA = (17, 21)
 
@@ -67,6 +73,11 @@ LOCAL_DEFAULTS: dict[str, str] = {
 }
 
 
+# The archive of this package that executors import it from when they are other machines' processes.
+PACKAGE_ARCHIVE = "taxi_duration.zip"
+LOOPBACK = ("127.0.0.1", "localhost")
+
+
 def submitted_settings() -> set[str]:
     """The settings spark-submit already gave this process's JVM (`--master`, `--conf`, `--name`, ...): none
     when the process was not started by spark-submit (which hands it a running JVM's gateway port)."""
@@ -78,9 +89,19 @@ def submitted_settings() -> set[str]:
     return {key for key, _ in SparkConf().getAll()}
 
 
-def get_spark(master: str = "local[*]", driver_memory: str = "4g", app_name: str = "taxi-duration") -> SparkSession:
+def get_spark(
+    master: str = "local[*]",
+    driver_memory: str = "4g",
+    app_name: str = "taxi-duration",
+    executor_wait_s: float = 60.0,
+) -> SparkSession:
     """Return the active Spark session, or start one on `master` with the project's defaults; under
-    spark-submit, its master and every setting it was given win over these."""
+    spark-submit, its master and every setting it was given win over these.
+
+    On a cluster this tool starts the session for, executors get this package shipped (`ship_package`;
+    spark-submit ships what its `--py-files` name); on a `spark://` master the session fails within a bounded
+    time, with one clear error, when nothing listens there or no executor registers within `executor_wait_s`.
+    """
     try:
         from pyspark.sql import SparkSession
     except ImportError as exc:
@@ -92,6 +113,11 @@ def get_spark(master: str = "local[*]", driver_memory: str = "4g", app_name: str
         return active
     check_java()
     given = submitted_settings()
+    ours_master = "spark.master" not in given
+    if ours_master and master.startswith("spark://"):
+        from taxi_duration.cluster import check_master
+
+        check_master(master)
     ours = {
         "spark.master": master,
         "spark.app.name": app_name,
@@ -102,12 +128,53 @@ def get_spark(master: str = "local[*]", driver_memory: str = "4g", app_name: str
     for key, value in ours.items():
         if key not in given:
             builder = builder.config(key, value)
-    if "spark.master" not in given and master.startswith("local"):
-        # A local driver talks only to itself: loopback avoids hostname look-ups and firewall prompts.
+    if ours_master and on_this_machine(master):
+        # A local driver, or one of a cluster on loopback (`taxi-duration cluster up`), talks only to this
+        # machine: loopback avoids hostname look-ups and firewall prompts.
         builder = builder.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
         # Python workers (pandas UDFs, XGBoost's trainer) must run this interpreter, with this environment's
         # packages, not whatever `python3` is first on the PATH; PySpark reads the variable when it starts.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
+    running_on = spark.sparkContext.master or ""
+    if not given and not running_on.startswith("local"):
+        ship_package(spark)
+    if running_on.startswith("spark://"):
+        from taxi_duration.cluster import wait_for_executors
+
+        wait_for_executors(spark, executor_wait_s)
     return spark
+
+
+def session_for(settings: Settings) -> SparkSession:
+    """The session a command's settings ask for: their master, driver memory and executor wait."""
+    return get_spark(
+        settings.spark_master, settings.spark_driver_memory, executor_wait_s=settings.spark_executor_wait_seconds
+    )
+
+
+def on_this_machine(master: str) -> bool:
+    """Whether `master` runs its executors on this machine: local mode, or a standalone master on loopback."""
+    if master.startswith("local"):
+        return True
+    hosts = [address.rpartition(":")[0] for address in master.removeprefix("spark://").split(",")]
+    return master.startswith("spark://") and all(host in LOOPBACK for host in hosts)
+
+
+def ship_package(spark: SparkSession) -> Path:
+    """Zip this package (the code this driver runs) and add it to the session's Python files, so executors
+    import `taxi_duration` from it rather than from whatever their machine has installed (if anything). The
+    archive is written to a temporary folder removed at exit; returns its path."""
+    import taxi_duration
+
+    source = Path(taxi_duration.__file__).parent
+    folder = Path(tempfile.mkdtemp(prefix="taxi-duration-pyfiles-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    archive = folder / PACKAGE_ARCHIVE
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
+        for path in sorted(source.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                zipped.write(path, path.relative_to(source.parent))
+    spark.sparkContext.addPyFile(str(archive))
+    return archive

@@ -257,12 +257,12 @@ def run(
     """Run the stream until it has taken every landed file (`available_now`) or is stopped."""
     from pyspark.errors import StreamingQueryException
 
-    from taxi_duration.spark import get_spark
+    from taxi_duration.spark import session_for
 
     check_folders(input_dir, output, checkpoint)
     # Its own SQL settings on the shared context: the dedup state has one store per shuffle partition, each
     # written every batch, so one per core, not the batch jobs' 8 (the checkpoint keeps the number).
-    spark = get_spark(settings.spark_master, settings.spark_driver_memory).newSession()
+    spark = session_for(settings).newSession()
     spark.conf.set("spark.sql.shuffle.partitions", str(spark.sparkContext.defaultParallelism))
     sink = Sink(scorer, output)
     frame = events(spark, input_dir, settings.stream_watermark, settings.stream_max_files_per_trigger)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from taxi_duration.cli_common import ConfigOpt, InputsArg, console, settings_from
+from taxi_duration.cli_common import ConfigOpt, InputsArg, SparkMasterOpt, console, settings_from
 from taxi_duration.config import DEFAULT_MODEL
 
 
@@ -28,6 +28,7 @@ def stream(
         int | None,
         typer.Option(help="At most this many files a micro-batch (default from settings).", show_default=False),
     ] = None,
+    spark_master: SparkMasterOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Score trip events as they land, exactly once: Spark Structured Streaming over a landing folder.
@@ -42,7 +43,10 @@ def stream(
     from taxi_duration.scorer import load
 
     settings = settings_from(
-        config, stream_trigger_seconds=trigger_seconds, stream_max_files_per_trigger=max_files_per_trigger
+        config,
+        spark_master=spark_master,
+        stream_trigger_seconds=trigger_seconds,
+        stream_max_files_per_trigger=max_files_per_trigger,
     )
     streaming.check_folders(input_dir, output, checkpoint)  # before the model and Spark load: fail fast
     with console.status(f"loading {model}"):
