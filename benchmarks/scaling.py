@@ -1,0 +1,122 @@
+"""Benchmark the Spark jobs on a real standalone cluster: one worker against two, as the rows grow.
+
+Run from the repository root:
+
+    python benchmarks/scaling.py --rows 1M --rows 10M --workers 1 --workers 2 --out benchmarks/scaling.json
+
+For each size and worker count, a fresh cluster (`taxi_duration.cluster.up`: a master and N worker JVMs of
+`--cores-per-worker` cores and `--memory-per-worker` each) runs, as separate `taxi-duration` processes:
+- `validate --features --engine spark` on three synthetic months of `--rows` trips (the feature job);
+- `train --engine spark --search quick` on the same months (the first trains, the second validates, the
+  third tests), with `--jobs train`.
+Every process logs Spark's events (`bench.stages`); per run the table reports wall time, the driver's CPU
+time and peak RSS (its process tree), the executors' task time and CPU from the event log, and the bytes
+read, shuffled and spilled. Per-stage figures go to the JSON file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from taxi_duration import cluster
+from taxi_duration.bench import stages
+from taxi_duration.bench.engines import synthetic
+from taxi_duration.bench.measure import run_measured
+from taxi_duration.synth import parse_rows
+
+GIB = 2**30
+
+
+def job_command(job: str, data: Path, out: Path) -> list[str]:
+    """The `taxi-duration` command of one job on the Spark engine."""
+    base = [sys.executable, "-m", "taxi_duration"]
+    if job == "validate":
+        return [*base, "validate", str(data), "--out", str(out), "--features", "--engine", "spark"]
+    if job == "train":
+        return [*base, "train", "--data", str(data), "--engine", "spark", "--search", "quick", "--out", str(out)]
+    raise SystemExit(f"unknown job {job!r}: validate or train")
+
+
+def measure(job: str, data: Path, master: str, executor_memory: str, work: Path) -> dict[str, Any]:
+    """One job as its own process against `master`, with its event log read back."""
+    events = work / "events"
+    events.mkdir()
+    env = {
+        "TAXI_DURATION_SPARK_MASTER": master,
+        "TAXI_DURATION_DATA_DIR": str(work),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{work}/mlflow.db",
+        "PYSPARK_SUBMIT_ARGS": f"--conf spark.executor.memory={executor_memory} "
+        + stages.event_log_submit_args(events),
+    }
+    command = job_command(job, data, work / ("out.json" if job == "train" else "out"))
+    m = run_measured(["env", *(f"{k}={v}" for k, v in env.items()), *command])
+    found = stages.read(events) if m.returncode == 0 else []
+    return {
+        "wall_s": round(m.wall_s, 1),
+        "driver_cpu_s": round(m.cpu_s, 1),
+        "driver_peak_rss_mib": round(m.peak_rss_bytes / 2**20),
+        "ok": m.returncode == 0,
+        "error": "" if m.returncode == 0 else m.stderr_tail[-500:],
+        "totals": stages.totals(found),
+        "stages": [vars(s) for s in found],
+    }
+
+
+def markdown(results: list[dict[str, Any]]) -> str:
+    """The runs as a Markdown table."""
+    lines = [
+        "| job | rows | workers | wall s | driver CPU s | executor task s | executor CPU s | stages | tasks | "
+        "input GiB | shuffle write GiB | spill GiB | ok |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in results:
+        t = r["totals"]
+        lines.append(
+            f"| {r['job']} | {r['rows']:,} | {r['workers']} | {r['wall_s']} | {r['driver_cpu_s']} | "
+            f"{t.get('task_run_s', 0):.0f} | {t.get('task_cpu_s', 0):.0f} | {t.get('stages', 0)} | "
+            f"{t.get('tasks', 0):,} | {t.get('input_bytes', 0) / GIB:.2f} | "
+            f"{t.get('shuffle_write_bytes', 0) / GIB:.2f} | {t.get('spill_bytes', 0) / GIB:.2f} | "
+            f"{'ok' if r['ok'] else 'failed'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", action="append", help="synthetic trips over three months (repeatable); 1M")
+    parser.add_argument("--workers", action="append", type=int, help="workers per cluster (repeatable); 1, 2")
+    parser.add_argument("--jobs", default="validate", help="comma-separated: validate, train")
+    parser.add_argument("--cores-per-worker", type=int, default=1)
+    parser.add_argument("--memory-per-worker", default="4g")
+    parser.add_argument("--data-dir", type=Path, default=Path("data/bench"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/scaling.json"))
+    args = parser.parse_args()
+    executor_memory = f"{int(args.memory_per_worker[:-1]) * 3 // 4}{args.memory_per_worker[-1]}"  # room for overhead
+
+    results = []
+    for rows in sorted(parse_rows(r) for r in args.rows or ["1M"]):
+        data = synthetic(rows, args.data_dir)
+        for workers in args.workers or [1, 2]:
+            with tempfile.TemporaryDirectory(dir=args.data_dir) as state:
+                up = cluster.up(Path(state), workers, args.cores_per_worker, args.memory_per_worker)
+                try:
+                    for job in args.jobs.split(","):
+                        with tempfile.TemporaryDirectory(dir=args.data_dir) as work:
+                            run = measure(job, data, up.master_url, executor_memory, Path(work))
+                        row = {"job": job, "rows": rows, "workers": workers, **run}
+                        print(json.dumps({k: v for k, v in row.items() if k != "stages"}), flush=True)
+                        results.append(row)
+                finally:
+                    cluster.down(Path(state))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
