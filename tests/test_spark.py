@@ -11,7 +11,14 @@ import pytest
 
 from taxi_duration.cluster import Cluster
 from taxi_duration.errors import EngineUnavailableError
-from taxi_duration.spark import LOCAL_DEFAULTS, PACKAGE_ARCHIVE, check_java, java_version, on_this_machine
+from taxi_duration.spark import (
+    LOCAL_DEFAULTS,
+    PACKAGE_ARCHIVE,
+    check_java,
+    defaults_for,
+    java_version,
+    on_this_machine,
+)
 
 
 def fake_jdk(tmp_path: Path, version_line: str) -> Path:
@@ -52,6 +59,13 @@ def test_session_runs_with_the_tuned_defaults(spark: Any) -> None:
     for key in ("spark.sql.shuffle.partitions", "spark.sql.session.timeZone", "spark.sql.adaptive.enabled"):
         assert conf.get(key) == LOCAL_DEFAULTS[key]
     assert spark.range(10).count() == 10
+
+
+@pytest.mark.parametrize("master", ["spark://10.0.0.5:7077", "yarn", "k8s://https://api:6443"])
+def test_a_cluster_keeps_sparks_own_shuffle_partitions_and_the_other_defaults(master: str) -> None:
+    assert "spark.sql.shuffle.partitions" not in defaults_for(master)
+    assert defaults_for(master)["spark.sql.session.timeZone"] == "UTC"
+    assert defaults_for("local[2]")["spark.sql.shuffle.partitions"] == "8"
 
 
 @pytest.mark.parametrize(

@@ -71,6 +71,16 @@ LOCAL_DEFAULTS: dict[str, str] = {
     "spark.ui.showConsoleProgress": "false",
     "spark.ui.enabled": "false",
 }
+# On a cluster, 8 shuffle partitions would cap a job at 8 busy cores and, at a billion trips, make each
+# partition gigabytes (docs/scaling.md): there Spark's own 200 stand, and AQE coalesces what is too small.
+LOCAL_ONLY = ("spark.sql.shuffle.partitions",)
+
+
+def defaults_for(master: str) -> dict[str, str]:
+    """The project's Spark settings for a session on `master` (local mode, or any cluster)."""
+    if master.startswith("local"):
+        return dict(LOCAL_DEFAULTS)
+    return {key: value for key, value in LOCAL_DEFAULTS.items() if key not in LOCAL_ONLY}
 
 
 # The archive of this package that executors import it from when they are other machines' processes.
@@ -78,15 +88,15 @@ PACKAGE_ARCHIVE = "taxi_duration.zip"
 LOOPBACK = ("127.0.0.1", "localhost")
 
 
-def submitted_settings() -> set[str]:
+def submitted_settings() -> dict[str, str]:
     """The settings spark-submit already gave this process's JVM (`--master`, `--conf`, `--name`, ...): none
     when the process was not started by spark-submit (which hands it a running JVM's gateway port)."""
     if "PYSPARK_GATEWAY_PORT" not in os.environ:
-        return set()
+        return {}
     from pyspark import SparkConf, SparkContext
 
     SparkContext._ensure_initialized()  # connects to spark-submit's JVM: only then does SparkConf read its settings
-    return {key for key, _ in SparkConf().getAll()}
+    return dict(SparkConf().getAll())
 
 
 def get_spark(
@@ -122,7 +132,7 @@ def get_spark(
         "spark.master": master,
         "spark.app.name": app_name,
         "spark.driver.memory": driver_memory,
-        **LOCAL_DEFAULTS,
+        **defaults_for(given.get("spark.master", master)),
     }
     builder = SparkSession.builder
     for key, value in ours.items():
