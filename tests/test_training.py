@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -329,6 +329,32 @@ def test_the_spark_search_logs_which_candidates_ran_at_once(
         assert child.info.end_time - child.info.start_time == pytest.approx(1000 * span["duration_s"], abs=2)
         assert child.data.tags["spark_job_group"] == span["spark_job_group"]
         assert span["spark_job_ids"], "each candidate's fit ran Spark jobs under its group"
+
+
+def test_a_fit_that_lost_its_barrier_stage_is_started_again_and_nothing_else_is() -> None:
+    from taxi_duration.train_spark import LOST_BARRIER, fit_retrying_barriers
+
+    calls: list[int] = []
+
+    def flaky(failures: int, message: str) -> Callable[[], str]:
+        def fit() -> str:
+            calls.append(1)
+            if len(calls) <= failures:
+                raise RuntimeError(f"Job aborted: {message}")
+            return "model"
+
+        return fit
+
+    assert fit_retrying_barriers(flaky(2, f"{LOST_BARRIER} ResultStage"), retries=2) == "model"
+    assert len(calls) == 3
+    calls.clear()
+    with pytest.raises(RuntimeError, match=LOST_BARRIER):
+        fit_retrying_barriers(flaky(3, f"{LOST_BARRIER} ResultStage"), retries=2)
+    assert len(calls) == 3
+    calls.clear()
+    with pytest.raises(RuntimeError, match="out of memory"):
+        fit_retrying_barriers(flaky(1, "out of memory"), retries=2)
+    assert len(calls) == 1
 
 
 def test_peak_concurrency_counts_overlaps_not_touching_ends() -> None:

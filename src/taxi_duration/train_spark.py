@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.pool import ThreadPool
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,11 @@ from taxi_duration.native import NativeModel
 from taxi_duration.spark import get_spark
 from taxi_duration.train_local import columns
 
+# A fit whose barrier stage lost an executor (XGBoost trains as one: all tasks at once, which Spark never
+# retries) is started again this many times; the cluster replaces the executor meanwhile.
+BARRIER_RETRIES = 2
+LOST_BARRIER = "Could not recover from a failed barrier"
+Fitted = TypeVar("Fitted")
 ENSEMBLE_WEIGHTS = (0.25, 0.5, 0.75)  # share of the tree model in the average
 # Strings with few values are indexed; zone ids stay numbers for trees (265 values would need 265 bins),
 # and the zone pair (thousands of values) reaches trees through the store's pair statistics.
@@ -221,7 +226,7 @@ def _search(
         # Local to this thread: every Spark job it starts from here on carries the group and description.
         context.setJobGroup(group, f"candidate {number}: {name} {readable}")
         started = time.time()
-        model = pipeline.fit(train, params)
+        model = fit_retrying_barriers(lambda: pipeline.fit(train, params))
         column = _last(model).getPredictionCol()
         rmse = RegressionEvaluator(labelCol=TARGET, predictionCol=column, metricName="rmse").evaluate(
             model.transform(validate)
@@ -236,6 +241,19 @@ def _search(
             found.append(candidate)
             on_candidate(len(found), len(jobs))
         return found
+
+
+def fit_retrying_barriers(fit: Callable[[], Fitted], retries: int = BARRIER_RETRIES) -> Fitted:
+    """`fit()`, started again (up to `retries` times) when it failed only because its barrier stage lost an
+    executor; any other failure is raised at once."""
+    failures = 0
+    while True:
+        try:
+            return fit()
+        except Exception as exc:
+            failures += 1
+            if failures > retries or LOST_BARRIER not in str(exc):
+                raise
 
 
 def peak_concurrency(intervals: list[tuple[float, float]]) -> int:
