@@ -27,7 +27,12 @@ def test_databricks_is_told_by_its_runtime_variable(monkeypatch: pytest.MonkeyPa
     assert notebook_env.on_databricks()
 
 
-def test_data_given_keeps_the_months_asked_and_settings_live_in_the_work_folder(months: Path, tmp_path: Path) -> None:
+def test_data_given_keeps_the_months_asked_and_settings_live_in_the_work_folder(
+    months: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # MLflow's own variable wins over the work folder's store (a user's choice); training elsewhere in the
+    # process sets it (mlflow.set_tracking_uri exports it for child processes).
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     env = notebook_env.where_am_i(str(months), str(tmp_path / "work"))
     assert [f.path.name for f in env.files] == [f"green_tripdata_2023-0{m}.parquet" for m in (1, 2, 3)]
     assert (env.origin, env.databricks, env.work) == ("parameter", False, tmp_path / "work")
