@@ -11,7 +11,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -156,6 +156,30 @@ def _reports(root: Path, name: str) -> Iterator[Path]:
             yield Path(folder) / name
 
 
+def _read_reports(
+    root: Path,
+    name: str,
+    read: Callable[[Path, dict[str, Any]], dict[str, Any]],
+    what: str,
+    remake: Callable[[Path], str],
+) -> tuple[list[dict[str, Any]], list[Missing]]:
+    """Every JSON file called `name` under `root` as `read(path, document)` makes it, and for each one that
+    cannot be read, a `Missing` that says why, with `remake(its folder)`, the command that writes it again."""
+    found, problems = [], []
+    for path in _reports(root, name):
+        try:
+            found.append(read(path, json.loads(path.read_text())))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            problems.append(
+                Missing(f"{path} is not a readable {what} ({type(exc).__name__}: {exc})", remake(path.parent))
+            )
+    return found, problems
+
+
+def _none_found(what: str, problems: list[Missing], command: str) -> Missing:
+    return Missing(what + (f" ({len(problems)} unreadable)" if problems else ""), command)
+
+
 @dataclass
 class QualityReports:
     """The `validate` reports found: rows per month, quarantined rows by reason per report, the unreadable."""
@@ -169,26 +193,24 @@ class QualityReports:
 def quality_reports(settings: Settings) -> QualityReports | Missing:
     """Every `validate` report (`report.json`) under the reports folder."""
     root = Path(str(settings.dashboard_reports))
-    found: list[dict[str, Any]] = []
-    problems = []
-    for path in _reports(root, REPORT_JSON):
-        try:
-            report = json.loads(path.read_text())
-            files = [
-                (f["path"], f["month"], f["input_rows"], f["clean_rows"], f["quarantined_rows"])
-                for f in report["files"]
-            ]
-            found.append({**report, "path": str(path), "rows": files, "by_reason": dict(report["by_reason"])})
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            problems.append(
-                Missing(
-                    f"{path} is not a readable validate report ({type(exc).__name__}: {exc})",
-                    f"taxi-duration validate FILES --out {path.parent} --overwrite",
-                )
-            )
+
+    def read(path: Path, report: dict[str, Any]) -> dict[str, Any]:
+        files = [
+            (f["path"], f["month"], f["input_rows"], f["clean_rows"], f["quarantined_rows"]) for f in report["files"]
+        ]
+        return {**report, "path": str(path), "rows": files, "by_reason": dict(report["by_reason"])}
+
+    found, problems = _read_reports(
+        root,
+        REPORT_JSON,
+        read,
+        "validate report",
+        lambda folder: f"taxi-duration validate FILES --out {folder} --overwrite",
+    )
     if not found:
-        return Missing(
-            f"no validate report under {root}" + (f" ({len(problems)} unreadable)" if problems else ""),
+        return _none_found(
+            f"no validate report under {root}",
+            problems,
             f"taxi-duration validate FILES --out {root / 'quality' / 'MONTH'}",
         )
     found.sort(key=lambda r: str(r.get("created_at", "")))
@@ -248,32 +270,29 @@ class DriftSummaries:
 def drift_summaries(settings: Settings) -> DriftSummaries | Missing:
     """Every `drift` output (`summary.json` beside `report.html`) under the reports folder."""
     root = Path(str(settings.dashboard_reports))
-    found, problems = [], []
-    for path in _reports(root, SUMMARY):
-        try:
-            summary = json.loads(path.read_text())
-            keys = ("name", "statistic_name", "statistic", "threshold", "verdict")
-            checks = [{k: c[k] for k in keys} for c in summary["checks"]]
-            page = path.with_name(REPORT)
-            found.append(
-                {
-                    **summary,
-                    "checks": checks,
-                    "created_at": str(summary["created_at"]),
-                    "path": str(path),
-                    "report": str(page) if page.is_file() else None,
-                }
-            )
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            problems.append(
-                Missing(
-                    f"{path} is not a readable drift summary ({type(exc).__name__}: {exc})",
-                    f"taxi-duration drift --reference FILES --current FILES --out {path.parent} --overwrite",
-                )
-            )
+
+    def read(path: Path, summary: dict[str, Any]) -> dict[str, Any]:
+        keys = ("name", "statistic_name", "statistic", "threshold", "verdict")
+        page = path.with_name(REPORT)
+        return {
+            **summary,
+            "checks": [{k: c[k] for k in keys} for c in summary["checks"]],
+            "created_at": str(summary["created_at"]),
+            "path": str(path),
+            "report": str(page) if page.is_file() else None,
+        }
+
+    found, problems = _read_reports(
+        root,
+        SUMMARY,
+        read,
+        "drift summary",
+        lambda folder: f"taxi-duration drift --reference FILES --current FILES --out {folder} --overwrite",
+    )
     if not found:
-        return Missing(
-            f"no drift report yet under {root}" + (f" ({len(problems)} unreadable)" if problems else ""),
+        return _none_found(
+            f"no drift report yet under {root}",
+            problems,
             f"taxi-duration drift --reference TRAIN_FILES --current NEW_FILES --out {root / 'drift' / 'MONTH'} "
             "--model models:/taxi-duration@champion",
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import plotly.express as px
 import plotly.graph_objects as go
@@ -18,6 +18,7 @@ COLORS = px.colors.qualitative.D3
 OK, BAD = COLORS[2], COLORS[3]
 px.defaults.template = "plotly_white"
 px.defaults.color_discrete_sequence = COLORS
+T = TypeVar("T")
 
 
 def page(title: str) -> tuple[Settings, sources.Champion | Missing]:
@@ -37,6 +38,17 @@ def missing(m: Missing) -> None:
     """Say plainly what a panel lacks and the command that makes it."""
     st.warning(f"{m.what}. Make it with:", icon=":material/info:")
     st.code(m.command, language="bash")
+
+
+def shown(found: T | Missing) -> T | None:
+    """A source's data to draw (its unreadable files said first, if it lists `problems`), or None once what
+    is missing has been said."""
+    if isinstance(found, Missing):
+        missing(found)
+        return None
+    for problem in getattr(found, "problems", []):
+        missing(problem)
+    return found
 
 
 def verdict(label: str, good: bool, detail: str) -> None:

@@ -8,17 +8,12 @@ import plotly.express as px
 import streamlit as st
 
 from taxi_duration.dashboard import sources, ui
-from taxi_duration.dashboard.sources import Missing
 
 settings, _ = ui.page("Drift")
 st.caption(f"`drift` outputs (`summary.json`, `report.html`) under {settings.dashboard_reports}")
 
-found = sources.drift_summaries(settings)
-if isinstance(found, Missing):
-    ui.missing(found)
-else:
-    for problem in found.problems:
-        ui.missing(problem)
+found = ui.shown(sources.drift_summaries(settings))
+if found is not None:
     latest = found.latest
     crossed = ", ".join(latest["crossed"]) or "no check crossed its threshold"
     ui.verdict("Latest drift check", not latest["drift"], f"{latest['created_at']}: {crossed}.")

@@ -6,17 +6,12 @@ import plotly.express as px
 import streamlit as st
 
 from taxi_duration.dashboard import sources, ui
-from taxi_duration.dashboard.sources import Missing
 
 settings, _ = ui.page("Data quality")
 st.caption(f"`validate` reports (`report.json`) under {settings.dashboard_reports}")
 
-found = sources.quality_reports(settings)
-if isinstance(found, Missing):
-    ui.missing(found)
-else:
-    for problem in found.problems:
-        ui.missing(problem)
+found = ui.shown(sources.quality_reports(settings))
+if found is not None:
     months = found.months.assign(share=lambda t: t["quarantined"] / t["input"])
     ui.figure(
         px.bar(
