@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 
+from taxi_duration.bench.measure import tree_cpu, tree_rss
 from taxi_duration.config import load_settings
 from taxi_duration.dashboard import sources
 from taxi_duration.dashboard import travel_times as tt
@@ -60,6 +62,7 @@ def in_process(repeat: int) -> dict[str, Any]:
     first_s = time.perf_counter() - started
     rng = random.Random(0)
     scoring, drawing, sizes = [], [], []
+    cpu_before = time.process_time()
     for _ in range(repeat):
         zone, weekday, hour = rng.choice(tt.zone_ids()), rng.randrange(7), rng.randrange(24)
         t0 = time.perf_counter()
@@ -68,6 +71,7 @@ def in_process(repeat: int) -> dict[str, Any]:
         sizes.append(len(tt.figure(minutes, zone, f"{zone} {weekday} {hour}").to_json()))
         scoring.append(t1 - t0)
         drawing.append(time.perf_counter() - t1)
+    cpu_ms = (time.process_time() - cpu_before) * 1000 / repeat
     return {
         "champion": champion.version,
         "feature_set": champion.feature_set,
@@ -81,6 +85,8 @@ def in_process(repeat: int) -> dict[str, Any]:
         "figure_json": summary(drawing),
         "page_work": summary([a + b for a, b in zip(scoring, drawing, strict=True)]),
         "figure_json_kb": round(float(np.median(sizes)) / 1024, 1),
+        "page_work_cpu_ms_mean": round(cpu_ms, 1),
+        "peak_rss_mib": round(tree_rss(psutil.Process()) / 2**20),
     }
 
 
@@ -105,6 +111,8 @@ def in_browser(chromium: str, repeat: int) -> dict[str, Any]:
             first_s = time.perf_counter() - started
             slider = page.get_by_role("slider")
             redraws = []
+            server = psutil.Process(process.pid)
+            cpu_before = tree_cpu(server), tree_cpu()
             for step in range(repeat):
                 hour = (8 + step + 1) % 24
                 slider.focus()
@@ -113,11 +121,23 @@ def in_browser(chromium: str, repeat: int) -> dict[str, Any]:
                 page.locator(".gtitle", has_text=f" {hour}:00").wait_for(timeout=60_000)
                 page.locator("[data-testid='stApp'][data-test-script-state='notRunning']").wait_for(timeout=60_000)
                 redraws.append(time.perf_counter() - t0)
+            # The dashboard's process tree; and this process with its children (Playwright's driver, Chromium).
+            server_cpu, browser_cpu = tree_cpu(server) - cpu_before[0], tree_cpu() - cpu_before[1]
+            rss = tree_rss(server), tree_rss(psutil.Process())
             browser.close()
     finally:
         process.terminate()
         process.wait(timeout=30)
-    return {"first_map_s": round(first_s, 2), "hour_changes": repeat, "redraw": summary(redraws)}
+    return {
+        "first_map_s": round(first_s, 2),
+        "hour_changes": repeat,
+        "redraw": summary(redraws),
+        "cpu_ms_per_redraw": {
+            "dashboard": round(server_cpu * 1000 / repeat),
+            "browser": round(browser_cpu * 1000 / repeat),
+        },
+        "rss_mib_after": {"dashboard": round(rss[0] / 2**20), "browser": round(rss[1] / 2**20)},
+    }
 
 
 def main() -> None:
@@ -127,11 +147,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also write the results here as JSON")
     args = parser.parse_args()
     results: dict[str, Any] = {
-        "load_average": [round(x, 1) for x in os.getloadavg()],
+        "load_average_before": [round(x, 1) for x in os.getloadavg()],
         "in_process": in_process(args.repeat),
     }
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     results["browser"] = in_browser(chromium, args.browser_repeat) if chromium else "skipped: no Chromium"
+    results["load_average_after"] = [round(x, 1) for x in os.getloadavg()]
     text = json.dumps(results, indent=2)
     print(text)
     if args.out:

@@ -95,10 +95,17 @@ def main() -> None:
     parser.add_argument("--memory-per-worker", default="4g")
     parser.add_argument("--data-dir", type=Path, default=Path("data/bench"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/scaling.json"))
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the runs already in --out for other (job, rows, workers): a long table measured over several runs",
+    )
     args = parser.parse_args()
     executor_memory = f"{int(args.memory_per_worker[:-1]) * 3 // 4}{args.memory_per_worker[-1]}"  # room for overhead
 
-    results = []
+    kept = json.loads(args.out.read_text()) if args.merge and args.out.exists() else []
+    results: list[dict[str, Any]] = []
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     for rows in sorted(parse_rows(r) for r in args.rows or ["1M"]):
         data = synthetic(rows, args.data_dir)
         for workers in args.workers or [1, 2]:
@@ -111,11 +118,19 @@ def main() -> None:
                         row = {"job": job, "rows": rows, "workers": workers, **run}
                         print(json.dumps({k: v for k, v in row.items() if k != "stages"}), flush=True)
                         results.append(row)
+                        _write(args.out, kept, results)  # a long run keeps what it has measured
                 finally:
                     cluster.down(Path(state))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(markdown(results))
+
+
+def _write(out: Path, kept: list[dict[str, Any]], results: list[dict[str, Any]]) -> None:
+    """`results`, and the runs of `kept` they do not measure again, ordered by job, rows and workers."""
+    key = ("job", "rows", "workers")
+    measured = {tuple(r[k] for k in key) for r in results}
+    rows = [r for r in kept if tuple(r[k] for k in key) not in measured] + results
+    rows.sort(key=lambda r: (r["job"] != "validate", r["rows"], r["workers"]))
+    out.write_text(json.dumps(rows, indent=2) + "\n")
 
 
 if __name__ == "__main__":

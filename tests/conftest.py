@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import psutil
@@ -25,12 +25,15 @@ from taxi_duration.cluster import Cluster
 from taxi_duration.config import Engine, Settings, load_settings
 from taxi_duration.engines import Runtime
 from taxi_duration.features import featurize
-from taxi_duration.inputs import check_all, discover
+from taxi_duration.inputs import InputFile, check_all, discover
 from taxi_duration.months import parse_months
 from taxi_duration.online import features_table, trips_table
 from taxi_duration.readers import read_trips
 from taxi_duration.splits import TimeSplit
 from taxi_duration.validation import apply_repairs
+
+if TYPE_CHECKING:
+    from taxi_duration.train import Outcome  # MLflow loads only in the runs that train
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -280,6 +283,36 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     settings = store_settings(root, spark_master="local[2]", spark_driver_memory="1g")
     train(settings, check_all(discover([root / "raw"])), SPLIT, "with_distance")
     return settings
+
+
+@pytest.fixture(scope="session")
+def raw(tmp_path_factory: pytest.TempPathFactory) -> list[InputFile]:
+    """Three synthetic months of 8,000 trips: the split's train, validate and test parts."""
+    from taxi_duration.synth import generate
+
+    root = tmp_path_factory.mktemp("raw")
+    generate(24_000, parse_months("2023-01..2023-03"), root, seed=3)
+    return check_all(discover([root]))
+
+
+@pytest.fixture(scope="session")
+def spark_run(
+    raw: list[InputFile], tmp_path_factory: pytest.TempPathFactory, spark: object
+) -> tuple[Settings, Outcome, list[tuple[str, int, int]]]:
+    """One Spark training run in local mode on `raw` (the search two fits at a time), with the progress it
+    reported: the training tests read it, and the cluster's training must give its metrics."""
+    from taxi_duration.train import train
+
+    settings = store_settings(
+        tmp_path_factory.mktemp("spark-store"),
+        engine="spark",
+        spark_master="local[2]",
+        spark_driver_memory="1g",
+        spark_parallelism="2",
+    )
+    searched: list[tuple[str, int, int]] = []
+    outcome = train(settings, raw, SPLIT, "with_distance", on_progress=lambda *p: searched.append(p))
+    return settings, outcome, searched
 
 
 @pytest.fixture(scope="session")

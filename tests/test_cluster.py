@@ -23,6 +23,7 @@ import pytest
 from taxi_duration import cluster
 from taxi_duration.atomic import run_tag
 from taxi_duration.cluster import Cluster
+from taxi_duration.config import Settings
 from taxi_duration.engines import Runtime
 from taxi_duration.errors import EngineUnavailableError, UsageError
 from taxi_duration.inputs import InputFile, check_all, discover
@@ -31,8 +32,8 @@ from taxi_duration.quality import CLEAN_DIR, QUARANTINE_DIR, REPORT_JSON
 from taxi_duration.quality import validate as run_validation
 from taxi_duration.scorecard import score_files
 from taxi_duration.synth import generate
-from taxi_duration.train import outcome_json, train
-from tests.conftest import SPLIT, Holding, store_settings
+from taxi_duration.train import Outcome, outcome_json
+from tests.conftest import Holding, store_settings
 
 JOB_TIMEOUT_S = 900  # a whole job on two shared cores; every wait below is bounded
 # What an executor logs of a task: started, and how it ended.
@@ -304,13 +305,13 @@ def test_a_killed_driver_leaves_the_output_untouched_and_frees_the_cluster(
 
 @pytest.fixture(scope="module")
 def cluster_training(
-    spark_cluster: Cluster, trips: list[InputFile], tmp_path_factory: pytest.TempPathFactory
+    spark_cluster: Cluster, raw: list[InputFile], tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[dict[str, Any], Path]:
-    """`train --engine spark` on the cluster, with an executor killed mid-task while it reads and featurizes
-    the data: its --out JSON, and the data dir of its MLflow store."""
+    """`train --engine spark` on the cluster, on the months the local `spark_run` trained on, with an executor
+    killed mid-task while it reads and featurizes the data: its --out JSON, and the data dir of its store."""
     data_dir = tmp_path_factory.mktemp("cluster-store")
     out, log = data_dir / "outcome.json", data_dir / "train.log"
-    args = ("train", "--data", *(f.path for f in trips), "--engine", "spark", "--out", out)
+    args = ("train", "--data", *(f.path for f in raw), "--engine", "spark", "--out", out)
     with log.open("w") as stderr:
         job = subprocess.Popen(
             command(*args, "--spark-master", spark_cluster.master_url),
@@ -332,20 +333,19 @@ def cluster_training(
 
 
 def test_train_on_the_cluster_survives_a_killed_executor_with_local_modes_metrics(
-    cluster_training: tuple[dict[str, Any], Path], trips: list[InputFile], tmp_path: Path, spark: Any
+    cluster_training: tuple[dict[str, Any], Path], spark_run: tuple[Settings, Outcome, Any]
 ) -> None:
     outcome, _ = cluster_training
-    settings = store_settings(tmp_path, engine="spark", spark_master="local[2]")
-    local = outcome_json(train(settings, trips, SPLIT, settings.feature_set))
+    local = outcome_json(spark_run[1])
     assert (outcome["engine"], outcome["model"], outcome["rows"]) == (local["engine"], local["model"], local["rows"])
     assert flat(outcome["scores"]) == pytest.approx(flat(local["scores"]), rel=1e-6, nan_ok=True)  # r2 of one row
 
 
 def test_evaluate_on_the_cluster_gives_local_modes_metrics(
-    cluster_training: tuple[dict[str, Any], Path], spark_cluster: Cluster, trips: list[InputFile], spark: Any
+    cluster_training: tuple[dict[str, Any], Path], spark_cluster: Cluster, raw: list[InputFile], spark: Any
 ) -> None:
     outcome, data_dir = cluster_training
-    month = next(f for f in trips if f.month == 202302)
+    month = next(f for f in raw if f.month == 202302)
     out = data_dir / "evaluate.json"
     result = run(
         *("evaluate", "--model", outcome["model_uri"], "--data", month.path, "--engine", "spark", "--out", out),

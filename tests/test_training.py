@@ -19,19 +19,10 @@ from mlflow import MlflowClient
 
 from taxi_duration import tracking
 from taxi_duration.config import Settings, load_settings
-from taxi_duration.inputs import InputFile, check_all, discover
-from taxi_duration.months import parse_months
+from taxi_duration.inputs import InputFile
 from taxi_duration.scorecard import score_files
-from taxi_duration.synth import generate
 from taxi_duration.train import Outcome, train
 from tests.conftest import SPLIT, store_settings
-
-
-@pytest.fixture(scope="module")
-def raw(tmp_path_factory: pytest.TempPathFactory) -> list[InputFile]:
-    root = tmp_path_factory.mktemp("raw")
-    generate(24_000, parse_months("2023-01..2023-03"), root, seed=3)
-    return check_all(discover([root]))
 
 
 @pytest.fixture(scope="module")
@@ -263,23 +254,6 @@ def test_too_few_months_is_a_clear_error(raw: list[InputFile], tmp_path: Path) -
 
     with pytest.raises(UsageError, match="no input file for the test part"):
         train(store_settings(tmp_path), [f for f in raw if f.month != 202303], SPLIT, "pretrip")
-
-
-@pytest.fixture(scope="module")
-def spark_run(
-    raw: list[InputFile], tmp_path_factory: pytest.TempPathFactory, spark: object
-) -> tuple[Settings, Outcome, list[tuple[str, int, int]]]:
-    """One Spark training run (the search two fits at a time), shared by the Spark tests of this module."""
-    settings = store_settings(
-        tmp_path_factory.mktemp("spark-store"),
-        engine="spark",
-        spark_master="local[2]",
-        spark_driver_memory="1g",
-        spark_parallelism="2",
-    )
-    searched: list[tuple[str, int, int]] = []
-    outcome = train(settings, raw, SPLIT, "with_distance", on_progress=lambda *p: searched.append(p))
-    return settings, outcome, searched
 
 
 @pytest.mark.spark
