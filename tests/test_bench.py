@@ -111,7 +111,7 @@ def test_a_small_bench_run_writes_json_markdown_and_chart(tmp_path: Path) -> Non
             "--rows",
             "3000",
             "--engines",
-            "duckdb,duckdb-sql,pandas",
+            "duckdb,duckdb-sql,pandas,polars",
             "--out",
             str(out),
             "--data-dir",
@@ -128,6 +128,7 @@ def test_a_small_bench_run_writes_json_markdown_and_chart(tmp_path: Path) -> Non
         ("duckdb", 3000, True),
         ("duckdb-sql", 3000, True),
         ("pandas", 3000, True),
+        ("polars", 3000, True),
     ]
     assert all(r["wall_s"] > 0 and r["peak_rss_bytes"] > 10 * 2**20 for r in rows)
     assert "| duckdb-sql | 3,000 |" in (out / "results.md").read_text()
