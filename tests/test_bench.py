@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 
 from taxi_duration.bench import reference
@@ -23,20 +28,59 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ours(data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, int]:
+def ours_out(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Our `validate --features` on DuckDB, written once for every reference to be compared with."""
+    out = tmp_path_factory.mktemp("ours") / "out"
     runtime = Runtime.open(load_settings(), Engine.DUCKDB)
-    report = validate(runtime, check_all(discover([data])), tmp_path_factory.mktemp("ours") / "out", features=True)
-    return {"clean": report.clean_rows, "quarantine": report.quarantined_rows}
+    validate(runtime, check_all(discover([data])), out, features=True)
+    runtime.close()
+    return out
 
 
-def test_duckdb_sql_reference_agrees_with_ours(data: Path, ours: dict[str, int], tmp_path: Path) -> None:
-    assert reference.duckdb_sql(tmp_path / "out", sorted(map(str, data.glob("*.parquet")))) == ours
+@pytest.fixture(scope="module")
+def ours(ours_out: Path) -> dict[str, int]:
+    report = json.loads((ours_out / "report.json").read_text())
+    return {"clean": report["clean_rows"], "quarantine": report["quarantined_rows"]}
+
+
+# The project's bearing is an arctan polynomial within 1e-5 rad; the references call the engines' atan2.
+BEARING_TOLERANCE_DEG = math.degrees(1e-5)
+
+
+def assert_same_clean_rows(ours_out: Path, out: Path) -> None:
+    """The reference's clean rows are ours: the same columns in the same order and of the same types (the
+    engine's flavour of string and nullability aside), and the same values, floats within a tight tolerance."""
+    expected, got = pq.read_table(ours_out / "clean"), ds.dataset(out / "_status=clean").to_table()
+
+    def types(table: pa.Table) -> list[tuple[str, pa.DataType]]:
+        return [(f.name, pa.string() if f.type == pa.large_string() else f.type) for f in table.schema]
+
+    assert types(got) == types(expected)
+    assert expected.num_rows > 0
+    # Clean rows hold no duplicate: the trip fields and the file identify each one.
+    key = [*reference.DUPLICATE_KEY, "source_file"]
+    frames = [t.to_pandas().sort_values(key, ignore_index=True) for t in (expected, got)]
+    bearings = [f.pop("bearing_deg") for f in frames]
+    pd.testing.assert_frame_equal(*frames, check_dtype=False, check_exact=False, rtol=1e-9, atol=1e-9)
+    pd.testing.assert_series_equal(*bearings, check_exact=False, rtol=0, atol=BEARING_TOLERANCE_DEG)
+
+
+@pytest.mark.parametrize("job", ["duckdb_sql", "polars"])
+def test_a_reference_writes_our_counts_and_clean_rows(
+    job: str, data: Path, ours_out: Path, ours: dict[str, int], tmp_path: Path
+) -> None:
+    counts = getattr(reference, job)(tmp_path / "out", sorted(map(str, data.glob("*.parquet"))))
+    assert counts == ours
     assert ours["quarantine"] > 0
+    assert_same_clean_rows(ours_out, tmp_path / "out")
 
 
 @pytest.mark.spark
-def test_pyspark_reference_agrees_with_ours(spark: object, data: Path, ours: dict[str, int], tmp_path: Path) -> None:
+def test_pyspark_reference_writes_our_counts_and_clean_rows(
+    spark: object, data: Path, ours_out: Path, ours: dict[str, int], tmp_path: Path
+) -> None:
     assert reference.pyspark(tmp_path / "out", sorted(map(str, data.glob("*.parquet")))) == ours
+    assert_same_clean_rows(ours_out, tmp_path / "out")
 
 
 def test_the_job_timed_in_process_gives_the_same_counts(data: Path, ours: dict[str, int], tmp_path: Path) -> None:
@@ -67,7 +111,7 @@ def test_a_small_bench_run_writes_json_markdown_and_chart(tmp_path: Path) -> Non
             "--rows",
             "3000",
             "--engines",
-            "duckdb,duckdb-sql,pandas",
+            "duckdb,duckdb-sql,pandas,polars",
             "--out",
             str(out),
             "--data-dir",
@@ -84,6 +128,7 @@ def test_a_small_bench_run_writes_json_markdown_and_chart(tmp_path: Path) -> Non
         ("duckdb", 3000, True),
         ("duckdb-sql", 3000, True),
         ("pandas", 3000, True),
+        ("polars", 3000, True),
     ]
     assert all(r["wall_s"] > 0 and r["peak_rss_bytes"] > 10 * 2**20 for r in rows)
     assert "| duckdb-sql | 3,000 |" in (out / "results.md").read_text()

@@ -17,8 +17,9 @@ bench_app = typer.Typer(help="Measure the project against its baselines.", no_ar
 def bench_engines(
     rows: Annotated[str, typer.Option(help="Sizes, comma-separated: 1M,10M,50M.")] = "1M,10M,50M",
     engines: Annotated[
-        str, typer.Option(help="Comma-separated: duckdb, pandas, spark (ours), duckdb-sql, pyspark (references).")
-    ] = "duckdb,duckdb-sql,pandas,spark,pyspark",
+        str,
+        typer.Option(help="Comma-separated: duckdb, pandas, spark (ours); duckdb-sql, pyspark, polars (references)."),
+    ] = "duckdb,duckdb-sql,pandas,spark,pyspark,polars",
     out: Annotated[Path, typer.Option(help="Folder for results.json, results.md, results.png.")] = Path(
         "benchmarks/results"
     ),

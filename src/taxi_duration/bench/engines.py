@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 # Ours: the package's CLI on each engine. References: the same job written by hand (reference.py).
 OURS = {"duckdb": "duckdb", "pandas": "pandas", "spark": "spark"}
-REFERENCES = ("duckdb-sql", "pyspark")
+REFERENCES = ("duckdb-sql", "pyspark", "polars")
 ENGINES = (*OURS, *REFERENCES)
 MONTHS = "2023-01..2023-03"
 
