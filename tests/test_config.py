@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from taxi_duration.config import Engine, FeatureSet, load_settings
+from taxi_duration.config import Engine, FeatureSet, Search, load_settings, main_job_search
 from taxi_duration.errors import UsageError
 from tests.conftest import Holding
 
@@ -20,6 +20,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         "TAXI_DURATION_DATA_DIR",
         "TAXI_DURATION_SPARK_MASTER",
         "TAXI_DURATION_FEATURE_SET",
+        "TAXI_DURATION_SEARCH",
         "MLFLOW_TRACKING_URI",
     ):
         monkeypatch.delenv(var, raising=False)
@@ -39,6 +40,25 @@ def test_file_then_environment_then_flags(tmp_path: Path, monkeypatch: pytest.Mo
     s = load_settings()
     assert (s.engine, s.spark_master) == (Engine.PANDAS, "spark://head:7077")
     assert load_settings(engine=Engine.DUCKDB).engine is Engine.DUCKDB
+
+
+def test_the_main_job_searches_quickly_and_says_so_unless_a_search_is_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def chosen(**flags: str) -> tuple[Search, str | None]:
+        settings, note = main_job_search(load_settings(**flags))
+        return settings.search, note
+
+    search, note = chosen()
+    assert search is Search.QUICK
+    assert "--search full" in str(note)
+    assert load_settings().search is Search.FULL  # `train`'s default is untouched
+    assert chosen(search="full") == (Search.FULL, None)  # a flag
+    monkeypatch.setenv("TAXI_DURATION_SEARCH", "full")
+    assert chosen() == (Search.FULL, None)
+    monkeypatch.delenv("TAXI_DURATION_SEARCH")
+    (tmp_path / "taxi-duration.toml").write_text('search = "full"\n')
+    assert chosen() == (Search.FULL, None)
 
 
 def test_named_config_file(tmp_path: Path) -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -62,3 +66,15 @@ def test_trees_walked_a_block_at_a_time_predict_what_one_walk_does(prepared: Pre
     model = fit(train, "with_distance", n_estimators=trees, on_round=lambda done, total: rounds.append((done, total)))
     assert rounds == [(done, trees) for done in range(1, trees + 1)]
     np.testing.assert_allclose(raw_predict(model, val), model.predict(val), rtol=0, atol=1e-9)
+
+
+def test_openmp_threads_wait_asleep_unless_the_user_says_otherwise() -> None:
+    # Spinning threads burned 10x the CPU of a training on a busy machine (taxi_duration/__init__.py).
+    def policy(**env: str) -> str:
+        clean = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+        code = "import os, taxi_duration; print(os.environ['OMP_WAIT_POLICY'])"
+        done = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True)
+        return done.stdout.strip()
+
+    assert policy() == "PASSIVE"
+    assert policy(OMP_WAIT_POLICY="ACTIVE") == "ACTIVE"

@@ -30,7 +30,7 @@ from taxi_duration.cli_common import (
     write_json,
 )
 from taxi_duration.cluster_cli import cluster_app
-from taxi_duration.config import DEFAULT_MODEL, MODEL_NAME, Settings
+from taxi_duration.config import DEFAULT_MODEL, MODEL_NAME, Settings, main_job_search
 from taxi_duration.drift_cli import drift
 from taxi_duration.errors import TaxiDurationError, UsageError
 from taxi_duration.months import parse_months
@@ -182,12 +182,16 @@ def run(
 ) -> None:
     """The main job: ingest, validate, featurize, train, evaluate against the baselines, register in MLflow.
 
-    On a fresh clone with no data it first synthesizes three months of trips. `--engine spark` runs the
-    big-data pipeline (MLlib) end to end.
+    On a fresh clone with no data it first synthesizes three months of trips. Unless a search is set, it
+    trains the quick search's small models, and says so (`--search full`: the documented ones, as `train`).
+    `--engine spark` runs the big-data pipeline (MLlib) end to end.
     """
-    settings = settings_from(
+    given = settings_from(
         config, engine, data_dir=data_dir, feature_set=feature_set, search=search, spark_master=spark_master
     )
+    settings, note = main_job_search(given)
+    if note:
+        console.print(note, highlight=False)
     data = [*(data or []), *(more or [])]
     if not data:
         synthetic = settings.data_dir / "synthetic"

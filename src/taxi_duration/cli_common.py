@@ -73,7 +73,10 @@ TrainMonthsOpt = Annotated[
 MoreDataArg = Annotated[list[str] | None, typer.Argument(help="More trip files, globs or folders.", show_default=False)]
 SearchOpt = Annotated[
     str | None,
-    typer.Option("--search", help="full (default): the documented models; quick: small ones, for a smoke test."),
+    typer.Option(
+        "--search",
+        help="full: the documented models (`train`'s default); quick: small ones (`run`'s default), for a smoke test.",
+    ),
 ]
 OutJsonOpt = Annotated[Path | None, typer.Option("--out", help="Also write the results to this JSON file.")]
 
