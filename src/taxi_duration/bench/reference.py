@@ -27,7 +27,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from taxi_duration.features import EARTH_RADIUS_MI, MANHATTAN_GRID_DEG, NO_POINT, holiday_keys
-from taxi_duration.schema import TIME_ZONE
+from taxi_duration.schema import DO_LAT, DO_LON, PU_LAT, PU_LON, TIME_ZONE, TRIP_FIELDS
 from taxi_duration.validation import (
     CLOCK_ALLOWANCE,
     FIRST_DAY,
@@ -40,24 +40,9 @@ from taxi_duration.validation import (
 )
 from taxi_duration.zones import AIRPORT_ZONES, boroughs, centroids
 
-# Two rows equal on all of these are one trip recorded twice: all but where the row was read from.
-DUPLICATE_KEY = (
-    "pickup_datetime",
-    "dropoff_datetime",
-    "pu_location_id",
-    "do_location_id",
-    "passenger_count",
-    "trip_distance",
-    "vendor_id",
-    "ratecode_id",
-    "payment_type",
-    "fare_amount",
-    "pickup_longitude",
-    "pickup_latitude",
-    "dropoff_longitude",
-    "dropoff_latitude",
-)
-COORDINATES = DUPLICATE_KEY[-4:]
+# The project's duplicate key, a constant like the rules' limits: two rows equal on all of it are one trip.
+DUPLICATE_KEY = TRIP_FIELDS
+COORDINATES = (PU_LON, PU_LAT, DO_LON, DO_LAT)
 # The output's columns, in the project's order: the trip as read (zones, passengers, vendor and distance come
 # with the features), reasons and repairs, the target, then every feature.
 FEATURES = (
