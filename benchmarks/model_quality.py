@@ -80,6 +80,20 @@ def main() -> None:
             ratio = scores["model"]["overall"]["all"]["rmse"] / scores[baseline]["overall"]["all"]["rmse"]
             verdict = "meets" if ratio <= bar else "MISSES"
             print(f"\n{outcome['engine']} {feature_set}: {ratio:.2f}x the {baseline} RMSE ({verdict} the {bar}x bar)")
+    print("\n".join(["", *coverage_table(results)]))
+
+
+def coverage_table(results: list[dict]) -> list[str]:
+    """Markdown rows: the share of test trips inside their p10-p90 interval, overall and by pickup borough."""
+    boroughs = sorted({b for o in results for b in o["interval_coverage"] if b != "all"})
+    lines = ["| run | all | " + " | ".join(boroughs) + " |", "|---|" + "---:|" * (len(boroughs) + 1)]
+    for o in results:
+        cells = []
+        for b in ("all", *boroughs):
+            c = o["interval_coverage"].get(b)
+            cells.append(f"{c['coverage']:.1%} ({c['trips']:,.0f})" if c else "")
+        lines.append(f"| {o['engine']} {o['feature_set']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 if __name__ == "__main__":

@@ -70,6 +70,8 @@ class Outcome:
     ui_command: str
     elapsed_s: float
     step_s: dict[str, float]
+    # Share of the test sample's trips inside their p10-p90 interval, overall (`all`) and by pickup borough.
+    coverage: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def overall(self, role: str) -> dict[str, dict[str, float]]:
         """Overall metrics of the model and each baseline on one part."""
@@ -356,9 +358,11 @@ def train(
                     samples[name] = _sample(frame, PLOT_SAMPLE, rows[role])
                 on_progress("parts scored", done, len(SCORED))
             sample = samples["validate"]
-            interval = intervals.fit(sample[TARGET], sample[evaluate.MODEL])
-            coverage = interval.coverage(samples["test"][TARGET], samples["test"][evaluate.MODEL])
-            mlflow.log_metric("test_interval_coverage", coverage)
+            interval = intervals.fit(sample[TARGET], sample[evaluate.MODEL], sample[evaluate.BOROUGH])
+            test = samples["test"]
+            coverage = interval.coverage_by(test[TARGET], test[evaluate.MODEL], test[evaluate.BOROUGH])
+            mlflow.log_metric("test_interval_coverage", coverage["all"]["coverage"])
+            mlflow.log_dict(coverage, "interval_coverage.json")
             _log_metrics(scores)
             mlflow.log_dict(scores, "scores.json")
             _log_figures(sample, scores["validate"], trained.importances)
@@ -416,6 +420,7 @@ def train(
             ui_command=store.ui_command,
             elapsed_s=time.perf_counter() - started,
             step_s=step_s,
+            coverage=coverage,
         )
     finally:
         runtime.close()
@@ -447,4 +452,5 @@ def outcome_json(outcome: Outcome) -> dict[str, Any]:
         "tracking_uri": outcome.tracking_uri,
         "elapsed_s": round(outcome.elapsed_s, 1),
         "step_s": {k: round(v, 1) for k, v in outcome.step_s.items()},
+        "interval_coverage": outcome.coverage,
     }
