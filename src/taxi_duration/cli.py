@@ -413,7 +413,7 @@ def _print_outcome(outcome: Any) -> None:
     title = f"Validation metrics, minutes ({outcome.engine}: {outcome.chosen}, {outcome.feature_set})"
     out.print(render.metrics_table(title, outcome.overall("validate"), outcome.overall("test")))
     d = outcome.decision
-    status = "[green]now the champion[/green]" if d.promoted else "[yellow]not promoted[/yellow]"
+    status = f"[green]now the {d.alias}[/green]" if d.promoted else "[yellow]not promoted[/yellow]"
     out.print(f"model: taxi-duration v{d.version}, {status}: {d.reason}")
     out.print(f"MLflow run {outcome.run_id} in {outcome.tracking_uri}; open it with:", soft_wrap=True)
     out.print(outcome.ui_command, soft_wrap=True, markup=False, highlight=False)  # one line, to copy whole
