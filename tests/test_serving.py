@@ -31,7 +31,7 @@ from taxi_duration.api import DOCS_ASSETS, MAX_BATCH
 from taxi_duration.atomic import run_tag
 from taxi_duration.bench.serve import worst_case_trips
 from taxi_duration.bundle import INPUT_COLUMNS, SIGNATURE
-from taxi_duration.config import SCRATCH_PREFIX, Settings
+from taxi_duration.config import CHAMPION, PRETRIP_CHAMPION, SCRATCH_PREFIX, Settings
 from taxi_duration.errors import UsageError
 from taxi_duration.inputs import check_all, discover
 from taxi_duration.months import parse_months
@@ -129,7 +129,7 @@ def test_predict_answers_minutes_an_interval_and_the_version(server: Server, reg
     answer = server.post("/predict", TRIP)
     assert answer.status_code == 200, answer.text
     body = answer.json()
-    assert body["model_version"] == "1"
+    assert (body["model_version"], body["model_alias"], body["feature_set"]) == ("1", "champion", "with_distance")
     assert body["interval"]["p10"] < body["duration_minutes"] < body["interval"]["p90"]
     tracking.connect(registry)
     pyfunc = mlflow.pyfunc.load_model("models:/taxi-duration/1")
@@ -309,6 +309,8 @@ def test_health_ready_model_and_metrics(server: Server) -> None:
     assert server.get("/ready").json() == {"status": "ready", "model_version": "1"}
     model = server.get("/model").json()
     assert (model["version"], model["feature_set"], model["train_months"]) == ("1", "with_distance", ["2023-01"])
+    assert model["alias"] == "champion"
+    assert [m["version"] for m in model["served"]] == ["1"]  # one champion: one model served
     assert model["served_by"] == "native (lightgbm)"
     assert model["validation_metrics"]["rmse"] > 0
     server.post("/predict", TRIP)
@@ -416,16 +418,17 @@ def test_keys_guard_predictions_and_admin_calls(registry: Settings) -> None:
     assert ADMIN_KEY not in log
 
 
-def _broken_version(work: Path, breaks: str) -> str:
-    """Register version 1's bundle broken one way: `nan` weights (it loads and predicts nonsense), or `old`
-    (no native export, as models trained before it existed)."""
-    bundle = Path(mlflow.artifacts.download_artifacts("models:/taxi-duration/1", dst_path=str(work)))
+def _copy(work: Path, version: str, breaks: str | None = None) -> str:
+    """Register a version's bundle again as a new version: as it is (a new champion to move an alias to), or
+    broken one way: `nan` weights (it loads and predicts nonsense), or `old` (no native export, as models
+    trained before it existed)."""
+    bundle = Path(mlflow.artifacts.download_artifacts(f"models:/taxi-duration/{version}", dst_path=str(work)))
     native = bundle / "artifacts" / "bundle" / "native"
     if breaks == "nan":
         spec = json.loads((native / "native.json").read_text())
         spec["parts"][0]["weight"] = float("nan")
         (native / "native.json").write_text(json.dumps(spec))
-    else:
+    elif breaks == "old":
         shutil.rmtree(native)
     entry = ROOT / "src" / "taxi_duration" / "pyfunc_entry.py"
     with mlflow.start_run():
@@ -438,53 +441,133 @@ def _broken_version(work: Path, breaks: str) -> str:
     return str(mlflow.register_model(info.model_uri, tracking.MODEL_NAME).version)
 
 
-def test_a_new_champion_is_served_without_downtime_and_a_bad_one_never(registry: Settings, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def pretrip(registry: Settings) -> str:
+    """A pretrip model trained on the registry's trips: by the champion rule, the first `champion-pretrip`
+    (it never competes with the with_distance champion, which keeps its alias). Its version."""
+    outcome = train(registry, check_all(discover([registry.data_dir / "raw"])), SPLIT, "pretrip")
+    assert (outcome.decision.promoted, outcome.decision.alias) == (True, PRETRIP_CHAMPION)
+    return outcome.decision.version
+
+
+NO_DISTANCE = {k: v for k, v in TRIP.items() if k != "trip_distance"}
+
+
+def _served_by(answer: httpx.Response) -> tuple[str, str, str]:
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    return body["model_alias"], body["model_version"], body["feature_set"]
+
+
+def _traffic(url: str, stop: threading.Event, answers: list[tuple[bool, int, str | None]]) -> threading.Thread:
+    """A client calling /predict back to back, with and without a distance in turn, until `stop`:
+    (distance given, status, the alias that answered)."""
+
+    def run() -> None:
+        with httpx.Client(timeout=30) as client:
+            while not stop.is_set():
+                for trip in (TRIP, NO_DISTANCE):
+                    answer = client.post(f"{url}/predict", json=trip)
+                    answers.append((trip is TRIP, answer.status_code, answer.json().get("model_alias")))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_a_pretrip_champion_is_served_beside_the_champion_and_each_moves_without_downtime(
+    registry: Settings, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     live = Server(registry, TAXI_DURATION_ADMIN_KEY=ADMIN_KEY)
     admin = {"X-API-Key": ADMIN_KEY}
+    aliases = MlflowClient(registry.mlflow_tracking_uri)
     try:
+        assert live.post("/predict", NO_DISTANCE).status_code == 422  # one champion, with_distance: as it was
         tracking.connect(registry)
-        pretrip = train(registry, check_all(discover([registry.data_dir / "raw"])), SPLIT, "pretrip")
-        new = pretrip.decision.version
-        assert new != "1"  # registered, but not champion: it is worse than version 1 on the same month
-        statuses: list[int] = []
+        answers: list[tuple[bool, int, str | None]] = []
         stop = threading.Event()
-
-        def traffic() -> None:
-            with httpx.Client(timeout=30) as client:
-                while not stop.is_set():
-                    statuses.append(client.post(f"{live.url}/predict", json=TRIP).status_code)
-
-        load = threading.Thread(target=traffic)
-        load.start()
-        MlflowClient(registry.mlflow_tracking_uri).set_registered_model_alias("taxi-duration", "champion", new)
+        load = _traffic(live.url, stop, answers)
+        new = request.getfixturevalue("pretrip")  # trained now, while the server serves: a second alias appears
         reloaded = live.post("/admin/reload", headers=admin).json()
         stop.set()
         load.join()
-        assert (reloaded["outcome"], reloaded["model_version"]) in {("loaded", new), ("unchanged", new)}
-        assert statuses
-        assert set(statuses) == {200}
-        assert live.get("/model").json()["feature_set"] == "pretrip"
-        no_distance = {k: v for k, v in TRIP.items() if k != "trip_distance"}
-        assert live.post("/predict", no_distance).json()["model_version"] == new
+        assert reloaded["outcome"] in {"loaded", "unchanged"}  # unchanged: the poller loaded it first
+        assert {(status, alias) for distance, status, alias in answers if distance} == {(200, CHAMPION)}
+        assert {status for distance, status, _ in answers if not distance} <= {200, 422}
+
+        # Two champions: each trip goes to the one that can answer it, and the answer names it.
+        assert _served_by(live.post("/predict", TRIP)) == (CHAMPION, "1", "with_distance")
+        assert _served_by(live.post("/predict", NO_DISTANCE)) == (PRETRIP_CHAMPION, new, "pretrip")
+        asked = live.post("/predict", TRIP, params={"feature_set": "pretrip"})  # a client may choose
+        assert _served_by(asked) == (PRETRIP_CHAMPION, new, "pretrip")
+        refused = live.post("/predict", NO_DISTANCE, params={"feature_set": "with_distance"})
+        assert refused.status_code == 422
+        assert "uses the metered distance" in refused.json()["problems"][0]["message"]
+        mixed = [TRIP, NO_DISTANCE, {**TRIP, "do_location_id": 132}]
+        batch = live.post("/predict/batch", {"trips": mixed}).json()
+        assert batch["predictions"] == [live.post("/predict", t).json() for t in mixed]
+        assert batch["model_version"] == f"1,{new}"
+        model = live.get("/model").json()
+        assert (model["alias"], model["version"]) == (CHAMPION, "1")  # trips with a distance go there
+        assert [(m["alias"], m["feature_set"]) for m in model["served"]] == [
+            (CHAMPION, "with_distance"),
+            (PRETRIP_CHAMPION, "pretrip"),
+        ]
+
+        # Both aliases move, under traffic of both kinds of trips: every answer a 200.
+        moved = {CHAMPION: _copy(tmp_path / "champion", "1"), PRETRIP_CHAMPION: _copy(tmp_path / "pretrip", new)}
+        answers.clear()
+        stop.clear()
+        load = _traffic(live.url, stop, answers)
+        for alias, version in moved.items():
+            aliases.set_registered_model_alias("taxi-duration", alias, version)
+        reloaded = live.post("/admin/reload", headers=admin).json()
+        stop.set()
+        load.join()
+        assert reloaded["outcome"] in {"loaded", "unchanged"}
+        assert reloaded["model_version"] == moved[CHAMPION]
+        assert answers
+        assert {status for _, status, _ in answers} == {200}
+        assert _served_by(live.post("/predict", TRIP)) == (CHAMPION, moved[CHAMPION], "with_distance")
+        assert _served_by(live.post("/predict", NO_DISTANCE)) == (PRETRIP_CHAMPION, moved[PRETRIP_CHAMPION], "pretrip")
 
         for breaks, reason in (("nan", "failed its check"), ("old", "predates the native export")):
-            bad = _broken_version(tmp_path / breaks, breaks)
-            MlflowClient(registry.mlflow_tracking_uri).set_registered_model_alias("taxi-duration", "champion", bad)
+            bad = _copy(tmp_path / breaks, "1", breaks)
+            aliases.set_registered_model_alias("taxi-duration", CHAMPION, bad)
             refused = live.post("/admin/reload", headers=admin)
             assert refused.status_code == 409
             error = refused.json()["error"]
             assert f"refused version {bad}: " in error
             assert reason in error
-            assert error.endswith(f"still serving version {new}")
+            assert error.endswith(f"still serving version {moved[CHAMPION]}")
             model = live.get("/model").json()
-            assert (model["version"], model["reload"]["outcome"]) == (new, "failed")
-            assert live.post("/predict", no_distance).json()["model_version"] == new
+            assert (model["version"], model["reload"]["outcome"]) == (moved[CHAMPION], "failed")
+            assert live.post("/predict", TRIP).json()["model_version"] == moved[CHAMPION]
+            assert live.post("/predict", NO_DISTANCE).json()["model_version"] == moved[PRETRIP_CHAMPION]
         old_format = mlflow.pyfunc.load_model(f"models:/taxi-duration/{bad}")  # loads, but refuses to predict
         frame = pd.DataFrame([{**TRIP, "pickup_datetime": pd.Timestamp(TRIP["pickup_datetime"])}])
         with pytest.raises(UsageError, match="predates the native export; train it again"):
             old_format.predict(frame)
     finally:
         live.stop()
+
+
+def test_a_lone_pretrip_champion_answers_every_trip(registry: Settings, pretrip: str) -> None:
+    """With no with_distance champion, the pretrip one serves alone, as a lone champion always has: every trip
+    goes to it, and asking for the other feature set is a clear 422."""
+    aliases = MlflowClient(registry.mlflow_tracking_uri)
+    aliases.delete_registered_model_alias("taxi-duration", CHAMPION)
+    version = str(aliases.get_model_version_by_alias("taxi-duration", PRETRIP_CHAMPION).version)
+    alone = Server(registry)
+    try:
+        for trip in (TRIP, NO_DISTANCE):
+            assert _served_by(alone.post("/predict", trip)) == (PRETRIP_CHAMPION, version, "pretrip")
+        asked = alone.post("/predict", TRIP, params={"feature_set": "with_distance"})
+        assert asked.status_code == 422
+        assert asked.json()["error"] == "this server has no with_distance model: it serves pretrip"
+        assert alone.get("/ready").json()["model_version"] == version
+    finally:
+        alone.stop()
 
 
 def test_a_stopped_server_leaves_no_folders_and_a_new_one_sweeps_dead_ones(registry: Settings) -> None:
@@ -499,6 +582,7 @@ def test_a_stopped_server_leaves_no_folders_and_a_new_one_sweeps_dead_ones(regis
     before = set(runs.iterdir())
     running = Server(registry, "--model", "models:/taxi-duration/1")  # the champion may be a broken one by now
     try:
+        assert running.post("/predict", TRIP).json()["model_alias"] is None  # a pinned version, no alias
         assert not dead.exists()
         (own,) = set(runs.iterdir()) - before
         assert own.name == f"{SCRATCH_PREFIX}{run_tag(running.process.pid)}"

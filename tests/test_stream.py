@@ -22,12 +22,27 @@ import pyarrow as pa
 import pytest
 
 from taxi_duration import schema as s
-from taxi_duration.config import Settings
+from taxi_duration.config import CHAMPION, DEFAULT_MODEL, PRETRIP_CHAMPION, Settings
 from taxi_duration.inputs import check_all, discover
-from taxi_duration.replay import event_table, later_than, replay
+from taxi_duration.replay import event_table, later_than, lines, replay
 from taxi_duration.scorer import load
-from taxi_duration.stream import FILE, PREDICTIONS, QUARANTINE, RAW, REASON, TRIP_ID, pickup_times, run
+from taxi_duration.serving import Champions
+from taxi_duration.stream import (
+    _PICKUP_TEXT,
+    EVENT_FIELDS,
+    FILE,
+    PREDICTIONS,
+    QUARANTINE,
+    RAW,
+    REASON,
+    TRIP_ID,
+    Sink,
+    pickup_times,
+    run,
+)
+from taxi_duration.train import train
 from taxi_duration.validation import UNREADABLE_LINE
+from tests.conftest import SPLIT, store_settings
 
 EVENTS = 300  # valid-looking events replayed per test: a few batches, seconds of Spark
 
@@ -151,13 +166,15 @@ def test_available_now_scores_every_event_once_and_quarantines_every_bad_line(
 ) -> None:
     _, bad = land_events(trips, tmp_path / "land", rows_per_file=64)
     scorer = load(spark_settings, "models:/taxi-duration/1", spark_settings.scratch_dir())
-    finished = run(spark_settings, scorer, tmp_path / "land", tmp_path / "out", tmp_path / "ck", available_now=True)
+    champions = Champions([scorer])
+    finished = run(spark_settings, champions, tmp_path / "land", tmp_path / "out", tmp_path / "ck", available_now=True)
     predictions, quarantine = outputs(tmp_path / "out")
     assert_exactly_once(spark_settings, trips, bad, predictions, quarantine)
     assert finished.backlog == 0
     assert finished.read == EVENTS + len(bad) + 5  # the redelivered five were taken, then dropped
     assert finished.counts.predicted == len(predictions)
     assert predictions["model_version"].unique().tolist() == ["1"]
+    assert predictions["feature_set"].unique().tolist() == ["with_distance"]  # each row names its model
     assert (predictions["p10_minutes"] <= predictions["predicted_minutes"]).all()
     assert (predictions["predicted_minutes"] <= predictions["p90_minutes"]).all()
 
@@ -174,9 +191,55 @@ def test_available_now_scores_every_event_once_and_quarantines_every_bad_line(
     assert np.abs(pyfunc.predict(inputs[whole]) - streamed).max() < 1e-6
 
     # Run again on the same checkpoint: nothing new landed, nothing is written twice.
-    again = run(spark_settings, scorer, tmp_path / "land", tmp_path / "out", tmp_path / "ck", available_now=True)
+    again = run(spark_settings, champions, tmp_path / "land", tmp_path / "out", tmp_path / "ck", available_now=True)
     assert again.counts.batches == 0
     assert [len(f) for f in outputs(tmp_path / "out")] == [len(predictions), len(quarantine)]
+
+
+@pytest.fixture(scope="module")
+def champions(registry: Settings, tmp_path_factory: pytest.TempPathFactory) -> Champions:
+    """The registry's champion and a pretrip one trained on the same trips, in a store of its own (the shared
+    registry is only read), as a stream without --model holds them."""
+    store = store_settings(tmp_path_factory.mktemp("pretrip"))
+    train(store, check_all(discover([registry.data_dir / "raw"])), SPLIT, "pretrip")
+    work = registry.scratch_dir()
+    pretrip = load(store, f"models:/taxi-duration@{PRETRIP_CHAMPION}", work)
+    return Champions([load(registry, DEFAULT_MODEL, work), pretrip])
+
+
+def test_each_event_is_scored_by_the_champion_the_api_would_pick(
+    champions: Champions, trips: pa.Table, tmp_path: Path
+) -> None:
+    """Events with a distance go to the with_distance champion, events without to the pretrip one (the API's
+    rule, `Champions.pick`), and each prediction row names the model that scored it."""
+    events = trips.slice(0, 60)
+    given = np.arange(events.num_rows) % 3 != 0  # every third event without its distance
+    miles = np.where(given, events.column(s.DISTANCE).to_numpy(zero_copy_only=False), np.nan)
+    events = events.set_column(events.schema.get_field_index(s.DISTANCE), s.DISTANCE, pa.array(miles, from_pandas=True))
+    # The batch as the stream's frame brings it to the sink: the line, its file, no reason yet, the pickup as text.
+    n = events.num_rows
+    fields = [c for c in EVENT_FIELDS if c != s.PICKUP]
+    batch = pa.table(
+        {
+            RAW: [line.strip() for line in lines(events)],
+            FILE: ["events.jsonl"] * n,
+            REASON: pa.nulls(n, pa.string()),
+            TRIP_ID: events.column(TRIP_ID),
+            _PICKUP_TEXT: [t.isoformat() for t in events.column(s.PICKUP).to_pylist()],
+            **{c: events.column(c) if c in events.column_names else pa.nulls(n, pa.float64()) for c in fields},
+        }
+    )
+    sink = Sink(champions, tmp_path)
+    sink.write(batch, 0)
+    predictions, _ = outputs(tmp_path)
+    assert sink.counts.predicted == len(predictions) > 30
+    ids = events.column(TRIP_ID).to_pylist()
+    with_distance = dict(zip(ids, events.column(s.DISTANCE).is_valid().to_pylist(), strict=True))
+    for row in predictions.itertuples():
+        model = champions.pick(with_distance[row.trip_id])
+        assert (row.model_alias, row.model_version, row.feature_set) == (model.alias, model.version, model.feature_set)
+    assert set(predictions["model_alias"]) == {CHAMPION, PRETRIP_CHAMPION}
+    assert set(predictions["feature_set"]) == {"with_distance", "pretrip"}
 
 
 class Stream:

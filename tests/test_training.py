@@ -18,7 +18,7 @@ import pytest
 from mlflow import MlflowClient
 
 from taxi_duration import tracking
-from taxi_duration.config import Settings, load_settings
+from taxi_duration.config import CHAMPION, PRETRIP_CHAMPION, Settings, load_settings
 from taxi_duration.inputs import InputFile
 from taxi_duration.scorecard import score_files
 from taxi_duration.train import Outcome, train
@@ -54,8 +54,10 @@ def test_a_run_logs_everything_and_beats_the_mean(first: tuple[Settings, Outcome
 def test_the_first_model_becomes_champion(first: tuple[Settings, Outcome]) -> None:
     settings, outcome = first
     assert outcome.decision.promoted
+    assert outcome.decision.alias == PRETRIP_CHAMPION  # a pretrip model: the pretrip champion
     store = tracking.connect(settings)
-    assert tracking.champion_version(store) == outcome.decision.version
+    assert tracking.champion_version(store, PRETRIP_CHAMPION) == outcome.decision.version
+    assert tracking.champion_version(store) is None
 
 
 def test_evaluate_reproduces_the_logged_validation_scores(
@@ -94,7 +96,8 @@ def test_the_store_opens_in_the_mlflow_ui_with_run_plots_and_champion(first: tup
     settings, outcome = first
     with mlflow_server("--backend-store-uri", str(settings.mlflow_tracking_uri)) as base:
         alias = httpx.get(
-            f"{base}/api/2.0/mlflow/registered-models/alias", params={"name": "taxi-duration", "alias": "champion"}
+            f"{base}/api/2.0/mlflow/registered-models/alias",
+            params={"name": "taxi-duration", "alias": PRETRIP_CHAMPION},
         )
         assert alias.status_code == 200, alias.text
         assert alias.json()["model_version"]["version"] == outcome.decision.version
@@ -112,7 +115,8 @@ def test_training_against_a_tracking_server(raw: list[InputFile], tmp_path: Path
         outcome = train(settings, raw, SPLIT, "pretrip")
         assert outcome.decision.promoted
         assert outcome.ui_command == f"open {base}"
-        result = score_files(settings, "models:/taxi-duration@champion", [f for f in raw if f.month == 202302])
+        champion = f"models:/taxi-duration@{PRETRIP_CHAMPION}"
+        result = score_files(settings, champion, [f for f in raw if f.month == 202302])
         assert result["metrics"]["model"]["rmse"] == pytest.approx(outcome.overall("validate")["model"]["rmse"])
     assert any((tmp_path / "artifacts").rglob("predicted_vs_actual.png"))
 
@@ -131,19 +135,19 @@ def _wait_until_up(url: str, server: subprocess.Popen[bytes], timeout_s: float =
     raise AssertionError(f"{url} did not answer within {timeout_s} s")
 
 
-def test_champion_moves_only_for_a_better_model_on_the_same_validation_data(
-    raw: list[InputFile], tmp_path: Path
-) -> None:
+def test_each_feature_set_has_its_own_champion(raw: list[InputFile], tmp_path: Path) -> None:
+    """A pretrip model never competes with a with_distance one (which knows the metered miles): each is judged
+    against its own feature set's champion, and the first of each takes its alias."""
     settings = store_settings(tmp_path)
     pretrip = train(settings, raw, SPLIT, "pretrip")
     with_distance = train(settings, raw, SPLIT, "with_distance")
-    again = train(settings, raw, SPLIT, "pretrip")
+    assert (pretrip.decision.alias, with_distance.decision.alias) == (PRETRIP_CHAMPION, CHAMPION)
     assert pretrip.decision.promoted
     assert with_distance.decision.promoted
-    assert with_distance.decision.champion_rmse == pytest.approx(pretrip.overall("validate")["model"]["rmse"])
-    assert not again.decision.promoted
-    assert "does not beat" in again.decision.reason
-    assert tracking.champion_version(tracking.connect(settings)) == with_distance.decision.version
+    assert with_distance.decision.reason == "the first registered with_distance model"
+    store = tracking.connect(settings)
+    assert tracking.champion_version(store) == with_distance.decision.version
+    assert tracking.champion_version(store, PRETRIP_CHAMPION) == pretrip.decision.version
 
 
 def test_a_champion_judged_on_other_months_is_scored_again(raw: list[InputFile], tmp_path: Path) -> None:
@@ -157,7 +161,7 @@ def test_a_champion_judged_on_other_months_is_scored_again(raw: list[InputFile],
         return 1.0
 
     with_run = tracking.mlflow.start_run()
-    decision = tracking.register(store, first.model_uri, with_run.info.run_id, "other-month", 2.0, rescore)
+    decision = tracking.register(store, first.model_uri, with_run.info.run_id, "pretrip", "other-month", 2.0, rescore)
     tracking.mlflow.end_run()
     assert rescored == [f"models:/taxi-duration/{first.decision.version}"]
     assert not decision.promoted
@@ -170,8 +174,8 @@ def test_the_same_job_run_twice_ties_and_keeps_the_champion(raw: list[InputFile]
     again = train(settings, raw, SPLIT, "pretrip")
     assert again.overall("validate")["model"]["rmse"] == first.overall("validate")["model"]["rmse"]
     assert not again.decision.promoted
-    assert "ties champion" in again.decision.reason
-    assert tracking.champion_version(tracking.connect(settings)) == first.decision.version
+    assert f"ties {PRETRIP_CHAMPION} v{first.decision.version}" in again.decision.reason
+    assert tracking.champion_version(tracking.connect(settings), PRETRIP_CHAMPION) == first.decision.version
 
 
 def test_long_steps_report_progress_within_them(raw: list[InputFile], tmp_path: Path) -> None:
@@ -191,7 +195,7 @@ def test_long_steps_report_progress_within_them(raw: list[InputFile], tmp_path: 
     assert parts == [(1, 4), (2, 4), (3, 4), (4, 4)]
 
 
-def test_a_tie_never_moves_the_champion_whatever_its_last_digits(tmp_path: Path) -> None:
+def test_a_tie_or_a_worse_model_never_moves_the_champion(tmp_path: Path) -> None:
     store = tracking.connect(store_settings(tmp_path))
     rmse = 5.17329951  # rounds up at 6 decimals: a rounded tag once made its own tie look like a win
 
@@ -200,10 +204,14 @@ def test_a_tie_never_moves_the_champion_whatever_its_last_digits(tmp_path: Path)
 
     with tracking.mlflow.start_run() as run:
         uri = f"runs:/{run.info.run_id}/model"
-        decisions = [tracking.register(store, uri, run.info.run_id, "same-rows", r, rescore) for r in (rmse, rmse)]
-        better = tracking.register(store, uri, run.info.run_id, "same-rows", rmse * 0.999, rescore)
-    assert [d.promoted for d in decisions] == [True, False]
+        decisions = [
+            tracking.register(store, uri, run.info.run_id, "with_distance", "same-rows", r, rescore)
+            for r in (rmse, rmse, rmse * 1.001)
+        ]
+        better = tracking.register(store, uri, run.info.run_id, "with_distance", "same-rows", rmse * 0.999, rescore)
+    assert [d.promoted for d in decisions] == [True, False, False]
     assert decisions[1].champion_rmse == rmse
+    assert "does not beat champion v1" in decisions[2].reason
     assert better.promoted
     assert tracking.champion_version(store) == better.version
 

@@ -30,7 +30,7 @@ from taxi_duration.cli_common import (
     write_json,
 )
 from taxi_duration.cluster_cli import cluster_app
-from taxi_duration.config import DEFAULT_MODEL, MODEL_NAME, Settings, main_job_search
+from taxi_duration.config import CHAMPION, DEFAULT_MODEL, MODEL_NAME, PRETRIP_CHAMPION, Settings, main_job_search
 from taxi_duration.drift_cli import drift
 from taxi_duration.errors import TaxiDurationError, UsageError
 from taxi_duration.months import parse_months
@@ -309,7 +309,14 @@ def predict(
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on; 0.0.0.0 for every interface.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    model: Annotated[str, typer.Option(help="Model URI to serve; an @alias is followed as it moves.")] = DEFAULT_MODEL,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Model URI to serve; an @alias is followed as it moves. Default: both champions, "
+            f"{CHAMPION} (with_distance) and {PRETRIP_CHAMPION}, whichever exist.",
+            show_default=False,
+        ),
+    ] = None,
     poll_seconds: Annotated[
         float, typer.Option(help="Check the registry for a new version this often; 0 turns polling off.")
     ] = 30.0,
@@ -317,9 +324,10 @@ def serve(
 ) -> None:
     """Serve predictions over HTTP: POST /predict and /predict/batch, GET /health, /ready, /model, /metrics.
 
-    The model is the MLflow registry's champion (MLFLOW_TRACKING_URI, else the SQLite store under the data
-    dir), served natively without Spark or a JVM. When the alias moves, the new version is loaded and
-    checked beside the old one, then swapped in (POST /admin/reload does it at once). Set
+    The models are the MLflow registry's champions (MLFLOW_TRACKING_URI, else the SQLite store under the data
+    dir), served natively without Spark or a JVM: a trip with trip_distance goes to the with_distance one, a
+    trip without to the pretrip one, and each answer names its model. When an alias moves, the new version is
+    loaded and checked beside the old one, then swapped in (POST /admin/reload does it at once). Set
     TAXI_DURATION_API_KEY to require a key for predictions, TAXI_DURATION_ADMIN_KEY to allow admin calls.
     API docs at http://HOST:PORT/docs.
     """
@@ -334,17 +342,17 @@ def serve(
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     holder = ModelHolder(settings, model)
     try:
-        with console.status(f"loading {model}"):
+        with console.status(f"loading {model or 'the champions'}"):
             served = holder.start()
         holder.poll(poll_seconds)
         keys = (settings.api_key, settings.admin_key)
         api_key, admin_key = (k.get_secret_value() if k else None for k in keys)
         app = create_app(holder, api_key, admin_key)
+        zones = served.default.zones
         console.print(
-            f"serving {served.uri} ({served.bundle.native.source}, {served.bundle.meta.feature_set}) "
-            f"on http://{host}:{port} (docs: /docs); prediction key {'on' if api_key else 'off'}, "
-            f"admin calls {'on' if admin_key else 'off'}, "
-            f"zones from coordinates {'on' if served.zones else f'off (no shapes at {settings.zone_shapes})'}"
+            f"serving {served.named()} on http://{host}:{port} (docs: /docs); prediction key "
+            f"{'on' if api_key else 'off'}, admin calls {'on' if admin_key else 'off'}, "
+            f"zones from coordinates {'on' if zones else f'off (no shapes at {settings.zone_shapes})'}"
         )
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     finally:
@@ -413,7 +421,7 @@ def _print_outcome(outcome: Any) -> None:
     title = f"Validation metrics, minutes ({outcome.engine}: {outcome.chosen}, {outcome.feature_set})"
     out.print(render.metrics_table(title, outcome.overall("validate"), outcome.overall("test")))
     d = outcome.decision
-    status = "[green]now the champion[/green]" if d.promoted else "[yellow]not promoted[/yellow]"
+    status = f"[green]now the {d.alias}[/green]" if d.promoted else "[yellow]not promoted[/yellow]"
     out.print(f"model: taxi-duration v{d.version}, {status}: {d.reason}")
     out.print(f"MLflow run {outcome.run_id} in {outcome.tracking_uri}; open it with:", soft_wrap=True)
     out.print(outcome.ui_command, soft_wrap=True, markup=False, highlight=False)  # one line, to copy whole

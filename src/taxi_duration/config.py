@@ -26,10 +26,13 @@ from pydantic_settings import (
 from taxi_duration.errors import UsageError
 
 CONFIG_FILE = Path("taxi-duration.toml")
-# The MLflow registry's model, and the alias of the version that is served (tracking.py moves it). Named here,
-# not in tracking.py, so that the command line can show the default without loading MLflow.
+# The MLflow registry's model, and the aliases of the versions that are served (tracking.py moves them): one
+# champion per feature set, `champion` for `with_distance` (the alias every command reads by default) and
+# `champion-pretrip` for what a booking screen can use. Named here, not in tracking.py, so that the command
+# line can show the default without loading MLflow.
 MODEL_NAME = "taxi-duration"
 CHAMPION = "champion"
+PRETRIP_CHAMPION = "champion-pretrip"
 DEFAULT_MODEL = f"models:/{MODEL_NAME}@{CHAMPION}"
 
 
@@ -67,6 +70,11 @@ class FeatureSet(StrEnum):
 
     WITH_DISTANCE = "with_distance"  # adds the metered distance, as the course's baselines do
     PRETRIP = "pretrip"  # what is known when the ride is booked
+
+
+# The alias each feature set's champion holds, and the URIs `serve` and `stream` follow when no model is given.
+CHAMPIONS: dict[FeatureSet, str] = {FeatureSet.WITH_DISTANCE: CHAMPION, FeatureSet.PRETRIP: PRETRIP_CHAMPION}
+CHAMPION_MODELS: tuple[str, ...] = tuple(f"models:/{MODEL_NAME}@{alias}" for alias in CHAMPIONS.values())
 
 
 class Settings(BaseSettings):

@@ -25,6 +25,10 @@ class UsageError(TaxiDurationError):
     exit_code = 2
 
 
+class MissingAliasError(UsageError):
+    """A registry alias names no version: the model it stands for was never trained (or the alias was removed)."""
+
+
 class EngineUnavailableError(TaxiDurationError):
     """An engine's runtime is missing (for Spark: pyspark, or Java 17/21)."""
 

@@ -31,7 +31,7 @@ from taxi_duration import schema as s
 from taxi_duration import tracking
 from taxi_duration.bundle import Bundle
 from taxi_duration.config import Settings
-from taxi_duration.errors import UsageError
+from taxi_duration.errors import MissingAliasError, UsageError
 from taxi_duration.geo import PACKAGED_SHAPES, ZoneIndex, fill_zones, load_index
 from taxi_duration.online import features_table, trips_table
 from taxi_duration.validation import REQUEST_BOUNDS, request_problems, trip_problems
@@ -79,12 +79,18 @@ class Scorer:
     uri: str
     zones: ZoneIndex | None = None  # without it, a trip must give its zone ids
     folder: Path | None = None  # where `load` downloaded it, removed with `discard`
+    alias: str | None = None  # the registry alias it was loaded through (`champion`...), if any
     loaded_at: str = field(default_factory=lambda: datetime.now().astimezone().isoformat(timespec="seconds"))
 
     @cached_property
     def required(self) -> list[str]:
         """What a trip must carry for this model: pickup, both zones, and the distance if the model reads it."""
         return self.bundle.required_inputs
+
+    @property
+    def feature_set(self) -> str:
+        """The feature set the model was trained on (`with_distance`, `pretrip`)."""
+        return self.bundle.meta.feature_set
 
     @property
     def needs_distance(self) -> bool:
@@ -194,6 +200,7 @@ class Scorer:
         meta = self.bundle.meta
         return {
             "name": meta.name,
+            "alias": self.alias,
             "version": self.version,
             "uri": self.uri,
             "model": meta.params.get("model", meta.kind),
@@ -216,14 +223,22 @@ class Scorer:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def resolve(settings: Settings, uri: str) -> tuple[str, str]:
-    """(version, a URI pinned to that version) for a `models:/name@alias`, `models:/name/N` or other URI."""
+def aliased(uri: str) -> tuple[str, str] | None:
+    """(model name, alias) of a `models:/name@alias` URI, else None."""
     if uri.startswith("models:/") and "@" in uri:
         name, alias = uri.removeprefix("models:/").split("@", 1)
+        return name, alias
+    return None
+
+
+def resolve(settings: Settings, uri: str) -> tuple[str, str]:
+    """(version, a URI pinned to that version) for a `models:/name@alias`, `models:/name/N` or other URI."""
+    if named := aliased(uri):
+        name, alias = named
         try:
             version = tracking.client(settings).get_model_version_by_alias(name, alias).version
         except mlflow.exceptions.MlflowException as exc:
-            raise UsageError(
+            raise MissingAliasError(
                 f"no version of {name!r} has the alias {alias!r} in {settings.mlflow_tracking_uri}: train one "
                 "first (`taxi-duration run`), or pass --model"
             ) from exc
@@ -251,7 +266,8 @@ def load(settings: Settings, uri: str, work: Path) -> Scorer:
         except Exception as exc:  # MLflow raises several types for a URI that leads nowhere
             raise UsageError(f"cannot load model {pinned!r}: {str(exc).splitlines()[0]}") from exc
         bundle = Bundle.open(local / BUNDLE_PATH if (local / BUNDLE_PATH).is_dir() else local)
-        return Scorer(bundle, version, pinned, zones_of(settings), folder)
+        named = aliased(uri)
+        return Scorer(bundle, version, pinned, zones_of(settings), folder, named[1] if named else None)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise

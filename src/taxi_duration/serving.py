@@ -1,9 +1,12 @@
-"""The model a server holds: loaded from the registry, checked before use, swapped without downtime.
+"""The models a server holds: loaded from the registry, checked before use, swapped without downtime.
 
-The server holds a `scorer.Scorer` (the native export, no JVM), loaded by the loader every caller uses.
-`ModelHolder` owns the current one. A reload (a poll of the registry, or an admin call) loads the
-version the alias now names beside the current one, checks it on canary trips, and only then swaps the
-reference; a model that fails to load or to check is reported and never replaces the one being served.
+A server (or a stream) serves the champions: the `with_distance` one and the `pretrip` one, whichever
+exist (`config.CHAMPIONS`), or the one model a URI names. Each is a `scorer.Scorer` (the native export, no
+JVM), loaded by the loader every caller uses. `Champions` holds them with the one rule that picks which
+answers a trip; `ModelHolder` owns the current `Champions`. A reload (a poll of the registry, or an admin
+call) loads each version an alias now names beside the current one, checks it on canary trips, and only
+then swaps the reference; a model that fails to load or to check is reported and never replaces the one
+being served.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -24,8 +27,8 @@ import numpy as np
 
 from taxi_duration import schema as s
 from taxi_duration import scorer as scorer_io
-from taxi_duration.config import DEFAULT_MODEL, Settings
-from taxi_duration.errors import UsageError
+from taxi_duration.config import CHAMPION_MODELS, CHAMPIONS, MODEL_NAME, Settings
+from taxi_duration.errors import MissingAliasError, UsageError
 from taxi_duration.scorer import Scorer
 
 log = logging.getLogger("taxi_duration.serving")
@@ -85,6 +88,74 @@ def _minutes(scorer: Scorer, trips: list[dict[str, Any]]) -> np.ndarray:
     return predictions.minutes
 
 
+class Champions:
+    """The models served together, and the one rule that picks which answers a trip (the API and the stream
+    both ask it): a trip that gives the metered distance goes to a model that reads it, one without to a
+    model that does not. With models of one kind only, that model answers every trip, as a lone model always
+    has (one that reads the distance refuses a trip without it). The rule is settled once, when the models
+    load: a trip's choice is one dict lookup."""
+
+    def __init__(self, models: Sequence[Scorer]) -> None:
+        self.models = tuple(models)
+        reads = [m for m in self.models if m.needs_distance]
+        blind = [m for m in self.models if not m.needs_distance]
+        self.by_distance: dict[bool, Scorer] = {True: (reads or blind)[0], False: (blind or reads)[0]}
+        self.by_feature_set: dict[str, Scorer] = {}
+        for m in self.models:
+            self.by_feature_set.setdefault(m.feature_set, m)
+
+    def pick(self, has_distance: bool) -> Scorer:
+        """The model that answers a trip, by whether it gives the metered distance."""
+        return self.by_distance[has_distance]
+
+    def split(self, has_distance: Sequence[bool] | np.ndarray) -> list[tuple[Scorer, np.ndarray]]:
+        """Trips grouped by the model `pick` gives each: (model, the trips' positions), every trip in one group."""
+        has = np.asarray(has_distance, dtype=bool)
+        if self.by_distance[True] is self.by_distance[False]:
+            return [(self.by_distance[True], np.arange(len(has)))]
+        groups = [(self.by_distance[True], np.flatnonzero(has)), (self.by_distance[False], np.flatnonzero(~has))]
+        return [(model, rows) for model, rows in groups if len(rows)]
+
+    @property
+    def default(self) -> Scorer:
+        """The model a trip with every input goes to: what `/model` and `/ready` name first."""
+        return self.by_distance[True]
+
+    def named(self) -> str:
+        """The models in one line: `models:/taxi-duration/1 (lightgbm, with_distance, @champion), ...`."""
+        labels = ([m.bundle.native.source, m.feature_set, *([f"@{m.alias}"] if m.alias else [])] for m in self.models)
+        return ", ".join(f"{m.uri} ({', '.join(label)})" for m, label in zip(self.models, labels, strict=True))
+
+
+def open_models(settings: Settings, uri: str | None, work: Path) -> dict[str, Scorer]:
+    """Load and check the model `uri` names, or without one every champion that exists (at least one must),
+    keyed by the URI each was asked by."""
+    models: dict[str, Scorer] = {}
+    try:
+        for source in _sources(uri):
+            try:
+                models[source] = load(settings, source, work)
+            except MissingAliasError:
+                if uri is not None:
+                    raise
+    except BaseException:
+        for model in models.values():
+            model.discard()
+        raise
+    if not models:
+        aliases = " or ".join(repr(alias) for alias in CHAMPIONS.values())
+        raise MissingAliasError(
+            f"no version of {MODEL_NAME!r} has the alias {aliases} in {settings.mlflow_tracking_uri}: train one "
+            "first (`taxi-duration run`), or pass --model"
+        )
+    return models
+
+
+def _sources(uri: str | None) -> tuple[str, ...]:
+    """The URIs served: the one given, else the champions'."""
+    return (uri,) if uri is not None else CHAMPION_MODELS
+
+
 @dataclass
 class ReloadStatus:
     """What the last reload attempt did."""
@@ -93,59 +164,76 @@ class ReloadStatus:
     outcome: str = "never"  # "loaded", "unchanged", "failed"
     error: str | None = None
     refused: str | None = None  # the version that failed, when it was found
+    source: str | None = None  # the URI whose version failed
 
 
 class ModelHolder:
-    """The served model and the reloads that replace it."""
+    """The served models and the reloads that replace them."""
 
-    def __init__(self, settings: Settings, uri: str = DEFAULT_MODEL) -> None:
+    def __init__(self, settings: Settings, uri: str | None = None) -> None:
+        """Serve the model `uri` names, or, without one, the champions (`config.CHAMPION_MODELS`)."""
         self.settings = settings
         self.uri = uri
+        self.sources = _sources(uri)
         # The process's own scratch folder: removed when it exits, swept by the next run if it was killed.
         self.work = Path(tempfile.mkdtemp(prefix="serving-", dir=settings.scratch_dir()))
-        self.current: Scorer | None = None
+        self.models: dict[str, Scorer] = {}  # by the URI each was asked by
+        self.current: Champions | None = None
         self.status = ReloadStatus()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
         self.on_reload: Callable[[ReloadStatus], None] = lambda status: None
 
-    def start(self) -> Scorer:
-        """Load the model the URI names now; a failure here is fatal (there is nothing to serve)."""
-        self.current = load(self.settings, self.uri, self.work)
+    def start(self) -> Champions:
+        """Load the models the URIs name now; a failure here is fatal (there is nothing to serve)."""
+        self.models = open_models(self.settings, self.uri, self.work)
+        self.current = Champions([self.models[s] for s in self.sources if s in self.models])
         self.status = ReloadStatus(_now(), "loaded")
         _freeze()
         return self.current
 
     def reload(self) -> ReloadStatus:
-        """Load the version the URI names now, if it is new, and swap it in once checked."""
+        """Load each version the URIs name now, if it is new, and swap them in once checked."""
         status = self._reload()
         self.on_reload(status)
         return status
 
     def _reload(self) -> ReloadStatus:
         with self._lock:
-            version = None
-            try:
-                version, _ = scorer_io.resolve(self.settings, self.uri)
-                if self.current is not None and version == self.current.version:
-                    self.status = ReloadStatus(_now(), "unchanged")
-                    return self.status
-                fresh = load(self.settings, self.uri, self.work)
-            except Exception as exc:
-                log.warning("reload of %s failed, still serving version %s: %s", self.uri, self._version(), exc)
-                self.status = ReloadStatus(_now(), "failed", str(exc), version)
-                return self.status
-            old, self.current = self.current, fresh
-            self.status = ReloadStatus(_now(), "loaded")
-            if old is not None:
-                old.discard()
-            _freeze()
-            log.warning("now serving %s (was version %s)", fresh.uri, old.version if old else None)
+            models = dict(self.models)
+            replaced: list[Scorer | None] = []  # the models swapped out (None: a champion served for the first time)
+            failed: ReloadStatus | None = None
+            for source in self.sources:
+                old, version = models.get(source), None
+                try:
+                    version, _ = scorer_io.resolve(self.settings, source)
+                    if old is not None and version == old.version:
+                        continue
+                    models[source] = load(self.settings, source, self.work)
+                except Exception as exc:
+                    if isinstance(exc, MissingAliasError) and old is None and self.uri is None:
+                        continue  # a champion not trained yet: nothing to serve for it
+                    serving = self.version_of(source)
+                    log.warning("reload of %s failed, still serving version %s: %s", source, serving, exc)
+                    failed = ReloadStatus(_now(), "failed", str(exc), version, source)
+                    continue
+                replaced.append(old)
+                log.warning("now serving %s (was version %s)", models[source].uri, old.version if old else None)
+            if replaced:
+                self.models = models
+                self.current = Champions([models[s] for s in self.sources if s in models])
+                for gone in replaced:
+                    if gone is not None:
+                        gone.discard()
+                _freeze()
+            self.status = failed or ReloadStatus(_now(), "loaded" if replaced else "unchanged")
             return self.status
 
-    def _version(self) -> str | None:
-        return self.current.version if self.current else None
+    def version_of(self, source: str) -> str | None:
+        """The version served for a URI, or None."""
+        model = self.models.get(source)
+        return model.version if model else None
 
     def poll(self, every_s: float) -> None:
         """Reload in a background thread every `every_s` seconds (0: never)."""

@@ -3,9 +3,11 @@
 Spark Structured Streaming reads the landing folder with its file source (as Auto Loader reads cloud
 storage); the JVM splits lines, parses JSON and drops redelivered `trip_id`s with its state in the
 checkpoint; each micro-batch then comes to the driver as one Arrow table and takes the scoring road
-(`Scorer.score`) once. The sink is idempotent per batch id: batch N writes `predictions/batch-N.parquet`
-and `quarantine/batch-N.parquet` whole or not at all, and a batch Spark re-runs after a crash (same id,
-same files, same dedup state) replaces them. docs/streaming.md has the argument.
+(`Scorer.score`) once per champion: events with a distance go to the `with_distance` one, events without
+to the `pretrip` one, by the API's rule (`serving.Champions`), and each prediction names its model. The
+sink is idempotent per batch id: batch N writes `predictions/batch-N.parquet` and
+`quarantine/batch-N.parquet` whole or not at all, and a batch Spark re-runs after a crash (same id, same
+files, same dedup state) replaces them. docs/streaming.md has the argument.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -29,7 +30,7 @@ from taxi_duration.atomic import atomic_file, remove_temp_files
 from taxi_duration.config import Settings
 from taxi_duration.errors import BadInputError
 from taxi_duration.online import new_york_times
-from taxi_duration.scorer import Scorer
+from taxi_duration.serving import Champions
 from taxi_duration.validation import FIRST_DAY, UNREADABLE_LINE, missing
 
 TRIP_ID = "trip_id"
@@ -163,8 +164,8 @@ def pickup_times(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
 class Sink:
     """The `foreachBatch` function: one micro-batch, scored once, written whole under its batch id."""
 
-    def __init__(self, scorer: Scorer, output: Path) -> None:
-        self.scorer = scorer
+    def __init__(self, champions: Champions, output: Path) -> None:
+        self.champions = champions
         self.predictions, self.quarantine = output / PREDICTIONS, output / QUARANTINE
         for folder in (self.predictions, self.quarantine):
             folder.mkdir(parents=True, exist_ok=True)
@@ -177,48 +178,53 @@ class Sink:
         self.write(frame.toArrow(), batch_id)
 
     def write(self, table: pa.Table, batch_id: int) -> None:
-        """Score the events of one batch and write its predictions and quarantine files."""
+        """Score the events of one batch and write its predictions and quarantine files. Each event goes to the
+        model the API would pick for it (`Champions.split`: with a distance or without), and its row names it."""
         self.batch_rows[batch_id] = table.num_rows
         if not table.num_rows:  # a batch that only moves the watermark
             return
         scored_at = datetime.now(UTC)
         early = table.column(REASON).is_null().to_numpy(zero_copy_only=False)
-        rejected = table.filter(pa.array(~early))
+        rejected = [table.filter(pa.array(~early)).select([RAW, FILE, TRIP_ID, REASON])]
         events = table.filter(pa.array(early))
-        predicted = np.zeros(0, dtype=bool)
-        if events.num_rows:
-            trips = {c: events.column(c) for c in EVENT_FIELDS if c != s.PICKUP}
-            pickups = pickup_times(events.column(_PICKUP_TEXT))
-            answer = self.scorer.score(pa.table({s.PICKUP: pickups, **trips}))
+        out: list[pa.Table] = []
+        has_distance = events.column(s.DISTANCE).is_valid().to_numpy(zero_copy_only=False)
+        groups = self.champions.split(has_distance) if events.num_rows else []
+        for model, rows in groups:
+            part = events if len(rows) == events.num_rows else events.take(rows)
+            trips = {c: part.column(c) for c in EVENT_FIELDS if c != s.PICKUP}
+            pickups = pickup_times(part.column(_PICKUP_TEXT))
+            answer = model.score(pa.table({s.PICKUP: pickups, **trips}))
             assert answer is not None  # only `remembered_only` calls may get None
             predicted = answer.predicted
-            keep = pa.array(predicted)
+            keep, n = pa.array(predicted), int(predicted.sum())
             zones = {z: pa.array(answer.zones[z][predicted], pa.float64()).cast(pa.int32()) for z in s.ZONES}
-            out = pa.table(
-                {
-                    TRIP_ID: events.column(TRIP_ID).filter(keep),
-                    s.PICKUP: pickups.filter(keep),
-                    **zones,
-                    "predicted_minutes": answer.minutes[predicted],
-                    "p10_minutes": answer.p10[predicted],
-                    "p90_minutes": answer.p90[predicted],
-                    "model_version": pa.array([answer.version] * int(predicted.sum()), pa.string()),
-                    "scored_at": pa.array([scored_at] * int(predicted.sum()), pa.timestamp("us", tz="UTC")),
-                }
+            out.append(
+                pa.table(
+                    {
+                        TRIP_ID: part.column(TRIP_ID).filter(keep),
+                        s.PICKUP: pickups.filter(keep),
+                        **zones,
+                        "predicted_minutes": answer.minutes[predicted],
+                        "p10_minutes": answer.p10[predicted],
+                        "p90_minutes": answer.p90[predicted],
+                        "model_version": pa.array([answer.version] * n, pa.string()),
+                        "model_alias": pa.array([model.alias] * n, pa.string()),
+                        "feature_set": pa.array([model.feature_set] * n, pa.string()),
+                        "scored_at": pa.array([scored_at] * n, pa.timestamp("us", tz="UTC")),
+                    }
+                )
             )
-            refused = events.filter(pa.array(~predicted)).select([RAW, FILE, TRIP_ID])
+            refused = part.filter(pa.array(~predicted)).select([RAW, FILE, TRIP_ID])
             reasons = [r for r in answer.reasons if r is not None]
-            rejected = pa.concat_tables(
-                [
-                    rejected.select([RAW, FILE, TRIP_ID, REASON]),
-                    refused.append_column(REASON, pa.array(reasons, pa.string())),
-                ]
-            )
-            _write(out, self.predictions, batch_id)
-        _write(rejected.select([RAW, FILE, TRIP_ID, REASON]), self.quarantine, batch_id)
+            rejected.append(refused.append_column(REASON, pa.array(reasons, pa.string())))
+        if out:
+            _write(pa.concat_tables(out), self.predictions, batch_id)
+        quarantined = pa.concat_tables(rejected)
+        _write(quarantined, self.quarantine, batch_id)
         self.counts.batches += 1
-        self.counts.predicted += int(predicted.sum())
-        self.counts.quarantined.update(rejected.column(REASON).to_pylist())
+        self.counts.predicted += sum(part.num_rows for part in out)
+        self.counts.quarantined.update(quarantined.column(REASON).to_pylist())
 
 
 def _write(table: pa.Table, folder: Path, batch_id: int) -> None:
@@ -247,14 +253,15 @@ def _landed(input_dir: Path) -> list[Path]:
 
 def run(
     settings: Settings,
-    scorer: Scorer,
+    champions: Champions,
     input_dir: Path,
     output: Path,
     checkpoint: Path,
     available_now: bool,
     on_progress: Callable[[Progress], None] = lambda p: None,
 ) -> Run:
-    """Run the stream until it has taken every landed file (`available_now`) or is stopped."""
+    """Run the stream, scoring each event with the champion `champions` picks for it, until it has taken every
+    landed file (`available_now`) or is stopped."""
     from pyspark.errors import StreamingQueryException
 
     from taxi_duration.spark import session_for
@@ -264,7 +271,7 @@ def run(
     # written every batch, so one per core, not the batch jobs' 8 (the checkpoint keeps the number).
     spark = session_for(settings).newSession()
     spark.conf.set("spark.sql.shuffle.partitions", str(spark.sparkContext.defaultParallelism))
-    sink = Sink(scorer, output)
+    sink = Sink(champions, output)
     frame = events(spark, input_dir, settings.stream_watermark, settings.stream_max_files_per_trigger)
     writer = frame.writeStream.foreachBatch(sink).option("checkpointLocation", str(checkpoint))
     trigger = (

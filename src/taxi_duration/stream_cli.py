@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from taxi_duration.cli_common import ConfigOpt, InputsArg, SparkMasterOpt, console, settings_from
-from taxi_duration.config import DEFAULT_MODEL
+from taxi_duration.config import CHAMPION, PRETRIP_CHAMPION
 
 
 def stream(
@@ -17,7 +17,14 @@ def stream(
     checkpoint: Annotated[
         Path, typer.Option(help="The stream's checkpoint: files taken, dedup state. Keep it to resume exactly once.")
     ],
-    model: Annotated[str, typer.Option(help="Model URI.")] = DEFAULT_MODEL,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Model URI. Default: both champions, {CHAMPION} (with_distance) and {PRETRIP_CHAMPION}, whichever "
+            "exist: an event with trip_distance goes to the first, one without to the second.",
+            show_default=False,
+        ),
+    ] = None,
     available_now: Annotated[
         bool, typer.Option("--available-now", help="Take every file landed so far, then stop (backfills, cron).")
     ] = False,
@@ -34,13 +41,14 @@ def stream(
     """Score trip events as they land, exactly once: Spark Structured Streaming over a landing folder.
 
     Each event is a trip request (a string trip_id, the pickup time, zones or coordinates, passengers,
-    distance; TLC or canonical names). Predictions go to OUTPUT/predictions, bad lines with their reason to
+    distance; TLC or canonical names). Predictions, each naming the model and feature set that scored it, go
+    to OUTPUT/predictions, bad lines with their reason to
     OUTPUT/quarantine; a trip_id delivered again is dropped. Stop it with Ctrl-C, or kill it: restarted on the
     same checkpoint, it resumes where it was, and no trip is written twice (docs/streaming.md).
     """
     from taxi_duration import render
     from taxi_duration import stream as streaming
-    from taxi_duration.scorer import load
+    from taxi_duration.serving import Champions, open_models
 
     settings = settings_from(
         config,
@@ -49,12 +57,12 @@ def stream(
         stream_max_files_per_trigger=max_files_per_trigger,
     )
     streaming.check_folders(input_dir, output, checkpoint)  # before the model and Spark load: fail fast
-    with console.status(f"loading {model}"):
-        scorer = load(settings, model, settings.scratch_dir())
-    console.print(render.stream_start(scorer.uri, input_dir, output, settings, available_now))
+    with console.status(f"loading {model or 'the champions'}"):
+        champions = Champions(list(open_models(settings, model, settings.scratch_dir()).values()))
+    console.print(render.stream_start(champions.named(), input_dir, output, settings, available_now))
     run = streaming.run(
         settings,
-        scorer,
+        champions,
         input_dir,
         output,
         checkpoint,

@@ -3,9 +3,11 @@
 The embedded default needs no server: a SQLite tracking store and an artifact folder under the data dir.
 Any tracking URI the user sets (a real `mlflow server`, Databricks) is used as is.
 
-The champion rule: a new version takes the `champion` alias only when it beats the current champion on
-the same validation data; a tie (the same job run again) leaves the alias where it is. When the champion
-was judged on other data, it is scored again on this data before the comparison. A training process that
+The champion rule: each feature set has its own champion alias (`champion` for `with_distance`,
+`champion-pretrip` for `pretrip`: `config.CHAMPIONS`). A new version takes its feature set's alias only when
+it beats that alias's current champion on the same validation data; a tie (the same job run again) leaves
+the alias where it is. When the champion was judged on other data, it is scored again on this data before
+the comparison. A training process that
 dies leaves its run RUNNING; the next training marks such runs FAILED and deletes any version they
 registered that never got a decision, so the registry never shows a half-registered model.
 """
@@ -29,7 +31,7 @@ from mlflow import MlflowClient
 from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
 
-from taxi_duration.config import CHAMPION, MODEL_NAME, Settings
+from taxi_duration.config import CHAMPION, CHAMPIONS, MODEL_NAME, FeatureSet, Settings
 
 # Tags this project writes, in one namespace.
 PID_TAG, HOST_TAG = "taxi_duration.pid", "taxi_duration.host"
@@ -149,9 +151,9 @@ def recover(store: Store) -> list[str]:
         store.client.set_tag(run.info.run_id, OUTCOME_TAG, "killed: its process died before the run ended")
         store.client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
         repaired.append(f"run {run.info.run_id} was left running by a dead process: marked FAILED")
-    champion = champion_version(store)
+    champions = {champion_version(store, alias) for alias in CHAMPIONS.values()}
     for version in store.client.search_model_versions(f"name = '{MODEL_NAME}'"):
-        if version.tags.get(DECISION_TAG) != PENDING or str(version.version) == champion:
+        if version.tags.get(DECISION_TAG) != PENDING or str(version.version) in champions:
             continue
         if version.run_id and store.client.get_run(version.run_id).info.status == "RUNNING":
             continue
@@ -160,19 +162,20 @@ def recover(store: Store) -> list[str]:
     return repaired
 
 
-def champion_version(store: Store) -> str | None:
-    """The version the `champion` alias points at, or None."""
+def champion_version(store: Store, alias: str = CHAMPION) -> str | None:
+    """The version a champion alias (by default `champion`, the `with_distance` one) points at, or None."""
     try:
-        return str(store.client.get_model_version_by_alias(MODEL_NAME, CHAMPION).version)
+        return str(store.client.get_model_version_by_alias(MODEL_NAME, alias).version)
     except MlflowException:
         return None
 
 
 @dataclass(frozen=True)
 class Decision:
-    """What registration did: the new version, and whether it became the champion and why."""
+    """What registration did: the new version, and whether it became its feature set's champion (`alias`) and why."""
 
     version: str
+    alias: str
     promoted: bool
     reason: str
     champion_rmse: float | None
@@ -182,12 +185,14 @@ def register(
     store: Store,
     model_uri: str,
     run_id: str,
+    feature_set: FeatureSet,
     validation_key: str,
     rmse: float,
     rescore: Callable[[str], float],
     model_id: str | None = None,
 ) -> Decision:
-    """Register a logged model and move `champion` to it only if it beats the champion on this validation data.
+    """Register a logged model and move its feature set's champion alias to it only if it beats that champion
+    on this validation data.
 
     `validation_key` identifies the validation rows; `rescore(model_uri)` scores another version on them.
     `model_id` is the logged model's id (a tracking server needs it to resolve `models:/<id>` sources).
@@ -201,9 +206,10 @@ def register(
     created = store.client.create_model_version(MODEL_NAME, model_uri, run_id=run_id, tags=tags, model_id=model_id)
     version = str(created.version)
     crash_point("decide")
-    current = champion_version(store)
+    alias = CHAMPIONS[feature_set]
+    current = champion_version(store, alias)
     if current is None:
-        promoted, reason, champion_rmse = True, "the first registered model", None
+        promoted, reason, champion_rmse = True, f"the first registered {feature_set} model", None
     else:
         old = store.client.get_model_version(MODEL_NAME, current)
         if old.tags.get(VALIDATION_TAG) == validation_key and RMSE_TAG in old.tags:
@@ -213,8 +219,8 @@ def register(
         tie = math.isclose(rmse, champion_rmse, rel_tol=TIE_TOLERANCE)
         promoted = rmse < champion_rmse and not tie
         verb = "beats" if promoted else "ties" if tie else "does not beat"
-        reason = f"RMSE {rmse:.4f} {verb} champion v{current} at {champion_rmse:.4f} on the same validation data"
+        reason = f"RMSE {rmse:.4f} {verb} {alias} v{current} at {champion_rmse:.4f} on the same validation data"
     if promoted:
-        store.client.set_registered_model_alias(MODEL_NAME, CHAMPION, version)
+        store.client.set_registered_model_alias(MODEL_NAME, alias, version)
     store.client.set_model_version_tag(MODEL_NAME, version, DECISION_TAG, "champion" if promoted else "not promoted")
-    return Decision(version, promoted, reason, champion_rmse)
+    return Decision(version, alias, promoted, reason, champion_rmse)

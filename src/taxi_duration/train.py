@@ -397,6 +397,7 @@ def train(
                 store,
                 info.model_uri,
                 run.info.run_id,
+                feature_set,
                 validation_key(data),
                 validation["rmse"],
                 _rescorer(prepared),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from functools import partial
@@ -18,12 +18,13 @@ from swagger_ui_bundle import swagger_ui_path
 
 from taxi_duration import __version__
 from taxi_duration import schema as s
-from taxi_duration.api.deps import AdminKey, CurrentModel, PredictionKey
+from taxi_duration.api.deps import AdminKey, CurrentModels, PredictionKey
 from taxi_duration.api.edge import MAX_BODY_BYTES, Edge, Metrics
 from taxi_duration.api.errors import ADMIN_REFUSALS, REFUSALS, install, refusal_of, refuse
-from taxi_duration.api.schemas import Batch, BatchPrediction, Interval, Prediction, Problem, Trip
+from taxi_duration.api.schemas import Batch, BatchPrediction, Chosen, Interval, Prediction, Problem, Trip
+from taxi_duration.config import FeatureSet
 from taxi_duration.scorer import Scorer
-from taxi_duration.serving import ModelHolder
+from taxi_duration.serving import Champions, ModelHolder
 
 # Up to this many trips, all answered from the fast path's memory, a prediction takes microseconds and runs
 # on the event loop; anything else runs in a worker thread, so no request can hold up the others. Such
@@ -39,9 +40,19 @@ def _rounded(values: Any) -> list[float]:
     return [round(v, DECIMALS) for v in values.tolist()]
 
 
+def _asked(champions: Champions, feature_set: FeatureSet) -> Scorer:
+    """The served model of the feature set a client asked for, or a 422 naming those served."""
+    model = champions.by_feature_set.get(feature_set)
+    if model is None:
+        served = " and ".join(champions.by_feature_set)
+        raise HTTPException(422, f"this server has no {feature_set} model: it serves {served}")
+    return model
+
+
 def create_app(holder: ModelHolder, api_key: str | None = None, admin_key: str | None = None) -> FastAPI:
     """The API over a started `ModelHolder`, which it closes when the server stops. Every prediction takes
-    the scorer's road (`scorer.py`); trips may give coordinates instead of zone ids where it has shapes."""
+    the scorer's road (`scorer.py`), on the model `Champions` picks for the trip; trips may give coordinates
+    instead of zone ids where it has shapes."""
     metrics = Metrics()
     evaluations: list[anyio.CapacityLimiter] = []  # made once the event loop runs
 
@@ -66,10 +77,13 @@ def create_app(holder: ModelHolder, api_key: str | None = None, admin_key: str |
     install(app)
     holder.on_reload = lambda status: metrics.reloads.labels(status.outcome).inc()
 
-    served = CurrentModel(holder)
+    served = CurrentModels(holder)
 
-    async def answer(model: Scorer, trips: list[Trip]) -> list[Prediction]:
-        ready = [t.canonical() for t in trips]
+    async def answer(model: Scorer, trips: list[Trip], at: Sequence[int] | None = None) -> list[Prediction]:
+        """`model`'s predictions for the trips at positions `at` (all of them by default); a refusal names the
+        trip by its position in `trips`."""
+        picked = trips if at is None else [trips[i] for i in at]
+        ready = [t.canonical() for t in picked]
         if model.zones is None and any(c[s.PU_ZONE] is None or c[s.DO_ZONE] is None for c in ready):
             raise HTTPException(422, f"send {' and '.join(s.ZONES)}: this server has no zone shapes to find them")
         scored = model.score(ready, remembered_only=True) if len(ready) <= INLINE_TRIPS else None
@@ -79,29 +93,48 @@ def create_app(holder: ModelHolder, api_key: str | None = None, admin_key: str |
         if refused := [(i, r) for i, r in enumerate(scored.reasons) if r is not None]:
             first, reasons = refused[0]
             found = {zone: scored.zones[zone][first] for zone in s.ZONES}
-            refuse(trips, first, *refusal_of(model, ready[first], reasons, found))
-        metrics.trips.inc(len(trips))
+            refuse(trips, first if at is None else at[first], *refusal_of(model, ready[first], reasons, found))
+        metrics.trips.inc(len(picked))
         for m in scored.minutes:
             metrics.minutes.observe(m)
+        version, alias, feature_set = model.version, model.alias, model.feature_set
         return [
-            Prediction(duration_minutes=m, interval=Interval(p10=lo, p90=hi), model_version=model.version)
+            Prediction(
+                duration_minutes=m,
+                interval=Interval(p10=lo, p90=hi),
+                model_version=version,
+                model_alias=alias,
+                feature_set=feature_set,
+            )
             for m, lo, hi in zip(_rounded(scored.minutes), _rounded(scored.p10), _rounded(scored.p90), strict=True)
         ]
 
     keyed = [Depends(PredictionKey(api_key))]
 
     @app.post("/predict", response_model=Prediction, dependencies=keyed, tags=["predictions"], responses=REFUSALS)
-    async def predict(trip: Trip) -> Prediction:
-        """Predict one trip's duration in minutes, with the p10-p90 interval."""
-        return (await answer(served(), [trip]))[0]
+    async def predict(trip: Trip, feature_set: Chosen = None) -> Prediction:
+        """Predict one trip's duration in minutes, with the p10-p90 interval and the model that answered."""
+        champions = served()
+        if feature_set is None:
+            return (await answer(champions.pick(trip.trip_distance is not None), [trip]))[0]
+        return (await answer(_asked(champions, feature_set), [trip]))[0]
 
     @app.post(
         "/predict/batch", response_model=BatchPrediction, dependencies=keyed, tags=["predictions"], responses=REFUSALS
     )
-    async def predict_batch(batch: Batch) -> BatchPrediction:
-        """Predict up to 1000 trips at once; predictions come back in the order sent."""
-        model = served()
-        return BatchPrediction(predictions=await answer(model, batch.trips), model_version=model.version)
+    async def predict_batch(batch: Batch, feature_set: Chosen = None) -> BatchPrediction:
+        """Predict up to 1000 trips at once; predictions come back in the order sent, each naming its model."""
+        champions, trips = served(), batch.trips
+        if feature_set is not None:
+            predictions = await answer(_asked(champions, feature_set), trips)
+        else:
+            placed: dict[int, Prediction] = {}
+            for model, rows in champions.split([t.trip_distance is not None for t in trips]):
+                at = rows.tolist()
+                placed.update(zip(at, await answer(model, trips, at), strict=True))
+            predictions = [placed[i] for i in range(len(trips))]
+        versions = ",".join(dict.fromkeys(p.model_version for p in predictions))
+        return BatchPrediction(predictions=predictions, model_version=versions)
 
     @app.get("/health", tags=["operations"])
     async def health() -> dict[str, str]:
@@ -111,33 +144,43 @@ def create_app(holder: ModelHolder, api_key: str | None = None, admin_key: str |
     @app.get("/ready", tags=["operations"], responses={503: REFUSALS[503]})
     async def ready() -> dict[str, Any]:
         """Readiness: a checked model is loaded (503 otherwise)."""
-        return {"status": "ready", "model_version": served().version}
+        return {"status": "ready", "model_version": served().default.version}
 
     for probe in (health, ready):  # probes may ask with HEAD; kept out of the spec, whose ids must be unique
         app.add_api_route(f"/{probe.__name__}", probe, methods=["HEAD"], include_in_schema=False)
 
     @app.get("/model", dependencies=keyed, tags=["operations"], responses=REFUSALS)
     async def model_info() -> dict[str, Any]:
-        """The served model: version, feature set, training window, validation metrics, last reload."""
-        return {**served().describe(), "reload": asdict(holder.status), "source": holder.uri}
+        """The served model (the one trips with a distance go to): alias, version, feature set, training window,
+        validation metrics, last reload; and under `served`, every model served (with two champions, both)."""
+        champions = served()
+        return {
+            **champions.default.describe(),
+            "reload": asdict(holder.status),
+            "source": ", ".join(holder.sources),
+            "served": [m.describe() for m in champions.models],
+        }
 
     @app.get("/metrics", dependencies=keyed, tags=["operations"], response_class=Response, responses=REFUSALS)
     async def prometheus() -> Response:
         """Prometheus metrics: requests, latency, predicted durations, model version."""
         if holder.current is not None:
-            metrics.version.set(float(holder.current.version) if holder.current.version.isdigit() else -1)
+            version = holder.current.default.version
+            metrics.version.set(float(version) if version.isdigit() else -1)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post(
         "/admin/reload", dependencies=[Depends(AdminKey(admin_key))], tags=["operations"], responses=ADMIN_REFUSALS
     )
     def reload() -> dict[str, Any]:
-        """Load the version the model URI names now; the old one serves until the new one is checked."""
+        """Load the versions the model URIs name now; an old one serves until its successor is checked."""
         status = holder.reload()
         if status.outcome == "failed":
-            refused = f"version {status.refused}" if status.refused else f"the version {holder.uri} names"
-            raise HTTPException(409, f"refused {refused}: {status.error}; still serving version {served().version}")
-        return {**asdict(status), "model_version": served().version}
+            refused = f"version {status.refused}" if status.refused else f"the version {status.source} names"
+            still = holder.version_of(status.source or "")
+            serving = f"still serving version {still}" if still else f"nothing is served for {status.source} yet"
+            raise HTTPException(409, f"refused {refused}: {status.error}; {serving}")
+        return {**asdict(status), "model_version": served().default.version}
 
     @app.get("/docs", include_in_schema=False)
     async def docs(request: Request) -> HTMLResponse:

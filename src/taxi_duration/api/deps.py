@@ -1,4 +1,4 @@
-"""The routes' dependencies: the prediction key, the admin key, and the model being served.
+"""The routes' dependencies: the prediction key, the admin key, and the models being served.
 
 Each is a small class whose instance FastAPI calls (`Depends(PredictionKey(key))`, the pattern FastAPI
 documents for a parameterised dependency): the key or the holder it checks is given once, when the app is made.
@@ -11,8 +11,7 @@ from typing import Annotated
 
 from fastapi import Header, HTTPException
 
-from taxi_duration.scorer import Scorer
-from taxi_duration.serving import ModelHolder
+from taxi_duration.serving import Champions, ModelHolder
 
 KEY_HELP = "The prediction key, when the server has one (TAXI_DURATION_API_KEY)."
 
@@ -46,13 +45,13 @@ class AdminKey:
             raise HTTPException(401, "missing or wrong X-API-Key for admin calls")
 
 
-class CurrentModel:
-    """The model the holder serves now, or a 503 while none is loaded."""
+class CurrentModels:
+    """The models the holder serves now, or a 503 while none is loaded."""
 
     def __init__(self, holder: ModelHolder) -> None:
         self.holder = holder
 
-    def __call__(self) -> Scorer:
+    def __call__(self) -> Champions:
         current = self.holder.current
         if current is None:
             raise HTTPException(503, "no model loaded yet")

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import difflib
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
+from fastapi import Query
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from taxi_duration import schema as s
 from taxi_duration import validation
+from taxi_duration.config import FeatureSet
 from taxi_duration.validation import BOOKING_AHEAD, FIRST_DAY, MAX_DISTANCE_MI, MAX_PASSENGERS
 
 NEW_YORK = ZoneInfo(s.TIME_ZONE)
@@ -199,18 +201,37 @@ class Interval(BaseModel):
 
 
 class Prediction(BaseModel):
-    """A predicted duration, in minutes to the hundredth."""
+    """A predicted duration, in minutes to the hundredth, and the model that answered."""
 
     duration_minutes: float
     interval: Interval
     model_version: str
+    model_alias: str | None = Field(
+        description="The registry alias the model was served by (`champion`, `champion-pretrip`); null for a "
+        "server started on a pinned version."
+    )
+    feature_set: str = Field(description="What the model knows: `with_distance` (the metered distance) or `pretrip`.")
 
 
 class BatchPrediction(BaseModel):
     """One prediction per trip, in the order sent."""
 
     predictions: list[Prediction]
-    model_version: str
+    model_version: str = Field(
+        description="The version that answered; when trips with and without a distance went to two champions, "
+        "both, comma-separated in the order of the trips (each prediction names its own)."
+    )
+
+
+# The explicit choice of a model, where the trip's distance would choose otherwise (`serving.Champions`).
+Chosen = Annotated[
+    FeatureSet | None,
+    Query(
+        description="The feature set of the model to answer: `pretrip` or `with_distance`. By default a trip with "
+        "`trip_distance` goes to the `with_distance` champion and one without to the `pretrip` champion, when the "
+        "server has both."
+    ),
+]
 
 
 class Problem(BaseModel):
