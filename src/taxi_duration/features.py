@@ -71,6 +71,7 @@ def holiday_keys() -> tuple[int, ...]:
 # Boroughs and zone centroids come from joining the zone table (`zones` below): a hash join against 265
 # rows. A mapping expression was 3x slower on Spark, whose map lookups scan every key for every row.
 _PU_BOROUGH, _DO_BOROUGH = "_pu_borough", "_do_borough"
+PU_BOROUGH = "pu_borough"  # the feature metrics are broken down by, and intervals binned by
 _JOINED = {
     s.PU_ZONE: {"borough": _PU_BOROUGH, "lon": "_pu_zone_lon", "lat": "_pu_zone_lat"},
     s.DO_ZONE: {"borough": _DO_BOROUGH, "lon": "_do_zone_lon", "lat": "_do_zone_lat"},
@@ -225,7 +226,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature(
         "zone_pair", nw.String(), True, lambda: _joined(nw.col(s.PU_ZONE), nw.col(s.DO_ZONE)), "'PU-DO'", reads=ZONES
     ),
-    Feature("pu_borough", nw.String(), True, lambda: _borough(_PU_BOROUGH), "borough of the pickup zone", reads=ZONES),
+    Feature(PU_BOROUGH, nw.String(), True, lambda: _borough(_PU_BOROUGH), "borough of the pickup zone", reads=ZONES),
     Feature("do_borough", nw.String(), True, lambda: _borough(_DO_BOROUGH), "borough of the dropoff zone", reads=ZONES),
     Feature(
         "borough_pair",

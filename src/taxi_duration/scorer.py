@@ -32,6 +32,7 @@ from taxi_duration import tracking
 from taxi_duration.bundle import Bundle
 from taxi_duration.config import Settings
 from taxi_duration.errors import MissingAliasError, UsageError
+from taxi_duration.features import PU_BOROUGH
 from taxi_duration.geo import PACKAGED_SHAPES, ZoneIndex, fill_zones, load_index
 from taxi_duration.online import features_table, trips_table
 from taxi_duration.validation import REQUEST_BOUNDS, request_problems, trip_problems
@@ -147,7 +148,7 @@ class Scorer:
         features: list[dict[str, Any]] | pa.Table,
         zones: dict[str, np.ndarray],
     ) -> Predictions:
-        low, high = self._bounds(minutes)
+        low, high = self._bounds(minutes, features)
         if len(ok) == len(reasons):  # every trip predicted: the common case, no scatter
             return Predictions(minutes, low, high, self.version, reasons, features, zones)
         minutes_out, low_out, high_out = (np.full(len(reasons), np.nan) for _ in range(3))
@@ -161,14 +162,22 @@ class Scorer:
             return np.array([native.predict_one(features[0])])
         return native.predict({n: [f[n] for f in features] for n in native.inputs})
 
-    def _bounds(self, minutes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _bounds(self, minutes: np.ndarray, features: list[dict[str, Any]] | pa.Table) -> tuple[np.ndarray, np.ndarray]:
+        """The p10-p90 bounds, by each trip's pickup borough (an interval has its own bins for the busy ones)."""
         interval = self.bundle.interval
         if interval is None:
             return minutes, minutes
+        if isinstance(features, pa.Table):
+            boroughs = (
+                features.column(PU_BOROUGH).to_numpy(zero_copy_only=False)
+                if PU_BOROUGH in features.schema.names
+                else None
+            )
+            return interval.bounds(minutes, boroughs)
         if len(minutes) == 1:  # a scalar search: a tenth of the array call's cost
-            low, high = interval.bounds_one(float(minutes[0]))
+            low, high = interval.bounds_one(float(minutes[0]), features[0].get(PU_BOROUGH))
             return np.array([low]), np.array([high])
-        return interval.bounds(minutes)
+        return interval.bounds(minutes, [f.get(PU_BOROUGH) for f in features])
 
     def _fill_row_zones(self, rows: list[dict[str, Any]]) -> None:
         """`_fill_zones` for trips as dicts: only the trips missing an id are looked at."""
