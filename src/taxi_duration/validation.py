@@ -22,6 +22,10 @@ REPAIRS_COL = "repairs"
 DURATION_COL = "_duration_s"
 DUPLICATE_RANK_COL = "_copy_number"
 _TRIP_HASH_COL, _SEEN_COL = "_trip_hash", "_seen"
+# The duplicate check's hash leaves out the zones: a file with coordinates derives them from its coordinates by
+# a point-in-polygon lookup (about 10 us a row) that the hash pass would otherwise run too. Rows that differ
+# only in zones share a hash and are told apart by the numbering, which reads every trip field.
+_HASHED_FIELDS = tuple(c for c in s.TRIP_FIELDS if c not in s.ZONES)
 
 MIN_DURATION_S = 60  # a paid trip under a minute is a meter test or a cancelled ride
 MAX_DURATION_S = 5 * 3600  # longer means the meter was left running (real files reach 24 h)
@@ -264,7 +268,7 @@ def number_copies(runtime: Runtime, trips: nw.LazyFrame[Any]) -> nw.LazyFrame[An
     copies are rare) are collected, and only the rows carrying one are numbered, by their full trip fields:
     a hash collision can never make two different trips copies. Every other row is its trip's only copy.
     """
-    hashed = runtime.with_hash(trips, s.TRIP_FIELDS, _TRIP_HASH_COL)
+    hashed = runtime.with_hash(trips, _HASHED_FIELDS, _TRIP_HASH_COL)
     seen = hashed.group_by(_TRIP_HASH_COL).agg(nw.len().alias(_SEEN_COL))
     # Collected, so the input is read twice (hashes, then the job) and not once more per join below.
     repeated = runtime.collect_spilling(seen.filter(nw.col(_SEEN_COL) > 1).select(_TRIP_HASH_COL))
