@@ -130,7 +130,8 @@ class Runtime:
         if self.engine is Engine.DUCKDB:
             return nw.from_native(self.native.from_arrow(table))
         if self.engine is Engine.SPARK:
-            return nw.from_native(self.native.createDataFrame(table.to_pandas()))
+            # As Arrow, not pandas: Spark cannot infer types from an empty pandas frame (no hash seen twice).
+            return nw.from_native(self.native.createDataFrame(table))
         import pandas as pd
 
         return nw.from_native(table.to_pandas(types_mapper=pd.ArrowDtype)).lazy()
@@ -138,13 +139,7 @@ class Runtime:
     def empty(self, types: dict[str, DType]) -> nw.LazyFrame[Any]:
         """A frame of no rows with these columns and types."""
         table = pa.schema([(name, arrow_type(dtype)) for name, dtype in types.items()]).empty_table()
-        # Spark cannot infer types from an empty pandas frame, but takes an Arrow table as it is.
-        frame = (
-            nw.from_native(self.native.createDataFrame(table))
-            if self.engine is Engine.SPARK
-            else self.from_arrow(table)
-        )
-        return frame.select(nw.col(name).cast(dtype) for name, dtype in types.items())
+        return self.from_arrow(table).select(nw.col(name).cast(dtype) for name, dtype in types.items())
 
     # Writers.
 
