@@ -250,7 +250,9 @@ SEPARATOR = ","
 
 
 def flag(runtime: Runtime, trips: nw.LazyFrame[Any]) -> nw.LazyFrame[Any]:
-    """Apply repairs, then every rule: the canonical columns plus `reasons` and `repairs` (null when none)."""
+    """Apply repairs, then every rule: the canonical columns plus `reasons` and `repairs` (null when none).
+
+    Lazy but for the duplicate check's hash pass, which reads `trips` once now (`number_copies`)."""
     trips = runtime.seconds_between(trips, s.PICKUP, s.DROPOFF, DURATION_COL)
     # Numbered before any repair, so "exact copy" means exact in the source.
     trips = number_copies(runtime, trips)
