@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from taxi_duration.validation import (
     last_day,
     missing,
     request_problems,
+    split_codes,
     trip_problems,
 )
 from tests.conftest import ALL_ENGINES, CASES, FAST_ENGINES, all_cases, timed_trip, write_parquet
@@ -65,6 +67,28 @@ def test_duplicates_with_nulls_in_the_same_places_are_duplicates(runtime: Runtim
     rows = [timed_trip(VendorID=None, passenger_count=None)] * 2
     result = flagged_rows(runtime, write_parquet(tmp_path / "green_tripdata_2023-01.parquet", rows))
     assert sorted(r[schema.REASONS] or "" for r in result) == ["", "duplicate"]
+
+
+@pytest.mark.parametrize("runtime", ALL_ENGINES, indirect=True)
+def test_only_exact_copies_are_duplicates_across_files(runtime: Runtime, tmp_path: Path) -> None:
+    """Copies are found by a hash of the trip fields, then numbered by the fields themselves: two exact copies
+    in two files, copies with nulls (and NaN) in the same places are duplicates; a trip differing in one field
+    (the zones too, which the hash leaves out), or with a value where its copy has a null, is not."""
+    copied, nulls, nan = timed_trip(), timed_trip(VendorID=None, passenger_count=None), timed_trip(trip_distance=np.nan)
+    first = [copied, timed_trip(fare_amount=99.0), timed_trip(DOLocationID=76), nulls, nan]
+    first.append(timed_trip(VendorID=None, passenger_count=1))
+    paths = [
+        write_parquet(tmp_path / "green_tripdata_2023-01.parquet", first),
+        write_parquet(tmp_path / "green_tripdata_2023-02.parquet", [copied, nulls, nan]),
+    ]
+    rows = flag(runtime, read_trips(runtime, check_all(paths))).collect().to_arrow().to_pylist()
+    copies = [r for r in rows if "duplicate" in split_codes(r[schema.REASONS])]
+    assert len(rows) == 9
+    assert sorted((r[schema.FARE], r[schema.VENDOR] or 0, math.isnan(r[schema.DISTANCE])) for r in copies) == [
+        (14.2, 0, False),
+        (14.2, 2, False),
+        (14.2, 2, True),
+    ]
 
 
 @pytest.mark.parametrize("runtime", FAST_ENGINES, indirect=True)

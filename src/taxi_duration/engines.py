@@ -8,7 +8,7 @@ disagree. Nothing outside this module and `spark.py` touches an engine's native 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +26,13 @@ from taxi_duration.geo import PACKAGED_SHAPES, ZoneIndex, fill_zones
 from taxi_duration.storage import Location
 
 PARQUET_COMPRESSION = "zstd"
+# DuckDB buffers this many rows per thread and partition of a partitioned write before it writes them out.
+# At its default (524,288) the buffers alone held 1.5 GiB at 10M rows; at this, `validate --features` peaks
+# at 716 MiB at 1M rows and 787 MiB at 10M, with no more CPU (its row groups stay about 122,880 rows).
+DUCKDB_PARTITION_FLUSH_ROWS = 65_536
+# The memory a group-by over every row may hold before DuckDB spills it to the scratch folder
+# (`Runtime.collect_spilling`): the duplicate check's hashes take about 40 bytes a row, 2 GiB at 50M rows.
+DUCKDB_SPILL_MEMORY = "512MB"
 
 
 @dataclass
@@ -38,6 +45,7 @@ class Runtime:
     # Where working copies of inputs go (a JSON-lines file without its bad lines): created on first use.
     scratch: Callable[[], Path] = field(default=lambda: Path(tempfile.gettempdir()), repr=False)
     _functions: set[str] = field(default_factory=set, repr=False)  # DuckDB functions registered here
+    memory_limit: str | None = None  # DuckDB's, as the settings set it (None: DuckDB's default)
 
     @classmethod
     def open(cls, settings: Settings, engine: Engine | None = None) -> Runtime:
@@ -51,7 +59,8 @@ class Runtime:
             if settings.duckdb_memory_limit:
                 con.execute(f"SET memory_limit = '{settings.duckdb_memory_limit}'")
             con.execute("SET preserve_insertion_order = false")  # lets DuckDB stream writes in parallel
-            return cls(engine, con, shapes, settings.scratch_dir)
+            con.execute(f"SET partitioned_write_flush_threshold = {DUCKDB_PARTITION_FLUSH_ROWS}")
+            return cls(engine, con, shapes, settings.scratch_dir, memory_limit=settings.duckdb_memory_limit)
         if engine is Engine.SPARK:
             from taxi_duration.spark import session_for  # here: serving computes features and never needs Spark
 
@@ -121,7 +130,8 @@ class Runtime:
         if self.engine is Engine.DUCKDB:
             return nw.from_native(self.native.from_arrow(table))
         if self.engine is Engine.SPARK:
-            return nw.from_native(self.native.createDataFrame(table.to_pandas()))
+            # As Arrow, not pandas: Spark cannot infer types from an empty pandas frame (no hash seen twice).
+            return nw.from_native(self.native.createDataFrame(table))
         import pandas as pd
 
         return nw.from_native(table.to_pandas(types_mapper=pd.ArrowDtype)).lazy()
@@ -129,13 +139,7 @@ class Runtime:
     def empty(self, types: dict[str, DType]) -> nw.LazyFrame[Any]:
         """A frame of no rows with these columns and types."""
         table = pa.schema([(name, arrow_type(dtype)) for name, dtype in types.items()]).empty_table()
-        # Spark cannot infer types from an empty pandas frame, but takes an Arrow table as it is.
-        frame = (
-            nw.from_native(self.native.createDataFrame(table))
-            if self.engine is Engine.SPARK
-            else self.from_arrow(table)
-        )
-        return frame.select(nw.col(name).cast(dtype) for name, dtype in types.items())
+        return self.from_arrow(table).select(nw.col(name).cast(dtype) for name, dtype in types.items())
 
     # Writers.
 
@@ -164,6 +168,21 @@ class Runtime:
             pq.write_to_dataset(table, folder, partition_cols=parts, compression=PARQUET_COMPRESSION)
         else:
             pq.write_table(table, folder / "part-0.parquet", compression=PARQUET_COMPRESSION)
+
+    def collect_spilling(self, frame: nw.LazyFrame[Any]) -> pa.Table:
+        """Collect the small result of a plan whose operators hold much (a group-by over every row): on DuckDB
+        under `DUCKDB_SPILL_MEMORY` (or the settings' limit), past which it spills to the scratch folder, so
+        the memory it takes does not grow with the rows it reads."""
+        if self.engine is not Engine.DUCKDB or self.memory_limit:
+            return frame.collect().to_arrow()
+        spill = str(self.scratch())
+        if self.native.execute("SELECT current_setting('temp_directory')").fetchone()[0] != spill:
+            self.native.execute(f"SET temp_directory = '{spill}'")  # DuckDB's default: `.tmp` in the cwd
+        self.native.execute(f"SET memory_limit = '{DUCKDB_SPILL_MEMORY}'")
+        try:
+            return frame.collect().to_arrow()
+        finally:
+            self.native.execute("RESET memory_limit")
 
     # Adapters for what narwhals' backends do not share.
 
@@ -206,6 +225,21 @@ class Runtime:
         else:
             return frame.with_columns((nw.col(start) + nw.col(seconds).cast(nw.Duration("s"))).alias(name))
         return nw.from_native(native).with_columns(nw.col(name).cast(nw.Datetime("us")))
+
+    def with_hash(self, frame: nw.LazyFrame[Any], columns: tuple[str, ...], name: str) -> nw.LazyFrame[Any]:
+        """Add `name`: a 64-bit hash of the `columns`, equal on rows the engine's grouping finds equal (nulls in
+        the same places, and on DuckDB and Spark 0.0 and -0.0, any NaN); unequal rows may collide."""
+        native = frame.to_native()
+        if self.engine is Engine.SPARK:
+            from pyspark.sql import functions as F
+
+            return nw.from_native(native.withColumn(name, F.xxhash64(*columns)))
+        if self.engine is Engine.DUCKDB:
+            return nw.from_native(native.project(f"*, hash({', '.join(map(_quoted, columns))}) AS {_quoted(name)}"))
+        import pandas as pd
+
+        hashes = pd.util.hash_pandas_object(native[list(columns)], index=False)
+        return nw.from_native(native.assign(**{name: hashes})).lazy()
 
     def with_zones(
         self, frame: nw.LazyFrame[Any], index: ZoneIndex, points: dict[str, tuple[str, str]]
@@ -281,6 +315,40 @@ def with_null_columns(frame: nw.LazyFrame[Any], columns: dict[str, DType]) -> nw
         }
         return nw.from_native(native.assign(**nulls)).lazy()
     return frame.with_columns(nw.lit(None, dtype=dtype).alias(name) for name, dtype in columns.items())
+
+
+def with_math(frame: Any, columns: Mapping[str, tuple[str, tuple[str, ...]]]) -> Any:
+    """Add columns computed by a math function narwhals lacks, `asin` or `atan2` (y, then x), with the engine's
+    own: `columns` maps each new column to its function and the columns it reads. Their names are SQL's
+    (DuckDB and Spark) and Arrow's; the frame may be lazy or eager, on DuckDB, Spark, pandas or Arrow (the
+    online path)."""
+    native, implementation = frame.to_native(), frame.implementation
+    if implementation.is_duckdb():
+        sql = ", ".join(f"{f}({', '.join(map(_quoted, a))}) AS {_quoted(out)}" for out, (f, a) in columns.items())
+        return nw.from_native(native.project(f"*, {sql}"))
+    if implementation.is_spark_like():
+        from pyspark.sql import functions as F
+
+        return nw.from_native(native.withColumns({out: getattr(F, f)(*a) for out, (f, a) in columns.items()}))
+    import pyarrow.compute as pc
+
+    if implementation.is_pyarrow():
+        for out, (f, a) in columns.items():
+            native = native.append_column(out, getattr(pc, f)(*(native[c] for c in a)))
+        return nw.from_native(native)
+    import pandas as pd
+
+    computed = {
+        out: pd.arrays.ArrowExtensionArray(getattr(pc, f)(*(pa.array(native[c], from_pandas=True) for c in a)))
+        for out, (f, a) in columns.items()
+    }
+    result = nw.from_native(native.assign(**computed))
+    return result.lazy() if isinstance(frame, nw.LazyFrame) else result
+
+
+def _quoted(name: str) -> str:
+    """A column name as a SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def arrow_type(dtype: DType) -> Any:

@@ -22,7 +22,7 @@ from narwhals.dtypes import DType
 
 from taxi_duration import schema as s
 from taxi_duration.config import FeatureSet
-from taxi_duration.engines import Runtime
+from taxi_duration.engines import Runtime, with_math
 from taxi_duration.zones import AIRPORT_ZONES, UNKNOWN_BOROUGH, boroughs, centroids
 
 TARGET = "duration_min"
@@ -77,8 +77,8 @@ _JOINED = {
     s.DO_ZONE: {"borough": _DO_BOROUGH, "lon": "_do_zone_lon", "lat": "_do_zone_lat"},
 }
 
-# Geometry. narwhals has sin, cos and sqrt on every engine but no arcsin or arctan2, so those two are
-# written as series (below); the trips they serve span at most a few hundred miles.
+# Geometry. narwhals has sin, cos and sqrt on every engine but no arcsin or arctan2: those two are each
+# engine's own (`engines.with_math`), on helper columns computed first.
 EARTH_RADIUS_MI = 3958.7613  # the mean radius (IUGG), 6371.0088 km
 MANHATTAN_GRID_DEG = 29.0  # Manhattan's avenues run 29 degrees east of true north
 _RADIANS = math.pi / 180
@@ -87,13 +87,16 @@ _RADIANS = math.pi / 180
 # Helper columns, computed once per row before the features that read them (an expression tree that
 # repeats them would be rebuilt at every use, which costs the one-row online path milliseconds).
 _PU_LON, _PU_LAT, _DO_LON, _DO_LAT, _EAST, _NORTH = "_pu_lon", "_pu_lat", "_do_lon", "_do_lat", "_east_mi", "_north_mi"
-_RATIO, _OFF_AXIS = "_ratio", "_off_axis"  # the smaller offset over the larger, and its arctan (radians)
+_HALF_CHORD, _ARC, _HEADING = "_half_chord", "_arc", "_heading"  # the haversine's sqrt(a) and arcsin; atan2(E, N)
+# The two functions narwhals lacks, each engine's own (`with_math`): the central angle over two, in radians, and
+# the heading from north toward east, -pi..pi.
+_ANGLES = {_ARC: ("asin", (_HALF_CHORD,)), _HEADING: ("atan2", (_EAST, _NORTH))}
 
 
 def _geometry_columns() -> list[list[nw.Expr]]:
     """Steps of helper columns, each reading the ones before: the trip's end points (its coordinates, else its
     zones' centroids); the dropoff's offset in miles east and north on the plane tangent at the trip's mean
-    latitude; the smaller offset over the larger; its arctan."""
+    latitude, and the haversine's sqrt(a) (at most 1: rounding may pass it at antipodes)."""
     points = [
         nw.coalesce(nw.col(coordinate), nw.col(_JOINED[zone][axis])).alias(name)
         for name, coordinate, zone, axis in (
@@ -108,32 +111,10 @@ def _geometry_columns() -> list[list[nw.Expr]]:
         ((nw.col(_DO_LON) - nw.col(_PU_LON)) * _RADIANS * mean_lat.cos() * EARTH_RADIUS_MI).alias(_EAST),
         ((nw.col(_DO_LAT) - nw.col(_PU_LAT)) * _RADIANS * EARTH_RADIUS_MI).alias(_NORTH),
     ]
-    ae, an = nw.col(_EAST).abs(), nw.col(_NORTH).abs()
-    ratio = nw.when(ae > an).then(an / ae).otherwise(nw.when(an > 0).then(ae / an).otherwise(nw.lit(0.0)))
-    return [points, offsets, [ratio.alias(_RATIO)], [_off_axis().alias(_OFF_AXIS)]]
-
-
-# Minimax polynomial for arctan on [0, 1] in odd powers, error under 1e-5 rad (Rajan et al., 2006).
-ARCTAN_TERMS = (0.99997726, -0.33262347, 0.19354346, -0.11643287, 0.05265332, -0.01172120)
-# Taylor series of arcsin in odd powers to x^9: exact to 1e-12 for x < 0.1 (points up to 800 miles apart).
-ARCSIN_TERMS = (1.0, 1 / 6, 3 / 40, 5 / 112, 35 / 1152)
-
-
-def odd_series(x: Any, terms: tuple[float, ...]) -> Any:
-    """x * (t0 + x^2 (t1 + x^2 (t2 + ...))): for expressions and for plain floats alike."""
-    x2 = x * x
-    total = terms[-1]
-    for term in reversed(terms[:-1]):
-        total = term + x2 * total
-    return x * total
-
-
-def _off_axis() -> nw.Expr:
-    return odd_series(nw.col(_RATIO), ARCTAN_TERMS)
-
-
-def _arcsin(x: nw.Expr) -> nw.Expr:
-    return odd_series(x, ARCSIN_TERMS)
+    lon1, lat1, lon2, lat2 = (nw.col(c) for c in (_PU_LON, _PU_LAT, _DO_LON, _DO_LAT))
+    half_dlat, half_dlon = (lat2 - lat1) * (_RADIANS / 2), (lon2 - lon1) * (_RADIANS / 2)
+    a = half_dlat.sin() ** 2 + (lat1 * _RADIANS).cos() * (lat2 * _RADIANS).cos() * half_dlon.sin() ** 2
+    return [points, [*offsets, a.sqrt().clip(upper_bound=1.0).alias(_HALF_CHORD)]]
 
 
 NO_POINT = -1.0  # a trip in zone 264 or 265 without coordinates has no point to measure from
@@ -145,10 +126,7 @@ def _or_no_point(expr: nw.Expr) -> nw.Expr:
 
 
 def _haversine_mi() -> nw.Expr:
-    lon1, lat1, lon2, lat2 = (nw.col(c) for c in (_PU_LON, _PU_LAT, _DO_LON, _DO_LAT))
-    half_dlat, half_dlon = (lat2 - lat1) * (_RADIANS / 2), (lon2 - lon1) * (_RADIANS / 2)
-    a = half_dlat.sin() ** 2 + (lat1 * _RADIANS).cos() * (lat2 * _RADIANS).cos() * half_dlon.sin() ** 2
-    return _or_no_point(2 * EARTH_RADIUS_MI * _arcsin(a.sqrt()))
+    return _or_no_point(2 * EARTH_RADIUS_MI * nw.col(_ARC))
 
 
 def _manhattan_mi() -> nw.Expr:
@@ -158,12 +136,9 @@ def _manhattan_mi() -> nw.Expr:
 
 
 def _bearing_deg() -> nw.Expr:
-    """Compass bearing from pickup to dropoff, 0-360 (0 north, 90 east): arctan2 from the off-axis angle."""
-    east, north, angle = nw.col(_EAST), nw.col(_NORTH), nw.col(_OFF_AXIS)
-    from_north = nw.when(east.abs() > north.abs()).then(math.pi / 2 - angle).otherwise(angle)
-    from_north = nw.when(north < 0).then(math.pi - from_north).otherwise(from_north)
-    degrees = from_north / _RADIANS
-    return _or_no_point(nw.when(east < 0).then(360 - degrees).otherwise(degrees))
+    """Compass bearing from pickup to dropoff, 0-360 (0 north, 90 east)."""
+    degrees = nw.col(_HEADING) / _RADIANS
+    return _or_no_point(nw.when(degrees < 0).then(degrees + 360).otherwise(degrees))
 
 
 def _borough(joined: str) -> nw.Expr:
@@ -334,6 +309,7 @@ def add_features(frame: Any, zones: Any, keep: tuple[str, ...] = ()) -> Any:
         frame = frame.join(zones.rename({"zone": zone, **joined}), on=zone, how="left")
     for step in _geometry_columns():
         frame = frame.with_columns(*step)
+    frame = with_math(frame, _ANGLES)
     base = frame.select(*kept, *(f.expr().cast(f.dtype).alias(f.name) for f in FEATURES if not f.derived))
     derived = base.with_columns(*(f.expr().cast(f.dtype).alias(f.name) for f in FEATURES if f.derived))
     return derived.select(*kept, *BY_NAME)

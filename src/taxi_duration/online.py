@@ -22,8 +22,6 @@ from taxi_duration import feature_store as fs
 from taxi_duration import schema as s
 from taxi_duration.engines import arrow_type
 from taxi_duration.features import (
-    ARCSIN_TERMS,
-    ARCTAN_TERMS,
     EARTH_RADIUS_MI,
     FEATURES,
     GEOMETRY,
@@ -31,7 +29,6 @@ from taxi_duration.features import (
     MANHATTAN_GRID_DEG,
     add_features,
     holiday_keys,
-    odd_series,
     zone_table,
 )
 from taxi_duration.validation import apply_repairs
@@ -232,18 +229,13 @@ def geometry(lon1: float, lat1: float, lon2: float, lat2: float) -> dict[str, fl
     rad = math.pi / 180
     half_dlat, half_dlon = (lat2 - lat1) * (rad / 2), (lon2 - lon1) * (rad / 2)
     a = math.sin(half_dlat) ** 2 + math.cos(lat1 * rad) * math.cos(lat2 * rad) * math.sin(half_dlon) ** 2
-    haversine = 2 * EARTH_RADIUS_MI * odd_series(math.sqrt(a), ARCSIN_TERMS)
+    haversine = 2 * EARTH_RADIUS_MI * math.asin(min(math.sqrt(a), 1.0))
     east = (lon2 - lon1) * rad * math.cos((lat1 + lat2) * (rad / 2)) * EARTH_RADIUS_MI
     north = (lat2 - lat1) * rad * EARTH_RADIUS_MI
     sin_g, cos_g = math.sin(MANHATTAN_GRID_DEG * rad), math.cos(MANHATTAN_GRID_DEG * rad)
     manhattan = abs(east * sin_g + north * cos_g) + abs(east * cos_g - north * sin_g)
-    ae, an = abs(east), abs(north)
-    ratio = an / ae if ae > an else (ae / an if an > 0 else 0.0)
-    angle = odd_series(ratio, ARCTAN_TERMS)
-    from_north = math.pi / 2 - angle if ae > an else angle
-    from_north = math.pi - from_north if north < 0 else from_north
-    degrees = from_north / rad
-    bearing = 360 - degrees if east < 0 else degrees
+    degrees = math.atan2(east, north) / rad
+    bearing = degrees + 360 if degrees < 0 else degrees
     return {"haversine_mi": haversine, "manhattan_mi": manhattan, "bearing_deg": bearing}
 
 

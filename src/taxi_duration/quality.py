@@ -89,8 +89,8 @@ def validate(
         flagged = flag(runtime, read_trips(runtime, files))
         if features:
             flagged = featurize(runtime, flagged, keep=(*schema.NAMES, schema.REASONS, REPAIRS_COL))
-        # One pass over the inputs: rows are split while written, so the read and the duplicate window
-        # run once.
+        # One pass over the inputs after the duplicate check's hash pass: rows are split while written, so
+        # the job runs once.
         status = nw.when(nw.col(schema.REASONS).is_null()).then(nw.lit(CLEAN_DIR)).otherwise(nw.lit(QUARANTINE_DIR))
         runtime.write_parquet(flagged.with_columns(status.alias(STATUS_COL)), tmp / "_split", partition_by=STATUS_COL)
         _name_partitions(tmp / "_split", tmp, flagged)
