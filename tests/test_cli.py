@@ -180,7 +180,7 @@ def test_train_prints_an_mlflow_command_that_works_as_printed(tmp_path: Path) ->
     assert result.returncode == 0, result.stderr
     outcome = json.loads((tmp_path / "outcome.json").read_text())
     assert outcome["trained_rows"] == 1_500 < outcome["rows"]["train"]
-    said = " ".join(result.stdout.split())
+    said = " ".join((result.stderr + result.stdout).split())
     assert "training on a sample of 1,500 rows" in said
     assert f"trained on a sample of 1,500 of {outcome['rows']['train']:,} training rows" in said
     command = next(line for line in result.stdout.splitlines() if " ui --backend-store-uri " in line)
