@@ -64,7 +64,9 @@ def build(feature_set: FeatureSet, seed: int = 0, **params: Any) -> Pipeline:
         [("categorical", encode, categorical), ("numeric", "passthrough", numeric)],
         verbose_feature_names_out=False,
     ).set_output(transform="pandas")
-    model = LGBMRegressor(**{**LGBM_PARAMS, **params, "random_state": seed})
+    # The bin sample's seed, set by name: a dataset built from batches keeps only its own parameters, where the
+    # `seed` that random_state becomes does not reach it; both fits then draw the same sample.
+    model = LGBMRegressor(**{**LGBM_PARAMS, **params, "random_state": seed, "data_random_seed": seed})
     return Pipeline([("prepare", prepare), ("model", model)])
 
 
