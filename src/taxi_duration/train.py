@@ -217,12 +217,12 @@ def _train_spark(
 
 def _score(
     prepared: Prepared, role: str, course_rows: bool, trained: _Trained, total: int
-) -> tuple[dict[str, evaluate.Scores], pd.DataFrame]:
-    """One part scored (a column per model and baseline, judged by `evaluate`), and a sample of about
-    `PLOT_SAMPLE` of its rows with the model's predictions."""
+) -> tuple[dict[str, evaluate.Scores], pd.DataFrame | None]:
+    """One part scored (a column per model and baseline, judged by `evaluate`), and, for the clean rows, a
+    sample of about `PLOT_SAMPLE` of them with the model's predictions (for the plots and the interval)."""
     predictions = [evaluate.MODEL, *evaluate.BASELINES]
     keep = [TARGET, evaluate.BOROUGH, evaluate.HOUR, *bundle_meta.INPUT_COLUMNS]
-    share = min(1.0, PLOT_SAMPLE / max(total, 1))
+    share = 0.0 if course_rows else min(1.0, PLOT_SAMPLE / max(total, 1))
     if trained.kind == "mllib":
         from pyspark.sql import functions as F
 
@@ -238,7 +238,8 @@ def _score(
             F.col(bundle_meta.PAIR_MEDIAN).alias(pair),
             F.lit(trained.global_mean).alias(mean),
         )
-        return evaluate.score(nw.from_native(frame), predictions), frame.sample(fraction=share, seed=0).toPandas()
+        sample = frame.sample(fraction=share, seed=0).toPandas() if share else None
+        return evaluate.score(nw.from_native(frame), predictions), sample
     # A batch at a time: the sums of the batches add up to the part's, and each gives its share of the sample.
     sums, samples, random = [], [], np.random.default_rng(0)
     for part in prepared.batches(role, course_rows=course_rows):
@@ -248,7 +249,8 @@ def _score(
         )
         sums.append(evaluate.sums(nw.from_native(frame, eager_only=True), predictions))
         samples.append(frame.sample(frac=share, random_state=random))
-    return evaluate.score_sums(evaluate.add_sums(sums), predictions), pd.concat(samples, ignore_index=True)
+    sample = pd.concat(samples, ignore_index=True) if share else None
+    return evaluate.score_sums(evaluate.add_sums(sums), predictions), sample
 
 
 def _log_figures(sample: pd.DataFrame, scores: dict[str, evaluate.Scores], importances: dict[str, float]) -> None:
@@ -392,7 +394,9 @@ def train(
             step(STEPS[2])
             scores, samples = {}, {}
             for done, (name, role, course_rows) in enumerate(SCORED, 1):
-                scores[name], samples[name] = _score(prepared, role, course_rows, trained, rows[role])
+                scores[name], sample = _score(prepared, role, course_rows, trained, rows[role])
+                if sample is not None:
+                    samples[name] = sample
                 on_progress("parts scored", done, len(SCORED))
             sample = samples["validate"]
             interval = intervals.fit(sample[TARGET], sample[evaluate.MODEL])
