@@ -174,8 +174,15 @@ def test_train_prints_an_mlflow_command_that_works_as_printed(tmp_path: Path) ->
     generate(12_000, parse_months("2023-01..2023-03"), raw, seed=4)
     data_dir = tmp_path / "data"
     narrow = {"COLUMNS": "60", "PATH": "/usr/bin:/bin"}  # a narrow terminal, and no virtualenv on the PATH
-    result = cli("train", "--data", raw, "--search", "quick", "--config", _config(tmp_path, data_dir), **narrow)
+    # A quick model on 1,500 of the training month's rows (--sample-rows), which the job says.
+    args = ["--search", "quick", "--sample-rows", "1500", "--out", tmp_path / "outcome.json"]
+    result = cli("train", "--data", raw, *args, "--config", _config(tmp_path, data_dir), **narrow)
     assert result.returncode == 0, result.stderr
+    outcome = json.loads((tmp_path / "outcome.json").read_text())
+    assert outcome["trained_rows"] == 1_500 < outcome["rows"]["train"]
+    said = " ".join((result.stderr + result.stdout).split())
+    assert "training on a sample of 1,500 rows" in said
+    assert f"trained on a sample of 1,500 of {outcome['rows']['train']:,} training rows" in said
     command = next(line for line in result.stdout.splitlines() if " ui --backend-store-uri " in line)
     program, *args = shlex.split(command)
     assert args == ["ui", "--backend-store-uri", f"sqlite:///{data_dir}/mlflow.db"]

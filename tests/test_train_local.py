@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from taxi_duration.baselines import GlobalMean
 from taxi_duration.config import Engine, load_settings
-from taxi_duration.dataset import Prepared, prepare
+from taxi_duration.dataset import Prepared, prepare, sample_batches
 from taxi_duration.engines import Runtime
 from taxi_duration.evaluate import metrics
 from taxi_duration.features import TARGET, TARGET_RANGE
@@ -19,7 +21,7 @@ from taxi_duration.inputs import check_all, discover
 from taxi_duration.months import parse_months
 from taxi_duration.splits import TimeSplit
 from taxi_duration.synth import generate
-from taxi_duration.train_local import TREE_BLOCK, fit, predict, raw_predict
+from taxi_duration.train_local import TREE_BLOCK, columns, fit, fit_batches, predict, raw_predict
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +68,30 @@ def test_trees_walked_a_block_at_a_time_predict_what_one_walk_does(prepared: Pre
     model = fit(train, "with_distance", n_estimators=trees, on_round=lambda done, total: rounds.append((done, total)))
     assert rounds == [(done, trees) for done in range(1, trees + 1)]
     np.testing.assert_allclose(raw_predict(model, val), model.predict(val), rtol=0, atol=1e-9)
+
+
+def test_the_batched_fit_is_the_in_memory_fit(prepared: Prepared, tmp_path: Path) -> None:
+    categorical, numeric = columns("with_distance")
+    # Read 7,000 rows at a time, spooled 5,000 at a time: LightGBM's slices straddle the batches read.
+    batches = prepared.batches("train", [*categorical, *numeric, TARGET], rows=7_000)
+    categories = prepared.parts["train"].select(*categorical).unique().collect().to_pandas()
+    # Bins from a sample of 5,000 of the ~18,000 rows, as a big part's bins come from 200,000 of its rows.
+    small = {"n_estimators": 30, "bin_construct_sample_cnt": 5_000}
+    batched = fit_batches(batches, categories, "with_distance", tmp_path / "spool", batch_rows=5_000, **small)
+    whole = fit(prepared.pandas("train"), "with_distance", **small)
+    val = prepared.pandas("validate")
+    np.testing.assert_array_equal(predict(batched, val), predict(whole, val))
+    assert not (tmp_path / "spool").exists()  # the spool is gone once LightGBM has binned it
+
+
+def test_a_sample_of_batches_keeps_that_many_rows_in_their_order(prepared: Prepared) -> None:
+    whole = prepared.pandas("validate")
+    drawn = [pd.concat(sample_batches(prepared.batches("validate", rows=3_000), len(whole), 1_000)) for _ in (1, 2)]
+    pd.testing.assert_frame_equal(drawn[0], drawn[1])  # the same for a seed
+    picked = whole.reset_index(drop=True).reset_index().merge(drawn[0], on=list(whole.columns))["index"]
+    assert len(picked) == len(drawn[0]) == 1_000
+    assert picked.is_monotonic_increasing
+    assert picked.max() > len(whole) / 2
 
 
 def test_openmp_threads_wait_asleep_unless_the_user_says_otherwise() -> None:

@@ -48,6 +48,14 @@ app = typer.Typer(
 )
 
 DEFAULT_RUN_ROWS = 300_000
+SampleRowsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--sample-rows",
+        min=1,
+        help="Train on this many training rows, drawn at random, for a quick model (default: every row).",
+    ),
+]
 DEFAULT_RUN_MONTHS = "2023-01..2023-03"
 
 
@@ -175,6 +183,7 @@ def run(
     feature_set: FeatureSetOpt = None,
     train_months: TrainMonthsOpt = None,
     search: SearchOpt = None,
+    sample_rows: SampleRowsOpt = None,
     data_dir: Annotated[Path | None, typer.Option(help="Root for generated data, outputs and MLflow.")] = None,
     out: OutJsonOpt = None,
     spark_master: SparkMasterOpt = None,
@@ -187,7 +196,13 @@ def run(
     `--engine spark` runs the big-data pipeline (MLlib) end to end.
     """
     given = settings_from(
-        config, engine, data_dir=data_dir, feature_set=feature_set, search=search, spark_master=spark_master
+        config,
+        engine,
+        data_dir=data_dir,
+        feature_set=feature_set,
+        search=search,
+        train_sample_rows=sample_rows,
+        spark_master=spark_master,
     )
     settings, note = main_job_search(given)
     if note:
@@ -209,6 +224,7 @@ def train(
     feature_set: FeatureSetOpt = None,
     train_months: TrainMonthsOpt = None,
     search: SearchOpt = None,
+    sample_rows: SampleRowsOpt = None,
     validate_data: Annotated[
         list[str] | None,
         typer.Option(
@@ -228,7 +244,14 @@ def train(
     on the same validation data. The tracking store is MLFLOW_TRACKING_URI when set, else SQLite under the
     data dir.
     """
-    settings = settings_from(config, engine, feature_set=feature_set, search=search, spark_master=spark_master)
+    settings = settings_from(
+        config,
+        engine,
+        feature_set=feature_set,
+        search=search,
+        train_sample_rows=sample_rows,
+        spark_master=spark_master,
+    )
     _train(settings, [*data, *(more or [])], train_months, out, validate_data, test_data)
 
 
@@ -406,7 +429,8 @@ def _train(
         validate_files, test_files = (check_all(discover(p, spark)) if p else [] for p in (validate_data, test_data))
     split = splits.choose(files, train_months, validate_files, test_files)
     files = [*files, *validate_files, *test_files]
-    console.print(f"{split}; {settings.feature_set} features; {settings.engine} engine")
+    sample = f"; training on a sample of {settings.train_sample_rows:,} rows" if settings.train_sample_rows else ""
+    console.print(f"{split}; {settings.feature_set} features; {settings.engine} engine{sample}")
     with step_progress("training", STEPS) as (on_step, on_progress):
         outcome = run_training(settings, files, split, settings.feature_set, on_step, on_progress)
     _print_outcome(outcome)
@@ -418,6 +442,8 @@ def _print_outcome(outcome: Any) -> None:
 
     out = Console()
     out.print(render.data_table(outcome))
+    if outcome.trained_rows < outcome.rows["train"]:
+        out.print(f"trained on a sample of {outcome.trained_rows:,} of {outcome.rows['train']:,} training rows")
     title = f"Validation metrics, minutes ({outcome.engine}: {outcome.chosen}, {outcome.feature_set})"
     out.print(render.metrics_table(title, outcome.overall("validate"), outcome.overall("test")))
     d = outcome.decision

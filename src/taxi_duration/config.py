@@ -98,6 +98,12 @@ class Settings(BaseSettings):
         description="full: the documented models; quick: small ones, for smoke tests and trying things (`run`, "
         "the main job, uses quick unless a search is set).",
     )
+    train_sample_rows: int | None = Field(
+        None,
+        ge=1,
+        description="Train the model and the course baseline on this many of their training rows, drawn at "
+        "random, for a quick model; default: every row.",
+    )
     feature_set: FeatureSet = Field(
         FeatureSet.WITH_DISTANCE, description="Features models train on: with_distance or pretrip."
     )

@@ -4,7 +4,7 @@ training window only.
 Every month is validated by the same job as `taxi-duration validate`, so the rows a model sees are the
 clean rows a user can inspect; of those, the trips inside `TARGET_RANGE` are modeled, and the store is built
 from the training months' modeled rows alone. The parts stay lazy frames on the runtime's engine: Spark
-trains on them where they lie, the embedded path turns them into pandas.
+trains on them where they lie, the embedded path reads them as pandas frames a batch at a time.
 
 Beside them, the *course rows*: every trip of 1-60 minutes as read, uncleaned (only rows missing the
 course model's own inputs are left out, as it cannot use them), which is what the course baseline trains on
@@ -13,16 +13,18 @@ and how it is judged in its own right.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import narwhals as nw
+import numpy as np
 import pandas as pd
 
 from taxi_duration import feature_store as fs
 from taxi_duration import schema as s
-from taxi_duration.engines import Runtime
+from taxi_duration.engines import Runtime, record_batches
 from taxi_duration.errors import UsageError
 from taxi_duration.features import TARGET, featurize, in_target_range
 from taxi_duration.inputs import InputFile
@@ -38,6 +40,8 @@ KEPT = (s.PICKUP, *s.COORDINATES)
 # Pickup time first, then enough of the trip to break ties: the same files give the same row order, so
 # the same model (engines return tied rows in any order they like).
 ORDER = (s.PICKUP, s.PU_ZONE, s.DO_ZONE, s.DISTANCE, TARGET, s.PASSENGERS, s.VENDOR)
+# Rows per batch when a part is read a batch at a time: about 30 MB of model inputs.
+BATCH_ROWS = 100_000
 
 
 @dataclass
@@ -60,6 +64,25 @@ class Prepared:
             part = (self.course_parts if course_rows else self.parts)[role]
             self._pandas[key] = part.sort(*ORDER).collect().to_pandas()
         return self._pandas[key]
+
+    def batches(
+        self, role: str, columns: Sequence[str] | None = None, course_rows: bool = False, rows: int = BATCH_ROWS
+    ) -> Iterator[pd.DataFrame]:
+        """One part's `columns` (default: all), in the same pickup order as `pandas`, as pandas frames of at
+        most `rows` rows: the part is never one frame."""
+        part = (self.course_parts if course_rows else self.parts)[role].sort(*ORDER)
+        for batch in record_batches(part if columns is None else part.select(*dict.fromkeys(columns)), rows):
+            yield batch.to_pandas()
+
+
+def sample_batches(batches: Iterable[pd.DataFrame], total: int, rows: int, seed: int = 0) -> Iterator[pd.DataFrame]:
+    """`rows` of the `total` rows that `batches` hold, drawn at random (the same for a seed), in their order."""
+    chosen = np.sort(np.random.default_rng(seed).choice(total, size=min(rows, total), replace=False))
+    start = 0
+    for batch in batches:
+        first, last = np.searchsorted(chosen, [start, start + len(batch)])
+        yield batch.iloc[chosen[first:last] - start]
+        start += len(batch)
 
 
 def prepare(runtime: Runtime, files: list[InputFile], split: Split, workdir: Path) -> Prepared:

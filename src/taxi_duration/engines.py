@@ -379,3 +379,14 @@ def _raised_in(exc: Exception, packages: tuple[str, ...]) -> bool:
     while tb.tb_next is not None:
         tb = tb.tb_next
     return str(tb.tb_frame.f_globals.get("__name__", "")).startswith(packages)
+
+
+def record_batches(frame: nw.LazyFrame[Any], rows: int) -> Iterator[pa.RecordBatch]:
+    """A lazy frame's rows, in its order, as Arrow record batches of at most `rows` rows: DuckDB streams them
+    (only its sort, if the frame ends in one, holds every row); other engines collect the frame first."""
+    native = frame.to_native()
+    if frame.implementation is nw.Implementation.DUCKDB:
+        reader = native.to_arrow_reader(batch_size=rows)
+        yield from reader
+        return
+    yield from frame.collect().to_arrow().to_batches(max_chunksize=rows)

@@ -84,7 +84,17 @@ def _from_sums(row: pd.Series, p: str) -> dict[str, float]:
 
 def score(frame: Any, predictions: list[str], target: str = TARGET) -> dict[str, Scores]:
     """For each prediction column: metrics overall, by pickup borough and by hour band."""
-    table = sums(frame, predictions, target).assign(band=lambda t: hour_band(t[HOUR]))
+    return score_sums(sums(frame, predictions, target), predictions)
+
+
+def add_sums(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """`sums` of several frames (batches of one part) added up: the `sums` of the whole part."""
+    return pd.concat(tables).groupby([BOROUGH, HOUR], dropna=False, as_index=False).sum()
+
+
+def score_sums(sums_table: pd.DataFrame, predictions: list[str]) -> dict[str, Scores]:
+    """`score` from a table of `sums`."""
+    table = sums_table.assign(band=lambda t: hour_band(t[HOUR]))
     for p in predictions:
         if missing := int(table[f"{p}:missing"].sum()):
             raise ValueError(f"{missing:,} of {int(table['n'].sum()):,} rows have no {p} prediction to score")

@@ -1,8 +1,9 @@
 """The training job: validate -> features -> train -> evaluate -> log -> register, on either pipeline.
 
-The embedded engine feeds the traditional pipeline (pandas -> scikit-learn + LightGBM); Spark feeds the
-big-data one (MLlib, trained where the data lies). Both are judged against the same baselines on the same
-validation and test rows, logged to the same MLflow experiment and registered under the same name.
+The embedded engine feeds the traditional pipeline (pandas batches -> scikit-learn + LightGBM, never one
+frame of a part); Spark feeds the big-data one (MLlib, trained where the data lies). Both are judged
+against the same baselines on the same validation and test rows, logged to the same MLflow experiment
+and registered under the same name.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from taxi_duration import evaluate, intervals, plots, tracking
 from taxi_duration import model as bundle_io
 from taxi_duration.baselines import CourseBaseline
 from taxi_duration.config import Engine, FeatureSet, Search, Settings
-from taxi_duration.dataset import Prepared, prepare
+from taxi_duration.dataset import ORDER, Prepared, prepare, sample_batches
 from taxi_duration.engines import Runtime
 from taxi_duration.features import TARGET, TARGET_RANGE
 from taxi_duration.inputs import InputFile
@@ -70,6 +71,7 @@ class Outcome:
     ui_command: str
     elapsed_s: float
     step_s: dict[str, float]
+    trained_rows: int  # the model's training rows: all modeled training rows, or the sample asked for
     # Share of the test sample's trips inside their p10-p90 interval, overall (`all`) and by pickup borough.
     coverage: dict[str, dict[str, float]] = field(default_factory=dict)
 
@@ -126,38 +128,71 @@ class _Trained:
     importances: dict[str, float]
     global_mean: float
     candidates: list[dict[str, Any]]
+    rows: int  # the model's training rows
     search: list[dict[str, Any]] = field(default_factory=list)  # the Spark search's timeline, candidate by candidate
 
 
-def _train_local(prepared: Prepared, feature_set: FeatureSet, settings: Settings, on_progress: OnProgress) -> _Trained:
+def _train_local(
+    prepared: Prepared, feature_set: FeatureSet, settings: Settings, on_progress: OnProgress, total: int, work: Path
+) -> _Trained:
     from taxi_duration import train_local
 
-    train = prepared.pandas("train")
-    course_rows = prepared.course_parts["train"].select(*CourseBaseline.INPUTS, TARGET).collect().to_pandas()
+    categorical, numeric = train_local.columns(feature_set)
+    wanted, keep = [*categorical, *numeric, TARGET], settings.train_sample_rows
+    if keep is None or keep >= total:
+        batches: Any = prepared.batches("train", wanted)
+        categories = prepared.parts["train"].select(*categorical).unique().collect().to_pandas()
+        mean, rows = prepared.parts["train"].select(nw.col(TARGET).mean()).collect().item(), total
+    else:  # a sample is small: the user asked for a quick model
+        train = pd.concat(sample_batches(prepared.batches("train", wanted), total, keep))
+        batches, categories, mean, rows = [train], train, train[TARGET].mean(), len(train)
     quick = {"n_estimators": 100} if settings.search is Search.QUICK else {}
     rounds = functools.partial(on_progress, "boosting rounds")
-    pipeline = train_local.fit(train, feature_set, on_round=rounds, **quick)
+    pipeline = train_local.fit_batches(batches, categories, feature_set, work / "spool", on_round=rounds, **quick)
     booster = pipeline.named_steps["model"].booster_
     names = list(pipeline[:-1].get_feature_names_out())
     importances = dict(zip(names, booster.feature_importance(importance_type="gain").tolist(), strict=True))
     return _Trained(
         kind="sklearn",
         model=bundle_io.SklearnPredictor(pipeline),
-        course=bundle_io.SklearnPredictor(CourseBaseline().fit(course_rows)),
+        course=bundle_io.SklearnPredictor(CourseBaseline().fit(_course_rows(prepared, keep))),
         chosen="lightgbm",
         params={**train_local.LGBM_PARAMS, **quick},
         importances=importances,
-        global_mean=float(train[TARGET].mean()),
+        global_mean=float(mean),
         candidates=[],
+        rows=rows,
     )
 
 
-def _train_spark(prepared: Prepared, feature_set: FeatureSet, settings: Settings, on_progress: OnProgress) -> _Trained:
+def _course_rows(prepared: Prepared, keep: int | None) -> pd.DataFrame:
+    """The course baseline's training rows (only its inputs), in pickup order: the same rows in the same order
+    give the same least-squares fit, digit for digit. `keep` of them, drawn at random, when set."""
+    inputs, part = [*CourseBaseline.INPUTS, TARGET], prepared.course_parts["train"]
+    if keep is None:
+        return part.sort(*ORDER).select(*inputs).collect().to_pandas()
+    total = int(part.select(nw.len()).collect().item())
+    return pd.concat(sample_batches(prepared.batches("train", inputs, course_rows=True), total, keep))
+
+
+def _train_spark(
+    prepared: Prepared,
+    feature_set: FeatureSet,
+    settings: Settings,
+    on_progress: OnProgress,
+    total: int,
+    runtime: Runtime,
+) -> _Trained:
     from pyspark.sql import functions as F
 
     from taxi_duration import train_spark
 
-    train, validate = prepared.parts["train"].to_native(), prepared.parts["validate"].to_native()
+    train_part, course_part, rows = prepared.parts["train"], prepared.course_parts["train"], total
+    if settings.train_sample_rows is not None and settings.train_sample_rows < total:
+        train_part = runtime.sample(train_part, settings.train_sample_rows, seed=0)
+        course_part = runtime.sample(course_part, settings.train_sample_rows, seed=0)
+        rows = int(train_part.select(nw.len()).collect().item())
+    train, validate = train_part.to_native(), prepared.parts["validate"].to_native()
     quick = settings.search is Search.QUICK
     result = train_spark.fit(
         train,
@@ -171,19 +206,25 @@ def _train_spark(prepared: Prepared, feature_set: FeatureSet, settings: Settings
     return _Trained(
         kind="mllib",
         model=result.chosen,
-        course=train_spark.fit_course(prepared.course_parts["train"].to_native()),
+        course=train_spark.fit_course(course_part.to_native()),
         chosen=result.name,
         params=result.params,
         importances=result.importances,
         global_mean=float(mean[0]) if mean is not None else float("nan"),
         candidates=[{"name": c.name, "params": c.params, "validate_rmse": c.rmse} for c in result.candidates],
         search=train_spark.timeline(result.candidates),
+        rows=rows,
     )
 
 
-def _predictions(prepared: Prepared, role: str, course_rows: bool, trained: _Trained) -> Any:
-    """One part with a column per model and baseline, as a narwhals frame on the part's engine."""
+def _score(
+    prepared: Prepared, role: str, course_rows: bool, trained: _Trained, total: int
+) -> tuple[dict[str, evaluate.Scores], pd.DataFrame | None]:
+    """One part scored (a column per model and baseline, judged by `evaluate`), and, for the clean rows, a
+    sample of about `PLOT_SAMPLE` of them with the model's predictions (for the plots and the interval)."""
+    predictions = [evaluate.MODEL, *evaluate.BASELINES]
     keep = [TARGET, evaluate.BOROUGH, evaluate.HOUR, *bundle_meta.INPUT_COLUMNS]
+    share = 0.0 if course_rows else min(1.0, PLOT_SAMPLE / max(total, 1))
     if trained.kind == "mllib":
         from pyspark.sql import functions as F
 
@@ -199,20 +240,19 @@ def _predictions(prepared: Prepared, role: str, course_rows: bool, trained: _Tra
             F.col(bundle_meta.PAIR_MEDIAN).alias(pair),
             F.lit(trained.global_mean).alias(mean),
         )
-        return nw.from_native(frame)
-    part = prepared.pandas(role, course_rows)
-    frame = part[keep].assign(
-        **{evaluate.MODEL: np.clip(trained.model.predict(part), 0.0, None)},
-        **bundle_io.baseline_columns(part, trained.course, trained.global_mean),
-    )
-    return nw.from_native(frame, eager_only=True)
-
-
-def _sample(frame: Any, rows: int, total: int) -> pd.DataFrame:
-    native = frame.to_native()
-    if isinstance(native, pd.DataFrame):
-        return native.sample(min(rows, len(native)), random_state=0)
-    return native.sample(fraction=min(1.0, rows / max(total, 1)), seed=0).toPandas()
+        sample = frame.sample(fraction=share, seed=0).toPandas() if share else None
+        return evaluate.score(nw.from_native(frame), predictions), sample
+    # A batch at a time: the sums of the batches add up to the part's, and each gives its share of the sample.
+    sums, samples, random = [], [], np.random.default_rng(0)
+    for part in prepared.batches(role, course_rows=course_rows):
+        frame = part[keep].assign(
+            **{evaluate.MODEL: np.clip(trained.model.predict(part), 0.0, None)},
+            **bundle_io.baseline_columns(part, trained.course, trained.global_mean),
+        )
+        sums.append(evaluate.sums(nw.from_native(frame, eager_only=True), predictions))
+        samples.append(frame.sample(frac=share, random_state=random))
+    sample = pd.concat(samples, ignore_index=True) if share else None
+    return evaluate.score_sums(evaluate.add_sums(sums), predictions), sample
 
 
 def _log_figures(sample: pd.DataFrame, scores: dict[str, evaluate.Scores], importances: dict[str, float]) -> None:
@@ -280,9 +320,12 @@ def _log_metrics(scores: dict[str, dict[str, evaluate.Scores]]) -> None:
 def _rescorer(prepared: Prepared) -> Callable[[str], float]:
     def rescore(model_uri: str) -> float:
         champion = mlflow.pyfunc.load_model(model_uri)
-        raw = prepared.pandas("validate")  # only when the champion was judged on other data
-        predicted = np.asarray(champion.predict(raw[list(bundle_meta.INPUT_COLUMNS)]), dtype=float)
-        return evaluate.metrics(raw[TARGET], predicted)["rmse"]
+        inputs = list(bundle_meta.INPUT_COLUMNS)
+        actual, predicted = [], []
+        for raw in prepared.batches("validate", [*inputs, TARGET]):  # only when the champion was judged elsewhere
+            actual.append(raw[TARGET].to_numpy(float))
+            predicted.append(np.asarray(champion.predict(raw[inputs]), dtype=float))
+        return evaluate.metrics(np.concatenate(actual), np.concatenate(predicted))["rmse"]
 
     return rescore
 
@@ -328,9 +371,9 @@ def train(
             tracking.crash_point("train")
             step(STEPS[1])
             trained = (
-                _train_spark(prepared, feature_set, settings, on_progress)
+                _train_spark(prepared, feature_set, settings, on_progress, rows["train"], runtime)
                 if runtime.engine is Engine.SPARK
-                else _train_local(prepared, feature_set, settings, on_progress)
+                else _train_local(prepared, feature_set, settings, on_progress, rows["train"], work)
             )
             mlflow.log_params(
                 {
@@ -342,6 +385,7 @@ def train(
                     "test_month": str(split.test),
                     "feature_store_version": prepared.store.manifest.version,
                     "target_range_min": f"{TARGET_RANGE[0]}-{TARGET_RANGE[1]}",
+                    "trained_rows": trained.rows,
                     **{f"model.{k}": v for k, v in _flat(trained.params).items()},
                 }
             )
@@ -352,10 +396,9 @@ def train(
             step(STEPS[2])
             scores, samples = {}, {}
             for done, (name, role, course_rows) in enumerate(SCORED, 1):
-                frame = _predictions(prepared, role, course_rows, trained)
-                scores[name] = evaluate.score(frame, [evaluate.MODEL, *evaluate.BASELINES])
-                if name in ("validate", "test"):
-                    samples[name] = _sample(frame, PLOT_SAMPLE, rows[role])
+                scores[name], sample = _score(prepared, role, course_rows, trained, rows[role])
+                if sample is not None:
+                    samples[name] = sample
                 on_progress("parts scored", done, len(SCORED))
             sample = samples["validate"]
             interval = intervals.fit(sample[TARGET], sample[evaluate.MODEL], sample[evaluate.BOROUGH])
@@ -421,6 +464,7 @@ def train(
             ui_command=store.ui_command,
             elapsed_s=time.perf_counter() - started,
             step_s=step_s,
+            trained_rows=trained.rows,
             coverage=coverage,
         )
     finally:
@@ -449,6 +493,7 @@ def outcome_json(outcome: Outcome) -> dict[str, Any]:
         "model": outcome.chosen,
         "split": outcome.split,
         "rows": outcome.rows,
+        "trained_rows": outcome.trained_rows,
         "scores": outcome.scores,
         "tracking_uri": outcome.tracking_uri,
         "elapsed_s": round(outcome.elapsed_s, 1),

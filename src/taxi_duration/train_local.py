@@ -1,15 +1,19 @@
 """The traditional pipeline: scikit-learn preprocessing and a LightGBM model, on one machine.
 
-Its input is the embedded engine's output (`dataset.prepare`), as pandas frames. Categorical features
-are ordinal-encoded by scikit-learn (unseen categories become -1, which LightGBM treats as missing) and
-given to LightGBM as categories; numbers pass through.
+Its input is the embedded engine's output (`dataset.prepare`), as pandas frames: one frame (`fit`), or
+batches that are never one frame (`fit_batches`, which the training job uses; the same model from the
+same rows). Categorical features are ordinal-encoded by scikit-learn (unseen categories become -1, which
+LightGBM treats as missing) and given to LightGBM as categories; numbers pass through.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from lightgbm import LGBMRegressor
@@ -20,6 +24,7 @@ from sklearn.preprocessing import OrdinalEncoder
 from taxi_duration import feature_store as fs
 from taxi_duration.config import FeatureSet
 from taxi_duration.features import BY_NAME, FEATURE_SETS, TARGET
+from taxi_duration.spool import Spool
 
 # Chosen once on 2023-01 -> 2023-02 (validation), never on a test month; see docs when training lands.
 LGBM_PARAMS: dict[str, Any] = {
@@ -59,7 +64,9 @@ def build(feature_set: FeatureSet, seed: int = 0, **params: Any) -> Pipeline:
         [("categorical", encode, categorical), ("numeric", "passthrough", numeric)],
         verbose_feature_names_out=False,
     ).set_output(transform="pandas")
-    model = LGBMRegressor(**{**LGBM_PARAMS, **params, "random_state": seed})
+    # The bin sample's seed, set by name: a dataset built from batches keeps only its own parameters, where the
+    # `seed` that random_state becomes does not reach it; both fits then draw the same sample.
+    model = LGBMRegressor(**{**LGBM_PARAMS, **params, "random_state": seed, "data_random_seed": seed})
     return Pipeline([("prepare", prepare), ("model", model)])
 
 
@@ -77,6 +84,60 @@ def fit(
     rounds = [] if on_round is None else [lambda env: on_round(env.iteration + 1, env.end_iteration)]
     pipeline.fit(train, train[TARGET].to_numpy(), model__categorical_feature=categorical, model__callbacks=rounds)
     return pipeline
+
+
+def fit_batches(
+    batches: Iterable[pd.DataFrame],
+    categories: pd.DataFrame,
+    feature_set: FeatureSet,
+    folder: Path,
+    seed: int = 0,
+    on_round: Callable[[int, int], None] | None = None,
+    batch_rows: int = 100_000,
+    **params: Any,
+) -> Pipeline:
+    """Fit the pipeline `fit` fits, on training rows that arrive in batches, without holding them at once.
+
+    `categories` holds the categorical features of rows among which is every value each of them takes in the
+    training rows (their distinct combinations, say): the encoder fitted on it is the one `fit` fits on all
+    the rows, as it only keeps the sorted distinct values. Each batch is encoded and spooled to `folder` (a
+    new folder); LightGBM bins its dataset from its sample of the spool and reads it back a batch at a time.
+    Same rows in the same order give the same model.
+    """
+    pipeline = build(feature_set, seed, **params)
+    prepare, model = pipeline.named_steps["prepare"], pipeline.named_steps["model"]
+    categorical, numeric = columns(feature_set)
+    prepare.fit(categories[categorical].assign(**dict.fromkeys(numeric, 0.0)))  # numbers only pass through
+    spool = Spool(folder, batch_rows)
+    for batch in batches:
+        spool.append(prepare.transform(batch).to_numpy(np.float64), batch[TARGET].to_numpy(np.float64))
+    rows = spool.close()
+    # The parameters LGBMRegressor.fit would train with (aliases resolved, seed and threads set).
+    train_params = model._process_params(stage="fit")
+    dataset = lgb.Dataset(
+        rows,
+        label=rows.labels,
+        feature_name=list(prepare.get_feature_names_out()),
+        categorical_feature=categorical,
+        params=train_params,
+    )
+    dataset.construct()  # binned: the spool is read
+    shutil.rmtree(folder)
+    rounds = [] if on_round is None else [lambda env: on_round(env.iteration + 1, env.end_iteration)]
+    booster = lgb.train(train_params, dataset, num_boost_round=model.n_estimators, callbacks=rounds)
+    booster.free_dataset()
+    _fitted(model, booster)
+    return pipeline
+
+
+def _fitted(model: LGBMRegressor, booster: lgb.Booster) -> None:
+    """Make `model` the fitted estimator of `booster`, as `LGBMRegressor.fit` leaves it."""
+    model._Booster = booster
+    model._n_features = model.n_features_in_ = booster.num_feature()
+    model._fitted_with_feature_names = True
+    model._evals_result = {}
+    model._best_iteration, model._best_score = booster.best_iteration, booster.best_score
+    model.fitted_ = True
 
 
 def predict(pipeline: Pipeline, trips: pd.DataFrame) -> np.ndarray:
