@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import narwhals as nw
 import numpy as np
 import pandas as pd
 import pytest
@@ -44,8 +45,7 @@ def prepared_spark(tmp_path_factory: pytest.TempPathFactory, spark: Any) -> Any:
     root = tmp_path_factory.mktemp("native")
     generate(9_000, parse_months("2023-01..2023-03"), root / "raw", seed=5)
     runtime = Runtime.open(load_settings(spark_master="local[2]", spark_driver_memory="1g"), Engine.SPARK)
-    prepared = prepare(runtime, check_all(discover([root / "raw"])), SPLIT, root / "work")
-    return prepared
+    return prepare(runtime, check_all(discover([root / "raw"])), SPLIT, root / "work")
 
 
 def _roundtrip(model: NativeModel, tmp_path: Path) -> NativeModel:
@@ -159,3 +159,15 @@ def test_models_logged_before_the_scorer_find_their_pyfunc_where_they_look() -> 
     from taxi_duration import model, scorer
 
     assert model.TripDurationModel is scorer.TripDurationModel
+
+
+@pytest.mark.spark
+def test_spark_keeps_the_featurized_parts_until_released(prepared_spark: Any) -> None:
+    part = prepared_spark.parts["test"]
+    rows = part.select(nw.len()).collect().item()
+    cached = list(prepared_spark.cached)
+    assert len(cached) == len(prepared_spark.parts) + len(prepared_spark.course_parts)
+    assert all(frame.storageLevel.useMemory and frame.is_cached for frame in cached)
+    prepared_spark.release()
+    assert not any(frame.storageLevel.useMemory or frame.is_cached for frame in cached)
+    assert part.select(nw.len()).collect().item() == rows  # computed again from the files: the same rows

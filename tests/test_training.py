@@ -27,6 +27,8 @@ from tests.conftest import SPLIT, store_settings
 
 @pytest.fixture(scope="module")
 def first(raw: list[InputFile], tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Outcome]:
+    """A store whose first run trained `pretrip`, its champion. Tests may add runs and versions to it, but none
+    that moves the alias: every test that reads it finds that run still the champion."""
     settings = store_settings(tmp_path_factory.mktemp("store"), feature_set="pretrip")
     return settings, train(settings, raw, SPLIT, "pretrip")
 
@@ -150,10 +152,9 @@ def test_each_feature_set_has_its_own_champion(raw: list[InputFile], tmp_path: P
     assert tracking.champion_version(store, PRETRIP_CHAMPION) == pretrip.decision.version
 
 
-def test_a_champion_judged_on_other_months_is_scored_again(raw: list[InputFile], tmp_path: Path) -> None:
-    settings = store_settings(tmp_path)
+def test_a_champion_judged_on_other_months_is_scored_again(first: tuple[Settings, Outcome]) -> None:
+    settings, champion = first
     store = tracking.connect(settings)
-    first = train(settings, raw, SPLIT, "pretrip")
     rescored: list[str] = []
 
     def rescore(uri: str) -> float:
@@ -161,21 +162,24 @@ def test_a_champion_judged_on_other_months_is_scored_again(raw: list[InputFile],
         return 1.0
 
     with_run = tracking.mlflow.start_run()
-    decision = tracking.register(store, first.model_uri, with_run.info.run_id, "pretrip", "other-month", 2.0, rescore)
+    decision = tracking.register(
+        store, champion.model_uri, with_run.info.run_id, "pretrip", "other-month", 2.0, rescore
+    )
     tracking.mlflow.end_run()
-    assert rescored == [f"models:/taxi-duration/{first.decision.version}"]
+    assert rescored == [f"models:/taxi-duration/{champion.decision.version}"]
     assert not decision.promoted
     assert decision.champion_rmse == 1.0
 
 
-def test_the_same_job_run_twice_ties_and_keeps_the_champion(raw: list[InputFile], tmp_path: Path) -> None:
-    settings = store_settings(tmp_path)
-    first = train(settings, raw, SPLIT, "pretrip")
+def test_the_same_job_run_twice_ties_and_keeps_the_champion(
+    raw: list[InputFile], first: tuple[Settings, Outcome]
+) -> None:
+    settings, champion = first
     again = train(settings, raw, SPLIT, "pretrip")
-    assert again.overall("validate")["model"]["rmse"] == first.overall("validate")["model"]["rmse"]
+    assert again.overall("validate")["model"]["rmse"] == champion.overall("validate")["model"]["rmse"]
     assert not again.decision.promoted
-    assert f"ties {PRETRIP_CHAMPION} v{first.decision.version}" in again.decision.reason
-    assert tracking.champion_version(tracking.connect(settings), PRETRIP_CHAMPION) == first.decision.version
+    assert f"ties {PRETRIP_CHAMPION} v{champion.decision.version}" in again.decision.reason
+    assert tracking.champion_version(tracking.connect(settings), PRETRIP_CHAMPION) == champion.decision.version
 
 
 def test_long_steps_report_progress_within_them(raw: list[InputFile], tmp_path: Path) -> None:

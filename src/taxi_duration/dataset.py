@@ -24,6 +24,7 @@ import pandas as pd
 
 from taxi_duration import feature_store as fs
 from taxi_duration import schema as s
+from taxi_duration.config import Engine
 from taxi_duration.engines import Runtime, record_batches
 from taxi_duration.errors import UsageError
 from taxi_duration.features import TARGET, featurize, in_target_range
@@ -55,6 +56,7 @@ class Prepared:
     course_parts: dict[str, nw.LazyFrame[Any]]
     quality: dict[str, QualityReport]
     files: dict[str, list[InputFile]]
+    cached: list[Any] = field(default_factory=list, repr=False)  # Spark frames kept in memory until `release`
     _pandas: dict[tuple[str, bool], pd.DataFrame] = field(default_factory=dict, repr=False)
 
     def pandas(self, role: str, course_rows: bool = False) -> pd.DataFrame:
@@ -64,6 +66,12 @@ class Prepared:
             part = (self.course_parts if course_rows else self.parts)[role]
             self._pandas[key] = part.sort(*ORDER).collect().to_pandas()
         return self._pandas[key]
+
+    def release(self) -> None:
+        """Free what the engine keeps of the parts (Spark's cached rows); the frames stay usable, recomputed."""
+        for native in self.cached:
+            native.unpersist()
+        self.cached.clear()
 
     def batches(
         self, role: str, columns: Sequence[str] | None = None, course_rows: bool = False, rows: int = BATCH_ROWS
@@ -89,20 +97,35 @@ def prepare(runtime: Runtime, files: list[InputFile], split: Split, workdir: Pat
     """Validate the files of each role, build the store on the training rows, attach it to every part."""
     by_role = files_by_role(files, split)
     quality, featurized, course = {}, {}, {}
+    kept: list[Any] = []
     for role in ROLES:
         quality[role] = validate(runtime, by_role[role], workdir / "validated" / role, overwrite=True)
         clean = runtime.scan_parquet(workdir / "validated" / role / CLEAN_DIR).drop(s.REASONS, REPAIRS_COL)
-        featurized[role] = featurize(runtime, clean, keep=KEPT).filter(in_target_range())
+        featurized[role] = _kept(runtime, featurize(runtime, clean, keep=KEPT).filter(in_target_range()), kept)
         as_read = apply_repairs(read_trips(runtime, by_role[role]))
         no_distance = nw.col(s.DISTANCE).is_null() & nw.col(s.PU_LON).is_null()  # see CourseBaseline
         usable = ~(nw.col(s.PU_ZONE).is_null() | nw.col(s.DO_ZONE).is_null() | no_distance)
-        course[role] = featurize(runtime, as_read.filter(usable), keep=KEPT).filter(in_target_range())
+        course[role] = _kept(
+            runtime, featurize(runtime, as_read.filter(usable), keep=KEPT).filter(in_target_range()), kept
+        )
     first, last = (split.train[0], split.train[-1]) if isinstance(split, TimeSplit) else _spanned(featurized["train"])
     store = fs.build(runtime, featurized["train"], first, last, workdir / "feature_store")
     tables = store.tables(runtime)
     parts = {role: fs.attach(featurized[role], store, tables) for role in ROLES}
     course_parts = {role: fs.attach(course[role], store, tables) for role in ROLES}
-    return Prepared(split, store, parts, course_parts, quality, by_role)
+    return Prepared(split, store, parts, course_parts, quality, by_role, kept)
+
+
+def _kept(runtime: Runtime, frame: nw.LazyFrame[Any], kept: list[Any]) -> nw.LazyFrame[Any]:
+    """`frame`, whose rows Spark keeps once computed: the store's levels, the row counts, the search and the
+    scoring all read the featurized parts again (the store alone six times a level), and Spark would
+    otherwise read and featurize the files anew each time. Persisted, not checkpointed: rows a lost executor
+    held are computed again. The embedded engines recompute in milliseconds and are left as they are."""
+    if runtime.engine is not Engine.SPARK:
+        return frame
+    native = frame.to_native().persist()
+    kept.append(native)
+    return nw.from_native(native)
 
 
 def _spanned(trips: nw.LazyFrame[Any]) -> tuple[Month, Month]:

@@ -357,6 +357,7 @@ def train(
     store = tracking.connect(settings)
     tracking.recover(store)
     runtime = Runtime.open(settings)
+    prepared: Prepared | None = None
     work = Path(tempfile.mkdtemp(prefix="train-", dir=settings.scratch_dir()))
     engine = str(runtime.engine)
     tags = tracking.run_tags({"engine": engine, "feature_set": feature_set})
@@ -468,6 +469,8 @@ def train(
             coverage=coverage,
         )
     finally:
+        if prepared is not None:
+            prepared.release()  # the Spark session outlives the job (it is shared by the process)
         runtime.close()
         shutil.rmtree(work, ignore_errors=True)
 
