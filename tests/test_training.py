@@ -67,7 +67,7 @@ def test_evaluate_reproduces_the_logged_validation_scores(
 ) -> None:
     settings, outcome = first
     validation_files = [f for f in raw if f.month == 202302]
-    result = score_files(settings, "models:/taxi-duration@champion", validation_files)
+    result = score_files(settings, f"models:/taxi-duration@{PRETRIP_CHAMPION}", validation_files)
     logged = outcome.overall("validate")
     for name in ("model", "course", "zone_pair_median", "global_mean"):
         assert result["metrics"][name]["rmse"] == pytest.approx(logged[name]["rmse"], rel=1e-9)
