@@ -32,7 +32,8 @@ PARQUET_COMPRESSION = "zstd"
 DUCKDB_PARTITION_FLUSH_ROWS = 65_536
 # The memory a group-by over every row may hold before DuckDB spills it to the scratch folder
 # (`Runtime.collect_spilling`): the duplicate check's hashes take about 40 bytes a row, 2 GiB at 50M rows.
-DUCKDB_SPILL_MEMORY = "512MB"
+# At 512MB one run in two at 50M rows failed with an out-of-memory error before the spill kept up.
+DUCKDB_SPILL_MEMORY = "1GB"
 
 
 @dataclass
