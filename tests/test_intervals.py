@@ -27,7 +27,7 @@ def test_each_borough_gets_its_own_interval_and_unseen_trips_are_covered_80_perc
         assert abs(table[name]["coverage"] - 0.8) < 0.02, (name, table[name])
     assert table["Bronx"]["trips"] == np.sum(borough == "Bronx")
     one_for_all = intervals.fit(*trips(seed=1)[:2])
-    assert one_for_all.coverage(actual[borough == "Bronx"], predicted[borough == "Bronx"]) < 0.6
+    assert one_for_all.coverage_by(actual, predicted, borough)["Bronx"]["coverage"] < 0.6
 
 
 def test_an_interval_read_back_from_json_gives_the_same_bounds_for_arrays_and_single_trips() -> None:

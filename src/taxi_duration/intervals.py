@@ -72,12 +72,6 @@ class Interval(Bins):
         """(p10, p90) minutes for one prediction, by its pickup borough when given."""
         return self.by_borough.get(borough, self).bounds_one(predicted) if borough else Bins.bounds_one(self, predicted)
 
-    def coverage(self, actual: np.ndarray, predicted: np.ndarray, boroughs: Any = None) -> float:
-        """The share of trips whose actual duration lies inside their interval."""
-        lo, hi = self.bounds(predicted, boroughs)
-        y = np.asarray(actual, dtype=np.float64)
-        return float(np.mean((y >= lo) & (y <= hi)))
-
     def coverage_by(self, actual: Any, predicted: Any, boroughs: Any) -> dict[str, dict[str, float]]:
         """Coverage and trip count overall (`all`) and in each pickup borough, the busiest first."""
         y, where = np.asarray(actual, dtype=np.float64), np.asarray(boroughs).astype(str)
