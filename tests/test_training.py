@@ -199,7 +199,7 @@ def test_long_steps_report_progress_within_them(raw: list[InputFile], tmp_path: 
     assert parts == [(1, 4), (2, 4), (3, 4), (4, 4)]
 
 
-def test_the_tuned_search_logs_a_nested_run_per_trial_and_registers_the_best(
+def test_the_tuned_search_logs_a_nested_run_per_trial_and_registers_the_best_refit(
     raw: list[InputFile], tmp_path: Path
 ) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -222,11 +222,15 @@ def test_the_tuned_search_logs_a_nested_run_per_trial_and_registers_the_best(
         assert child.data.metrics["pruned"] == int(trial["pruned"])
         assert float(child.data.params["learning_rate"]) == pytest.approx(trial["params"]["learning_rate"])
     best = trials[study["best_trial"]]
-    assert parent.data.params["model.n_estimators"] == str(best["rounds"])
     assert float(parent.data.params["model.num_leaves"]) == best["params"]["num_leaves"]
-    # The registered model is the best trial's: the job's own scoring of it gives the trial's RMSE.
+    # The registered model is the best trial's parameters refit on both months, with 1.1x its rounds ...
+    assert parent.data.params["model.n_estimators"] == str(round(1.1 * best["rounds"]))
+    assert outcome.trained_rows == outcome.rows["train"] + outcome.rows["validate"]
+    # ... but the validation score (and the champion rule) is the model's before the refit: the trial's RMSE.
     assert parent.data.metrics["validate_model_rmse"] == pytest.approx(best["validate_rmse"], rel=1e-6)
     assert parent.data.metrics["tune_best_validate_rmse"] == best["validate_rmse"]
+    assert outcome.decision.promoted
+    assert {"test_model_rmse", "test_prerefit_model_rmse"} <= set(parent.data.metrics)
 
 
 def test_a_tie_or_a_worse_model_never_moves_the_champion(tmp_path: Path) -> None:

@@ -1,11 +1,12 @@
 """The tuned search on small synthetic months: it keeps to its trial cap and budget, prunes, chooses its best
-trial's model, and chooses the same again for the same seed."""
+trial's model, and chooses the same again for the same seed; the refit of its choice on both months."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from taxi_duration.config import Engine, load_settings
@@ -16,7 +17,7 @@ from taxi_duration.evaluate import metrics
 from taxi_duration.features import TARGET
 from taxi_duration.inputs import InputFile
 from taxi_duration.train_local import columns, raw_predict
-from taxi_duration.tune import PRUNE_WARMUP_ROUNDS, REPORT_EVERY, Tuned, search
+from taxi_duration.tune import PRUNE_WARMUP_ROUNDS, REPORT_EVERY, Tuned, refit, search
 from tests.conftest import SPLIT
 
 TRIALS, ROUNDS = 4, 200  # a trial stops at 200 rounds: seconds per study on these rows
@@ -89,6 +90,29 @@ def test_no_trial_starts_once_the_budget_is_spent(prepared: Prepared, tmp_path: 
     spent = study(prepared, tmp_path / "spool", trials=TRIALS, budget_s=1e-3)
     assert len(spent.trials) == 1  # the first one starts and finishes; the budget is gone by then
     assert spent.summary()["stopped_by"] == "budget"
+
+
+def test_the_refit_trains_the_chosen_params_on_both_months_with_more_trees(
+    tuned: Tuned, prepared: Prepared, tmp_path: Path
+) -> None:
+    categorical, numeric = columns("with_distance")
+    wanted = [*categorical, *numeric, TARGET]
+    both = pd.concat([prepared.pandas(role)[categorical] for role in ("train", "validate")])
+    refit_model = refit(
+        prepared.batches("train", wanted),
+        prepared.batches("validate", wanted),
+        both,
+        "with_distance",
+        tmp_path / "spool",
+        tuned.best,
+        1.5,
+    )
+    model = refit_model.named_steps["model"]
+    assert model.booster_.current_iteration() == round(1.5 * tuned.best.rounds)
+    assert model.get_params()["num_leaves"] == tuned.best.params["num_leaves"]
+    validate = prepared.pandas("validate")
+    seen = metrics(validate[TARGET], raw_predict(refit_model, validate))["rmse"]
+    assert seen < tuned.best.validate_rmse  # it learnt from the validation month: its score there is no judge
 
 
 def test_the_tuned_search_refuses_spark_before_any_work(tmp_path: Path) -> None:

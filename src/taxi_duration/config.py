@@ -106,6 +106,13 @@ class Settings(BaseSettings):
         gt=0,
         description="`--search tune`: no trial starts after this many seconds of the study (one started finishes).",
     )
+    refit_tree_scale: float = Field(
+        1.1,
+        gt=0,
+        description="`--search tune`: the chosen parameters are trained again on the training and validation "
+        "months with the best trial's rounds times this; the validation score, the champion rule and the "
+        "interval use the model before that refit.",
+    )
     train_sample_rows: int | None = Field(
         None,
         ge=1,

@@ -15,8 +15,8 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +132,9 @@ class _Trained:
     rows: int  # the model's training rows
     search: list[dict[str, Any]] = field(default_factory=list)  # the Spark search's timeline, candidate by candidate
     study: dict[str, Any] = field(default_factory=dict)  # the tuned search's summary and trials (`tune.Tuned`)
+    # The model as chosen on the validation month, when `model` is its refit on training and validation rows:
+    # the validation scores, the champion rule and the interval read it, as `model` has seen that month.
+    judged: Any = None
 
 
 def _train_local(
@@ -142,18 +145,20 @@ def _train_local(
     categorical, numeric = train_local.columns(feature_set)
     wanted, keep = [*categorical, *numeric, TARGET], settings.train_sample_rows
     if keep is None or keep >= total:
-        batches: Any = prepared.batches("train", wanted)
-        categories = prepared.parts["train"].select(*categorical).unique().collect().to_pandas()
+        batches: Callable[[], Iterable[pd.DataFrame]] = functools.partial(prepared.batches, "train", wanted)
+        categories = _categories(prepared, "train", categorical)
         mean, rows = prepared.parts["train"].select(nw.col(TARGET).mean()).collect().item(), total
     else:  # a sample is small: the user asked for a quick model
         train = pd.concat(sample_batches(prepared.batches("train", wanted), total, keep))
-        batches, categories, mean, rows = [train], train, train[TARGET].mean(), len(train)
+        batches, categories, mean, rows = lambda: [train], train, train[TARGET].mean(), len(train)
+    judged, study = None, {}
     if settings.search is Search.TUNE:
         from taxi_duration import tune
 
+        validate = functools.partial(prepared.batches, "validate", wanted)
         tuned = tune.search(
-            batches,
-            prepared.batches("validate", wanted),
+            batches(),
+            validate(),
             categories,
             feature_set,
             work / "tune",
@@ -161,16 +166,25 @@ def _train_local(
             settings.tune_budget_s,
             on_trial=functools.partial(on_progress, "trials"),
         )
-        pipeline, params, study = (
-            tuned.pipeline,
-            {**tuned.best.params, "n_estimators": tuned.best.rounds},
-            tuned.summary(),
+        pipeline = tune.refit(
+            batches(),
+            validate(),
+            pd.concat([categories[categorical], _categories(prepared, "validate", categorical)]),
+            feature_set,
+            work / "refit",
+            tuned.best,
+            settings.refit_tree_scale,
+            on_round=functools.partial(on_progress, "refit rounds"),
         )
+        judged, study = bundle_io.SklearnPredictor(tuned.pipeline), tuned.summary()
+        params = {**tuned.best.params, "n_estimators": pipeline.named_steps["model"].n_estimators}
+        rows += int(prepared.parts["validate"].select(nw.len()).collect().item())
     else:
         params = {"n_estimators": 100} if settings.search is Search.QUICK else {}
         rounds = functools.partial(on_progress, "boosting rounds")
-        pipeline = train_local.fit_batches(batches, categories, feature_set, work / "spool", on_round=rounds, **params)
-        study = {}
+        pipeline = train_local.fit_batches(
+            batches(), categories, feature_set, work / "spool", on_round=rounds, **params
+        )
     booster = pipeline.named_steps["model"].booster_
     names = list(pipeline[:-1].get_feature_names_out())
     importances = dict(zip(names, booster.feature_importance(importance_type="gain").tolist(), strict=True))
@@ -188,7 +202,13 @@ def _train_local(
         ],
         rows=rows,
         study=study,
+        judged=judged,
     )
+
+
+def _categories(prepared: Prepared, role: str, categorical: list[str]) -> pd.DataFrame:
+    """The distinct combinations of a part's categorical features (what the model's encoder is fitted on)."""
+    return prepared.parts[role].select(*categorical).unique().collect().to_pandas()
 
 
 def _course_rows(prepared: Prepared, keep: int | None) -> pd.DataFrame:
@@ -479,7 +499,8 @@ def train(
             step(STEPS[2])
             scores, samples = {}, {}
             for done, (name, role, course_rows) in enumerate(SCORED, 1):
-                scores[name], sample = _score(prepared, role, course_rows, trained, rows[role])
+                scored = trained if trained.judged is None or role == "test" else replace(trained, model=trained.judged)
+                scores[name], sample = _score(prepared, role, course_rows, scored, rows[role])
                 if sample is not None:
                     samples[name] = sample
                 on_progress("parts scored", done, len(SCORED))
@@ -490,6 +511,9 @@ def train(
             mlflow.log_metric("test_interval_coverage", coverage["all"]["coverage"])
             mlflow.log_dict(coverage, "interval_coverage.json")
             _log_metrics(scores)
+            if trained.judged is not None:  # the refit's gain, for the record: no choice reads the test month
+                before, _ = _score(prepared, "test", False, replace(trained, model=trained.judged), rows["test"])
+                mlflow.log_metric("test_prerefit_model_rmse", before[evaluate.MODEL]["overall"]["all"]["rmse"])
             mlflow.log_dict(scores, "scores.json")
             _log_figures(sample, scores["validate"], trained.importances)
             step(STEPS[3])

@@ -3,13 +3,15 @@
 The training rows are binned once (from batches through the spool, never one frame: `train_local.binned`)
 and every trial trains on that one dataset; the validation month, binned with the training set's bins, stops
 each trial early and prunes a trial whose score falls behind the median trial's at the same round. The
-chosen trial's booster, cut at its best round, is the model. No choice reads the test month.
+chosen trial's booster, cut at its best round, is the model chosen; the training job then refits its
+parameters on the training and validation rows (`refit`). No choice reads the test month.
 
 Optuna is the `tune` extra: only this search needs it.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -197,3 +199,27 @@ def _lightgbm_params(feature_set: FeatureSet, seed: int, **chosen: Any) -> dict[
     """What `lgb.train` takes for LGBM_PARAMS with `chosen` over them (as `LGBMRegressor.fit` resolves them)."""
     model = train_local.build(feature_set, seed, **chosen).named_steps["model"]
     return {**model._process_params(stage="fit"), **FIXED}
+
+
+def refit(
+    train_batches: Iterable[pd.DataFrame],
+    validate_batches: Iterable[pd.DataFrame],
+    categories: pd.DataFrame,
+    feature_set: FeatureSet,
+    folder: Path,
+    best: Trial,
+    tree_scale: float,
+    seed: int = 0,
+    on_round: Callable[[int, int], None] | None = None,
+) -> Pipeline:
+    """The chosen trial's parameters trained again on the training rows and then the validation rows, with its
+    best round count times `tree_scale` trees (more rows bear more rounds before they overfit).
+
+    `categories` covers both months (`train_local.fit_batches`): a zone first seen in the validation month
+    gets its own code. The refit has seen the validation month, so its score there is no judge of it.
+    """
+    trees = max(1, round(best.rounds * tree_scale))
+    batches = itertools.chain(train_batches, validate_batches)
+    return train_local.fit_batches(
+        batches, categories, feature_set, folder, seed, on_round, **best.params, n_estimators=trees
+    )
