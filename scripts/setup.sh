@@ -27,13 +27,13 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 stamp="$VENV/.installed-$(cat pyproject.toml | cksum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ]; then
-  echo "setup: installing taxi-duration-predictor with the spark, dashboard and dev extras into $VENV" \
+  echo "setup: installing taxi-duration-predictor with the spark, dashboard, tune and dev extras into $VENV" \
     "(1.7 GB installed: about a minute from a warm pip cache or a fast mirror, several over a slow link)"
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
   if [ -t 1 ]; then  # on a terminal, pip's own lines and progress bars; in a log, only its errors
-    "$VENV/bin/python" -m pip install -e ".[spark,dashboard,dev]"
+    "$VENV/bin/python" -m pip install -e ".[spark,dashboard,tune,dev]"
   else
-    "$VENV/bin/python" -m pip install --quiet -e ".[spark,dashboard,dev]"
+    "$VENV/bin/python" -m pip install --quiet -e ".[spark,dashboard,tune,dev]"
   fi
   rm -f "$VENV"/.installed-*
   touch "$stamp"

@@ -61,6 +61,18 @@ def test_the_main_job_searches_quickly_and_says_so_unless_a_search_is_set(
     assert chosen() == (Search.FULL, None)
 
 
+def test_the_tuned_search_has_its_cap_and_budget_from_the_environment_or_a_flag(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TAXI_DURATION_SEARCH", "tune")
+    monkeypatch.setenv("TAXI_DURATION_TUNE_TRIALS", "7")
+    settings = load_settings(tune_budget_s=30)
+    assert (settings.search, settings.tune_trials, settings.tune_budget_s) == (Search.TUNE, 7, 30.0)
+    assert load_settings(tune_trials=3).tune_trials == 3  # the flag wins
+    with pytest.raises(UsageError, match="tune_budget_s"):
+        load_settings(tune_budget_s=0)
+
+
 def test_named_config_file(tmp_path: Path) -> None:
     cfg = tmp_path / "cluster.toml"
     cfg.write_text('data_dir = "/mnt/taxi"\n')

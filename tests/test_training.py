@@ -199,6 +199,40 @@ def test_long_steps_report_progress_within_them(raw: list[InputFile], tmp_path: 
     assert parts == [(1, 4), (2, 4), (3, 4), (4, 4)]
 
 
+def test_the_tuned_search_logs_a_nested_run_per_trial_and_registers_the_best_refit(
+    raw: list[InputFile], tmp_path: Path
+) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    settings = load_settings(data_dir=tmp_path, mlflow_tracking_uri=uri, search="tune", tune_trials=3)
+    seen: list[tuple[str, int, int]] = []
+    outcome = train(settings, raw, SPLIT, "with_distance", on_progress=lambda *progress: seen.append(progress))
+    assert [p for p in seen if p[0] == "trials"] == [("trials", done, 3) for done in (1, 2, 3)]
+    client = MlflowClient(uri)
+    parent = client.get_run(outcome.run_id)
+    study = json.loads(Path(client.download_artifacts(outcome.run_id, "search/study.json")).read_text())
+    trials = study["history"]
+    assert len(trials) == parent.data.metrics["tune_trials"] == 3
+    children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{outcome.run_id}'")
+    by_id = {c.info.run_id: c for c in children}
+    assert sorted(by_id) == sorted(t["run_id"] for t in trials)  # one child per trial, nothing else
+    for trial in trials:
+        child = by_id[trial["run_id"]]
+        assert child.data.metrics["validate_rmse"] == pytest.approx(trial["validate_rmse"])
+        assert child.data.metrics["rounds"] == trial["rounds"]
+        assert child.data.metrics["pruned"] == int(trial["pruned"])
+        assert float(child.data.params["learning_rate"]) == pytest.approx(trial["params"]["learning_rate"])
+    best = trials[study["best_trial"]]
+    assert float(parent.data.params["model.num_leaves"]) == best["params"]["num_leaves"]
+    # The registered model is the best trial's parameters refit on both months, with 1.1x its rounds ...
+    assert parent.data.params["model.n_estimators"] == str(round(1.1 * best["rounds"]))
+    assert outcome.trained_rows == outcome.rows["train"] + outcome.rows["validate"]
+    # ... but the validation score (and the champion rule) is the model's before the refit: the trial's RMSE.
+    assert parent.data.metrics["validate_model_rmse"] == pytest.approx(best["validate_rmse"], rel=1e-6)
+    assert parent.data.metrics["tune_best_validate_rmse"] == best["validate_rmse"]
+    assert outcome.decision.promoted
+    assert {"test_model_rmse", "test_prerefit_model_rmse"} <= set(parent.data.metrics)
+
+
 def test_a_tie_or_a_worse_model_never_moves_the_champion(tmp_path: Path) -> None:
     store = tracking.connect(store_settings(tmp_path))
     rmse = 5.17329951  # rounds up at 6 decimals: a rounded tag once made its own tie look like a win

@@ -75,7 +75,20 @@ SearchOpt = Annotated[
     str | None,
     typer.Option(
         "--search",
-        help="full: the documented models (`train`'s default); quick: small ones (`run`'s default), for a smoke test.",
+        help="full: the documented models (`train`'s default); quick: small ones (`run`'s default), for a smoke test; "
+        "tune: an Optuna study over LightGBM's parameters (embedded engines; the `tune` extra).",
+    ),
+]
+TuneTrialsOpt = Annotated[
+    int | None,
+    typer.Option("--tune-trials", help="--search tune: at most this many trials [default: 50].", show_default=False),
+]
+TuneBudgetOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--tune-budget",
+        help="--search tune: seconds after which no trial starts [default: 600].",
+        show_default=False,
     ),
 ]
 OutJsonOpt = Annotated[Path | None, typer.Option("--out", help="Also write the results to this JSON file.")]

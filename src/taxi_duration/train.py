@@ -15,8 +15,8 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from taxi_duration.baselines import CourseBaseline
 from taxi_duration.config import Engine, FeatureSet, Search, Settings
 from taxi_duration.dataset import ORDER, Prepared, prepare, sample_batches
 from taxi_duration.engines import Runtime
+from taxi_duration.errors import UsageError
 from taxi_duration.features import TARGET, TARGET_RANGE
 from taxi_duration.inputs import InputFile
 from taxi_duration.quality import QualityReport
@@ -130,6 +131,10 @@ class _Trained:
     candidates: list[dict[str, Any]]
     rows: int  # the model's training rows
     search: list[dict[str, Any]] = field(default_factory=list)  # the Spark search's timeline, candidate by candidate
+    study: dict[str, Any] = field(default_factory=dict)  # the tuned search's summary and trials (`tune.Tuned`)
+    # The model as chosen on the validation month, when `model` is its refit on training and validation rows:
+    # the validation scores, the champion rule and the interval read it, as `model` has seen that month.
+    judged: Any = None
 
 
 def _train_local(
@@ -140,15 +145,46 @@ def _train_local(
     categorical, numeric = train_local.columns(feature_set)
     wanted, keep = [*categorical, *numeric, TARGET], settings.train_sample_rows
     if keep is None or keep >= total:
-        batches: Any = prepared.batches("train", wanted)
-        categories = prepared.parts["train"].select(*categorical).unique().collect().to_pandas()
+        batches: Callable[[], Iterable[pd.DataFrame]] = functools.partial(prepared.batches, "train", wanted)
+        categories = _categories(prepared, "train", categorical)
         mean, rows = prepared.parts["train"].select(nw.col(TARGET).mean()).collect().item(), total
     else:  # a sample is small: the user asked for a quick model
         train = pd.concat(sample_batches(prepared.batches("train", wanted), total, keep))
-        batches, categories, mean, rows = [train], train, train[TARGET].mean(), len(train)
-    quick = {"n_estimators": 100} if settings.search is Search.QUICK else {}
-    rounds = functools.partial(on_progress, "boosting rounds")
-    pipeline = train_local.fit_batches(batches, categories, feature_set, work / "spool", on_round=rounds, **quick)
+        batches, categories, mean, rows = lambda: [train], train, train[TARGET].mean(), len(train)
+    judged, study = None, {}
+    if settings.search is Search.TUNE:
+        from taxi_duration import tune
+
+        validate = functools.partial(prepared.batches, "validate", wanted)
+        tuned = tune.search(
+            batches(),
+            validate(),
+            categories,
+            feature_set,
+            work / "tune",
+            settings.tune_trials,
+            settings.tune_budget_s,
+            on_trial=functools.partial(on_progress, "trials"),
+        )
+        pipeline = tune.refit(
+            batches(),
+            validate(),
+            pd.concat([categories[categorical], _categories(prepared, "validate", categorical)]),
+            feature_set,
+            work / "refit",
+            tuned.best,
+            settings.refit_tree_scale,
+            on_round=functools.partial(on_progress, "refit rounds"),
+        )
+        judged, study = bundle_io.SklearnPredictor(tuned.pipeline), tuned.summary()
+        params = {**tuned.best.params, "n_estimators": pipeline.named_steps["model"].n_estimators}
+        rows += int(prepared.parts["validate"].select(nw.len()).collect().item())
+    else:
+        params = {"n_estimators": 100} if settings.search is Search.QUICK else {}
+        rounds = functools.partial(on_progress, "boosting rounds")
+        pipeline = train_local.fit_batches(
+            batches(), categories, feature_set, work / "spool", on_round=rounds, **params
+        )
     booster = pipeline.named_steps["model"].booster_
     names = list(pipeline[:-1].get_feature_names_out())
     importances = dict(zip(names, booster.feature_importance(importance_type="gain").tolist(), strict=True))
@@ -157,12 +193,22 @@ def _train_local(
         model=bundle_io.SklearnPredictor(pipeline),
         course=bundle_io.SklearnPredictor(CourseBaseline().fit(_course_rows(prepared, keep))),
         chosen="lightgbm",
-        params={**train_local.LGBM_PARAMS, **quick},
+        params={**train_local.LGBM_PARAMS, **params},
         importances=importances,
         global_mean=float(mean),
-        candidates=[],
+        candidates=[
+            {"name": f"trial-{t['number']}", "params": t["params"], "validate_rmse": t["validate_rmse"]}
+            for t in study.get("history", [])
+        ],
         rows=rows,
+        study=study,
+        judged=judged,
     )
+
+
+def _categories(prepared: Prepared, role: str, categorical: list[str]) -> pd.DataFrame:
+    """The distinct combinations of a part's categorical features (what the model's encoder is fitted on)."""
+    return prepared.parts[role].select(*categorical).unique().collect().to_pandas()
 
 
 def _course_rows(prepared: Prepared, keep: int | None) -> pd.DataFrame:
@@ -276,24 +322,16 @@ def _log_search(client: mlflow.MlflowClient, parent: Any, search: list[dict[str,
 
     timeline = []
     for row in search:
-        child = client.create_run(
-            parent.info.experiment_id,
-            start_time=int(row["started_at"] * 1000),
-            tags={
-                MLFLOW_PARENT_RUN_ID: parent.info.run_id,
-                "spark_job_group": row["spark_job_group"],
-                "spark_job_ids": ",".join(map(str, row["spark_job_ids"])),
-            },
-            run_name=f"candidate-{row['candidate']}-{row['name']}",
+        run_id = _log_child(
+            client,
+            parent,
+            f"candidate-{row['candidate']}-{row['name']}",
+            (row["started_at"], row["ended_at"]),
+            {k: row[k] for k in ("validate_rmse", "duration_s", "start_s", "end_s")},
+            {"family": row["name"], **row["params"]},
+            {"spark_job_group": row["spark_job_group"], "spark_job_ids": ",".join(map(str, row["spark_job_ids"]))},
         )
-        ended = int(row["ended_at"] * 1000)
-        client.log_batch(
-            child.info.run_id,
-            metrics=[Metric(k, row[k], ended, 0) for k in ("validate_rmse", "duration_s", "start_s", "end_s")],
-            params=[Param(k, str(v)) for k, v in _flat({"family": row["name"], **row["params"]}).items()],
-        )
-        client.set_terminated(child.info.run_id, "FINISHED", end_time=ended)
-        timeline.append({**row, "run_id": child.info.run_id})
+        timeline.append({**row, "run_id": run_id})
     mlflow.log_dict({"parallelism": parallelism, "candidates": timeline}, "search/timeline.json")
     title = f"Candidate search: {len(timeline)} fits, {parallelism} at a time"
     mlflow.log_figure(plots.search_timeline(timeline, title), "plots/search_timeline.png")
@@ -304,6 +342,66 @@ def _log_search(client: mlflow.MlflowClient, parent: Any, search: list[dict[str,
             "search_fit_s": sum(r["duration_s"] for r in timeline),
         }
     )
+
+
+def _log_study(client: mlflow.MlflowClient, parent: Any, study: dict[str, Any]) -> None:
+    """The tuned search: one nested run per trial (its parameters; its validation RMSE, rounds, seconds and
+    whether it was pruned; started and ended when the trial was), and on the parent run the study's summary
+    (`search/study.json`, with each trial's run id) and its numbers as `tune_*` metrics."""
+    first = min(t["started_at"] for t in study["history"])
+    history = []
+    for t in study["history"]:
+        run_id = _log_child(
+            client,
+            parent,
+            f"trial-{t['number']}",
+            (t["started_at"], t["ended_at"]),
+            {
+                "validate_rmse": t["validate_rmse"],
+                "rounds": t["rounds"],
+                "pruned": int(t["pruned"]),
+                "duration_s": t["duration_s"],
+                "start_s": t["started_at"] - first,
+                "end_s": t["ended_at"] - first,
+            },
+            t["params"],
+            {"optuna_state": "PRUNED" if t["pruned"] else "COMPLETE"},
+        )
+        history.append({**t, "run_id": run_id})
+    mlflow.log_dict({**study, "history": history}, "search/study.json")
+    mlflow.log_metrics(
+        {
+            f"tune_{k}": study[k]
+            for k in ("trials", "pruned", "best_trial", "best_validate_rmse", "best_rounds", "wall_s", "budget_s")
+        }
+    )
+
+
+def _log_child(
+    client: mlflow.MlflowClient,
+    parent: Any,
+    name: str,
+    span: tuple[float, float],
+    metrics: dict[str, float],
+    params: dict[str, Any],
+    tags: dict[str, str],
+) -> str:
+    """A nested run under `parent` for one fit of a search, started and ended at `span` (seconds since the
+    epoch), so the MLflow UI lists the fits side by side in time; its run id."""
+    child = client.create_run(
+        parent.info.experiment_id,
+        start_time=int(span[0] * 1000),
+        tags={MLFLOW_PARENT_RUN_ID: parent.info.run_id, **tags},
+        run_name=name,
+    )
+    ended = int(span[1] * 1000)
+    client.log_batch(
+        child.info.run_id,
+        metrics=[Metric(k, v, ended, 0) for k, v in metrics.items()],
+        params=[Param(k, str(v)) for k, v in _flat(params).items()],
+    )
+    client.set_terminated(child.info.run_id, "FINISHED", end_time=ended)
+    return str(child.info.run_id)
 
 
 def _log_metrics(scores: dict[str, dict[str, evaluate.Scores]]) -> None:
@@ -354,6 +452,8 @@ def train(
         marks.append((name, now))
         on_step(name)
 
+    if settings.search is Search.TUNE:
+        _check_tune(settings)
     store = tracking.connect(settings)
     tracking.recover(store)
     runtime = Runtime.open(settings)
@@ -394,10 +494,13 @@ def train(
                 mlflow.log_dict({"candidates": trained.candidates}, "candidates.json")
             if trained.search:
                 _log_search(store.client, run, trained.search, settings.spark_parallelism)
+            if trained.study:
+                _log_study(store.client, run, trained.study)
             step(STEPS[2])
             scores, samples = {}, {}
             for done, (name, role, course_rows) in enumerate(SCORED, 1):
-                scores[name], sample = _score(prepared, role, course_rows, trained, rows[role])
+                scored = trained if trained.judged is None or role == "test" else replace(trained, model=trained.judged)
+                scores[name], sample = _score(prepared, role, course_rows, scored, rows[role])
                 if sample is not None:
                     samples[name] = sample
                 on_progress("parts scored", done, len(SCORED))
@@ -408,6 +511,9 @@ def train(
             mlflow.log_metric("test_interval_coverage", coverage["all"]["coverage"])
             mlflow.log_dict(coverage, "interval_coverage.json")
             _log_metrics(scores)
+            if trained.judged is not None:  # the refit's gain, for the record: no choice reads the test month
+                before, _ = _score(prepared, "test", False, replace(trained, model=trained.judged), rows["test"])
+                mlflow.log_metric("test_prerefit_model_rmse", before[evaluate.MODEL]["overall"]["all"]["rmse"])
             mlflow.log_dict(scores, "scores.json")
             _log_figures(sample, scores["validate"], trained.importances)
             step(STEPS[3])
@@ -473,6 +579,15 @@ def train(
             prepared.release()  # the Spark session outlives the job (it is shared by the process)
         runtime.close()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _check_tune(settings: Settings) -> None:
+    """Fail before any work when the tuned search cannot run: on Spark, or without Optuna."""
+    from taxi_duration import tune
+
+    if settings.engine is Engine.SPARK:
+        raise UsageError("--search tune runs on the embedded engines (duckdb, pandas); on Spark: --search full")
+    tune.optuna_module()
 
 
 def _flat(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:

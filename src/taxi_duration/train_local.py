@@ -101,37 +101,66 @@ def fit_batches(
     `categories` holds the categorical features of rows among which is every value each of them takes in the
     training rows (their distinct combinations, say): the encoder fitted on it is the one `fit` fits on all
     the rows, as it only keeps the sorted distinct values. Each batch is encoded and spooled to `folder` (a
-    new folder); LightGBM bins its dataset from its sample of the spool and reads it back a batch at a time.
-    Same rows in the same order give the same model.
+    new folder: `binned`). Same rows in the same order give the same model.
     """
+    pipeline = encoder(categories, feature_set, seed, **params)
+    # The parameters LGBMRegressor.fit would train with (aliases resolved, seed and threads set).
+    train_params = pipeline.named_steps["model"]._process_params(stage="fit")
+    dataset = binned(batches, pipeline, feature_set, folder, train_params, batch_rows)
+    rounds = [] if on_round is None else [lambda env: on_round(env.iteration + 1, env.end_iteration)]
+    trees = pipeline.named_steps["model"].n_estimators
+    booster = lgb.train(train_params, dataset, num_boost_round=trees, callbacks=rounds)
+    booster.free_dataset()
+    fitted(pipeline, booster)
+    return pipeline
+
+
+def encoder(categories: pd.DataFrame, feature_set: FeatureSet, seed: int = 0, **params: Any) -> Pipeline:
+    """The pipeline `build` makes, its encoding step fitted on `categories` (see `fit_batches`), its model not."""
     pipeline = build(feature_set, seed, **params)
-    prepare, model = pipeline.named_steps["prepare"], pipeline.named_steps["model"]
     categorical, numeric = columns(feature_set)
+    prepare = pipeline.named_steps["prepare"]
     prepare.fit(categories[categorical].assign(**dict.fromkeys(numeric, 0.0)))  # numbers only pass through
+    return pipeline
+
+
+def binned(
+    batches: Iterable[pd.DataFrame],
+    pipeline: Pipeline,
+    feature_set: FeatureSet,
+    folder: Path,
+    params: dict[str, Any],
+    batch_rows: int = 100_000,
+    reference: lgb.Dataset | None = None,
+) -> lgb.Dataset:
+    """LightGBM's binned dataset of rows that arrive in batches, encoded by `pipeline`'s fitted first step.
+
+    Each batch is encoded and spooled to `folder` (a new folder); LightGBM bins its dataset from its sample of
+    the spool (or takes the bins of `reference`, a training set, for a validation set) and reads it back a
+    batch at a time. The spool is removed once the dataset is binned.
+    """
+    prepare = pipeline.named_steps["prepare"]
+    categorical, _ = columns(feature_set)
     spool = Spool(folder, batch_rows)
     for batch in batches:
         spool.append(prepare.transform(batch).to_numpy(np.float64), batch[TARGET].to_numpy(np.float64))
     rows = spool.close()
-    # The parameters LGBMRegressor.fit would train with (aliases resolved, seed and threads set).
-    train_params = model._process_params(stage="fit")
     dataset = lgb.Dataset(
         rows,
         label=rows.labels,
         feature_name=list(prepare.get_feature_names_out()),
         categorical_feature=categorical,
-        params=train_params,
+        params=params,
+        reference=reference,
     )
     dataset.construct()  # binned: the spool is read
     shutil.rmtree(folder)
-    rounds = [] if on_round is None else [lambda env: on_round(env.iteration + 1, env.end_iteration)]
-    booster = lgb.train(train_params, dataset, num_boost_round=model.n_estimators, callbacks=rounds)
-    booster.free_dataset()
-    _fitted(model, booster)
-    return pipeline
+    return dataset
 
 
-def _fitted(model: LGBMRegressor, booster: lgb.Booster) -> None:
-    """Make `model` the fitted estimator of `booster`, as `LGBMRegressor.fit` leaves it."""
+def fitted(pipeline: Pipeline, booster: lgb.Booster) -> None:
+    """Make `pipeline`'s model the fitted estimator of `booster`, as `LGBMRegressor.fit` leaves it."""
+    model = pipeline.named_steps["model"]
     model._Booster = booster
     model._n_features = model.n_features_in_ = booster.num_feature()
     model._fitted_with_feature_names = True
