@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pyarrow as pa
 import pytest
 
+from taxi_duration.config import Engine, load_settings
 from taxi_duration.engines import Runtime
 from taxi_duration.errors import BadInputError
 from tests.conftest import ALL_ENGINES, FAST_ENGINES
@@ -37,3 +40,11 @@ def test_a_sample_has_at_most_the_rows_asked_drawn_from_the_frame_and_repeats_wi
     assert drawn != list(range(300))  # drawn at random, not the first rows
     assert sorted(runtime.sample(frame, 300, seed=1).collect()["x"].to_list()) == drawn
     assert sorted(runtime.sample(frame, 10_000, seed=1).collect()["x"].to_list()) == list(range(5_000))
+
+
+def test_a_users_duckdb_limit_is_kept_where_plans_would_spill(tmp_path: Path) -> None:
+    runtime = Runtime.open(load_settings(data_dir=tmp_path, duckdb_memory_limit="300MB"), Engine.DUCKDB)
+    users = runtime.native.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    with runtime.spilling():
+        assert runtime.native.execute("SELECT current_setting('memory_limit')").fetchone()[0] == users
+    runtime.close()

@@ -104,3 +104,16 @@ def test_openmp_threads_wait_asleep_unless_the_user_says_otherwise() -> None:
 
     assert policy() == "PASSIVE"
     assert policy(OMP_WAIT_POLICY="ACTIVE") == "ACTIVE"
+
+
+def test_a_part_is_sorted_under_the_spill_bound_and_the_engine_unbound_after(prepared: Prepared) -> None:
+    def limit() -> str:  # the database's setting, seen from a second connection while the first streams
+        return str(prepared.runtime.native.cursor().execute("SELECT current_setting('memory_limit')").fetchone()[0])
+
+    unbounded = limit()
+    batches = prepared.batches("train", [TARGET], rows=1_000)
+    first = next(batches)
+    assert limit() != unbounded  # the whole part's sort ran under it: at 45M rows it took 13 GiB unbounded
+    rest = list(batches)
+    assert limit() == unbounded
+    assert len(first) + sum(map(len, rest)) == len(prepared.pandas("train"))

@@ -56,6 +56,7 @@ class Prepared:
     course_parts: dict[str, nw.LazyFrame[Any]]
     quality: dict[str, QualityReport]
     files: dict[str, list[InputFile]]
+    runtime: Runtime = field(repr=False)
     cached: list[Any] = field(default_factory=list, repr=False)  # Spark frames kept in memory until `release`
     _pandas: dict[tuple[str, bool], pd.DataFrame] = field(default_factory=dict, repr=False)
 
@@ -79,8 +80,9 @@ class Prepared:
         """One part's `columns` (default: all), in the same pickup order as `pandas`, as pandas frames of at
         most `rows` rows: the part is never one frame."""
         part = (self.course_parts if course_rows else self.parts)[role].sort(*ORDER)
-        for batch in record_batches(part if columns is None else part.select(*dict.fromkeys(columns)), rows):
-            yield batch.to_pandas()
+        with self.runtime.spilling():  # the sort holds every row of the part until the first batch
+            for batch in record_batches(part if columns is None else part.select(*dict.fromkeys(columns)), rows):
+                yield batch.to_pandas()
 
 
 def sample_batches(batches: Iterable[pd.DataFrame], total: int, rows: int, seed: int = 0) -> Iterator[pd.DataFrame]:
@@ -113,7 +115,7 @@ def prepare(runtime: Runtime, files: list[InputFile], split: Split, workdir: Pat
     tables = store.tables(runtime)
     parts = {role: fs.attach(featurized[role], store, tables) for role in ROLES}
     course_parts = {role: fs.attach(course[role], store, tables) for role in ROLES}
-    return Prepared(split, store, parts, course_parts, quality, by_role, kept)
+    return Prepared(split, store, parts, course_parts, quality, by_role, runtime, kept)
 
 
 def _kept(runtime: Runtime, frame: nw.LazyFrame[Any], kept: list[Any]) -> nw.LazyFrame[Any]:

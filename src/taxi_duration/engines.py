@@ -30,8 +30,9 @@ PARQUET_COMPRESSION = "zstd"
 # At its default (524,288) the buffers alone held 1.5 GiB at 10M rows; at this, `validate --features` peaks
 # at 716 MiB at 1M rows and 787 MiB at 10M, with no more CPU (its row groups stay about 122,880 rows).
 DUCKDB_PARTITION_FLUSH_ROWS = 65_536
-# The memory a group-by over every row may hold before DuckDB spills it to the scratch folder
-# (`Runtime.collect_spilling`): the duplicate check's hashes take about 40 bytes a row, 2 GiB at 50M rows.
+# The memory a group-by or a sort over every row may hold before DuckDB spills it to the scratch folder
+# (`Runtime.spilling`): the duplicate check's hashes take about 40 bytes a row, 2 GiB at 50M rows; the
+# training rows sorted in pickup order took 13 GiB at 45M rows unbounded.
 # At 512MB one run in two at 50M rows failed with an out-of-memory error before the spill kept up.
 DUCKDB_SPILL_MEMORY = "1GB"
 
@@ -170,18 +171,20 @@ class Runtime:
         else:
             pq.write_table(table, folder / "part-0.parquet", compression=PARQUET_COMPRESSION)
 
-    def collect_spilling(self, frame: nw.LazyFrame[Any]) -> pa.Table:
-        """Collect the small result of a plan whose operators hold much (a group-by over every row): on DuckDB
-        under `DUCKDB_SPILL_MEMORY` (or the settings' limit), past which it spills to the scratch folder, so
-        the memory it takes does not grow with the rows it reads."""
+    @contextmanager
+    def spilling(self) -> Iterator[None]:
+        """Run the plans inside under a memory bound where they would hold much (a group-by or a sort over
+        every row): on DuckDB, `DUCKDB_SPILL_MEMORY` (or the settings' limit), past which its operators spill
+        to the scratch folder, so the memory they take does not grow with the rows they read."""
         if self.engine is not Engine.DUCKDB or self.memory_limit:
-            return frame.collect().to_arrow()
+            yield
+            return
         spill = str(self.scratch())
         if self.native.execute("SELECT current_setting('temp_directory')").fetchone()[0] != spill:
             self.native.execute(f"SET temp_directory = '{spill}'")  # DuckDB's default: `.tmp` in the cwd
         self.native.execute(f"SET memory_limit = '{DUCKDB_SPILL_MEMORY}'")
         try:
-            return frame.collect().to_arrow()
+            yield
         finally:
             self.native.execute("RESET memory_limit")
 

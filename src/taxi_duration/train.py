@@ -32,7 +32,7 @@ from taxi_duration import evaluate, intervals, plots, tracking
 from taxi_duration import model as bundle_io
 from taxi_duration.baselines import CourseBaseline
 from taxi_duration.config import Engine, FeatureSet, Search, Settings
-from taxi_duration.dataset import ORDER, Prepared, prepare, sample_batches
+from taxi_duration.dataset import Prepared, prepare, sample_batches
 from taxi_duration.engines import Runtime
 from taxi_duration.errors import UsageError
 from taxi_duration.features import TARGET, TARGET_RANGE
@@ -214,11 +214,11 @@ def _categories(prepared: Prepared, role: str, categorical: list[str]) -> pd.Dat
 def _course_rows(prepared: Prepared, keep: int | None) -> pd.DataFrame:
     """The course baseline's training rows (only its inputs), in pickup order: the same rows in the same order
     give the same least-squares fit, digit for digit. `keep` of them, drawn at random, when set."""
-    inputs, part = [*CourseBaseline.INPUTS, TARGET], prepared.course_parts["train"]
-    if keep is None:
-        return part.sort(*ORDER).select(*inputs).collect().to_pandas()
-    total = int(part.select(nw.len()).collect().item())
-    return pd.concat(sample_batches(prepared.batches("train", inputs, course_rows=True), total, keep))
+    batches = prepared.batches("train", [*CourseBaseline.INPUTS, TARGET], course_rows=True)
+    if keep is not None:
+        total = int(prepared.course_parts["train"].select(nw.len()).collect().item())
+        batches = sample_batches(batches, total, keep)
+    return pd.concat(batches, ignore_index=True)
 
 
 def _train_spark(
