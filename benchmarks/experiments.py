@@ -5,6 +5,9 @@ item 3). Not a test, not a product path: each variant is fitted with the product
 
     python benchmarks/experiments.py --data ../shared/data --window 2023-01
     python benchmarks/experiments.py --data ../shared/data --window 2021-01..2023-01
+    python benchmarks/experiments.py --table   # the markdown table of every result so far
+
+Each variant's validation RMSE is compared with `plain` fitted with the same seeds on the same window.
 
 Variants (each against `plain`, the product's model today):
 - `prior_residual`: LightGBM starts from the store's estimate of the trip (its `init_score`) and learns the
@@ -191,6 +194,19 @@ VARIANTS: dict[str, tuple[str, tuple[str, ...], dict[str, Any], tuple[FeatureSet
 }
 
 
+def table(results: list[dict[str, Any]]) -> list[str]:
+    """Markdown rows: each variant's validation RMSE and its change against `plain` with the same seeds."""
+    plain = {(r["window"], r["feature_set"], r["seeds"]): r["val_rmse"] for r in results if r["variant"] == "plain"}
+    lines = ["| window | feature set | variant | seeds | val RMSE | vs plain |", "|---|---|---|---|---:|---:|"]
+    for r in results:
+        base = plain.get((r["window"], r["feature_set"], r["seeds"]))
+        delta = "" if base is None or r["variant"] == "plain" else f"{r['val_rmse'] / base - 1:+.2%}"
+        lines.append(
+            f"| {r['window']} | {r['feature_set']} | {r['variant']} | {r['seeds']} | {r['val_rmse']:.4f} | {delta} |"
+        )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
@@ -198,8 +214,12 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--feature-sets", default=",".join(FeatureSet))
     parser.add_argument("--seeds", default="0", help="comma-separated LightGBM seeds; RMSEs are averaged")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/experiments.json"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/experiments.json"), help="results, appended")
+    parser.add_argument("--table", action="store_true", help="print the table of `--out` and stop")
     args = parser.parse_args()
+    if args.table:
+        print("\n".join(table(json.loads(args.out.read_text()))))
+        return
     split = TimeSplit.after(parse_months(args.window))
     files = check_all(discover([args.data / "green_tripdata_*.parquet"]))
     results = json.loads(args.out.read_text()) if args.out.exists() else []
