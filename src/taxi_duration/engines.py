@@ -30,11 +30,12 @@ PARQUET_COMPRESSION = "zstd"
 # At its default (524,288) the buffers alone held 1.5 GiB at 10M rows; at this, `validate --features` peaks
 # at 716 MiB at 1M rows and 787 MiB at 10M, with no more CPU (its row groups stay about 122,880 rows).
 DUCKDB_PARTITION_FLUSH_ROWS = 65_536
-# The memory a group-by or a sort over every row may hold before DuckDB spills it to the scratch folder
-# (`Runtime.spilling`): the duplicate check's hashes take about 40 bytes a row, 2 GiB at 50M rows; the
-# training rows sorted in pickup order took 13 GiB at 45M rows unbounded.
-# At 512MB one run in two at 50M rows failed with an out-of-memory error before the spill kept up.
-DUCKDB_SPILL_MEMORY = "1GB"
+# The memory DuckDB may hold in a plan that would grow with its rows before it spills to the scratch folder
+# (`Runtime.spilling`): the validate job (its duplicate check's group-by of hashes took 925 MiB at 50M rows
+# unbounded, beside 350-425 MiB of Parquet read buffers) and the training rows' pickup-order sort (13.6 GiB at
+# 45M rows). At 600MB validate peaks at 659 MiB at 1M rows and 884 at 50M; at 450MB, 619 and 776, but 10M
+# took 1.27x the time. With only the hash pass bounded, 512MB once ran out of memory at 50M rows.
+DUCKDB_SPILL_MEMORY = "600MB"
 
 
 @dataclass
