@@ -117,3 +117,7 @@ def test_a_part_is_sorted_under_the_spill_bound_and_the_engine_unbound_after(pre
     rest = list(batches)
     assert limit() == unbounded
     assert len(first) + sum(map(len, rest)) == len(prepared.pandas("train"))
+    stopped = prepared.batches("train", [TARGET], rows=1_000)
+    next(stopped)
+    stopped.close()  # a caller that stops early: the reader is closed, then the bound lifted
+    assert limit() == unbounded

@@ -13,6 +13,7 @@ and how it is judged in its own right.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,8 +81,11 @@ class Prepared:
         """One part's `columns` (default: all), in the same pickup order as `pandas`, as pandas frames of at
         most `rows` rows: the part is never one frame."""
         part = (self.course_parts if course_rows else self.parts)[role].sort(*ORDER)
-        with self.runtime.spilling():  # the sort holds every row of the part until the first batch
-            for batch in record_batches(part if columns is None else part.select(*dict.fromkeys(columns)), rows):
+        read = record_batches(part if columns is None else part.select(*dict.fromkeys(columns)), rows)
+        # The sort holds every row of the part until the first batch. The reader is closed before the bound is
+        # lifted, even when the caller stops early, so no query runs on past it unbounded.
+        with self.runtime.spilling(), contextlib.closing(read):
+            for batch in read:
                 yield batch.to_pandas()
 
 

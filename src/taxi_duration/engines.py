@@ -391,7 +391,7 @@ def record_batches(frame: nw.LazyFrame[Any], rows: int) -> Iterator[pa.RecordBat
     (only its sort, if the frame ends in one, holds every row); other engines collect the frame first."""
     native = frame.to_native()
     if frame.implementation is nw.Implementation.DUCKDB:
-        reader = native.to_arrow_reader(batch_size=rows)
-        yield from reader
+        with native.to_arrow_reader(batch_size=rows) as reader:  # closed, query and all, if the caller stops early
+            yield from reader
         return
     yield from frame.collect().to_arrow().to_batches(max_chunksize=rows)
