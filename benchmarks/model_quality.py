@@ -3,6 +3,7 @@
 Run from the repository root, with the real green-taxi months beside the clone:
 
     python benchmarks/model_quality.py --data ../shared/data --windows 2023-01,2021-01..2023-01
+    python benchmarks/model_quality.py --data ../shared/data --engines duckdb --search tune --tune-budget 300
 
 Each window is a `--train-months` range (months without a file are gaps, not errors); the month after it
 validates and the one after that tests, so every window of the default run is judged on the same rows of
@@ -29,12 +30,13 @@ FEATURE_SETS = ("with_distance", "pretrip")
 BAR = {"with_distance": ("course", 0.66), "pretrip": ("zone_pair_median", 0.62)}
 
 
-def run(data: Path, service: str, window: str, engine: str, feature_set: str, store: Path) -> dict:
-    """One training process; its outcome JSON."""
+def run(data: Path, service: str, window: str, engine: str, feature_set: str, store: Path, search: list[str]) -> dict:
+    """One training process (`search`: its search flags, none for the default); its outcome JSON."""
     out = store / f"{window}-{engine}-{feature_set}.json"
     env = {**os.environ, "TAXI_DURATION_DATA_DIR": str(store), "MLFLOW_TRACKING_URI": f"sqlite:///{store}/mlflow.db"}
     cmd = [sys.executable, "-m", "taxi_duration", "train", "--engine", engine, "--feature-set", feature_set]
     cmd += ["--train-months", window, "--out", str(out), "--data", str(data / f"{service}_tripdata_*.parquet")]
+    cmd += search
     subprocess.run(cmd, env=env, check=True, capture_output=True)
     return {"window": window, **json.loads(out.read_text())}
 
@@ -86,14 +88,19 @@ def main() -> None:
     parser.add_argument("--service", default="green")
     parser.add_argument("--windows", default="2023-01,2021-01..2023-01", help="comma-separated --train-months")
     parser.add_argument("--engines", default=",".join(ENGINES))
+    parser.add_argument("--search", choices=["full", "tune"], default="full", help="the trainings' --search")
+    parser.add_argument("--tune-budget", type=float, help="seconds for each tuned search (default: the setting's)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/model_quality.json"))
     args = parser.parse_args()
+    search = ["--search", args.search]
+    if args.search == "tune" and args.tune_budget is not None:
+        search += ["--tune-budget", str(args.tune_budget)]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for window in args.windows.split(","):
             for feature_set in FEATURE_SETS:
                 for engine in args.engines.split(","):
-                    outcome = run(args.data, args.service, window, engine, feature_set, Path(tmp))
+                    outcome = run(args.data, args.service, window, engine, feature_set, Path(tmp), search)
                     print(f"{window} {engine} {feature_set}: {outcome['elapsed_s']} s", file=sys.stderr, flush=True)
                     results.append(outcome)
                     args.out.parent.mkdir(parents=True, exist_ok=True)
