@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from taxi_duration.spool import Spool
 
@@ -22,3 +23,15 @@ def test_rows_come_back_as_they_went_in_whatever_the_batches(tmp_path: Path) -> 
     np.testing.assert_array_equal(spooled[3:12], rows[3:12])  # across two batch boundaries
     np.testing.assert_array_equal(spooled[20:23], rows[20:23])
     np.testing.assert_array_equal(spooled[[1, 6, 22]], rows[[1, 6, 22]])
+
+
+def test_labels_are_kept_as_lightgbms_own_copy_not_a_view_of_the_callers_frame(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"target": np.arange(10.0), "other": np.arange(10.0)})
+    target = frame["target"].to_numpy(np.float64)
+    assert target.base is not None  # a view into the block holding both float columns
+    spool = Spool(tmp_path / "spool", batch_rows=4)
+    spool.append(frame.to_numpy(np.float64), target)
+    spooled = spool.close()
+    assert spooled.labels.dtype == np.float32
+    assert not np.shares_memory(spooled.labels, frame.to_numpy())
+    np.testing.assert_array_equal(spooled.labels, np.arange(10.0))
