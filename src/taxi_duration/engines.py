@@ -8,7 +8,7 @@ disagree. Nothing outside this module and `spark.py` touches an engine's native 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -386,7 +386,7 @@ def _raised_in(exc: Exception, packages: tuple[str, ...]) -> bool:
     return str(tb.tb_frame.f_globals.get("__name__", "")).startswith(packages)
 
 
-def record_batches(frame: nw.LazyFrame[Any], rows: int) -> Iterator[pa.RecordBatch]:
+def record_batches(frame: nw.LazyFrame[Any], rows: int) -> Generator[pa.RecordBatch, None, None]:
     """A lazy frame's rows, in its order, as Arrow record batches of at most `rows` rows: DuckDB streams them
     (only its sort, if the frame ends in one, holds every row); other engines collect the frame first."""
     native = frame.to_native()
