@@ -33,5 +33,5 @@ def test_labels_are_kept_as_lightgbms_own_copy_not_a_view_of_the_callers_frame(t
     spool.append(frame.to_numpy(np.float64), target)
     spooled = spool.close()
     assert spooled.labels.dtype == np.float32
-    assert not np.shares_memory(spooled.labels, frame.to_numpy())
+    assert not np.shares_memory(spooled.labels, target)  # nor of the block behind it
     np.testing.assert_array_equal(spooled.labels, np.arange(10.0))

@@ -161,9 +161,10 @@ def build(runtime: Runtime, trips: nw.LazyFrame[Any], start: Month, end: Month, 
             ]
             # One query per part: a median holds every value of its group until the group-by ends, and DuckDB
             # cannot spill it, so the six parts in one query held 5.4 GiB at 45M trips.
-            for number, part in enumerate(parts):
-                runtime.write_parquet(part, tmp / f"_{level.name}" / str(number))
-            table = pa.concat_tables(pq.read_table(tmp / f"_{level.name}" / str(n)) for n in range(len(parts)))
+            folders = [tmp / f"_{level.name}" / str(number) for number in range(len(parts))]
+            for part, folder in zip(parts, folders, strict=True):
+                runtime.write_parquet(part, folder)
+            table = pa.concat_tables(pq.read_table(folder) for folder in folders)
             pq.write_table(table, tmp / f"{level.name}.parquet")
             rows_by_level[level.name] = table.num_rows
             shutil.rmtree(tmp / f"_{level.name}")
