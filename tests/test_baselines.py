@@ -7,6 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import sparse
+from sklearn.linear_model import LinearRegression
+from sklearn.preprocessing import OneHotEncoder
 
 from taxi_duration.baselines import CourseBaseline, GlobalMean
 from taxi_duration.config import Engine, load_settings
@@ -41,6 +44,37 @@ def test_course_baseline_takes_the_straight_line_only_where_there_is_no_meter() 
     asked = trips([(74, 75, 2.0, 0.0)], straight=100.0)  # the meter wins over the straight line
     for train in (metered, unmetered):
         assert CourseBaseline().fit(train).predict(asked) == pytest.approx([6.0], abs=1e-6)
+
+
+def test_course_design_is_the_one_hot_encoders_matrix_beside_the_miles() -> None:
+    rng = np.random.default_rng(1)
+    train = trips(
+        [(74, int(z), float(d), 1.0) for z, d in zip(rng.integers(75, 90, 300), rng.uniform(0, 5, 300), strict=True)]
+    )
+    model = CourseBaseline().fit(train)
+    asked = trips(
+        [(74, 80, 0.0, 0.0), (74, 99, 3.5, 0.0), (1, 1, 0.0, 0.0), (74, 75, 1.25, 0.0)]
+    )  # unknown, zero miles
+    pairs, miles = model._inputs(asked)
+    expected = sparse.hstack(
+        [model.encoder.transform(pairs.reshape(-1, 1)), sparse.csr_matrix(miles.reshape(-1, 1))], format="csr"
+    )
+    design = model._design(pairs, miles)
+    assert design.shape == expected.shape
+    for part in ("indptr", "indices", "data"):
+        assert getattr(design, part).tolist() == getattr(expected, part).tolist()
+
+
+def test_course_baseline_fitted_batch_by_batch_is_the_courses_fit_on_all_rows_digit_for_digit() -> None:
+    rng = np.random.default_rng(2)
+    zones, distance = rng.integers(1, 40, (2, 3000)), rng.uniform(0.2, 12, 3000)
+    train = trips([(int(a), int(b), float(d), 2.5 * d + a % 7) for a, b, d in zip(*zones, distance, strict=True)])
+    batched = CourseBaseline().fit_batches(train.iloc[i : i + 1000] for i in range(0, 3000, 1000))
+    pairs = (zones[0] * 10_000 + zones[1]).reshape(-1, 1)  # the course's matrix, built the course's way
+    design = sparse.hstack([OneHotEncoder().fit_transform(pairs), sparse.csr_matrix(distance.reshape(-1, 1))])
+    course = LinearRegression().fit(design.tocsr(), train[TARGET].to_numpy())
+    assert np.array_equal(batched.model.coef_, course.coef_)
+    assert batched.model.intercept_ == course.intercept_
 
 
 @pytest.mark.shared
