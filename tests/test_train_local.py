@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from taxi_duration import schema as s
 from taxi_duration.baselines import GlobalMean
 from taxi_duration.config import Engine, load_settings
 from taxi_duration.dataset import Prepared, prepare, sample_batches
@@ -18,10 +19,10 @@ from taxi_duration.engines import Runtime
 from taxi_duration.evaluate import metrics
 from taxi_duration.features import TARGET, TARGET_RANGE
 from taxi_duration.inputs import check_all, discover
-from taxi_duration.months import parse_months
+from taxi_duration.months import Month, parse_months
 from taxi_duration.splits import TimeSplit
 from taxi_duration.synth import generate
-from taxi_duration.train_local import TREE_BLOCK, columns, fit, fit_batches, predict, raw_predict
+from taxi_duration.train_local import TREE_BLOCK, columns, fit, fit_batches, month_weights, predict, raw_predict
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +83,28 @@ def test_the_batched_fit_is_the_in_memory_fit(prepared: Prepared, tmp_path: Path
     val = prepared.pandas("validate")
     np.testing.assert_array_equal(predict(batched, val), predict(whole, val))
     assert not (tmp_path / "spool").exists()  # the spool is gone once LightGBM has binned it
+
+
+def test_older_months_weigh_month_decay_per_month_of_age_and_the_fit_follows_the_newest(
+    prepared: Prepared, tmp_path: Path
+) -> None:
+    newest = Month(2023, 1)
+    pickups = pd.Series(pd.to_datetime(["2022-11-30 23:00", "2022-12-01 00:00", "2023-01-15 12:00"]), name=s.PICKUP)
+    assert month_weights(newest, 0.5)(pickups.to_frame()).tolist() == [0.25, 0.5, 1.0]
+    # The same trips twice: a month ago taking twice as long, and now. Weighted down, the old month counts less.
+    categorical, numeric = columns("with_distance")
+    now = prepared.pandas("train")[[*categorical, *numeric, TARGET, s.PICKUP]]
+    before = now.assign(**{TARGET: 2 * now[TARGET], s.PICKUP: now[s.PICKUP] - pd.DateOffset(months=1)})
+    categories = now[categorical].drop_duplicates()
+
+    def mean_prediction(decay: float) -> float:
+        weigh = month_weights(newest, decay)
+        folder = tmp_path / str(decay)
+        pipeline = fit_batches([before, now], categories, "with_distance", folder, weigh=weigh, n_estimators=30)
+        return float(raw_predict(pipeline, now).mean() / now[TARGET].mean())
+
+    assert mean_prediction(1.0) == pytest.approx(1.5, rel=0.02)  # both months alike: halfway
+    assert mean_prediction(0.25) == pytest.approx(1.2, rel=0.02)  # (0.25 * 2 + 1) / 1.25
 
 
 def test_a_sample_of_batches_keeps_that_many_rows_in_their_order(prepared: Prepared) -> None:

@@ -222,10 +222,12 @@ def test_the_tuned_search_logs_a_nested_run_per_trial_and_registers_the_best_ref
         assert child.data.metrics["rounds"] == trial["rounds"]
         assert child.data.metrics["pruned"] == int(trial["pruned"])
         assert float(child.data.params["learning_rate"]) == pytest.approx(trial["params"]["learning_rate"])
+        assert float(child.data.params["month_decay"]) == trial["month_decay"] == 1.0  # one training month
     best = trials[study["best_trial"]]
     assert float(parent.data.params["model.num_leaves"]) == best["params"]["num_leaves"]
     # The registered model is the best trial's parameters refit on both months, with 1.1x its rounds ...
     assert parent.data.params["model.n_estimators"] == str(round(1.1 * best["rounds"]))
+    assert parent.data.params["model.month_decay"] == "1.0"
     assert outcome.trained_rows == outcome.rows["train"] + outcome.rows["validate"]
     # ... but the validation score (and the champion rule) is the model's before the refit: the trial's RMSE.
     assert parent.data.metrics["validate_model_rmse"] == pytest.approx(best["validate_rmse"], rel=1e-6)

@@ -3,12 +3,14 @@ trial's model, and chooses the same again for the same seed; the refit of its ch
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from taxi_duration import schema as s
 from taxi_duration.config import Engine, load_settings
 from taxi_duration.dataset import Prepared, prepare
 from taxi_duration.engines import Runtime
@@ -17,7 +19,7 @@ from taxi_duration.evaluate import metrics
 from taxi_duration.features import TARGET
 from taxi_duration.inputs import InputFile
 from taxi_duration.train_local import columns, raw_predict
-from taxi_duration.tune import PRUNE_WARMUP_ROUNDS, REPORT_EVERY, Tuned, refit, search
+from taxi_duration.tune import MONTH_DECAY_RANGE, PRUNE_WARMUP_ROUNDS, REPORT_EVERY, Tuned, refit, search
 from tests.conftest import SPLIT
 
 TRIALS, ROUNDS = 4, 200  # a trial stops at 200 rounds: seconds per study on these rows
@@ -31,7 +33,7 @@ def prepared(raw: list[InputFile], tmp_path_factory: pytest.TempPathFactory) -> 
 
 def study(prepared: Prepared, folder: Path, trials: int = TRIALS, budget_s: float = 300.0) -> Tuned:
     categorical, numeric = columns("with_distance")
-    wanted = [*categorical, *numeric, TARGET]
+    wanted = [*categorical, *numeric, TARGET, s.PICKUP]
     return search(
         prepared.batches("train", wanted, rows=2_000),  # batches straddle the spool's files
         prepared.batches("validate", wanted, rows=2_000),
@@ -42,6 +44,7 @@ def study(prepared: Prepared, folder: Path, trials: int = TRIALS, budget_s: floa
         budget_s,
         max_rounds=ROUNDS,
         batch_rows=1_500,
+        newest=SPLIT.train[-1],
     )
 
 
@@ -61,6 +64,7 @@ def test_the_study_runs_its_trials_and_its_model_is_its_best_trials(tuned: Tuned
     validate = prepared.pandas("validate")
     rmse = metrics(validate[TARGET], raw_predict(tuned.pipeline, validate))["rmse"]
     assert rmse == pytest.approx(tuned.best.validate_rmse, rel=1e-6)  # the study scored the model it returns
+    assert {t.month_decay for t in tuned.trials} == {1.0}  # one training month: no older month to weigh
 
 
 def test_a_trial_behind_the_median_is_pruned_and_recorded_so(tuned: Tuned) -> None:
@@ -113,6 +117,41 @@ def test_the_refit_trains_the_chosen_params_on_both_months_with_more_trees(
     validate = prepared.pandas("validate")
     seen = metrics(validate[TARGET], raw_predict(refit_model, validate))["rmse"]
     assert seen < tuned.best.validate_rmse  # it learnt from the validation month: its score there is no judge
+
+
+def test_with_older_months_each_trial_draws_their_weight_and_the_refit_weighs_by_its_choice(
+    prepared: Prepared, tmp_path: Path
+) -> None:
+    categorical, numeric = columns("with_distance")
+    wanted = [*categorical, *numeric, TARGET, s.PICKUP]
+    now = prepared.pandas("train")[wanted]
+    older = now.assign(**{TARGET: 2 * now[TARGET], s.PICKUP: now[s.PICKUP] - pd.DateOffset(months=2)})
+    categories = now[categorical].drop_duplicates()
+    tuned = search(
+        [older, now],
+        prepared.batches("validate", wanted),
+        categories,
+        "with_distance",
+        tmp_path / "study",
+        3,
+        300.0,
+        max_rounds=ROUNDS,
+        newest=SPLIT.train[-1],
+    )
+    decays = [t.month_decay for t in tuned.trials]
+    assert len(set(decays)) == 3
+    assert all(MONTH_DECAY_RANGE[0] <= d <= MONTH_DECAY_RANGE[1] for d in decays)
+    assert not any("month_decay" in t.params for t in tuned.trials)  # not a LightGBM parameter
+
+    def refit_mean(decay: float) -> float:
+        chosen = replace(tuned.best, month_decay=decay, rounds=30)
+        model = refit(
+            [older], [now], categories, "with_distance", tmp_path / str(decay), chosen, 1.0, newest=SPLIT.train[-1]
+        )
+        return float(raw_predict(model, now).mean() / now[TARGET].mean())
+
+    assert refit_mean(1.0) == pytest.approx(1.5, rel=0.02)  # the older month's doubled trips count in full
+    assert refit_mean(0.5) == pytest.approx(1.2, rel=0.02)  # two months older, weighed 0.25: (0.25 * 2 + 1) / 1.25
 
 
 def test_the_tuned_search_refuses_spark_before_any_work(tmp_path: Path) -> None:

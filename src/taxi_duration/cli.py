@@ -17,6 +17,7 @@ from taxi_duration.cli_common import (
     EngineOpt,
     FeatureSetOpt,
     InputsArg,
+    MonthDecayOpt,
     MoreDataArg,
     OutJsonOpt,
     SearchOpt,
@@ -187,6 +188,7 @@ def run(
     search: SearchOpt = None,
     tune_trials: TuneTrialsOpt = None,
     tune_budget: TuneBudgetOpt = None,
+    month_decay: MonthDecayOpt = None,
     sample_rows: SampleRowsOpt = None,
     data_dir: Annotated[Path | None, typer.Option(help="Root for generated data, outputs and MLflow.")] = None,
     out: OutJsonOpt = None,
@@ -207,6 +209,7 @@ def run(
         search=search,
         tune_trials=tune_trials,
         tune_budget_s=tune_budget,
+        month_decay=month_decay,
         train_sample_rows=sample_rows,
         spark_master=spark_master,
     )
@@ -232,6 +235,7 @@ def train(
     search: SearchOpt = None,
     tune_trials: TuneTrialsOpt = None,
     tune_budget: TuneBudgetOpt = None,
+    month_decay: MonthDecayOpt = None,
     sample_rows: SampleRowsOpt = None,
     validate_data: Annotated[
         list[str] | None,
@@ -259,6 +263,7 @@ def train(
         search=search,
         tune_trials=tune_trials,
         tune_budget_s=tune_budget,
+        month_decay=month_decay,
         train_sample_rows=sample_rows,
         spark_master=spark_master,
     )

@@ -91,6 +91,15 @@ TuneBudgetOpt = Annotated[
         show_default=False,
     ),
 ]
+MonthDecayOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--month-decay",
+        help="With several training months, how much less each older month weighs (0.8: a month before the "
+        "newest weighs 0.8, two before 0.64) [default: 1, every month the same]; --search tune chooses it.",
+        show_default=False,
+    ),
+]
 OutJsonOpt = Annotated[Path | None, typer.Option("--out", help="Also write the results to this JSON file.")]
 
 

@@ -113,6 +113,14 @@ class Settings(BaseSettings):
         "months with the best trial's rounds times this; the validation score, the champion rule and the "
         "interval use the model before that refit.",
     )
+    month_decay: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="With a training window of several months, each month weighs this much less than the month "
+        "after it (a row n months older than the newest training month weighs month_decay**n); 1: every month "
+        "the same. `--search tune` chooses it on the validation month instead.",
+    )
     train_sample_rows: int | None = Field(
         None,
         ge=1,

@@ -30,6 +30,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from taxi_duration import bundle as bundle_meta
 from taxi_duration import evaluate, intervals, plots, tracking
 from taxi_duration import model as bundle_io
+from taxi_duration import schema as s
 from taxi_duration.baselines import CourseBaseline
 from taxi_duration.config import Engine, FeatureSet, Search, Settings
 from taxi_duration.dataset import Prepared, prepare, sample_batches
@@ -38,7 +39,7 @@ from taxi_duration.errors import UsageError
 from taxi_duration.features import TARGET, TARGET_RANGE
 from taxi_duration.inputs import InputFile
 from taxi_duration.quality import QualityReport
-from taxi_duration.splits import Split
+from taxi_duration.splits import Split, TimeSplit
 from taxi_duration.storage import Location
 
 STEPS = ("validate and featurize", "train", "evaluate", "log to MLflow", "register")
@@ -143,7 +144,9 @@ def _train_local(
     from taxi_duration import train_local
 
     categorical, numeric = train_local.columns(feature_set)
-    wanted, keep = [*categorical, *numeric, TARGET], settings.train_sample_rows
+    wanted, keep = [*categorical, *numeric, TARGET, s.PICKUP], settings.train_sample_rows
+    split = prepared.split
+    newest = split.train[-1] if isinstance(split, TimeSplit) else None  # a split by file has no months to weigh
     if keep is None or keep >= total:
         batches: Callable[[], Iterable[pd.DataFrame]] = functools.partial(prepared.batches, "train", wanted)
         categories = _categories(prepared, "train", categorical)
@@ -165,6 +168,7 @@ def _train_local(
             settings.tune_trials,
             settings.tune_budget_s,
             on_trial=functools.partial(on_progress, "trials"),
+            newest=newest,
         )
         pipeline = tune.refit(
             batches(),
@@ -175,15 +179,19 @@ def _train_local(
             tuned.best,
             settings.refit_tree_scale,
             on_round=functools.partial(on_progress, "refit rounds"),
+            newest=split.validate if isinstance(split, TimeSplit) else None,
         )
         judged, study = bundle_io.SklearnPredictor(tuned.pipeline), tuned.summary()
         params = {**tuned.best.params, "n_estimators": pipeline.named_steps["model"].n_estimators}
+        decay = tuned.best.month_decay
         rows += int(prepared.parts["validate"].select(nw.len()).collect().item())
     else:
         params = {"n_estimators": 100} if settings.search is Search.QUICK else {}
         rounds = functools.partial(on_progress, "boosting rounds")
+        decay = settings.month_decay
+        weigh = None if newest is None or decay == 1.0 else train_local.month_weights(newest, decay)
         pipeline = train_local.fit_batches(
-            batches(), categories, feature_set, work / "spool", on_round=rounds, **params
+            batches(), categories, feature_set, work / "spool", on_round=rounds, weigh=weigh, **params
         )
     booster = pipeline.named_steps["model"].booster_
     names = list(pipeline[:-1].get_feature_names_out())
@@ -193,11 +201,15 @@ def _train_local(
         model=bundle_io.SklearnPredictor(pipeline),
         course=bundle_io.SklearnPredictor(CourseBaseline().fit_batches(_course_rows(prepared, keep))),
         chosen="lightgbm",
-        params={**train_local.LGBM_PARAMS, **params},
+        params={**train_local.LGBM_PARAMS, **params, "month_decay": decay},
         importances=importances,
         global_mean=float(mean),
         candidates=[
-            {"name": f"trial-{t['number']}", "params": t["params"], "validate_rmse": t["validate_rmse"]}
+            {
+                "name": f"trial-{t['number']}",
+                "params": {**t["params"], "month_decay": t["month_decay"]},
+                "validate_rmse": t["validate_rmse"],
+            }
             for t in study.get("history", [])
         ],
         rows=rows,
@@ -367,7 +379,7 @@ def _log_study(client: mlflow.MlflowClient, parent: Any, study: dict[str, Any]) 
                 "start_s": t["started_at"] - first,
                 "end_s": t["ended_at"] - first,
             },
-            t["params"],
+            {**t["params"], "month_decay": t["month_decay"]},
             {"optuna_state": "PRUNED" if t["pruned"] else "COMPLETE"},
         )
         history.append({**t, "run_id": run_id})

@@ -22,8 +22,10 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
 from taxi_duration import feature_store as fs
+from taxi_duration import schema as s
 from taxi_duration.config import FeatureSet
 from taxi_duration.features import BY_NAME, FEATURE_SETS, TARGET
+from taxi_duration.months import Month
 from taxi_duration.spool import Spool
 
 # Chosen once on 2023-01 -> 2023-02 (validation), never on a test month; see docs when training lands.
@@ -97,6 +99,7 @@ def fit_batches(
     seed: int = 0,
     on_round: Callable[[int, int], None] | None = None,
     batch_rows: int = 100_000,
+    weigh: Callable[[pd.DataFrame], np.ndarray] | None = None,
     **params: Any,
 ) -> Pipeline:
     """Fit the pipeline `fit` fits, on training rows that arrive in batches, without holding them at once.
@@ -104,12 +107,13 @@ def fit_batches(
     `categories` holds the categorical features of rows among which is every value each of them takes in the
     training rows (their distinct combinations, say): the encoder fitted on it is the one `fit` fits on all
     the rows, as it only keeps the sorted distinct values. Each batch is encoded and spooled to `folder` (a
-    new folder: `binned`). Same rows in the same order give the same model.
+    new folder: `binned`). Same rows in the same order give the same model. `weigh(batch)`, when given, is
+    the weight of each of a batch's rows (`month_weights`).
     """
     pipeline = encoder(categories, feature_set, seed, **params)
     # The parameters LGBMRegressor.fit would train with (aliases resolved, seed and threads set).
     train_params = pipeline.named_steps["model"]._process_params(stage="fit")
-    dataset = binned(batches, pipeline, feature_set, folder, train_params, batch_rows)
+    dataset = binned(batches, pipeline, feature_set, folder, train_params, batch_rows, weigh=weigh)
     rounds = [] if on_round is None else [lambda env: on_round(env.iteration + 1, env.end_iteration)]
     trees = pipeline.named_steps["model"].n_estimators
     booster = lgb.train(train_params, dataset, num_boost_round=trees, callbacks=rounds)
@@ -135,22 +139,27 @@ def binned(
     params: dict[str, Any],
     batch_rows: int = 100_000,
     reference: lgb.Dataset | None = None,
+    weigh: Callable[[pd.DataFrame], np.ndarray] | None = None,
 ) -> lgb.Dataset:
     """LightGBM's binned dataset of rows that arrive in batches, encoded by `pipeline`'s fitted first step.
 
     Each batch is encoded and spooled to `folder` (a new folder); LightGBM bins its dataset from its sample of
     the spool (or takes the bins of `reference`, a training set, for a validation set) and reads it back a
-    batch at a time. The spool is removed once the dataset is binned.
+    batch at a time. The spool is removed once the dataset is binned. `weigh(batch)`: the rows' weights.
     """
     prepare = pipeline.named_steps["prepare"]
     categorical, _ = columns(feature_set)
     spool = Spool(folder, batch_rows)
+    weights: list[np.ndarray] = []
     for batch in batches:
         spool.append(prepare.transform(batch).to_numpy(np.float64), batch[TARGET].to_numpy(np.float64))
+        if weigh is not None:
+            weights.append(weigh(batch))
     rows = spool.close()
     dataset = lgb.Dataset(
         rows,
         label=rows.labels,
+        weight=np.concatenate(weights, dtype=np.float32) if weights else None,  # what LightGBM keeps
         feature_name=list(prepare.get_feature_names_out()),
         categorical_feature=categorical,
         params=params,
@@ -159,6 +168,23 @@ def binned(
     dataset.construct()  # binned: the spool is read
     shutil.rmtree(folder)
     return dataset
+
+
+def month_ages(newest: Month) -> Callable[[pd.DataFrame], np.ndarray]:
+    """A batch's rows' ages: the months between each row's pickup and `newest` (0 for a trip in `newest`)."""
+    last = newest.year * 12 + newest.month
+
+    def ages(batch: pd.DataFrame) -> np.ndarray:
+        pickup = batch[s.PICKUP].dt
+        return (last - (pickup.year * 12 + pickup.month)).to_numpy(np.float64)
+
+    return ages
+
+
+def month_weights(newest: Month, decay: float) -> Callable[[pd.DataFrame], np.ndarray]:
+    """A batch's rows' weights: `decay` to the power of their age in months before `newest` (1 in `newest`)."""
+    ages = month_ages(newest)
+    return lambda batch: decay ** ages(batch)
 
 
 def fitted(pipeline: Pipeline, booster: lgb.Booster) -> None:

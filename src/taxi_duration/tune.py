@@ -13,18 +13,20 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
+import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from taxi_duration import train_local
 from taxi_duration.config import FeatureSet
 from taxi_duration.errors import UsageError
+from taxi_duration.months import Month
 
 # A trial stops when its validation RMSE has not improved for `EARLY_STOPPING` rounds, and after `MAX_ROUNDS`.
 MAX_ROUNDS = 3000
@@ -39,6 +41,9 @@ PRUNE_WARMUP_ROUNDS = 100
 # LightGBM drops features that cannot split under the dataset's `min_child_samples` when it bins them; with
 # that off, each trial may set its own (the bins, `max_bin` and `min_data_in_bin`, stay those of LGBM_PARAMS).
 FIXED = {"metric": "rmse", "feature_pre_filter": False}
+# When the training rows span several months, the study also draws how much less each older month weighs
+# (`month_decay`: a row `a` months older than the newest training month weighs `month_decay ** a`).
+MONTH_DECAY_RANGE = (0.5, 1.0)
 
 
 def suggest(trial: Any) -> dict[str, Any]:
@@ -66,6 +71,7 @@ class Trial:
     pruned: bool
     started_at: float
     ended_at: float
+    month_decay: float = 1.0  # the weight of each older month (1: every month the same; not a LightGBM parameter)
 
     @property
     def duration_s(self) -> float:
@@ -125,20 +131,26 @@ def search(
     max_rounds: int = MAX_ROUNDS,
     on_trial: Callable[[int, int], None] | None = None,
     batch_rows: int = 100_000,
+    newest: Month | None = None,
 ) -> Tuned:
     """Run the study: at most `trials` trials, none started after `budget_s` seconds, drawn by a TPE sampler
     seeded with `seed` (the same rows and seed give the same trials while the budget does not cut them).
 
     `categories` is `train_local.fit_batches`'s; `folder` (new) holds the spools while the datasets are
     binned, then is removed. The budget counts from the first trial, after the binning. `on_trial(done,
-    trials)` is called as each trial ends.
+    trials)` is called as each trial ends. `newest`, the newest training month of a time split: when the
+    training rows hold older months too, each trial also draws their `month_decay`.
     """
     optuna = optuna_module()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per trial would break the progress bar
     started = time.time()
     pipeline = train_local.encoder(categories, feature_set, seed)
     base = _lightgbm_params(feature_set, seed)
+    ages: list[np.ndarray] = []
+    if newest is not None:
+        train_batches = _recording(train_batches, train_local.month_ages(newest), ages)
     train_set = train_local.binned(train_batches, pipeline, feature_set, folder / "train", base, batch_rows)
+    age = np.concatenate(ages) if ages else np.zeros(0)
     validate_set = train_local.binned(
         validate_batches, pipeline, feature_set, folder / "validate", base, batch_rows, reference=train_set
     )
@@ -149,6 +161,11 @@ def search(
     def objective(trial: Any) -> float:
         chosen = suggest(trial)
         params = _lightgbm_params(feature_set, seed, **chosen)
+        decay = 1.0
+        if age.any():
+            decay = trial.suggest_float("month_decay", *MONTH_DECAY_RANGE)
+            # Set on every trial, ones included: LightGBM cannot take a dataset's weights back to none.
+            train_set.set_field("weight", (decay**age).astype(np.float32))
         reported: list[tuple[int, float]] = []
         begun = time.time()
 
@@ -172,10 +189,10 @@ def search(
             )
         except optuna.TrialPruned:
             rounds, rmse = reported[-1]
-            done.append(Trial(trial.number, chosen, rmse, rounds, True, begun, time.time()))
+            done.append(Trial(trial.number, chosen, rmse, rounds, True, begun, time.time(), decay))
             raise
         rmse, rounds = booster.best_score["validate"]["rmse"], booster.best_iteration
-        done.append(Trial(trial.number, chosen, rmse, rounds, False, begun, time.time()))
+        done.append(Trial(trial.number, chosen, rmse, rounds, False, begun, time.time(), decay))
         if "rmse" not in kept or rmse < kept["rmse"]:
             kept.update(rmse=rmse, booster=lgb.Booster(model_str=booster.model_to_string(num_iteration=rounds)))
         return rmse
@@ -195,6 +212,15 @@ def search(
     return Tuned(pipeline, best, done, seed, trials, budget_s, time.time() - started)
 
 
+def _recording(
+    batches: Iterable[pd.DataFrame], measure: Callable[[pd.DataFrame], np.ndarray], into: list[np.ndarray]
+) -> Iterator[pd.DataFrame]:
+    """`batches`, passed on unchanged, each one `measure`d into `into` on the way."""
+    for batch in batches:
+        into.append(measure(batch))
+        yield batch
+
+
 def _lightgbm_params(feature_set: FeatureSet, seed: int, **chosen: Any) -> dict[str, Any]:
     """What `lgb.train` takes for LGBM_PARAMS with `chosen` over them (as `LGBMRegressor.fit` resolves them)."""
     model = train_local.build(feature_set, seed, **chosen).named_steps["model"]
@@ -211,15 +237,18 @@ def refit(
     tree_scale: float,
     seed: int = 0,
     on_round: Callable[[int, int], None] | None = None,
+    newest: Month | None = None,
 ) -> Pipeline:
     """The chosen trial's parameters trained again on the training rows and then the validation rows, with its
-    best round count times `tree_scale` trees (more rows bear more rounds before they overfit).
+    best round count times `tree_scale` trees (more rows bear more rounds before they overfit). With `newest`
+    (the validation month), older months weigh the chosen trial's `month_decay` per month of age.
 
     `categories` covers both months (`train_local.fit_batches`): a zone first seen in the validation month
     gets its own code. The refit has seen the validation month, so its score there is no judge of it.
     """
     trees = max(1, round(best.rounds * tree_scale))
     batches = itertools.chain(train_batches, validate_batches)
+    weigh = None if newest is None or best.month_decay == 1.0 else train_local.month_weights(newest, best.month_decay)
     return train_local.fit_batches(
-        batches, categories, feature_set, folder, seed, on_round, **best.params, n_estimators=trees
+        batches, categories, feature_set, folder, seed, on_round, weigh=weigh, **best.params, n_estimators=trees
     )
