@@ -93,7 +93,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/model_quality.json"))
     args = parser.parse_args()
     search = ["--search", args.search]
-    if args.search == "tune" and args.tune_budget is not None:
+    if args.tune_budget is not None:
+        if args.search != "tune":
+            parser.error("--tune-budget needs --search tune")
         search += ["--tune-budget", str(args.tune_budget)]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
