@@ -228,6 +228,8 @@ def test_the_tuned_search_logs_a_nested_run_per_trial_and_registers_the_best_ref
     # The registered model is the best trial's parameters refit on both months, with 1.1x its rounds ...
     assert parent.data.params["model.n_estimators"] == str(round(1.1 * best["rounds"]))
     assert parent.data.params["model.month_decay"] == "1.0"
+    assert outcome.params["num_leaves"] == best["params"]["num_leaves"]  # the outcome names what was chosen
+    assert outcome.params["month_decay"] == 1.0
     assert outcome.trained_rows == outcome.rows["train"] + outcome.rows["validate"]
     # ... but the validation score (and the champion rule) is the model's before the refit: the trial's RMSE.
     assert parent.data.metrics["validate_model_rmse"] == pytest.approx(best["validate_rmse"], rel=1e-6)

@@ -74,6 +74,7 @@ class Outcome:
     elapsed_s: float
     step_s: dict[str, float]
     trained_rows: int  # the model's training rows: all modeled training rows, or the sample asked for
+    params: dict[str, Any] = field(default_factory=dict)  # the chosen model's, as logged (`model.` params)
     # Share of the test sample's trips inside their p10-p90 interval, overall (`all`) and by pickup borough.
     coverage: dict[str, dict[str, float]] = field(default_factory=dict)
 
@@ -587,6 +588,7 @@ def train(
             elapsed_s=time.perf_counter() - started,
             step_s=step_s,
             trained_rows=trained.rows,
+            params=_flat(trained.params),
             coverage=coverage,
         )
     finally:
@@ -627,6 +629,7 @@ def outcome_json(outcome: Outcome) -> dict[str, Any]:
         "split": outcome.split,
         "rows": outcome.rows,
         "trained_rows": outcome.trained_rows,
+        "params": outcome.params,
         "scores": outcome.scores,
         "tracking_uri": outcome.tracking_uri,
         "elapsed_s": round(outcome.elapsed_s, 1),
