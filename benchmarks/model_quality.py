@@ -55,7 +55,8 @@ def quality_table(results: list[dict], feature_set: str) -> list[str]:
     ]
     windows: set[str] = set()
     for o in (o for o in results if o["feature_set"] == feature_set):
-        named = [(f"**{o['engine']}: {o['model']}**", "model")]
+        decay = o.get("params", {}).get("month_decay", 1.0)  # older months' weight, as chosen or set
+        named = [(f"**{o['engine']}: {o['model']}**" + (f", month_decay {decay:.2f}" if decay != 1.0 else ""), "model")]
         if o["window"] not in windows:  # the baselines once per window, from its first run
             windows.add(o["window"])
             named += [("course baseline", "course"), ("zone-pair median", "zone_pair_median")]

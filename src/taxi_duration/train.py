@@ -470,6 +470,8 @@ def train(
 
     if settings.search is Search.TUNE:
         _check_tune(settings)
+    if settings.engine is Engine.SPARK and settings.month_decay != 1.0:
+        raise UsageError("--month-decay weighs months on the embedded engines (duckdb, pandas); Spark weighs all alike")
     store = tracking.connect(settings)
     tracking.recover(store)
     runtime = Runtime.open(settings)
