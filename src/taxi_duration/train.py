@@ -190,7 +190,7 @@ def _train_local(
         params = {"n_estimators": 100} if settings.search is Search.QUICK else {}
         rounds = functools.partial(on_progress, "boosting rounds")
         decay = settings.month_decay
-        weigh = None if newest is None or decay == 1.0 else train_local.month_weights(newest, decay)
+        weigh = train_local.month_weights(newest, decay)
         pipeline = train_local.fit_batches(
             batches(), categories, feature_set, work / "spool", on_round=rounds, weigh=weigh, **params
         )
@@ -208,7 +208,7 @@ def _train_local(
         candidates=[
             {
                 "name": f"trial-{t['number']}",
-                "params": {**t["params"], "month_decay": t["month_decay"]},
+                "params": _drawn(t),
                 "validate_rmse": t["validate_rmse"],
             }
             for t in study.get("history", [])
@@ -360,6 +360,11 @@ def _log_search(client: mlflow.MlflowClient, parent: Any, search: list[dict[str,
     )
 
 
+def _drawn(trial: dict[str, Any]) -> dict[str, Any]:
+    """What a trial of the study's history drew: its LightGBM parameters and its `month_decay`."""
+    return {**trial["params"], "month_decay": trial["month_decay"]}
+
+
 def _log_study(client: mlflow.MlflowClient, parent: Any, study: dict[str, Any]) -> None:
     """The tuned search: one nested run per trial (its parameters; its validation RMSE, rounds, seconds and
     whether it was pruned; started and ended when the trial was), and on the parent run the study's summary
@@ -380,7 +385,7 @@ def _log_study(client: mlflow.MlflowClient, parent: Any, study: dict[str, Any]) 
                 "start_s": t["started_at"] - first,
                 "end_s": t["ended_at"] - first,
             },
-            {**t["params"], "month_decay": t["month_decay"]},
+            _drawn(t),
             {"optuna_state": "PRUNED" if t["pruned"] else "COMPLETE"},
         )
         history.append({**t, "run_id": run_id})

@@ -181,8 +181,11 @@ def month_ages(newest: Month) -> Callable[[pd.DataFrame], np.ndarray]:
     return ages
 
 
-def month_weights(newest: Month, decay: float) -> Callable[[pd.DataFrame], np.ndarray]:
-    """A batch's rows' weights: `decay` to the power of their age in months before `newest` (1 in `newest`)."""
+def month_weights(newest: Month | None, decay: float) -> Callable[[pd.DataFrame], np.ndarray] | None:
+    """A batch's rows' weights: `decay` to the power of their age in months before `newest` (1 in `newest`);
+    None when every row weighs the same (`decay` 1, or no month to count from)."""
+    if newest is None or decay == 1.0:
+        return None
     ages = month_ages(newest)
     return lambda batch: decay ** ages(batch)
 

@@ -248,7 +248,7 @@ def refit(
     """
     trees = max(1, round(best.rounds * tree_scale))
     batches = itertools.chain(train_batches, validate_batches)
-    weigh = None if newest is None or best.month_decay == 1.0 else train_local.month_weights(newest, best.month_decay)
+    weigh = train_local.month_weights(newest, best.month_decay)
     return train_local.fit_batches(
         batches, categories, feature_set, folder, seed, on_round, weigh=weigh, **best.params, n_estimators=trees
     )
