@@ -23,6 +23,7 @@ from taxi_duration import feature_store as fs
 from taxi_duration import schema as s
 from taxi_duration.cluster import Cluster
 from taxi_duration.config import Engine, Settings, load_settings
+from taxi_duration.dataset import prepare
 from taxi_duration.engines import Runtime
 from taxi_duration.features import featurize
 from taxi_duration.inputs import InputFile, check_all, discover
@@ -44,7 +45,7 @@ SPLIT = TimeSplit.last_two_held_out(parse_months("2023-01..2023-03"))
 def store_settings(root: Path, **overrides: str) -> Settings:
     """Settings whose data and MLflow store (SQLite) live under `root`, with the quick model search."""
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    return load_settings(data_dir=root, mlflow_tracking_uri=uri, search="quick", **overrides)
+    return load_settings(**{"data_dir": root, "mlflow_tracking_uri": uri, "search": "quick", **overrides})
 
 
 # Engines that start in milliseconds run everywhere; Spark only where marked, on the shared session.
@@ -313,6 +314,17 @@ def spark_run(
     searched: list[tuple[str, int, int]] = []
     outcome = train(settings, raw, SPLIT, "with_distance", on_progress=lambda *p: searched.append(p))
     return settings, outcome, searched
+
+
+@pytest.fixture(scope="session")
+def prepared_spark(tmp_path_factory: pytest.TempPathFactory, spark: Any) -> Any:
+    """Three synthetic months of 3,000 trips prepared on the shared Spark session: small Spark fits."""
+    from taxi_duration.synth import generate
+
+    root = tmp_path_factory.mktemp("native")
+    generate(9_000, parse_months("2023-01..2023-03"), root / "raw", seed=5)
+    runtime = Runtime.open(load_settings(spark_master="local[2]", spark_driver_memory="1g"), Engine.SPARK)
+    return prepare(runtime, check_all(discover([root / "raw"])), SPLIT, root / "work")
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ import pytest
 
 from taxi_duration import native as native_module
 from taxi_duration import train_local
-from taxi_duration.config import Engine, load_settings
+from taxi_duration.config import Engine, Search, load_settings
 from taxi_duration.dataset import prepare
 from taxi_duration.engines import Runtime
 from taxi_duration.export import from_mllib, from_sklearn
@@ -40,14 +40,6 @@ def _unseen(frame: pd.DataFrame) -> pd.DataFrame:
     return odd
 
 
-@pytest.fixture(scope="module")
-def prepared_spark(tmp_path_factory: pytest.TempPathFactory, spark: Any) -> Any:
-    root = tmp_path_factory.mktemp("native")
-    generate(9_000, parse_months("2023-01..2023-03"), root / "raw", seed=5)
-    runtime = Runtime.open(load_settings(spark_master="local[2]", spark_driver_memory="1g"), Engine.SPARK)
-    return prepare(runtime, check_all(discover([root / "raw"])), SPLIT, root / "work")
-
-
 def _roundtrip(model: NativeModel, tmp_path: Path) -> NativeModel:
     return NativeModel.load(model.save(tmp_path / "native"))
 
@@ -58,7 +50,7 @@ def test_every_spark_family_and_their_average_match_spark_transform(prepared_spa
 
     train = prepared_spark.parts["train"].to_native()
     validate = prepared_spark.parts["validate"].to_native()
-    result = train_spark.fit(train, validate, "with_distance", parallelism=2, quick=True)
+    result = train_spark.fit(train, validate, "with_distance", parallelism=2, search=Search.QUICK)
     families = {c.name: c.model for c in result.candidates if c.name != "ensemble"}
     assert {"linear", "gbt", "xgboost"} <= set(families)
     models = {name: train_spark._renamed(m) for name, m in families.items()}

@@ -14,7 +14,6 @@ from taxi_duration import schema as s
 from taxi_duration.config import Engine, load_settings
 from taxi_duration.dataset import Prepared, prepare
 from taxi_duration.engines import Runtime
-from taxi_duration.errors import UsageError
 from taxi_duration.evaluate import metrics
 from taxi_duration.features import TARGET
 from taxi_duration.inputs import InputFile
@@ -152,16 +151,3 @@ def test_with_older_months_each_trial_draws_their_weight_and_the_refit_weighs_by
 
     assert refit_mean(1.0) == pytest.approx(1.5, rel=0.02)  # the older month's doubled trips count in full
     assert refit_mean(0.5) == pytest.approx(1.2, rel=0.02)  # two months older, weighed 0.25: (0.25 * 2 + 1) / 1.25
-
-
-def test_spark_refuses_the_tuned_search_and_month_weights_before_any_work(tmp_path: Path) -> None:
-    from taxi_duration.train import train
-
-    settings = load_settings(data_dir=tmp_path, engine="spark", search="tune")
-    with pytest.raises(UsageError, match="embedded engines"):
-        train(settings, [], SPLIT, "with_distance")
-    assert not (tmp_path / "mlflow").exists()
-    weighed = load_settings(data_dir=tmp_path, engine="spark", month_decay=0.8)
-    with pytest.raises(UsageError, match="embedded engines"):
-        train(weighed, [], SPLIT, "with_distance")
-    assert not (tmp_path / "mlflow").exists()

@@ -76,7 +76,8 @@ SearchOpt = Annotated[
     typer.Option(
         "--search",
         help="full: the documented models (`train`'s default); quick: small ones (`run`'s default), for a smoke test; "
-        "tune: an Optuna study over LightGBM's parameters (embedded engines; the `tune` extra).",
+        "tune: an Optuna study over LightGBM's parameters (embedded engines; the `tune` extra), on Spark a wider "
+        "grid; both refit the choice on the training and validation months.",
     ),
 ]
 TuneTrialsOpt = Annotated[
@@ -87,7 +88,7 @@ TuneBudgetOpt = Annotated[
     float | None,
     typer.Option(
         "--tune-budget",
-        help="--search tune: seconds after which no trial starts [default: 600].",
+        help="--search tune: seconds after which no trial (on Spark: no candidate) starts [default: 600].",
         show_default=False,
     ),
 ]

@@ -97,21 +97,22 @@ class Settings(BaseSettings):
     search: Search = Field(
         Search.FULL,
         description="full: the documented models; quick: small ones, for smoke tests and trying things (`run`, "
-        "the main job, uses quick unless a search is set); tune: an Optuna study over LightGBM's parameters, "
-        "chosen on the validation month (embedded engines).",
+        "the main job, uses quick unless a search is set); tune: an Optuna study over LightGBM's parameters "
+        "(embedded engines) or a wider concurrent grid (Spark), chosen on the validation month, then refit.",
     )
     tune_trials: int = Field(50, ge=1, description="`--search tune`: at most this many trials.")
     tune_budget_s: float = Field(
         600.0,
         gt=0,
-        description="`--search tune`: no trial starts after this many seconds of the study (one started finishes).",
+        description="`--search tune`: no trial (on Spark: no candidate) starts after this many seconds of the study "
+        "(one started finishes).",
     )
     refit_tree_scale: float = Field(
         1.1,
         gt=0,
         description="`--search tune`: the chosen parameters are trained again on the training and validation "
-        "months with the best trial's rounds times this; the validation score, the champion rule and the "
-        "interval use the model before that refit.",
+        "months with the best trial's rounds (on Spark, the chosen trees) times this; the validation score, the "
+        "champion rule and the interval use the model before that refit.",
     )
     month_decay: float = Field(
         1.0,

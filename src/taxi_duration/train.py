@@ -35,7 +35,6 @@ from taxi_duration.baselines import CourseBaseline
 from taxi_duration.config import Engine, FeatureSet, Search, Settings
 from taxi_duration.dataset import Prepared, prepare, sample_batches
 from taxi_duration.engines import Runtime
-from taxi_duration.errors import UsageError
 from taxi_duration.features import TARGET, TARGET_RANGE
 from taxi_duration.inputs import InputFile
 from taxi_duration.quality import QualityReport
@@ -255,15 +254,21 @@ def _train_spark(
         course_part = runtime.sample(course_part, settings.train_sample_rows, seed=0)
         rows = int(train_part.select(nw.len()).collect().item())
     train, validate = train_part.to_native(), prepared.parts["validate"].to_native()
-    quick = settings.search is Search.QUICK
+    split = prepared.split
     result = train_spark.fit(
         train,
         validate,
         feature_set,
         parallelism=settings.spark_parallelism,
-        quick=quick,
+        search=settings.search,
         on_candidate=functools.partial(on_progress, "candidates"),
+        months=(split.train[-1], split.validate) if isinstance(split, TimeSplit) else None,
+        month_decay=settings.month_decay,
+        budget_s=settings.tune_budget_s,
+        tree_scale=settings.refit_tree_scale,
     )
+    if result.judged is not None:  # the refit has seen the validation month too
+        rows += int(prepared.parts["validate"].select(nw.len()).collect().item())
     mean = train.agg(F.avg(TARGET)).first()
     return _Trained(
         kind="mllib",
@@ -273,9 +278,13 @@ def _train_spark(
         params=result.params,
         importances=result.importances,
         global_mean=float(mean[0]) if mean is not None else float("nan"),
-        candidates=[{"name": c.name, "params": c.params, "validate_rmse": c.rmse} for c in result.candidates],
+        candidates=[
+            *({"name": c.name, "params": c.params, "validate_rmse": c.rmse} for c in result.candidates),
+            *({**job, "validate_rmse": None, "skipped": "the search's time budget"} for job in result.skipped),
+        ],
         search=train_spark.timeline(result.candidates),
         rows=rows,
+        judged=result.judged,
     )
 
 
@@ -475,8 +484,6 @@ def train(
 
     if settings.search is Search.TUNE:
         _check_tune(settings)
-    if settings.engine is Engine.SPARK and settings.month_decay != 1.0:
-        raise UsageError("--month-decay weighs months on the embedded engines (duckdb, pandas); Spark weighs all alike")
     store = tracking.connect(settings)
     tracking.recover(store)
     runtime = Runtime.open(settings)
@@ -606,12 +613,12 @@ def train(
 
 
 def _check_tune(settings: Settings) -> None:
-    """Fail before any work when the tuned search cannot run: on Spark, or without Optuna."""
+    """Fail before any work when the tuned search cannot run: on the embedded engines without Optuna (Spark's
+    tuned search widens its grid instead: `train_spark.GRIDS`)."""
     from taxi_duration import tune
 
-    if settings.engine is Engine.SPARK:
-        raise UsageError("--search tune runs on the embedded engines (duckdb, pandas); on Spark: --search full")
-    tune.optuna_module()
+    if settings.engine is not Engine.SPARK:
+        tune.optuna_module()
 
 
 def _flat(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:

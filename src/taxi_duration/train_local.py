@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
+import narwhals as nw
 import numpy as np
 import pandas as pd
 from lightgbm import LGBMRegressor
@@ -170,24 +171,39 @@ def binned(
     return dataset
 
 
+def month_age(newest: Month) -> nw.Expr:
+    """A row's age: the months between its pickup and `newest` (0 for a trip in `newest`). One expression for
+    the embedded engines' pandas batches and Spark's frames."""
+    pickup = nw.col(s.PICKUP).dt
+    return newest.year * 12 + newest.month - (pickup.year() * 12 + pickup.month())
+
+
+def month_weight(newest: Month, decay: float) -> nw.Expr:
+    """A row's weight: `decay` to the power of its `month_age` (1 in `newest`)."""
+    return nw.lit(decay) ** month_age(newest).cast(nw.Float64)
+
+
 def month_ages(newest: Month) -> Callable[[pd.DataFrame], np.ndarray]:
-    """A batch's rows' ages: the months between each row's pickup and `newest` (0 for a trip in `newest`)."""
-    last = newest.year * 12 + newest.month
-
-    def ages(batch: pd.DataFrame) -> np.ndarray:
-        pickup = batch[s.PICKUP].dt
-        return (last - (pickup.year * 12 + pickup.month)).to_numpy(np.float64)
-
-    return ages
+    """A batch's rows' ages (`month_age`)."""
+    return lambda batch: _evaluated(batch, month_age(newest))
 
 
 def month_weights(newest: Month | None, decay: float) -> Callable[[pd.DataFrame], np.ndarray] | None:
-    """A batch's rows' weights: `decay` to the power of their age in months before `newest` (1 in `newest`);
-    None when every row weighs the same (`decay` 1, or no month to count from)."""
+    """A batch's rows' weights (`month_weight`); None when every row weighs the same (`decay` 1, or no month to
+    count from)."""
     if newest is None or decay == 1.0:
         return None
-    ages = month_ages(newest)
-    return lambda batch: decay ** ages(batch)
+    return lambda batch: _evaluated(batch, month_weight(newest, decay))
+
+
+def _evaluated(batch: pd.DataFrame, expression: nw.Expr) -> np.ndarray:
+    return (
+        nw.from_native(batch, eager_only=True)
+        .select(expression.alias("_"))
+        .get_column("_")
+        .to_numpy()
+        .astype(np.float64)
+    )
 
 
 def fitted(pipeline: Pipeline, booster: lgb.Booster) -> None:

@@ -6,20 +6,27 @@ Spark estimator when `xgboost` is installed) are fitted concurrently (`paralleli
 averaged with a weight chosen on the same month, and the average is kept only when it beats the best
 single model there.
 
+`--search tune` widens that search (`GRIDS`) instead of running an Optuna study: each candidate is already a
+fit spread over the cluster, and the grid keeps `parallelism` of them running with nothing to coordinate.
+On a window of several months it also fits each candidate with older months weighing less (`TUNE_DECAYS`),
+stops starting candidates after a time budget, and refits the choice on the training and validation months.
+
 Each candidate's fit and scoring run under its own Spark job group (shown in the Spark UI), and its wall-clock
 span is kept (`Span`), so the run can show which candidates ran at the same time.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.pool import ThreadPool
 from pathlib import Path
 from typing import Any, TypeVar
 
+import narwhals as nw
 import numpy as np
 import pandas as pd
 from pyspark.ml import Pipeline, PipelineModel
@@ -31,12 +38,13 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from taxi_duration import schema as s
-from taxi_duration.config import FeatureSet
+from taxi_duration.config import FeatureSet, Search
 from taxi_duration.export import PREDICTION, from_mllib, mix_statement
 from taxi_duration.features import TARGET, TRIP_MILES_SQL
+from taxi_duration.months import Month
 from taxi_duration.native import NativeModel
 from taxi_duration.spark import get_spark
-from taxi_duration.train_local import columns
+from taxi_duration.train_local import columns, month_age, month_weight
 
 # A fit whose barrier stage lost an executor (XGBoost trains as one: all tasks at once, which Spark never
 # retries) is started again this many times; the cluster replaces the executor meanwhile.
@@ -66,6 +74,25 @@ XGB_PARAMS: dict[str, Any] = {
     "verbosity": 0,
     "verbose": False,  # no per-round training RMSE on the console
 }
+# What each search tries, family by family, on top of the fixed parameters above: each parameter's values.
+GRIDS: dict[Search, dict[str, dict[str, list[Any]]]] = {
+    Search.QUICK: {"linear": {"regParam": [1e-4, 1e-2]}, "gbt": {"maxIter": [10]}, "xgboost": {"n_estimators": [20]}},
+    Search.FULL: {
+        "linear": {"regParam": [1e-4, 1e-2]},
+        "gbt": {"maxIter": [GBT_PARAMS["maxIter"]]},
+        "xgboost": {"n_estimators": [XGB_PARAMS["n_estimators"]]},
+    },
+    Search.TUNE: {
+        "linear": {"regParam": [1e-4, 1e-3, 1e-2]},
+        "gbt": {"maxIter": [GBT_PARAMS["maxIter"]], "maxDepth": [5, 7]},
+        "xgboost": {"n_estimators": [XGB_PARAMS["n_estimators"]], "max_depth": [6, 8, 10]},
+    },
+}
+# `tune` on a window of several months fits every candidate at each of these `month_decay`s (a row n months
+# older than the newest training month weighs month_decay**n).
+TUNE_DECAYS = (1.0, 0.9)
+# The parameter that counts a tree family's trees, scaled by the refit (more rows bear more trees).
+TREE_COUNTS = {"gbt": "maxIter", "xgboost": "n_estimators"}
 
 
 @dataclass
@@ -114,24 +141,33 @@ class Span:
 
 @dataclass
 class Candidate:
-    """One fitted model, its validation RMSE, and when it ran (None for the ensemble, which is not searched)."""
+    """One fitted model, its validation RMSE, and when it ran (None for the ensemble, which is not searched);
+    a searched one keeps its pipeline, the parameters it was fitted with and its `month_decay`, for the refit."""
 
     name: str
     params: dict[str, Any]
     model: PipelineModel
     rmse: float
     span: Span | None = None
+    pipeline: Pipeline | None = None
+    fitted_with: dict[Any, Any] = field(default_factory=dict)
+    decay: float = 1.0
+    mix: tuple[Candidate, Candidate, float] | None = None  # the ensemble's two winners and the second's weight
 
 
 @dataclass
 class SparkTraining:
-    """The chosen model, every candidate's score, and the tree model's feature importances."""
+    """The chosen model, every candidate's score, and the tree model's feature importances. After a refit,
+    `judged` is the model as chosen on the validation month (`chosen` has seen that month); `skipped` names
+    the candidates the time budget left unstarted."""
 
     chosen: MllibPredictor
     name: str
     params: dict[str, Any]
     candidates: list[Candidate]
     importances: dict[str, float]
+    judged: MllibPredictor | None = None
+    skipped: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _stages(prefix: str, strings: list[str]) -> tuple[list[Any], list[str]]:
@@ -206,41 +242,83 @@ def fit_course(train: DataFrame) -> MllibPredictor:
     return MllibPredictor(course_pipeline().fit(train))
 
 
+@dataclass(frozen=True)
+class _Job:
+    """One candidate to fit: its family's pipeline, the parameters it is fitted with, and its `month_decay`."""
+
+    name: str
+    pipeline: Pipeline
+    params: dict[Any, Any]
+    decay: float
+    readable: dict[str, Any]
+
+
+def _jobs(
+    families: list[tuple[str, Pipeline]], grids: dict[str, dict[str, list[Any]]], weights: dict[float, str | None]
+) -> list[_Job]:
+    """Every candidate of the search: each family's grid, each point at every decay of `weights` (a decay's
+    weight column, None for equal weights), the families taking turns so a time budget cuts every family's
+    tail rather than a whole family."""
+    named = len(weights) > 1 or 1.0 not in weights  # the decay is a choice of this search, or the user's
+    turns = []
+    for name, pipeline in families:
+        estimator, builder = _last(pipeline), ParamGridBuilder()
+        for param, values in grids[name].items():
+            builder.addGrid(estimator.getParam(param), values)
+        family = []
+        for point in builder.build():
+            for decay, column in weights.items():
+                weighed = {} if column is None else {estimator.getParam("weightCol"): column}
+                readable = {p.name: v for p, v in point.items()} | ({"month_decay": decay} if named else {})
+                family.append(_Job(name, pipeline, {**point, **weighed}, decay, readable))
+        turns.append(family)
+    return [job for turn in itertools.zip_longest(*turns) for job in turn if job is not None]
+
+
 def _search(
-    grids: list[tuple[str, Pipeline, list[Any]]],
+    jobs: list[_Job],
     train: DataFrame,
     validate: DataFrame,
     parallelism: int,
     on_candidate: Callable[[int, int], None],
-) -> list[Candidate]:
+    budget_s: float | None = None,
+) -> tuple[list[Candidate], list[_Job]]:
+    """The fitted candidates in the jobs' order, and the jobs not started because `budget_s` seconds of the
+    search had passed (a started fit finishes)."""
     # Written here rather than TrainValidationSplit, which holds out a random share of rows: a time-honest
     # search must hold out the next month. The concurrency is the same: `parallelism` fits at once.
-    jobs = [(name, pipeline, params) for name, pipeline, grid in grids for params in grid]
     context = train.sparkSession.sparkContext
     search = uuid.uuid4().hex[:8]  # job groups are per process: two searches in one must not share them
+    begun = time.time()
 
-    def run(numbered: tuple[int, tuple[str, Pipeline, Any]]) -> Candidate:
-        number, (name, pipeline, params) = numbered
-        readable = {p.name: v for p, v in params.items()}
+    def run(numbered: tuple[int, _Job]) -> Candidate | None:
+        number, job = numbered
+        if budget_s is not None and time.time() - begun > budget_s:
+            return None
         group = f"search-{search}-{number}"
         # Local to this thread: every Spark job it starts from here on carries the group and description.
-        context.setJobGroup(group, f"candidate {number}: {name} {readable}")
+        context.setJobGroup(group, f"candidate {number}: {job.name} {job.readable}")
         started = time.time()
-        model = fit_retrying_barriers(lambda: pipeline.fit(train, params))
+        model = fit_retrying_barriers(lambda: job.pipeline.fit(train, job.params))
         column = _last(model).getPredictionCol()
         rmse = RegressionEvaluator(labelCol=TARGET, predictionCol=column, metricName="rmse").evaluate(
             model.transform(validate)
         )
         ended = time.time()
         job_ids = tuple(sorted(context.statusTracker().getJobIdsForGroup(group)))
-        return Candidate(name, readable, model, rmse, Span(started, ended, group, job_ids))
+        span = Span(started, ended, group, job_ids)
+        return Candidate(job.name, job.readable, model, rmse, span, job.pipeline, job.params, job.decay)
 
+    found: list[Candidate] = []
+    skipped: list[_Job] = []
     with ThreadPool(max(1, parallelism)) as pool:
-        found = []
-        for candidate in pool.imap(run, enumerate(jobs, 1)):  # in the grids' order
-            found.append(candidate)
-            on_candidate(len(found), len(jobs))
-        return found
+        for done, (job, candidate) in enumerate(zip(jobs, pool.imap(run, enumerate(jobs, 1)), strict=True), 1):
+            if candidate is None:
+                skipped.append(job)
+            else:
+                found.append(candidate)
+            on_candidate(done, len(jobs))
+    return found, skipped
 
 
 def fit_retrying_barriers(fit: Callable[[], Fitted], retries: int = BARRIER_RETRIES) -> Fitted:
@@ -327,7 +405,7 @@ def _best_average(winners: list[Candidate], validate: DataFrame) -> Candidate | 
     i = min(range(len(pairs)), key=lambda k: row[f"e{k}"])
     a, b, wt = pairs[i]
     params = {a.name: a.params, b.name: b.params, f"{b.name}_weight": wt}
-    return Candidate("ensemble", params, _averaged(a.model, b.model, wt), float(row[f"e{i}"]))
+    return Candidate("ensemble", params, _averaged(a.model, b.model, wt), float(row[f"e{i}"]), mix=(a, b, wt))
 
 
 def _importances(tree: Candidate, names: list[str]) -> dict[str, float]:
@@ -344,38 +422,94 @@ def fit(
     feature_set: FeatureSet,
     parallelism: int = 2,
     seed: int = 0,
-    quick: bool = False,
+    search: Search = Search.FULL,
     on_candidate: Callable[[int, int], None] = lambda done, total: None,
+    months: tuple[Month, Month] | None = None,
+    month_decay: float = 1.0,
+    budget_s: float | None = None,
+    tree_scale: float = 1.0,
 ) -> SparkTraining:
-    """Search every model family concurrently on Spark, then keep the best average only if it wins;
-    `on_candidate(done, total)` is called as each candidate of the search is fitted and scored."""
-    train, validate = train.persist(), validate.persist()
+    """Search every model family concurrently on Spark (`GRIDS[search]`), then keep the best average only if it
+    wins; `on_candidate(done, total)` is called as each candidate of the search is fitted and scored (or
+    skipped: the budget).
+
+    `months` (the newest training month and the validation month, None for a split by file) lets older
+    months weigh less: `month_decay` per month of age, or under `tune` each of `TUNE_DECAYS`, when the
+    training rows hold older months. `tune` stops starting candidates after `budget_s` seconds and refits
+    the choice on the training and validation rows, its tree counts times `tree_scale`.
+    """
+    decays = TUNE_DECAYS if search is Search.TUNE else (month_decay,)
+    if months is None or decays == (1.0,) or not _older_rows(train, months[0]):
+        decays = (1.0,)
+    columns = {decay: None if decay == 1.0 else f"month_weight_{i}" for i, decay in enumerate(decays)}
+    weighed = _with_weights(train, months[0], columns) if months is not None else train
+    weighed, validate = weighed.persist(), validate.persist()
     try:
         linear, gbt = linear_pipeline(feature_set), gbt_pipeline(feature_set, seed)
-        lr, tree = _last(linear), _last(gbt)
-        grids = [
-            ("linear", linear, ParamGridBuilder().addGrid(lr.regParam, [1e-4, 1e-2]).build()),
-            ("gbt", gbt, ParamGridBuilder().addGrid(tree.maxIter, [10] if quick else [GBT_PARAMS["maxIter"]]).build()),
-        ]
+        families = [("linear", linear), ("gbt", gbt)]
         # Concurrent fits share the cluster's task slots; each XGBoost fit takes its share as workers.
         workers = max(1, train.sparkSession.sparkContext.defaultParallelism // max(1, parallelism))
         xgb = xgboost_pipeline(feature_set, workers, seed)
         if xgb is not None:
-            booster = _last(xgb)
-            sizes = [20] if quick else [XGB_PARAMS["n_estimators"]]
-            grids.append(("xgboost", xgb, ParamGridBuilder().addGrid(booster.n_estimators, sizes).build()))
-        candidates = _search(grids, train, validate, parallelism, on_candidate)
-        winners = [min((c for c in candidates if c.name == name), key=lambda c: c.rmse) for name, _, _ in grids]
+            families.append(("xgboost", xgb))
+        jobs = _jobs(families, GRIDS[search], columns)
+        budget = budget_s if search is Search.TUNE else None
+        candidates, skipped = _search(jobs, weighed, validate, parallelism, on_candidate, budget)
+        ran = [name for name, _ in families if any(c.name == name for c in candidates)]
+        winners = [min((c for c in candidates if c.name == name), key=lambda c: c.rmse) for name in ran]
         best = min(winners, key=lambda c: c.rmse)
-        best_tree = min((w for w in winners if w.name != "linear"), key=lambda c: c.rmse)
-        _, _, tree_names = _tree_inputs(feature_set, "any")
-        importances = _importances(best_tree, tree_names)
+        trees = [w for w in winners if w.name != "linear"]
+        importances = {}
+        if trees:
+            _, _, tree_names = _tree_inputs(feature_set, "any")
+            importances = _importances(min(trees, key=lambda c: c.rmse), tree_names)
         average = _best_average(winners, validate)
         if average is not None and average.rmse < best.rmse:
             candidates.append(average)
             best = average
-        chosen = best.model if best.name == "ensemble" else _renamed(best.model)
-        return SparkTraining(MllibPredictor(chosen), best.name, best.params, candidates, importances)
+        chosen = MllibPredictor(best.model if best.name == "ensemble" else _renamed(best.model))
+        judged = None
+        if search is Search.TUNE:
+            both = train.unionByName(validate)
+            judged, chosen = chosen, MllibPredictor(_refit(best, both, months[1] if months else None, tree_scale))
+        missed = [{"name": job.name, "params": job.readable} for job in skipped]
+        return SparkTraining(chosen, best.name, best.params, candidates, importances, judged, missed)
     finally:
-        train.unpersist()
+        weighed.unpersist()
         validate.unpersist()
+
+
+def _older_rows(train: DataFrame, newest: Month) -> bool:
+    """Whether any training row was picked up before `newest` (one pass over the rows)."""
+    oldest = nw.from_native(train).select(month_age(newest).max()).collect().item()
+    return oldest is not None and oldest > 0
+
+
+def _with_weights(frame: DataFrame, newest: Month, columns: dict[float, str | None]) -> DataFrame:
+    """`frame` with a `month_weight` column, counted back from `newest`, for each decay that names one."""
+    named = {column: month_weight(newest, decay) for decay, column in columns.items() if column is not None}
+    return nw.from_native(frame).with_columns(**named).to_native() if named else frame
+
+
+def _refit(best: Candidate, both: DataFrame, newest: Month | None, tree_scale: float) -> PipelineModel:
+    """`best` fitted again on `both` (training and validation rows), its output named `prediction`: an ensemble
+    is its two winners refitted (`_refitted`) and averaged with the same weight."""
+    if best.mix is None:
+        return _renamed(_refitted(best, both, newest, tree_scale))
+    a, b, weight = best.mix
+    return _averaged(_refitted(a, both, newest, tree_scale), _refitted(b, both, newest, tree_scale), weight)
+
+
+def _refitted(searched: Candidate, both: DataFrame, newest: Month | None, tree_scale: float) -> PipelineModel:
+    """A searched candidate's pipeline fitted on `both` with its parameters, its trees times `tree_scale`, older
+    months weighing its decay per month counted back from `newest` (the validation month)."""
+    pipeline = searched.pipeline
+    assert pipeline is not None, "a searched candidate keeps its pipeline"
+    estimator, params = _last(pipeline), dict(searched.fitted_with)
+    if searched.name in TREE_COUNTS:
+        count = estimator.getParam(TREE_COUNTS[searched.name])
+        params[count] = max(1, round(params.get(count, estimator.getOrDefault(count)) * tree_scale))
+    if newest is not None and searched.decay != 1.0:
+        both = _with_weights(both, newest, {searched.decay: "refit_weight"})
+        params[estimator.getParam("weightCol")] = "refit_weight"
+    return fit_retrying_barriers(lambda: pipeline.fit(both, params))

@@ -1,0 +1,120 @@
+"""Spark's search: month weights, the time budget, and the tuned search's wider grid and refit."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from taxi_duration import schema as s
+from taxi_duration.config import Search
+from taxi_duration.features import TARGET
+from taxi_duration.inputs import check_all, discover
+from taxi_duration.months import Month, parse_months
+from taxi_duration.splits import TimeSplit
+from taxi_duration.synth import generate
+from taxi_duration.train_local import month_weights
+from tests.conftest import store_settings
+
+pytestmark = pytest.mark.spark
+
+# A grid as small as a test can afford, every family in it: the tuned search's mechanics, not its models.
+TINY = {"linear": {"regParam": [1e-4]}, "gbt": {"maxIter": [5], "maxDepth": [3]}, "xgboost": {"n_estimators": [10]}}
+
+
+def test_spark_weighs_a_row_as_the_embedded_path_does_and_the_fit_follows(prepared_spark: Any, spark: Any) -> None:
+    from pyspark.sql import functions as F
+
+    from taxi_duration import train_spark
+
+    newest = Month(2023, 1)
+    pickups = pd.to_datetime(["2022-11-30 23:00", "2022-12-01 00:00", "2023-01-15 12:00"])
+    frame = spark.createDataFrame(pd.DataFrame({s.PICKUP: pickups}))
+    weighed = train_spark._with_weights(frame, newest, {0.5: "w"}).orderBy(s.PICKUP).toPandas()
+    assert weighed["w"].tolist() == month_weights(newest, 0.5)(pd.DataFrame({s.PICKUP: pickups})).tolist()
+    # The same trips twice, a month ago taking twice as long: weighed 0.25, the old month counts less.
+    now = prepared_spark.parts["train"].to_native()
+    month_ago = F.col(s.PICKUP) - F.expr("INTERVAL 1 MONTH")
+    before = now.withColumn(TARGET, F.col(TARGET) * 2).withColumn(s.PICKUP, month_ago)
+    both = train_spark._with_weights(now.unionByName(before), newest, {0.25: "w"})
+    linear = train_spark.linear_pipeline("with_distance")
+    weight = train_spark._last(linear).getParam("weightCol")
+    mean = now.agg({TARGET: "avg"}).first()[0]
+
+    def mean_prediction(params: dict[Any, Any]) -> float:
+        scored = linear.fit(both, params).transform(now)
+        return float(scored.agg({"p_linear": "avg"}).first()[0] / mean)
+
+    assert mean_prediction({}) == pytest.approx(1.5, rel=0.02)  # both months alike: halfway
+    assert mean_prediction({weight: "w"}) == pytest.approx(1.2, rel=0.02)  # (0.25 * 2 + 1) / 1.25
+
+
+def test_no_candidate_starts_after_the_budget_and_each_is_counted(prepared_spark: Any) -> None:
+    from taxi_duration import train_spark
+
+    train, validate = prepared_spark.parts["train"].to_native(), prepared_spark.parts["validate"].to_native()
+    families = [("linear", train_spark.linear_pipeline("with_distance"))]
+    jobs = train_spark._jobs(families, {"linear": {"regParam": [1e-4, 1e-3, 1e-2]}}, {1.0: None})
+    counted: list[tuple[int, int]] = []
+    begun = time.time()
+    # One at a time: the first starts at once and takes longer than the budget, so the others never start.
+    found, skipped = train_spark._search(jobs, train, validate, 1, lambda *n: counted.append(n), budget_s=0.5)
+    assert time.time() - begun > 0.5
+    assert [c.params for c in found] == [{"regParam": 1e-4}]
+    assert [j.readable for j in skipped] == [{"regParam": 1e-3}, {"regParam": 1e-2}]
+    assert counted == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_the_families_take_turns_and_each_point_is_tried_at_every_decay(spark: Any) -> None:
+    from taxi_duration import train_spark
+
+    families = [("linear", train_spark.linear_pipeline("pretrip")), ("gbt", train_spark.gbt_pipeline("pretrip"))]
+    grids = {"linear": {"regParam": [1e-4, 1e-2]}, "gbt": {"maxDepth": [5]}}
+    jobs = train_spark._jobs(families, grids, {1.0: None, 0.9: "month_weight_1"})
+    assert [(j.name, j.readable) for j in jobs] == [
+        ("linear", {"regParam": 1e-4, "month_decay": 1.0}),
+        ("gbt", {"maxDepth": 5, "month_decay": 1.0}),
+        ("linear", {"regParam": 1e-4, "month_decay": 0.9}),
+        ("gbt", {"maxDepth": 5, "month_decay": 0.9}),
+        ("linear", {"regParam": 1e-2, "month_decay": 1.0}),
+        ("linear", {"regParam": 1e-2, "month_decay": 0.9}),
+    ]
+    weight_of = {j.readable["month_decay"]: {p.name: v for p, v in j.params.items()}.get("weightCol") for j in jobs}
+    assert weight_of == {1.0: None, 0.9: "month_weight_1"}
+    assert [j.readable for j in train_spark._jobs(families[:1], grids, {1.0: None})] == [
+        {"regParam": 1e-4},  # a decay nobody chose is not a parameter
+        {"regParam": 1e-2},
+    ]
+
+
+def test_the_tuned_spark_search_tries_each_decay_on_a_window_and_registers_the_refit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spark: Any
+) -> None:
+    from taxi_duration import train_spark
+    from taxi_duration.train import train
+
+    monkeypatch.setitem(train_spark.GRIDS, Search.TUNE, TINY)
+    generate(8_000, parse_months("2022-12..2023-03"), tmp_path / "raw", seed=7)
+    window = TimeSplit.last_two_held_out(parse_months("2022-12..2023-03"))
+    settings = store_settings(
+        tmp_path, engine="spark", spark_master="local[2]", spark_driver_memory="1g", search="tune"
+    )
+    outcome = train(settings, check_all(discover([tmp_path / "raw"])), window, "with_distance")
+
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    run = client.get_run(outcome.run_id)
+    children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{outcome.run_id}'")
+    tried = sorted((c.data.params["family"], c.data.params["month_decay"]) for c in children)
+    assert tried == sorted((f, d) for f in ("linear", "gbt", "xgboost") for d in ("1.0", "0.9"))
+    chosen = {k: v for k, v in outcome.params.items() if k.endswith("month_decay")}  # an ensemble has two
+    assert chosen, outcome.params
+    assert set(chosen.values()) <= {1.0, 0.9}
+    # Refitted on training and validation months: the validation score is the judged model's, and the test
+    # month's score before the refit is kept for the record.
+    assert outcome.trained_rows == outcome.rows["train"] + outcome.rows["validate"]
+    assert "test_prerefit_model_rmse" in run.data.metrics
+    assert run.data.metrics["test_model_rmse"] != run.data.metrics["test_prerefit_model_rmse"]
