@@ -57,7 +57,7 @@ class Search(StrEnum):
 
     FULL = "full"
     QUICK = "quick"
-    TUNE = "tune"  # an Optuna study over LightGBM's parameters (embedded engines; the `tune` extra)
+    TUNE = "tune"  # an Optuna study (embedded engines; the `tune` extra) or a wider grid (Spark), then a refit
 
 
 # The search of the main job (`run`) when no flag, environment variable or file sets one. Its 300,000 synthetic

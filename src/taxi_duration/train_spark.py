@@ -75,6 +75,8 @@ XGB_PARAMS: dict[str, Any] = {
     "verbose": False,  # no per-round training RMSE on the console
 }
 # What each search tries, family by family, on top of the fixed parameters above: each parameter's values.
+# `tune` lists `full`'s value first: the families take turns and each family's grid runs in order, so the
+# candidates a time budget lets start are `full`'s before the others.
 GRIDS: dict[Search, dict[str, dict[str, list[Any]]]] = {
     Search.QUICK: {"linear": {"regParam": [1e-4, 1e-2]}, "gbt": {"maxIter": [10]}, "xgboost": {"n_estimators": [20]}},
     Search.FULL: {
@@ -83,9 +85,9 @@ GRIDS: dict[Search, dict[str, dict[str, list[Any]]]] = {
         "xgboost": {"n_estimators": [XGB_PARAMS["n_estimators"]]},
     },
     Search.TUNE: {
-        "linear": {"regParam": [1e-4, 1e-3, 1e-2]},
-        "gbt": {"maxIter": [GBT_PARAMS["maxIter"]], "maxDepth": [5, 7]},
-        "xgboost": {"n_estimators": [XGB_PARAMS["n_estimators"]], "max_depth": [6, 8, 10]},
+        "linear": {"regParam": [1e-4, 1e-2, 1e-3]},
+        "gbt": {"maxIter": [GBT_PARAMS["maxIter"]], "maxDepth": [GBT_PARAMS["maxDepth"], 7]},
+        "xgboost": {"n_estimators": [XGB_PARAMS["n_estimators"]], "max_depth": [XGB_PARAMS["max_depth"], 6, 10]},
     },
 }
 # `tune` on a window of several months fits every candidate at each of these `month_decay`s (a row n months
