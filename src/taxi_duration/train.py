@@ -184,7 +184,6 @@ def _train_local(
         judged, study = bundle_io.SklearnPredictor(tuned.pipeline), tuned.summary()
         params = {**tuned.best.params, "n_estimators": pipeline.named_steps["model"].n_estimators}
         decay = tuned.best.month_decay
-        rows += int(prepared.parts["validate"].select(nw.len()).collect().item())
     else:
         params = {"n_estimators": 100} if settings.search is Search.QUICK else {}
         rounds = functools.partial(on_progress, "boosting rounds")
@@ -267,8 +266,6 @@ def _train_spark(
         budget_s=settings.tune_budget_s,
         tree_scale=settings.refit_tree_scale,
     )
-    if result.judged is not None:  # the refit has seen the validation month too
-        rows += int(prepared.parts["validate"].select(nw.len()).collect().item())
     mean = train.agg(F.avg(TARGET)).first()
     return _Trained(
         kind="mllib",
@@ -506,6 +503,8 @@ def train(
                 if runtime.engine is Engine.SPARK
                 else _train_local(prepared, feature_set, settings, on_progress, rows["train"], work)
             )
+            if trained.judged is not None:  # the refit trained on the validation month too
+                trained = replace(trained, rows=trained.rows + rows["validate"])
             mlflow.log_params(
                 {
                     "engine": engine,

@@ -144,16 +144,14 @@ class Span:
 @dataclass
 class Candidate:
     """One fitted model, its validation RMSE, and when it ran (None for the ensemble, which is not searched);
-    a searched one keeps its pipeline, the parameters it was fitted with and its `month_decay`, for the refit."""
+    a searched one keeps its job (pipeline, parameters, `month_decay`), for the refit."""
 
     name: str
     params: dict[str, Any]
     model: PipelineModel
     rmse: float
     span: Span | None = None
-    pipeline: Pipeline | None = None
-    fitted_with: dict[Any, Any] = field(default_factory=dict)
-    decay: float = 1.0
+    job: _Job | None = None
     mix: tuple[Candidate, Candidate, float] | None = None  # the ensemble's two winners and the second's weight
 
 
@@ -309,7 +307,7 @@ def _search(
         ended = time.time()
         job_ids = tuple(sorted(context.statusTracker().getJobIdsForGroup(group)))
         span = Span(started, ended, group, job_ids)
-        return Candidate(job.name, job.readable, model, rmse, span, job.pipeline, job.params, job.decay)
+        return Candidate(job.name, job.readable, model, rmse, span, job)
 
     found: list[Candidate] = []
     skipped: list[_Job] = []
@@ -505,13 +503,13 @@ def _refit(best: Candidate, both: DataFrame, newest: Month | None, tree_scale: f
 def _refitted(searched: Candidate, both: DataFrame, newest: Month | None, tree_scale: float) -> PipelineModel:
     """A searched candidate's pipeline fitted on `both` with its parameters, its trees times `tree_scale`, older
     months weighing its decay per month counted back from `newest` (the validation month)."""
-    pipeline = searched.pipeline
-    assert pipeline is not None, "a searched candidate keeps its pipeline"
-    estimator, params = _last(pipeline), dict(searched.fitted_with)
-    if searched.name in TREE_COUNTS:
-        count = estimator.getParam(TREE_COUNTS[searched.name])
+    job = searched.job
+    assert job is not None, "a searched candidate keeps its job"
+    estimator, params = _last(job.pipeline), dict(job.params)
+    if job.name in TREE_COUNTS:
+        count = estimator.getParam(TREE_COUNTS[job.name])
         params[count] = max(1, round(params.get(count, estimator.getOrDefault(count)) * tree_scale))
-    if newest is not None and searched.decay != 1.0:
-        both = _with_weights(both, newest, {searched.decay: "refit_weight"})
+    if newest is not None and job.decay != 1.0:
+        both = _with_weights(both, newest, {job.decay: "refit_weight"})
         params[estimator.getParam("weightCol")] = "refit_weight"
-    return fit_retrying_barriers(lambda: pipeline.fit(both, params))
+    return fit_retrying_barriers(lambda: job.pipeline.fit(both, params))
