@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -120,3 +123,31 @@ def test_bad_json_lines_are_quarantined_by_number_and_the_good_ones_read(runtime
     assert all(x["reason"].startswith("not valid JSON") for x in listed)
     clean = pq.read_table(out / "clean").column("fare_amount").to_pylist()
     assert sorted(clean) == [float(i) for i in range(50)]
+
+
+def test_validate_on_duckdb_imports_no_pandas_and_no_shapefile_reader(tmp_path: Path) -> None:
+    """The embedded validate job in a fresh process: pandas (0.25 s) and the shapefile readers (0.1 s) would
+    be start-up cost the job never uses on files with zones."""
+    files = [write_parquet(tmp_path / "green_tripdata_2023-01.parquet", all_cases())]
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from taxi_duration.config import Engine, Settings\n"
+        "from taxi_duration.engines import Runtime\n"
+        "from taxi_duration.inputs import check_all\n"
+        "from taxi_duration.quality import validate\n"
+        "import taxi_duration.cli\n"
+        "runtime = Runtime.open(Settings(), Engine.DUCKDB)\n"
+        "report = validate(runtime, check_all([Path(sys.argv[1])]), Path(sys.argv[2]), features=True)\n"
+        "print(report.clean_rows, *(m for m in ('pandas', 'pyproj', 'shapefile') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(files[0]), str(tmp_path / "out")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(len(all_cases()) - len(CASES) - 1)]

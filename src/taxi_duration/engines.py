@@ -33,8 +33,8 @@ DUCKDB_PARTITION_FLUSH_ROWS = 65_536
 # The memory DuckDB may hold in a plan that would grow with its rows before it spills to the scratch folder
 # (`Runtime.spilling`): the validate job (its duplicate check's group-by of hashes took 925 MiB at 50M rows
 # unbounded, beside 350-425 MiB of Parquet read buffers) and the training rows' pickup-order sort (13.6 GiB at
-# 45M rows). At 600MB validate peaks at 659 MiB at 1M rows and 884 at 50M; at 450MB, 619 and 776, but 10M
-# took 1.27x the time. With only the hash pass bounded, 512MB once ran out of memory at 50M rows.
+# 45M rows). At 600MB validate peaks at 610 MiB at 1M rows and 734 at 50M (benchmarks/README.md); 450MB took
+# 1.27x the time at 10M. With only the hash pass bounded, 512MB once ran out of memory at 50M rows.
 DUCKDB_SPILL_MEMORY = "600MB"
 
 
@@ -63,6 +63,9 @@ class Runtime:
                 con.execute(f"SET memory_limit = '{settings.duckdb_memory_limit}'")
             con.execute("SET preserve_insertion_order = false")  # lets DuckDB stream writes in parallel
             con.execute(f"SET partitioned_write_flush_threshold = {DUCKDB_PARTITION_FLUSH_ROWS}")
+            # Prefetch buffers grew with the files' row groups (validate: 28 MiB at 1M rows, 273 at 50M) and
+            # bought no speed on local files.
+            con.execute("SET disable_parquet_prefetching = true")
             return cls(engine, con, shapes, settings.scratch_dir, memory_limit=settings.duckdb_memory_limit)
         if engine is Engine.SPARK:
             from taxi_duration.spark import session_for  # here: serving computes features and never needs Spark

@@ -34,8 +34,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pyproj
-import shapefile
 import shapely
 
 from taxi_duration.errors import UsageError
@@ -62,6 +60,10 @@ class ZoneIndex:
     @classmethod
     def from_zip(cls, path: Path) -> ZoneIndex:
         """Read the TLC's `taxi_zones.zip` (shapefile parts inside a folder of the archive)."""
+        # Imported here: only a shapefile needs them, and they took 0.1 s of every command's start.
+        import pyproj
+        import shapefile
+
         if not path.is_file():
             raise UsageError(
                 f"zone shapes not found at {path}: fetch them with `taxi-duration download --shapes` "
