@@ -26,7 +26,15 @@ Variants (each against `plain`, the product's model today):
   store computes its levels (out of fold on training rows, `MIN_TRIPS` else the pair's), as two more inputs;
   `pair_hour_prior_residual` starts from the estimate they give instead of the pair's.
 - `prior_feature`: the store's estimate of the trip's minutes (`prior`) as one more input.
-- `combined`, `combined_pretrip`: the added inputs that each gained a little, together.
+- `pair_miles` (`pretrip`): the zone pair's median metered miles (out of fold; the straight-line miles below
+  `MIN_TRIPS`): what the trip will likely be metered, known before it starts.
+- `either_way` (`pretrip`): the pair's median minutes over both directions (A to B with B to A), so a rare
+  pair borrows its reverse's trips.
+- `pair_miles_min` (`pretrip`): `pair_miles`, and those miles at the pair's median speed by hour band.
+- `ratecode` (`pretrip`): the TLC rate code (standard, JFK, Newark, negotiated, ...) as a number.
+- `minute_of_day`: the pickup's minute of the day, finer than the hour.
+- `combined`, `combined_pretrip`: the added inputs that each gained a little, together;
+  `combined_pretrip_2` the same after `minute_of_day` and `pair_miles` were tried.
 """
 
 from __future__ import annotations
@@ -45,11 +53,10 @@ import narwhals as nw
 import numpy as np
 import pandas as pd
 
+from taxi_duration import dataset, train_local
 from taxi_duration import feature_store as fs
 from taxi_duration import schema as s
-from taxi_duration import train_local
 from taxi_duration.config import FeatureSet, Settings
-from taxi_duration.dataset import prepare
 from taxi_duration.engines import Runtime
 from taxi_duration.evaluate import hour_band, metrics
 from taxi_duration.features import STRAIGHT_MILES, TARGET
@@ -73,36 +80,70 @@ DST_WEEKS = {c + timedelta(d) for c in DST_CHANGES for d in range(7)}
 
 
 PAIR_HOUR = [s.PU_ZONE, s.DO_ZONE, "_band", "is_weekend"]
+EITHER_WAY = ["_zone_a", "_zone_b"]  # the pair with its zones sorted: A to B and B to A share one key
 
 
-def with_pair_hour(train: pd.DataFrame, validate: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Both parts with `pair_hour_min` and `pair_hour_mph`: the medians of the training rows sharing the trip's
-    `PAIR_HOUR` key, out of fold for training rows (the store's folds), the pair's store statistic where fewer
-    than `fs.MIN_TRIPS` trips share it."""
-    speed = train[s.DISTANCE].fillna(train[STRAIGHT_MILES]) / (train[TARGET] / 60.0)
-    rows = train.assign(_band=hour_band(train["pickup_hour"]), _mph=speed)
-    rows["_fold"] = nw.from_native(rows, eager_only=True).select(fs.fold_expr()).to_native().iloc[:, 0].to_numpy()
+def _out_of_fold(
+    train: pd.DataFrame, validate: pd.DataFrame, key: list[str], stats: dict[str, tuple[str, str]]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Both parts with `stats` (name -> (column, aggregation)) of the training rows sharing the trip's `key`,
+    out of fold for training rows (the store's folds), as the store computes its levels; NaN where fewer than
+    `fs.MIN_TRIPS` trips share it."""
+    folds = nw.from_native(train, eager_only=True).select(fs.fold_expr()).to_native().iloc[:, 0].to_numpy()
 
-    def stats(of: pd.DataFrame) -> pd.DataFrame:
-        grouped = of.groupby(PAIR_HOUR, observed=True)
-        return grouped.agg(n=(TARGET, "size"), pair_hour_min=(TARGET, "median"), pair_hour_mph=("_mph", "median"))
-
-    def joined(frame: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
-        out = frame.join(table, on=PAIR_HOUR)
-        enough = out["n"].fillna(0) >= fs.MIN_TRIPS
-        out["pair_hour_min"] = out["pair_hour_min"].where(enough, out["fs_pair_median_min"])
-        out["pair_hour_mph"] = out["pair_hour_mph"].where(enough, out["fs_pair_median_mph"])
+    def joined(frame: pd.DataFrame, of: pd.DataFrame) -> pd.DataFrame:
+        table = of.groupby(key, observed=True).agg(n=(TARGET, "size"), **stats)
+        out = frame.join(table, on=key)
+        out.loc[out["n"].fillna(0) < fs.MIN_TRIPS, list(stats)] = np.nan
         return out.drop(columns=["n"])
 
-    folds = [joined(rows[rows["_fold"] == k], stats(rows[rows["_fold"] != k])) for k in range(fs.FOLDS)]
-    out_train = pd.concat(folds).loc[train.index].drop(columns=["_band", "_mph", "_fold"])
-    out_validate = joined(validate.assign(_band=hour_band(validate["pickup_hour"])), stats(rows)).drop(columns="_band")
-    return out_train, out_validate
+    parts = [joined(train[folds == k], train[folds != k]) for k in range(fs.FOLDS)]
+    return pd.concat(parts).loc[train.index], joined(validate, train)
+
+
+def with_keys(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with the helper keys the experiments group by: the hour band, the miles the trip's speed is
+    measured over, and the zone pair either way."""
+    zones = np.sort(frame[[s.PU_ZONE, s.DO_ZONE]].to_numpy(), axis=1)
+    return frame.assign(
+        _band=hour_band(frame["pickup_hour"]),
+        _mph=frame[s.DISTANCE].fillna(frame[STRAIGHT_MILES]) / (frame[TARGET] / 60.0),
+        _zone_a=zones[:, 0],
+        _zone_b=zones[:, 1],
+    )
+
+
+def with_group_stats(train: pd.DataFrame, validate: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Both parts with the experiments' extra statistics, each out of fold (`_out_of_fold`), falling back to
+    the store's pair statistic (or the straight-line miles) where too few trips share the key:
+    `pair_hour_min`, `pair_hour_mph` (the pair by hour band and weekend), `pair_miles` (the pair's median
+    metered miles), `either_way_min` (the median minutes of the pair in both directions)."""
+    train, validate = with_keys(train), with_keys(validate)
+    stats = [
+        (PAIR_HOUR, {"pair_hour_min": (TARGET, "median"), "pair_hour_mph": ("_mph", "median")}),
+        ([s.PU_ZONE, s.DO_ZONE], {"pair_miles": (s.DISTANCE, "median")}),
+        (EITHER_WAY, {"either_way_min": (TARGET, "median")}),
+    ]
+    for key, named in stats:
+        train, validate = _out_of_fold(train, validate, key, named)
+    fallback = {
+        "pair_hour_min": "fs_pair_median_min",
+        "pair_hour_mph": "fs_pair_median_mph",
+        "either_way_min": "fs_pair_median_min",
+        "pair_miles": STRAIGHT_MILES,
+    }
+
+    def filled(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.assign(**{c: frame[c].fillna(frame[b]) for c, b in fallback.items()}).drop(
+            columns=["_band", "_mph", *EITHER_WAY]
+        )
+
+    return filled(train), filled(validate)
 
 
 def prior(frame: pd.DataFrame, feature_set: FeatureSet, by_hour: bool = False) -> np.ndarray:
     """The store's estimate of each trip's minutes, within the modeled 1-60 minute window: the pair's median
-    (`pretrip`) or the trip's miles at its median speed, by hour band with `by_hour` (`with_pair_hour`)."""
+    (`pretrip`) or the trip's miles at its median speed, by hour band with `by_hour` (`with_group_stats`)."""
     if feature_set is FeatureSet.PRETRIP:
         minutes = frame["pair_hour_min" if by_hour else "fs_pair_median_min"].to_numpy(float)
     else:
@@ -122,6 +163,11 @@ EXTRA_COLUMNS: dict[str, Callable[[pd.DataFrame], pd.Series]] = {
     "dst_week": lambda f: _days(f).isin(DST_WEEKS).astype(float),
     "pair_hour_min": lambda f: f["pair_hour_min"],
     "pair_hour_mph": lambda f: f["pair_hour_mph"],
+    "pair_miles": lambda f: f["pair_miles"],
+    "either_way_min": lambda f: f["either_way_min"],
+    "pair_miles_min": lambda f: 60.0 * f["pair_miles"] / f["pair_hour_mph"].clip(lower=1.0),
+    "ratecode": lambda f: f[s.RATECODE].fillna(-1).astype(float),
+    "minute_of_day": lambda f: (f[s.PICKUP].dt.hour * 60 + f[s.PICKUP].dt.minute).astype(float),
 }
 
 
@@ -188,6 +234,17 @@ VARIANTS: dict[str, tuple[str, tuple[str, ...], dict[str, Any], tuple[FeatureSet
     "pair_hour": ("minutes", ("pair_hour_min", "pair_hour_mph"), {}, tuple(FeatureSet)),
     "pair_hour_prior_residual": ("pair_hour_prior_residual", (), {}, tuple(FeatureSet)),
     "prior_feature": ("minutes", ("prior_min",), {}, tuple(FeatureSet)),
+    "pair_miles": ("minutes", ("pair_miles",), {}, (FeatureSet.PRETRIP,)),
+    "either_way": ("minutes", ("either_way_min",), {}, (FeatureSet.PRETRIP,)),
+    "pair_miles_min": ("minutes", ("pair_miles", "pair_miles_min"), {}, (FeatureSet.PRETRIP,)),
+    "ratecode": ("minutes", ("ratecode",), {}, (FeatureSet.PRETRIP,)),
+    "minute_of_day": ("minutes", ("minute_of_day",), {}, tuple(FeatureSet)),
+    "combined_pretrip_2": (
+        "minutes",
+        ("minute_of_day", "pair_miles", "school_holiday", "pair_hour_min", "pair_hour_mph"),
+        {},
+        (FeatureSet.PRETRIP,),
+    ),
     # The inputs that each gained a little, together.
     "combined": ("minutes", ("directness", "school_holiday", "pair_hour_min", "pair_hour_mph"), {}, WD),
     "combined_pretrip": ("minutes", ("school_holiday", "pair_hour_min", "pair_hour_mph"), {}, (FeatureSet.PRETRIP,)),
@@ -195,11 +252,15 @@ VARIANTS: dict[str, tuple[str, tuple[str, ...], dict[str, Any], tuple[FeatureSet
 
 
 def table(results: list[dict[str, Any]]) -> list[str]:
-    """Markdown rows: each variant's validation RMSE and its change against `plain` with the same seeds."""
-    plain = {(r["window"], r["feature_set"], r["seeds"]): r["val_rmse"] for r in results if r["variant"] == "plain"}
+    """Markdown rows: each variant's validation RMSE and its change against the latest `plain` before it with
+    the same seeds (a run fits `plain` first, so a variant is compared with the code it ran on)."""
+    plain: dict[tuple[str, str, str], float] = {}
     lines = ["| window | feature set | variant | seeds | val RMSE | vs plain |", "|---|---|---|---|---:|---:|"]
     for r in results:
-        base = plain.get((r["window"], r["feature_set"], r["seeds"]))
+        key = (r["window"], r["feature_set"], r["seeds"])
+        if r["variant"] == "plain":
+            plain[key] = r["val_rmse"]
+        base = plain.get(key)
         delta = "" if base is None or r["variant"] == "plain" else f"{r['val_rmse'] / base - 1:+.2%}"
         lines.append(
             f"| {r['window']} | {r['feature_set']} | {r['variant']} | {r['seeds']} | {r['val_rmse']:.4f} | {delta} |"
@@ -223,10 +284,11 @@ def main() -> None:
     split = TimeSplit.after(parse_months(args.window))
     files = check_all(discover([args.data / "green_tripdata_*.parquet"]))
     results = json.loads(args.out.read_text()) if args.out.exists() else []
+    dataset.KEPT = (*dataset.KEPT, s.RATECODE)  # for the `ratecode` variant: the product's parts drop it
     with tempfile.TemporaryDirectory() as tmp:
         runtime = Runtime.open(Settings(data_dir=Path(tmp)))
-        prepared = prepare(runtime, files, split, Path(tmp) / "data")
-        train, validate = with_pair_hour(prepared.pandas("train"), prepared.pandas("validate"))
+        prepared = dataset.prepare(runtime, files, split, Path(tmp) / "data")
+        train, validate = with_group_stats(prepared.pandas("train"), prepared.pandas("validate"))
         actual = validate[TARGET].to_numpy(float)
         for name in args.variants.split(","):
             target, extra, params, sets = VARIANTS[name]
