@@ -261,8 +261,8 @@ def _tree(tags: list[str]) -> list[psutil.Process]:
 
 @pytest.fixture
 def runtime(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    """An open engine; parametrize with `indirect=True` over FAST_ENGINES or ALL_ENGINES."""
-    engine: Engine = request.param
+    """An open engine: DuckDB, or each of FAST_ENGINES or ALL_ENGINES when parametrized (`indirect=True`)."""
+    engine: Engine = getattr(request, "param", Engine.DUCKDB)
     if engine is Engine.SPARK:
         request.getfixturevalue("spark")
     data_dir = tmp_path_factory.mktemp("data")  # scratch files (a JSON-lines copy) go here, not into the repo
