@@ -33,6 +33,12 @@ Variants (each against `plain`, the product's model today):
 - `pair_miles_min` (`pretrip`): `pair_miles`, and those miles at the pair's median speed by hour band.
 - `ratecode` (`pretrip`): the TLC rate code (standard, JFK, Newark, negotiated, ...) as a number.
 - `minute_of_day`: the pickup's minute of the day, finer than the hour.
+- `recent_slowness`: how slow the city is right now, as a live system would know it from the trips that have
+  just ended: the median of log(minutes / the pair's median minutes) over the trips that ended in the hour
+  before this trip's pickup (of either part: each trip is seen when it ends), and how many there were.
+  `recent_slowness_hour` measures each ended trip against its pair-by-hour median instead; `_20`, `_180`,
+  `_360` look back 20 minutes, 3 or 6 hours; `recent_borough` and `recent_zone` count only the ended trips
+  that began in the trip's pickup borough (1 hour) or zone (2 hours). `recent_all`: all of them together.
 - `combined`, `combined_pretrip`: the added inputs that each gained a little, together;
   `combined_pretrip_2` the same after `minute_of_day` and `pair_miles` were tried.
 """
@@ -59,7 +65,7 @@ from taxi_duration import schema as s
 from taxi_duration.config import FeatureSet, Settings
 from taxi_duration.engines import Runtime
 from taxi_duration.evaluate import hour_band, metrics
-from taxi_duration.features import STRAIGHT_MILES, TARGET
+from taxi_duration.features import PU_BOROUGH, STRAIGHT_MILES, TARGET
 from taxi_duration.inputs import check_all, discover
 from taxi_duration.months import parse_months
 from taxi_duration.splits import TimeSplit
@@ -141,6 +147,56 @@ def with_group_stats(train: pd.DataFrame, validate: pd.DataFrame) -> tuple[pd.Da
     return filled(train), filled(validate)
 
 
+def _recent(
+    train: pd.DataFrame, validate: pd.DataFrame, expected: str, window: str = "60min", by: str | None = None
+) -> tuple[pd.Series, pd.Series]:
+    """For every trip of both parts: the median log(minutes / `expected`) of the trips that ended in the
+    `window` before its pickup (with the same `by`, if given), and their count (NaN and 0 when none did)."""
+    both = pd.concat([train, validate], keys=["train", "validate"])
+    both[s.PICKUP] = both[s.PICKUP].astype("datetime64[ns]")
+    both["_key"] = both[by].astype(str) if by else ""
+    both["_ended"] = both[s.PICKUP] + pd.to_timedelta(both[TARGET], unit="min")
+    both["_ratio"] = np.log(both[TARGET] / both[expected].clip(lower=1.0))
+    lives = []
+    for key, group in both.dropna(subset=["_ratio"]).groupby("_key", observed=True):
+        done = group.set_index("_ended")["_ratio"].sort_index().rolling(window)
+        live = pd.DataFrame({"median": done.median(), "count": done.count()}).groupby(level=0).last()
+        lives.append(live.rename_axis("_ended").reset_index().assign(_key=key))
+    live = pd.concat(lives).sort_values("_ended")
+    picked = both[[s.PICKUP, "_key"]].reset_index(names=["_part", "_row"]).sort_values(s.PICKUP)
+    joined = pd.merge_asof(picked, live, left_on=s.PICKUP, right_on="_ended", by="_key", allow_exact_matches=False)
+    stale = (joined[s.PICKUP] - joined["_ended"]) > pd.Timedelta(window)
+    joined.loc[stale | joined["_ended"].isna(), ["median", "count"]] = [np.nan, 0.0]
+    joined = joined.set_index(["_part", "_row"])
+    return joined["median"], joined["count"]
+
+
+# name -> (the expected minutes each ended trip is measured against, window, the key trips must share)
+RECENT = {
+    "recent_slowness": ("fs_pair_median_min", "60min", None),
+    "recent_slowness_hour": ("pair_hour_min", "60min", None),
+    "recent_slowness_20": ("fs_pair_median_min", "20min", None),
+    "recent_slowness_180": ("fs_pair_median_min", "180min", None),
+    "recent_slowness_360": ("fs_pair_median_min", "360min", None),
+    "recent_borough": ("fs_pair_median_min", "60min", PU_BOROUGH),
+    "recent_zone": ("fs_pair_median_min", "120min", s.PU_ZONE),
+}
+
+
+def with_recent_traffic(train: pd.DataFrame, validate: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Both parts with each of `RECENT` (`_recent`) and its count as `<name>_trips`."""
+    for name, (expected, window, by) in RECENT.items():
+        median, count = _recent(train, validate, expected, window, by)
+        train, validate = (
+            frame.assign(
+                **{name: median.loc[part].reindex(frame.index).to_numpy()},
+                **{f"{name}_trips": count.loc[part].reindex(frame.index).to_numpy()},
+            )
+            for frame, part in ((train, "train"), (validate, "validate"))
+        )
+    return train, validate
+
+
 def prior(frame: pd.DataFrame, feature_set: FeatureSet, by_hour: bool = False) -> np.ndarray:
     """The store's estimate of each trip's minutes, within the modeled 1-60 minute window: the pair's median
     (`pretrip`) or the trip's miles at its median speed, by hour band with `by_hour` (`with_group_stats`)."""
@@ -168,6 +224,7 @@ EXTRA_COLUMNS: dict[str, Callable[[pd.DataFrame], pd.Series]] = {
     "pair_miles_min": lambda f: 60.0 * f["pair_miles"] / f["pair_hour_mph"].clip(lower=1.0),
     "ratecode": lambda f: f[s.RATECODE].fillna(-1).astype(float),
     "minute_of_day": lambda f: (f[s.PICKUP].dt.hour * 60 + f[s.PICKUP].dt.minute).astype(float),
+    **{c: (lambda f, c=c: f[c]) for name in RECENT for c in (name, f"{name}_trips")},
 }
 
 
@@ -239,6 +296,8 @@ VARIANTS: dict[str, tuple[str, tuple[str, ...], dict[str, Any], tuple[FeatureSet
     "pair_miles_min": ("minutes", ("pair_miles", "pair_miles_min"), {}, (FeatureSet.PRETRIP,)),
     "ratecode": ("minutes", ("ratecode",), {}, (FeatureSet.PRETRIP,)),
     "minute_of_day": ("minutes", ("minute_of_day",), {}, tuple(FeatureSet)),
+    **{name: ("minutes", (name, f"{name}_trips"), {}, tuple(FeatureSet)) for name in RECENT},
+    "recent_all": ("minutes", tuple(c for n in RECENT for c in (n, f"{n}_trips")), {}, tuple(FeatureSet)),
     "combined_pretrip_2": (
         "minutes",
         ("minute_of_day", "pair_miles", "school_holiday", "pair_hour_min", "pair_hour_mph"),
@@ -289,6 +348,7 @@ def main() -> None:
         runtime = Runtime.open(Settings(data_dir=Path(tmp)))
         prepared = dataset.prepare(runtime, files, split, Path(tmp) / "data")
         train, validate = with_group_stats(prepared.pandas("train"), prepared.pandas("validate"))
+        train, validate = with_recent_traffic(train, validate)
         actual = validate[TARGET].to_numpy(float)
         for name in args.variants.split(","):
             target, extra, params, sets = VARIANTS[name]
