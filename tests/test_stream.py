@@ -3,8 +3,10 @@ every other road gives."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,31 +14,40 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import mlflow
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
+from mlflow import MlflowClient
 
 from taxi_duration import schema as s
-from taxi_duration.config import CHAMPION, DEFAULT_MODEL, PRETRIP_CHAMPION, Settings
+from taxi_duration.config import CHAMPION, DEFAULT_MODEL, MODEL_NAME, PRETRIP_CHAMPION, Settings
+from taxi_duration.errors import BadInputError
 from taxi_duration.inputs import check_all, discover
-from taxi_duration.replay import event_table, later_than, lines, replay
+from taxi_duration.landing import ADMITTED, TAIL_QUIET_FACTOR, Intake, later_than
+from taxi_duration.replay import event_table, lines, replay
 from taxi_duration.scorer import load
-from taxi_duration.serving import Champions
+from taxi_duration.serving import Champions, ModelHolder
 from taxi_duration.stream import (
     _PICKUP_TEXT,
     EVENT_FIELDS,
     FILE,
+    MANIFEST,
     PREDICTIONS,
     QUARANTINE,
     RAW,
     REASON,
     TRIP_ID,
     Sink,
+    batch_records,
+    check_folders,
     pickup_times,
     run,
 )
@@ -158,7 +169,7 @@ def test_replay_lands_whole_files_with_stable_ids_and_no_dropoff(
 @pytest.fixture
 def spark_settings(registry: Settings, spark: Any) -> Settings:
     """The registry's settings on the shared session, small batches."""
-    return registry.model_copy(update={"stream_max_files_per_trigger": 2})
+    return registry.model_copy(update={"stream_max_files_per_trigger": 2, "stream_settle_seconds": 0.05})
 
 
 def test_available_now_scores_every_event_once_and_quarantines_every_bad_line(
@@ -167,7 +178,9 @@ def test_available_now_scores_every_event_once_and_quarantines_every_bad_line(
     _, bad = land_events(trips, tmp_path / "land", rows_per_file=64)
     scorer = load(spark_settings, "models:/taxi-duration/1", spark_settings.scratch_dir())
     champions = Champions([scorer])
-    finished = run(spark_settings, champions, tmp_path / "land", tmp_path / "out", tmp_path / "ck", available_now=True)
+    finished = run(
+        spark_settings, lambda: champions, tmp_path / "land", tmp_path / "out", tmp_path / "ck", available_now=True
+    )
     predictions, quarantine = outputs(tmp_path / "out")
     assert_exactly_once(spark_settings, trips, bad, predictions, quarantine)
     assert finished.backlog == 0
@@ -191,20 +204,43 @@ def test_available_now_scores_every_event_once_and_quarantines_every_bad_line(
     assert np.abs(pyfunc.predict(inputs[whole]) - streamed).max() < 1e-6
 
     # Run again on the same checkpoint: nothing new landed, nothing is written twice.
-    again = run(spark_settings, champions, tmp_path / "land", tmp_path / "out", tmp_path / "ck", available_now=True)
+    again = run(
+        spark_settings, lambda: champions, tmp_path / "land", tmp_path / "out", tmp_path / "ck", available_now=True
+    )
     assert again.counts.batches == 0
     assert [len(f) for f in outputs(tmp_path / "out")] == [len(predictions), len(quarantine)]
 
 
 @pytest.fixture(scope="module")
-def champions(registry: Settings, tmp_path_factory: pytest.TempPathFactory) -> Champions:
-    """The registry's champion and a pretrip one trained on the same trips, in a store of its own (the shared
-    registry is only read), as a stream without --model holds them."""
+def pretrip_store(registry: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """A store of its own (the shared registry is only read) with a pretrip champion trained on the same trips."""
     store = store_settings(tmp_path_factory.mktemp("pretrip"))
     train(store, check_all(discover([registry.data_dir / "raw"])), SPLIT, "pretrip")
+    return store
+
+
+@pytest.fixture(scope="module")
+def champions(registry: Settings, pretrip_store: Settings) -> Champions:
+    """The registry's champion and the pretrip one, as a stream without --model holds them."""
     work = registry.scratch_dir()
-    pretrip = load(store, f"models:/taxi-duration@{PRETRIP_CHAMPION}", work)
+    pretrip = load(pretrip_store, f"models:/taxi-duration@{PRETRIP_CHAMPION}", work)
     return Champions([load(registry, DEFAULT_MODEL, work), pretrip])
+
+
+def as_batch(events: pa.Table) -> pa.Table:
+    """Events as the stream's frame brings them to the sink: the line, its file, no reason yet, the pickup as text."""
+    n = events.num_rows
+    fields = [c for c in EVENT_FIELDS if c != s.PICKUP]
+    return pa.table(
+        {
+            RAW: [line.strip() for line in lines(events)],
+            FILE: ["events.jsonl"] * n,
+            REASON: pa.nulls(n, pa.string()),
+            TRIP_ID: events.column(TRIP_ID),
+            _PICKUP_TEXT: [t.isoformat() for t in events.column(s.PICKUP).to_pylist()],
+            **{c: events.column(c) if c in events.column_names else pa.nulls(n, pa.float64()) for c in fields},
+        }
+    )
 
 
 def test_each_event_is_scored_by_the_champion_the_api_would_pick(
@@ -216,21 +252,8 @@ def test_each_event_is_scored_by_the_champion_the_api_would_pick(
     given = np.arange(events.num_rows) % 3 != 0  # every third event without its distance
     miles = np.where(given, events.column(s.DISTANCE).to_numpy(zero_copy_only=False), np.nan)
     events = events.set_column(events.schema.get_field_index(s.DISTANCE), s.DISTANCE, pa.array(miles, from_pandas=True))
-    # The batch as the stream's frame brings it to the sink: the line, its file, no reason yet, the pickup as text.
-    n = events.num_rows
-    fields = [c for c in EVENT_FIELDS if c != s.PICKUP]
-    batch = pa.table(
-        {
-            RAW: [line.strip() for line in lines(events)],
-            FILE: ["events.jsonl"] * n,
-            REASON: pa.nulls(n, pa.string()),
-            TRIP_ID: events.column(TRIP_ID),
-            _PICKUP_TEXT: [t.isoformat() for t in events.column(s.PICKUP).to_pylist()],
-            **{c: events.column(c) if c in events.column_names else pa.nulls(n, pa.float64()) for c in fields},
-        }
-    )
-    sink = Sink(champions, tmp_path)
-    sink.write(batch, 0)
+    sink = Sink(lambda: champions, tmp_path)
+    sink.write(as_batch(events), 0)
     predictions, _ = outputs(tmp_path)
     assert sink.counts.predicted == len(predictions) > 30
     ids = events.column(TRIP_ID).to_pylist()
@@ -252,6 +275,7 @@ class Stream:
             "TAXI_DURATION_DATA_DIR": str(settings.data_dir),
             "TAXI_DURATION_SPARK_MASTER": "local[2]",
             "TAXI_DURATION_SPARK_DRIVER_MEMORY": "1g",
+            "TAXI_DURATION_STREAM_SETTLE_SECONDS": "0.1",
         }
         command = [sys.executable, "-m", "taxi_duration", "stream", "--model", "models:/taxi-duration/1"]
         command += ["--input", str(root / "land"), "--output", str(root / "out"), "--checkpoint", str(root / "ck")]
@@ -346,26 +370,252 @@ def stream_command(tmp_path: Path, *args: str | Path) -> subprocess.CompletedPro
     )
 
 
-@pytest.mark.parametrize("problem", ["no landing folder", "another stream's checkpoint", "not a checkpoint"])
+PROBLEMS = {
+    "no landing folder": "landing folder does not exist",
+    "another stream's checkpoint": "checkpoint of another stream",
+    "not a checkpoint": "not a taxi-duration stream checkpoint",
+    "a damaged manifest": f"{MANIFEST}: damaged",
+    "a damaged log of Spark's": "offsets/3: a damaged file of the stream's checkpoint",
+    "a new checkpoint on an old output": "written by another checkpoint",
+}
+
+
+@pytest.mark.parametrize("problem", PROBLEMS)
 def test_bad_folders_are_one_line_and_exit_1_with_nothing_written(tmp_path: Path, problem: str) -> None:
     (tmp_path / "land").mkdir()
     (tmp_path / "other").mkdir()
-    land, checkpoint = tmp_path / "land", tmp_path / "ck"
+    land, checkpoint, out = tmp_path / "land", tmp_path / "ck", tmp_path / "out"
     if problem == "no landing folder":
         land = tmp_path / "missing"
-        expected = "landing folder does not exist"
     elif problem == "another stream's checkpoint":
         first = stream_command(
             tmp_path, "--input", tmp_path / "other", "--output", tmp_path / "o", "--checkpoint", checkpoint,
             "--model", "runs:/nothing/model",
         )  # fmt: skip
         assert first.returncode != 0  # no such model, but the checkpoint now names its stream
-        expected = "checkpoint of another stream"
-    else:
+    elif problem == "not a checkpoint":
         (checkpoint / "offsets").mkdir(parents=True)
-        expected = "not a taxi-duration stream checkpoint"
-    result = stream_command(tmp_path, "--input", land, "--output", tmp_path / "out", "--checkpoint", checkpoint)
+    elif problem == "a damaged manifest":
+        checkpoint.mkdir()
+        (checkpoint / MANIFEST).write_text('{"input": "/tmp/la')
+    elif problem == "a damaged log of Spark's":
+        check_folders(land, out, checkpoint)
+        (checkpoint / "offsets").mkdir()
+        (checkpoint / "offsets" / "3").write_text('v1\n{"batchWatermarkMs":0,"batchTime')
+    else:
+        check_folders(land, out, tmp_path / "earlier")
+        (out / PREDICTIONS).mkdir()
+        (out / PREDICTIONS / "batch-00000000.parquet").write_bytes(b"a batch")
+    before = sorted(out.rglob("*"))
+    result = stream_command(tmp_path, "--input", land, "--output", out, "--checkpoint", checkpoint)
     assert result.returncode == 1
-    assert expected in result.stderr
+    assert PROBLEMS[problem] in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert not (tmp_path / "out").exists()
+    assert sorted(out.rglob("*")) == before
+
+
+# The landing folder: every landed byte admitted once, whole lines, in a stable order (no Spark).
+
+
+def aged(path: Path, seconds: float) -> Path:
+    """Make `path` look untouched for `seconds`, as a file its writer left that long ago."""
+    past = time.time_ns() - int(seconds * 1e9)
+    os.utime(path, ns=(past, past))
+    return path
+
+
+def admitted_bytes(admitted: Path) -> dict[str, bytes]:
+    """Each landed file's bytes as its admitted parts hold them, parts in order."""
+    found: dict[str, bytes] = {}
+    for part in sorted(p for p in admitted.iterdir() if not p.name.startswith(".")):
+        name = part.name.split("-", 1)[1]
+        found[name] = found.get(name, b"") + part.read_bytes()
+    return found
+
+
+def test_a_file_written_in_place_is_read_in_whole_lines_and_its_appended_tail_later(tmp_path: Path) -> None:
+    land = tmp_path / "land"
+    land.mkdir()
+    intake = Intake(land, tmp_path / "ck" / ADMITTED, settle_s=5)
+    f = land / "in-place.jsonl"
+    f.write_bytes(b'{"trip_id": "a"}\n{"trip_id": "b"}\n{"trip_id": "c", "pick')
+    look = intake.look()
+    assert (look.admitted, look.waiting) == ([], 1)  # still being written: it waits
+    aged(f, 6)
+    look = intake.look()
+    assert look.admitted[0].read_bytes() == b'{"trip_id": "a"}\n{"trip_id": "b"}\n'  # whole lines only
+    assert look.waiting == 1  # the unfinished line waits for its writer
+    with f.open("ab") as fh:  # the writer comes back, ten seconds later, without a rename
+        fh.write(b'up_datetime": "2023-03-01T08:00:00"}\n{"trip_id": "d"}')
+    assert intake.look().admitted == []
+    aged(f, 6)
+    assert admitted_bytes(intake.admitted)["in-place.jsonl"] + intake.look().admitted[0].read_bytes() == (
+        f.read_bytes().rpartition(b"\n")[0] + b"\n"
+    )
+    aged(f, 5 * TAIL_QUIET_FACTOR + 1)  # a last line with no newline, quiet long enough: complete
+    assert len(intake.look().admitted) == 1
+    assert admitted_bytes(intake.admitted) == {"in-place.jsonl": f.read_bytes()}
+    # A driver killed and restarted knows what was admitted from the parts alone: nothing twice.
+    again = Intake(land, tmp_path / "ck" / ADMITTED, settle_s=5)
+    assert (again.look().admitted, again.pending()) == ([], 0)
+    f.write_bytes(b'{"trip_id": "a"}\n')  # rewritten shorter: refused aloud, once, never half read
+    assert "shrank" in again.look().refused["in-place.jsonl"]
+    assert again.look().refused == {}
+
+
+def test_files_landed_at_once_are_admitted_in_name_order_gz_read_and_the_rest_refused_aloud(tmp_path: Path) -> None:
+    land = tmp_path / "land"
+    land.mkdir()
+    names = [f"trips-{i:06d}.jsonl" for i in range(24)]
+    for i, name in enumerate(names):
+        (land / name).write_text(json.dumps({"trip_id": str(i)}) + "\n")
+    (land / "more.jsonl.gz").write_bytes(gzip.compress(b'{"trip_id": "z"}\n'))
+    (land / "cut.jsonl.gz").write_bytes(gzip.compress(b'{"trip_id": "y"}\n' * 100)[:-12])
+    (land / "notes.txt").write_text("not events\n")
+    (land / ".writing.jsonl").write_text('{"trip_id": "hidden"}\n')  # a producer's temporary name: never read
+    now = time.time_ns() - 10**10
+    for path in land.iterdir():  # one modification time for all, as a copy of many files gives
+        os.utime(path, ns=(now, now))
+    intake = Intake(land, tmp_path / "ck" / ADMITTED, settle_s=1)
+    look = intake.look()
+    landed = [p.name.split("-", 1)[1] for p in look.admitted]
+    assert landed == sorted([*names, "more.jsonl.gz"])
+    times = [p.stat().st_mtime_ns for p in look.admitted]
+    assert times == sorted(set(times))  # the file source takes them in the same order
+    assert gzip.decompress(look.admitted[landed.index("more.jsonl.gz")].read_bytes()) == b'{"trip_id": "z"}\n'
+    assert set(look.refused) == {"cut.jsonl.gz", "notes.txt"}
+    assert "not a whole gzip file" in look.refused["cut.jsonl.gz"]
+    assert intake.look().refused == {}  # said once a run
+    assert intake.pending() == 0
+
+
+def test_an_idle_triggers_record_is_not_taken_for_the_batch_that_follows() -> None:
+    """Spark's records, as a stream idle for ten seconds leaves them: an idle trigger's record bears the next
+    batch's id and none of its figures; the line of batch 2 is the record of batch 2 that ran."""
+    ran = {"addBatch": 900, "triggerExecution": 1200, "latestOffset": 5}
+    idle = {"latestOffset": 3, "triggerExecution": 10}
+    records = [
+        {"batchId": 1, "durationMs": ran, "stateOperators": []},
+        {"batchId": 2, "durationMs": idle, "stateOperators": []},
+        {"batchId": 2, "durationMs": ran, "stateOperators": [{"customMetrics": {"numDroppedDuplicateRows": 5}}]},
+    ]
+    assert batch_records(records, 2, {1: 10}) == []  # batch 2 not written yet
+    [record] = batch_records(records, 2, {1: 10, 2: 500})
+    assert record["durationMs"] is ran
+    assert record["stateOperators"][0]["customMetrics"]["numDroppedDuplicateRows"] == 5
+
+
+def test_a_line_that_is_not_utf8_is_quarantined_readable_by_pandas_and_duckdb(
+    champions: Champions, trips: pa.Table, tmp_path: Path
+) -> None:
+    batch = as_batch(trips.slice(0, 3))
+    broken = pa.array([b'{"trip_id": "\xff\xfe"}', *[r.as_py().encode() for r in batch.column(RAW)[1:]]])
+    batch = batch.set_column(0, RAW, broken.view(pa.string()))  # as the JVM hands it over: bytes, unchecked
+    reason = pa.array([UNREADABLE_LINE, None, None], pa.string())
+    batch = batch.set_column(batch.schema.get_field_index(REASON), REASON, reason)
+    Sink(lambda: champions, tmp_path).write(batch, 0)
+    quarantined = pd.read_parquet(tmp_path / QUARANTINE / "batch-00000000.parquet")
+    assert quarantined[RAW].tolist() == ['{"trip_id": "\\xff\\xfe"}']
+    found = duckdb.sql(f"SELECT raw_line, reason FROM '{tmp_path / QUARANTINE}/*.parquet'").fetchall()
+    assert found == [('{"trip_id": "\\xff\\xfe"}', UNREADABLE_LINE)]
+
+
+def test_a_stream_following_the_alias_scores_with_the_new_version_from_the_next_batch(
+    pretrip_store: Settings, trips: pa.Table, tmp_path: Path
+) -> None:
+    """Without --model the stream follows the champion aliases (`ModelHolder.latest`, asked once a batch): a
+    moved alias is used from the next batch on, and each row carries the version that scored it."""
+    holder = ModelHolder(pretrip_store)
+    holder.start()
+    try:
+        sink = Sink(holder.latest, tmp_path)
+        sink.write(as_batch(trips.slice(0, 20)), 0)
+        client = MlflowClient(str(pretrip_store.mlflow_tracking_uri))
+        old = client.get_model_version_by_alias(MODEL_NAME, PRETRIP_CHAMPION)
+        new = client.create_model_version(MODEL_NAME, old.source, old.run_id)  # a retrained champion, say
+        client.set_registered_model_alias(MODEL_NAME, PRETRIP_CHAMPION, new.version)
+        sink.write(as_batch(trips.slice(20, 20)), 1)
+    finally:
+        holder.close()
+    versions = {
+        n: pd.read_parquet(tmp_path / PREDICTIONS / f"batch-{n:08d}.parquet")[["model_version", "model_alias"]]
+        for n in (0, 1)
+    }
+    assert versions[0].drop_duplicates().values.tolist() == [[str(old.version), PRETRIP_CHAMPION]]
+    assert versions[1].drop_duplicates().values.tolist() == [[str(new.version), PRETRIP_CHAMPION]]
+
+
+def test_a_new_checkpoint_on_an_old_output_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "land").mkdir()
+    land, out, first = tmp_path / "land", tmp_path / "out", tmp_path / "ck"
+    check_folders(land, out, first)
+    (out / PREDICTIONS).mkdir()
+    (out / PREDICTIONS / "batch-00000000.parquet").write_bytes(b"a batch")
+    check_folders(land, out, first)  # its own checkpoint resumes
+    shutil.rmtree(first)  # deleted: a new checkpoint at the same place is another stream
+    for checkpoint in (first, tmp_path / "ck2"):
+        with pytest.raises(BadInputError, match="written by another checkpoint"):
+            check_folders(land, out, checkpoint)
+    (out / MANIFEST).unlink()  # an output that names no checkpoint, with batches in it
+    with pytest.raises(BadInputError, match="holds batches of a stream"):
+        check_folders(land, out, tmp_path / "ck3")
+
+
+def test_hostile_landing_every_trip_once_and_the_counts_are_the_files(
+    spark_settings: Settings, trips: pa.Table, tmp_path: Path
+) -> None:
+    """Files copied at once (one modification time), a day of late events landed last, a `.gz` file, a line
+    that is not UTF-8, a redelivery: every trip_id is predicted or quarantined once, none is dropped as late,
+    and the summary's counts are what the files held."""
+    late_rows = 60
+    earlier = pc.subtract(trips.column(s.PICKUP).slice(0, late_rows), pa.scalar(timedelta(days=1)))
+    late = trips.slice(0, late_rows).set_column(trips.schema.get_field_index(s.PICKUP), s.PICKUP, earlier)
+    on_time = trips.slice(late_rows)
+    land = tmp_path / "land"
+    files = replay(on_time, tmp_path / "staging", "on-time", 20)
+    compressed = files[3].with_name(files[3].name + ".gz")
+    compressed.write_bytes(gzip.compress(files[3].read_bytes()))
+    files[3].unlink()
+    land.mkdir()
+    moment = time.time_ns()
+    for f in [*files[:3], compressed, *files[4:]]:  # copied in one go: one modification time
+        target = land / f.name
+        shutil.copyfile(f, target)
+        os.utime(target, ns=(moment, moment))
+    [late_file] = replay(late, tmp_path / "late", "late", late_rows)
+    bad = [*bad_lines(trips.column(s.PICKUP)[-1].as_py().isoformat()), ('{"trip_id": "\\xff\\xfe"}', UNREADABLE_LINE)]
+    text = "".join(line + "\n" for line, _ in bad[:-1]).encode() + b'{"trip_id": "\xff\xfe"}\n'
+    redelivered = late_file.read_text().splitlines(keepends=True)[-5:]
+    for name, data in (("late.jsonl", late_file.read_bytes()), ("bad.jsonl", text)):
+        (land / name).write_bytes(data)
+        later_than(land / name, moment)
+    (land / "again.jsonl").write_text("".join(redelivered))
+    later_than(land / "again.jsonl", (land / "late.jsonl").stat().st_mtime_ns)
+
+    scorer = load(spark_settings, "models:/taxi-duration/1", spark_settings.scratch_dir())
+    steps: list[Any] = []
+    finished = run(
+        spark_settings, lambda: Champions([scorer]), land, tmp_path / "out", tmp_path / "ck", True, steps.append
+    )
+    predictions, quarantine = outputs(tmp_path / "out")
+    assert_exactly_once(spark_settings, pa.concat_tables([on_time, late]), bad, predictions, quarantine)
+    events = EVENTS + len(bad) + len(redelivered)
+    assert (finished.read, finished.duplicates, finished.late, finished.backlog) == (events, 5, 0, 0)
+    assert finished.counts.predicted + sum(finished.counts.quarantined.values()) == events - 5
+    assert sum(step.rows_in for step in steps) == events  # each batch's line from its own record
+    assert (finished.refused, finished.stopped) == ({}, False)
+
+
+def test_sigterm_ends_a_live_stream_with_its_summary_and_exit_0(
+    registry: Settings, trips: pa.Table, tmp_path: Path
+) -> None:
+    replay(trips, tmp_path / "land", "trips", 100)
+    stream = Stream(registry, tmp_path, "--trigger-seconds", "0.5")
+    wait_for(lambda: batch_files(tmp_path) > 0, stream)
+    stream.process.send_signal(signal.SIGTERM)  # to the command alone, as a service manager's stop
+    _, errors = stream.process.communicate(timeout=120)
+    assert stream.process.returncode == 0, errors
+    summary = errors.strip().splitlines()[-1]
+    predictions, quarantine = outputs(tmp_path / "out")
+    assert summary.startswith("stopped: ")
+    assert f"{len(predictions):,} predicted, {len(quarantine):,} quarantined" in summary

@@ -160,8 +160,14 @@ class Settings(BaseSettings):
     )
     stream_watermark: str = Field(
         "1 hour",
-        description="How far behind the latest pickup a redelivered trip_id is still recognised by the stream; "
-        "an event whose pickup is older than that is dropped as late (counted in the summary).",
+        description="How long after its first arrival a redelivered trip_id is still recognised, and dropped, by "
+        "the stream (its dedup state); the clock is the arrival, so no event is ever too late to be scored.",
+    )
+    stream_settle_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="The stream reads a landed file once it has not changed for this long: a file still being "
+        "written waits, and bytes appended later are read later.",
     )
     stream_trigger_seconds: float = Field(5.0, gt=0, description="How often the stream starts a micro-batch.")
     stream_max_files_per_trigger: int = Field(

@@ -185,8 +185,9 @@ def stream_start(model: str, input_dir: Path, output: Path, settings: Settings, 
         else f"a batch every {settings.stream_trigger_seconds:g} s, Ctrl-C to stop"
     )
     return (
-        f"streaming {input_dir} -> {output} with {model} ({trigger}; at most "
-        f"{settings.stream_max_files_per_trigger:,} files a batch, watermark {settings.stream_watermark})"
+        f"streaming {input_dir} -> {output} with {model} ({trigger}; a file is read once unchanged for "
+        f"{settings.stream_settle_seconds:g} s; at most {settings.stream_max_files_per_trigger:,} files a batch; "
+        f"redeliveries recognised for {settings.stream_watermark})"
     )
 
 
@@ -204,9 +205,12 @@ def stream_summary(run: Run, output: Path) -> str:
     """`stream`: what the run did, where its outputs are."""
     c = run.counts
     reasons = ", ".join(f"{n:,} {why}" for why, n in c.quarantined.most_common()) or "none"
+    late = f" and {run.late:,} late" if run.late else ""
+    refused = f"; {len(run.refused):,} landed file(s) not read ({', '.join(run.refused)})" if run.refused else ""
+    stopped = "stopped: " if run.stopped else ""
     return (
-        f"{c.batches:,} batch(es) in {run.seconds:.0f} s: {run.read:,} events read, {c.predicted:,} predicted, "
-        f"{sum(c.quarantined.values()):,} quarantined ({reasons}), {run.duplicates:,} redelivered and "
-        f"{run.late:,} late dropped; backlog {run.backlog:,} file(s). Predictions in {output / 'predictions'}, "
+        f"{stopped}{c.batches:,} batch(es) in {run.seconds:.0f} s: {run.read:,} events read, {c.predicted:,} "
+        f"predicted, {sum(c.quarantined.values()):,} quarantined ({reasons}), {run.duplicates:,} redelivered"
+        f"{late} dropped; backlog {run.backlog:,} file(s){refused}. Predictions in {output / 'predictions'}, "
         f"quarantine in {output / 'quarantine'}"
     )

@@ -10,7 +10,6 @@ the trips' own clock sped up `speedup` times, or as fast as the disk allows.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,12 +24,12 @@ from taxi_duration.config import Engine, Settings
 from taxi_duration.engines import Runtime
 from taxi_duration.errors import UsageError
 from taxi_duration.inputs import InputFile
+from taxi_duration.landing import later_than
 from taxi_duration.readers import read_trips
 from taxi_duration.stream import EVENT_FIELDS, TRIP_ID
 
 # What an event carries: the request fields (zones rather than coordinates: the reader has already found the
 # zones of a file that gives points).
-MILLISECOND_NS = 1_000_000
 _CARRIED = tuple(c for c in EVENT_FIELDS if c not in s.COORDINATES)
 
 
@@ -97,18 +96,6 @@ def replay(
             landed_ns = later_than(tmp, landed_ns)
         on_file(path, chunk.num_rows)
     return names
-
-
-def later_than(path: Path, previous_ns: int) -> int:
-    """Give `path` a modification time at least a millisecond after `previous_ns`, and return it.
-
-    Spark's file source takes landed files in modification-time order, to the millisecond: files written
-    within one millisecond would be taken in any order, and a later file taken first would make the events
-    of an earlier one late for the watermark."""
-    stat = path.stat()
-    if stat.st_mtime_ns < previous_ns + MILLISECOND_NS:
-        os.utime(path, ns=(stat.st_atime_ns, previous_ns + MILLISECOND_NS))
-    return path.stat().st_mtime_ns
 
 
 def _wait_until(moment: float) -> None:

@@ -193,6 +193,13 @@ class ModelHolder:
         _freeze()
         return self.current
 
+    def latest(self) -> Champions:
+        """The models the URIs name now, reloaded if they moved: what a stream scores its next batch with."""
+        self.reload()
+        if self.current is None:
+            raise UsageError("ModelHolder.latest before start")
+        return self.current
+
     def reload(self) -> ReloadStatus:
         """Load each version the URIs name now, if it is new, and swap them in once checked."""
         status = self._reload()

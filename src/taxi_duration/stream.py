@@ -1,19 +1,25 @@
 """`taxi-duration stream`: trip requests landing as JSON-lines files, scored as they arrive, exactly once.
 
-Spark Structured Streaming reads the landing folder with its file source (as Auto Loader reads cloud
-storage); the JVM splits lines, parses JSON and drops redelivered `trip_id`s with its state in the
-checkpoint; each micro-batch then comes to the driver as one Arrow table and takes the scoring road
+The driver admits landed files whole into the checkpoint (`landing.Intake`: a file still being written waits,
+bytes appended later are read later, `.gz` is read); Spark Structured Streaming reads the admitted files with
+its file source (as Auto Loader reads cloud storage); the JVM splits lines, parses JSON and drops redelivered
+`trip_id`s with its state in the checkpoint, on the clock of their arrival, so no event is ever too late to
+be scored; each micro-batch then comes to the driver as one Arrow table and takes the scoring road
 (`Scorer.score`) once per champion: events with a distance go to the `with_distance` one, events without
 to the `pretrip` one, by the API's rule (`serving.Champions`), and each prediction names its model. The
 sink is idempotent per batch id: batch N writes `predictions/batch-N.parquet` and
 `quarantine/batch-N.parquet` whole or not at all, and a batch Spark re-runs after a crash (same id, same
-files, same dedup state) replaces them. docs/streaming.md has the argument.
+files, same dedup state) replaces them. The output folder names the checkpoint that writes it, so a new
+checkpoint cannot score an old output's events again. docs/streaming.md has the argument.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,20 +35,24 @@ from taxi_duration import schema as s
 from taxi_duration.atomic import atomic_file, remove_temp_files
 from taxi_duration.config import Settings
 from taxi_duration.errors import BadInputError
+from taxi_duration.landing import ADMITTED, PART_NAME, Intake, Look, wait_for_landed
 from taxi_duration.online import new_york_times
 from taxi_duration.serving import Champions
-from taxi_duration.validation import FIRST_DAY, UNREADABLE_LINE, missing
+from taxi_duration.validation import UNREADABLE_LINE, missing
 
 TRIP_ID = "trip_id"
 RAW, FILE, REASON = "raw_line", "file", "reason"
-EVENT_GLOB = "*.{jsonl,json,ndjson}"  # what the file source picks up; hidden names (.x, _x) never are
-MANIFEST = "taxi-duration-stream.json"  # in the checkpoint: which landing folder and output it belongs to
+# In the checkpoint (its landing folder, output and id) and in the output (the id of the checkpoint writing it).
+MANIFEST = "taxi-duration-stream.json"
+LAYOUT = 2  # a checkpoint of layout 1 had Spark read the landing folder itself: its logs name landed files
 PREDICTIONS, QUARANTINE = "predictions", "quarantine"
 # What an event may carry: the fields of a trip request (`/predict`), under any of their TLC or canonical names.
 EVENT_FIELDS: tuple[str, ...] = (s.PICKUP, *s.ZONES, s.PASSENGERS, s.DISTANCE, s.VENDOR, *s.COORDINATES)
 _INTEGER = {c for c in EVENT_FIELDS if s.BY_NAME[c].dtype.is_integer()}
-_PICKUP_TEXT, _EVENT_TIME, _EARLY = "_pickup_text", "_event_time", "_early"
+_PICKUP_TEXT, _ARRIVED = "_pickup_text", "_arrived"
 _CORRUPT = "_corrupt_record"
+_SPARK_LOGS = ("offsets", "commits", "sources/0")  # Spark's text logs in a checkpoint, a file per batch
+_LOG_VERSION = re.compile(r"^v\d+$")
 
 
 @dataclass
@@ -56,16 +66,16 @@ class Counts:
 
 @dataclass
 class Progress:
-    """One micro-batch as the live line shows it (from Spark's `lastProgress`)."""
+    """One micro-batch as the live line shows it (from that batch's own record in Spark's progress)."""
 
     batch: int
     rows_in: int
     in_per_s: float
     out_per_s: float
     batch_s: float
-    backlog: int  # files landed and not yet taken by a batch
+    backlog: int  # files landed or admitted and not yet taken by a batch
     dropped: int  # redelivered trip_ids dropped in this batch
-    late: int  # events older than the watermark, dropped
+    late: int  # events Spark dropped as older than the watermark: none, on the clock of arrival
 
 
 @dataclass
@@ -78,50 +88,117 @@ class Run:
     late: int
     backlog: int
     seconds: float
+    refused: dict[str, str] = field(default_factory=dict)  # landed files not read, and why
+    stopped: bool = False  # by Ctrl-C or SIGTERM, rather than at the end of what had landed
 
 
 def check_folders(input_dir: Path, output: Path, checkpoint: Path) -> None:
-    """Refuse a landing folder that does not exist and a checkpoint another stream wrote, before anything is
-    written; record this stream's folders in a new checkpoint."""
+    """Refuse, before anything is written: a landing folder that does not exist, a checkpoint another stream
+    (or an older version) wrote or that is damaged, and an output another checkpoint wrote (a new checkpoint
+    would score its events again and overwrite its batches). Then bind a new checkpoint and its output
+    together: the checkpoint first, so a kill in between leaves an output that it can still claim."""
     if not input_dir.is_dir():
         raise BadInputError(input_dir, "landing folder does not exist (create it, or point --input at it)")
     owner = {"input": str(input_dir.resolve()), "output": str(output.resolve())}
-    manifest = checkpoint / MANIFEST
-    if manifest.is_file():
-        found = json.loads(manifest.read_text())
-        if found != owner:
+    found = _manifest(checkpoint / MANIFEST)
+    if found is not None:
+        if {k: found.get(k) for k in owner} != owner:
             raise BadInputError(
                 checkpoint,
-                f"checkpoint of another stream (from {found['input']} to {found['output']}): "
+                f"checkpoint of another stream (from {found.get('input')} to {found.get('output')}): "
                 "give each stream its own --checkpoint",
             )
-        return
-    if checkpoint.is_dir() and any(checkpoint.iterdir()):
+        if found.get("layout") != LAYOUT or not isinstance(found.get("id"), str):
+            raise BadInputError(
+                checkpoint,
+                "checkpoint of an older taxi-duration stream, which read the landing folder itself: finish it with "
+                "that version, or start a new --checkpoint with a new --output",
+            )
+        _check_spark_logs(checkpoint)
+    elif checkpoint.is_dir() and any(checkpoint.iterdir()):
         raise BadInputError(checkpoint, f"not a taxi-duration stream checkpoint (no {MANIFEST}): pick an empty folder")
-    with atomic_file(manifest) as tmp:
-        tmp.write_text(json.dumps(owner, indent=2) + "\n")
+    stream_id = found["id"] if found is not None else None
+    writer = _manifest(output / MANIFEST)
+    if writer is not None and writer.get("id") != stream_id:
+        raise BadInputError(
+            output,
+            f"written by another checkpoint ({writer.get('checkpoint')}): a new one would score its events again "
+            "and overwrite its batches; resume with that checkpoint, or give a new --output",
+        )
+    if writer is None and any(any((output / name).glob("batch-*.parquet")) for name in (PREDICTIONS, QUARANTINE)):
+        raise BadInputError(output, "holds batches of a stream that did not name its checkpoint: give a new --output")
+    if stream_id is None:
+        stream_id = uuid.uuid4().hex
+        _write_manifest(checkpoint / MANIFEST, {**owner, "id": stream_id, "layout": LAYOUT})
+    if writer is None:
+        _write_manifest(output / MANIFEST, {"id": stream_id, "checkpoint": str(checkpoint.resolve())})
 
 
-def events(spark: Any, input_dir: Path, watermark: str, max_files: int) -> Any:
-    """The streaming frame of landed events, one row per non-blank line: the raw line, its file, a reason
-    when it cannot reach the scorer (not a JSON object, no trip_id), the trip_id and the request fields
-    (canonical names; the pickup as text), with redelivered trip_ids dropped within the watermark."""
+def _manifest(path: Path) -> dict[str, Any] | None:
+    """A manifest's fields, None when there is none; a damaged one is named."""
+    if not path.is_file():
+        return None
+    try:
+        found = json.loads(path.read_text())
+        if not isinstance(found, dict):
+            raise ValueError("not a JSON object")
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadInputError(path, f"damaged ({exc}): restore it, or start a new --checkpoint and --output") from None
+    return found
+
+
+def _write_manifest(path: Path, fields: dict[str, Any]) -> None:
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(fields, indent=2) + "\n")
+
+
+def _check_spark_logs(checkpoint: Path) -> None:
+    """Name the first damaged file of Spark's logs in `checkpoint`: Spark's own error is a JVM stack trace."""
+    for log in _SPARK_LOGS:
+        folder = checkpoint / log
+        if not folder.is_dir():
+            continue
+        for entry in sorted(folder.iterdir()):
+            if entry.name.startswith(".") or not entry.is_file():
+                continue
+            try:
+                version, *entries = entry.read_text().splitlines()
+                if not _LOG_VERSION.match(version):
+                    raise ValueError(f"its first line is {version[:40]!r}, not a log version")
+                for line in entries:
+                    if line != "-":  # an offsets log writes `-` for a source with no offset yet
+                        json.loads(line)
+            except (UnicodeDecodeError, ValueError) as exc:
+                raise BadInputError(
+                    entry, f"a damaged file of the stream's checkpoint ({exc}): start a new --checkpoint and --output"
+                ) from None
+
+
+def events(spark: Any, admitted: Path, landing: Path, watermark: str, max_files: int) -> Any:
+    """The streaming frame of admitted events, one row per non-blank line: the raw line, the landed file it
+    came from, a reason when it cannot reach the scorer (not UTF-8, not a JSON object, no trip_id), the trip_id
+    and the request fields (canonical names; the pickup as text), with redelivered trip_ids dropped within
+    the watermark of their arrival."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import StringType, StructField, StructType
 
     names = [TRIP_ID, *dict.fromkeys(a for c in EVENT_FIELDS for a in (c, *s.BY_NAME[c].aliases))]
     # Every field as text: a JSON number keeps its digits, and one mistyped field cannot null the others.
     shape = StructType([StructField(n, StringType()) for n in [*names, _CORRUPT]])
+    part = F.col("_metadata.file_name")
     lines = (
         spark.readStream.format("text")
         .option("maxFilesPerTrigger", max_files)
-        .option("pathGlobFilter", EVENT_GLOB)
-        .load(str(input_dir))
-        .select(F.col("value").alias(RAW), F.col("_metadata.file_path").alias(FILE))
+        .load(str(admitted))
+        .select(
+            F.col("value").alias(RAW),
+            # The landed file a part came from: the name after the part's sequence number.
+            F.concat(F.lit(f"{landing.resolve()}/"), F.regexp_extract(part, PART_NAME, 2)).alias(FILE),
+        )
         .where(F.trim(RAW) != "")
     )
     parsed = lines.withColumn("e", F.from_json(RAW, shape, {"columnNameOfCorruptRecord": _CORRUPT}))
-    is_object = F.ltrim(RAW).startswith("{") & F.col(f"e.{_CORRUPT}").isNull()
+    is_object = F.is_valid_utf8(RAW) & F.ltrim(RAW).startswith("{") & F.col(f"e.{_CORRUPT}").isNull()
     trip_id = F.trim(F.col(f"e.{TRIP_ID}"))
 
     def text(column: str) -> Any:
@@ -135,7 +212,6 @@ def events(spark: Any, input_dir: Path, watermark: str, max_files: int) -> Any:
     reason = F.when(~is_object, F.lit(UNREADABLE_LINE)).when(
         trip_id.isNull() | (trip_id == ""), F.lit(missing(TRIP_ID))
     )
-    pickup = text(s.PICKUP).try_cast("timestamp")
     rows = parsed.select(
         RAW,
         FILE,
@@ -143,16 +219,15 @@ def events(spark: Any, input_dir: Path, watermark: str, max_files: int) -> Any:
         F.when(is_object, trip_id).alias(TRIP_ID),
         F.when(is_object, text(s.PICKUP)).alias(_PICKUP_TEXT),
         *[F.when(is_object, number(c)).alias(c) for c in EVENT_FIELDS if c != s.PICKUP],
-        # The watermark's clock: the pickup, but never later than the batch's time, so a ride booked a year
-        # ahead cannot push the watermark past every other event.
-        F.least(pickup, F.current_timestamp()).alias(_EVENT_TIME),
-        (pickup.isNull() | (pickup < F.lit(FIRST_DAY).cast("timestamp"))).alias(_EARLY),
+        # The watermark's clock is the batch's own time (fixed in the offsets log, so a re-run batch keeps it),
+        # not the pickup: an event is never late, whatever order the files or their events come in, and a
+        # redelivery is recognised within the watermark of its first arrival.
+        F.current_timestamp().alias(_ARRIVED),
     )
-    # Only events with a trip_id and a plausible pickup are deduplicated; the rest (unreadable, no time, a
-    # 1970 clock) go straight to the sink to be quarantined, and never move the watermark.
-    keyed = rows.where(F.col(REASON).isNull() & ~F.col(_EARLY))
-    unique = keyed.withWatermark(_EVENT_TIME, watermark).dropDuplicatesWithinWatermark([TRIP_ID])
-    return unique.unionByName(rows.where(F.col(REASON).isNotNull() | F.col(_EARLY))).drop(_EVENT_TIME, _EARLY)
+    # Lines without a trip_id have nothing to deduplicate by: they go straight to the sink to be quarantined.
+    keyed = rows.where(F.col(REASON).isNull())
+    unique = keyed.withWatermark(_ARRIVED, watermark).dropDuplicatesWithinWatermark([TRIP_ID])
+    return unique.unionByName(rows.where(F.col(REASON).isNotNull())).drop(_ARRIVED)
 
 
 def pickup_times(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -161,10 +236,18 @@ def pickup_times(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
     return pa.array(times, type=pa.timestamp("us"), from_pandas=True)
 
 
+def readable(lines: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Lines as text every reader opens: bytes that are not UTF-8 escaped as `\\xNN`, the rest as they were."""
+    raw = lines.cast(pa.binary()).to_pylist()  # a reinterpretation: Arrow does not check the text
+    return pa.array([None if b is None else b.decode("utf-8", "backslashreplace") for b in raw], pa.string())
+
+
 class Sink:
     """The `foreachBatch` function: one micro-batch, scored once, written whole under its batch id."""
 
-    def __init__(self, champions: Champions, output: Path) -> None:
+    def __init__(self, champions: Callable[[], Champions], output: Path) -> None:
+        """`champions` gives the models for the next batch: asked once a batch, so a stream that follows the
+        registry's aliases switches at a batch boundary."""
         self.champions = champions
         self.predictions, self.quarantine = output / PREDICTIONS, output / QUARANTINE
         for folder in (self.predictions, self.quarantine):
@@ -180,16 +263,17 @@ class Sink:
     def write(self, table: pa.Table, batch_id: int) -> None:
         """Score the events of one batch and write its predictions and quarantine files. Each event goes to the
         model the API would pick for it (`Champions.split`: with a distance or without), and its row names it."""
-        self.batch_rows[batch_id] = table.num_rows
         if not table.num_rows:  # a batch that only moves the watermark
+            self.batch_rows[batch_id] = 0
             return
+        champions = self.champions()
         scored_at = datetime.now(UTC)
-        early = table.column(REASON).is_null().to_numpy(zero_copy_only=False)
-        rejected = [table.filter(pa.array(~early)).select([RAW, FILE, TRIP_ID, REASON])]
-        events = table.filter(pa.array(early))
+        decoded = table.column(REASON).is_null().to_numpy(zero_copy_only=False)
+        rejected = [table.filter(pa.array(~decoded)).select([RAW, FILE, TRIP_ID, REASON])]
+        events = table.filter(pa.array(decoded))
         out: list[pa.Table] = []
         has_distance = events.column(s.DISTANCE).is_valid().to_numpy(zero_copy_only=False)
-        groups = self.champions.split(has_distance) if events.num_rows else []
+        groups = champions.split(has_distance) if events.num_rows else []
         for model, rows in groups:
             part = events if len(rows) == events.num_rows else events.take(rows)
             trips = {c: part.column(c) for c in EVENT_FIELDS if c != s.PICKUP}
@@ -221,7 +305,9 @@ class Sink:
         if out:
             _write(pa.concat_tables(out), self.predictions, batch_id)
         quarantined = pa.concat_tables(rejected)
+        quarantined = quarantined.set_column(0, RAW, readable(quarantined.column(RAW)))
         _write(quarantined, self.quarantine, batch_id)
+        self.batch_rows[batch_id] = table.num_rows
         self.counts.batches += 1
         self.counts.predicted += sum(part.num_rows for part in out)
         self.counts.quarantined.update(quarantined.column(REASON).to_pylist())
@@ -234,73 +320,100 @@ def _write(table: pa.Table, folder: Path, batch_id: int) -> None:
         pq.write_table(table, tmp)
 
 
-def backlog(input_dir: Path, checkpoint: Path) -> int:
-    """Files landed that no batch has taken yet: the landing folder against the file source's log."""
-    landed = {p.resolve().as_uri() for p in _landed(input_dir)}
+def untaken(admitted: Path, checkpoint: Path) -> int:
+    """Admitted parts that no batch has taken yet: the admitted folder against the file source's log."""
+    parts = {p.name for p in admitted.iterdir() if p.name[0] not in "._"} if admitted.is_dir() else set()
     taken: set[str] = set()
     for entry in (checkpoint / "sources" / "0").glob("*"):
         if entry.name.startswith("."):
             continue
         for line in entry.read_text(errors="replace").splitlines()[1:]:  # the first line is the log's version
-            path = json.loads(line).get("path", "")
-            taken.add(Path(path.removeprefix("file:")).resolve().as_uri() if path.startswith("file:") else path)
-    return len(landed - taken)
-
-
-def _landed(input_dir: Path) -> list[Path]:
-    return [p for p in input_dir.iterdir() if p.suffix in (".jsonl", ".json", ".ndjson") and p.name[0] not in "._"]
+            taken.add(json.loads(line).get("path", "").rpartition("/")[2])
+    return len(parts - taken)
 
 
 def run(
     settings: Settings,
-    champions: Champions,
+    champions: Callable[[], Champions],
     input_dir: Path,
     output: Path,
     checkpoint: Path,
     available_now: bool,
     on_progress: Callable[[Progress], None] = lambda p: None,
+    on_refused: Callable[[str, str], None] = lambda name, why: None,
 ) -> Run:
-    """Run the stream, scoring each event with the champion `champions` picks for it, until it has taken every
-    landed file (`available_now`) or is stopped."""
+    """Run the stream, scoring each event with the champion `champions()` picks for it, until it has taken
+    every landed file (`available_now`), or Ctrl-C or SIGTERM (KeyboardInterrupt) stops it between batches."""
     from pyspark.errors import StreamingQueryException
 
     from taxi_duration.spark import session_for
 
     check_folders(input_dir, output, checkpoint)
+    intake = Intake(input_dir, checkpoint / ADMITTED, settings.stream_settle_seconds)
+    refused: dict[str, str] = {}
+
+    def noticed(look: Look) -> None:
+        for name, why in look.refused.items():
+            refused[name] = why
+            on_refused(name, why)
+
+    def backlog() -> int:
+        return intake.pending() + untaken(intake.admitted, checkpoint)
+
+    started = last = time.monotonic()
+    if available_now:
+        wait_for_landed(intake, noticed)  # what has landed, each file whole, before the run takes it
     # Its own SQL settings on the shared context: the dedup state has one store per shuffle partition, each
     # written every batch, so one per core, not the batch jobs' 8 (the checkpoint keeps the number).
     spark = session_for(settings).newSession()
     spark.conf.set("spark.sql.shuffle.partitions", str(spark.sparkContext.defaultParallelism))
     sink = Sink(champions, output)
-    frame = events(spark, input_dir, settings.stream_watermark, settings.stream_max_files_per_trigger)
+    frame = events(spark, intake.admitted, input_dir, settings.stream_watermark, settings.stream_max_files_per_trigger)
     writer = frame.writeStream.foreachBatch(sink).option("checkpointLocation", str(checkpoint))
     trigger = (
         {"availableNow": True}
         if available_now
         else {"processingTime": f"{round(settings.stream_trigger_seconds * 1000)} milliseconds"}
     )
-    started = last = time.monotonic()
     query = writer.trigger(**trigger).start()
     taken = duplicates = late = shown = 0
+    stopped = False
+
+    def report(records: list[dict[str, Any]]) -> None:
+        nonlocal taken, duplicates, late, shown, last
+        for p in batch_records(records, shown, sink.batch_rows):
+            shown = p["batchId"] + 1
+            now = time.monotonic()
+            step = _progress(p, sink.batch_rows[p["batchId"]], now - last, backlog())
+            taken, duplicates, late = taken + step.rows_in, duplicates + step.dropped, late + step.late
+            if step.rows_in:  # a batch that only moved the watermark is nothing to show
+                last = now
+                on_progress(step)
+
     try:
         while True:
             done = query.awaitTermination(0.5)
-            for p in query.recentProgress:
-                if p["batchId"] < shown or p["batchId"] not in sink.batch_rows:
-                    continue
-                shown = p["batchId"] + 1
-                now = time.monotonic()
-                step = _progress(p, sink.batch_rows[p["batchId"]], now - last, backlog(input_dir, checkpoint))
-                last = now
-                taken, duplicates, late = taken + step.rows_in, duplicates + step.dropped, late + step.late
-                on_progress(step)
+            if not available_now:
+                noticed(intake.look())
+            report(query.recentProgress)
             if done:
                 break
+    except KeyboardInterrupt:
+        stopped = True
     except StreamingQueryException as exc:
-        raise BadInputError(input_dir, f"the stream stopped: {_first_line(exc)}") from exc
+        raise BadInputError(checkpoint, f"the stream stopped: {_first_line(exc)}") from exc
     finally:
-        query.stop()
-    return Run(sink.counts, taken, duplicates, late, backlog(input_dir, checkpoint), time.monotonic() - started)
+        # After SIGTERM to the whole group the JVM may be gone already: the counts are the sink's own.
+        with contextlib.suppress(Exception):
+            query.stop()
+            report(query.recentProgress)
+    return Run(sink.counts, taken, duplicates, late, backlog(), time.monotonic() - started, refused, stopped)
+
+
+def batch_records(records: list[dict[str, Any]], after: int, written: dict[int, int]) -> list[dict[str, Any]]:
+    """The progress records of batches that ran, from batch `after` on, whose output the sink has written: a
+    trigger that found nothing new also leaves a record, bearing the next batch's id and no figures."""
+    return [p for p in records if p["batchId"] >= after and "addBatch" in p["durationMs"] and p["batchId"] in written]
 
 
 def _progress(p: dict[str, Any], rows: int, since_last_s: float, files_waiting: int) -> Progress:

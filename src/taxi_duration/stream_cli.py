@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from taxi_duration.cli_common import ConfigOpt, InputsArg, SparkMasterOpt, console, settings_from
 from taxi_duration.config import CHAMPION, PRETRIP_CHAMPION
+
+if TYPE_CHECKING:
+    from taxi_duration.serving import ReloadStatus
 
 
 def stream(
@@ -43,12 +47,15 @@ def stream(
     Each event is a trip request (a string trip_id, the pickup time, zones or coordinates, passengers,
     distance; TLC or canonical names). Predictions, each naming the model and feature set that scored it, go
     to OUTPUT/predictions, bad lines with their reason to
-    OUTPUT/quarantine; a trip_id delivered again is dropped. Stop it with Ctrl-C, or kill it: restarted on the
-    same checkpoint, it resumes where it was, and no trip is written twice (docs/streaming.md).
+    OUTPUT/quarantine; a trip_id delivered again is dropped. A landed file is read once it has stopped
+    changing, and bytes appended later are read later; .gz files are read. Without --model the stream follows
+    the champion aliases, switching between batches. Stop it with Ctrl-C or SIGTERM (it prints its summary),
+    or kill it: restarted on the same checkpoint, it resumes where it was, and no trip is written twice
+    (docs/streaming.md).
     """
     from taxi_duration import render
     from taxi_duration import stream as streaming
-    from taxi_duration.serving import Champions, open_models
+    from taxi_duration.serving import ModelHolder
 
     settings = settings_from(
         config,
@@ -57,19 +64,45 @@ def stream(
         stream_max_files_per_trigger=max_files_per_trigger,
     )
     streaming.check_folders(input_dir, output, checkpoint)  # before the model and Spark load: fail fast
-    with console.status(f"loading {model or 'the champions'}"):
-        champions = Champions(list(open_models(settings, model, settings.scratch_dir()).values()))
-    console.print(render.stream_start(champions.named(), input_dir, output, settings, available_now))
-    run = streaming.run(
-        settings,
-        champions,
-        input_dir,
-        output,
-        checkpoint,
-        available_now,
-        on_progress=lambda p: console.print(render.stream_progress(p), highlight=False),
-    )
+    holder = ModelHolder(settings, model)
+    try:
+        with console.status(f"loading {model or 'the champions'}"):
+            champions = holder.start()
+        console.print(render.stream_start(champions.named(), input_dir, output, settings, available_now))
+
+        said: set[str] = set()
+
+        def switched(status: ReloadStatus) -> None:
+            if status.outcome == "loaded":
+                console.print(f"now scoring with {champions_now()}", highlight=False)
+            elif status.outcome == "failed" and f"{status.source} {status.refused}" not in said:
+                said.add(f"{status.source} {status.refused}")  # once a version, not once a batch
+                console.print(f"{status.source}: {status.error}; still scoring with {champions_now()}", highlight=False)
+
+        def champions_now() -> str:
+            return holder.current.named() if holder.current else "nothing"
+
+        # Each batch asks for the versions the aliases name now: a moved alias is loaded, checked and used
+        # from the next batch on; one that fails to load or check leaves the current one scoring.
+        holder.on_reload = switched
+        signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop ends like Ctrl-C: with the summary
+        run = streaming.run(
+            settings,
+            holder.latest,
+            input_dir,
+            output,
+            checkpoint,
+            available_now,
+            on_progress=lambda p: console.print(render.stream_progress(p), highlight=False),
+            on_refused=lambda name, why: console.print(f"{input_dir / name}: not read: {why}", highlight=False),
+        )
+    finally:
+        holder.close()
     console.print(render.stream_summary(run, output), highlight=False)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def replay(
