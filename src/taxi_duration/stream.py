@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import threading
 import time
 import uuid
 from collections import Counter
@@ -341,9 +342,10 @@ def run(
     available_now: bool,
     on_progress: Callable[[Progress], None] = lambda p: None,
     on_refused: Callable[[str, str], None] = lambda name, why: None,
+    stop: threading.Event | None = None,
 ) -> Run:
     """Run the stream, scoring each event with the champion `champions()` picks for it, until it has taken
-    every landed file (`available_now`), or Ctrl-C or SIGTERM (KeyboardInterrupt) stops it between batches."""
+    every landed file (`available_now`), or `stop` is set (the command sets it on Ctrl-C and SIGTERM)."""
     from pyspark.errors import StreamingQueryException
 
     from taxi_duration.spark import session_for
@@ -396,6 +398,9 @@ def run(
             if not available_now:
                 noticed(intake.look())
             report(query.recentProgress)
+            if stop is not None and stop.is_set():
+                stopped = True
+                break
             if done:
                 break
     except KeyboardInterrupt:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -85,7 +86,17 @@ def stream(
         # Each batch asks for the versions the aliases name now: a moved alias is loaded, checked and used
         # from the next batch on; one that fails to load or check leaves the current one scoring.
         holder.on_reload = switched
-        signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop ends like Ctrl-C: with the summary
+        # Ctrl-C and a service manager's SIGTERM stop the stream between batches, with its summary (an
+        # exception raised in a call to the JVM would leave py4j's traceback on the screen instead).
+        stop = threading.Event()
+
+        def stopping(signum: int, frame: object) -> None:
+            if stop.is_set():  # asked twice: stop now
+                raise KeyboardInterrupt
+            stop.set()
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, stopping)
         run = streaming.run(
             settings,
             holder.latest,
@@ -95,14 +106,11 @@ def stream(
             available_now,
             on_progress=lambda p: console.print(render.stream_progress(p), highlight=False),
             on_refused=lambda name, why: console.print(f"{input_dir / name}: not read: {why}", highlight=False),
+            stop=stop,
         )
     finally:
         holder.close()
     console.print(render.stream_summary(run, output), highlight=False)
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def replay(
