@@ -124,18 +124,26 @@ def test_thresholds_are_settings(synthetic: dict[str, list[Path]], tmp_path: Pat
     assert {c.threshold for c in result.checks} == {0.9, 5.0}
 
 
-def test_an_empty_window_is_one_line_exit_1_and_nothing_written(
-    synthetic: dict[str, list[Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+@pytest.mark.parametrize(("trips", "compared"), [([timed_trip(minutes=0.5)] * 3, 0), ([timed_trip(minutes=12)], 1)])
+def test_a_window_too_small_to_judge_is_one_line_exit_1_and_nothing_written(
+    synthetic: dict[str, list[Path]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+    trips: list[dict[str, Any]],
+    compared: int,
 ) -> None:
+    """A scheduler retrains on exit 3: a window of one trip (or none) is not drift, it is too small to judge."""
     monkeypatch.setenv("TAXI_DURATION_DATA_DIR", str(tmp_path / "data"))
-    too_short = write_parquet(tmp_path / "green_tripdata_2023-01.parquet", [timed_trip(minutes=0.5)] * 3)
+    too_small = write_parquet(tmp_path / "green_tripdata_2023-01.parquet", trips)
     out = tmp_path / "o"
     code, last = run_cli(
-        monkeypatch, capsys, "drift", "--reference", synthetic["still"][0], "--current", too_short, "--out", out
+        monkeypatch, capsys, "drift", "--reference", synthetic["still"][0], "--current", too_small, "--out", out
     )
     assert code == 1
     assert last.startswith("error: ")
-    assert "current window has no trip to compare" in last
+    assert f"current window is too small to judge: {compared} trips to compare" in last
+    assert "at least 2,000 needed (setting drift_min_rows)" in last
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".o")] == []  # no temporary folder left
 

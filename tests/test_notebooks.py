@@ -52,6 +52,7 @@ def run(book: nbformat.NotebookNode, cwd: Path) -> None:
     # The kernel is this Python with this environment, but a small local Spark and no outside MLflow store.
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env |= {"TAXI_DURATION_SPARK_MASTER": "local[2]", "TAXI_DURATION_SPARK_DRIVER_MEMORY": "1g"}
+    env["TAXI_DURATION_DRIFT_MIN_ROWS"] = "500"  # 2,000 trips a month: fewer than a real window needs
     client = NotebookClient(
         book, timeout=CELL_TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
     )

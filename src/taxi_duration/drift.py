@@ -254,7 +254,7 @@ def compare(
     """Validate both windows, count, predict a sample with the model if given, and judge every check.
 
     Raises:
-        BadInputError: a window has no clean trip inside the target range.
+        BadInputError: a window has fewer than `drift_min_rows` clean trips inside the target range.
     """
     started = time.perf_counter()
     scorer = None
@@ -269,7 +269,7 @@ def compare(
             windows, samples = {}, {}
             for role, files in (("reference", reference), ("current", current)):
                 on_step(f"validating the {role} window ({sum(f.rows for f in files):,} rows)")
-                frame, windows[role] = _read_window(runtime, files, Path(work) / role, role)
+                frame, windows[role] = _read_window(runtime, files, Path(work) / role, role, settings.drift_min_rows)
                 on_step(f"counting the {role} window on {runtime.engine}")
                 windows[role].counts = {m.column: count_values(frame, m) for m in MEASURES}
                 if scorer is not None:
@@ -299,16 +299,17 @@ def thresholds(settings: Settings) -> dict[str, float]:
     }
 
 
-def _read_window(runtime: Runtime, files: list[InputFile], folder: Path, role: str) -> tuple[Any, Window]:
+def _read_window(runtime: Runtime, files: list[InputFile], folder: Path, role: str, minimum: int) -> tuple[Any, Window]:
     report = validate(runtime, files, folder, features=True)
     trips = runtime.scan_parquet(folder / CLEAN_DIR).filter(in_target_range())
     compared = int(trips.select(nw.len()).collect().item())
     names = ", ".join(f.path.name for f in files)
-    if compared == 0:
+    if compared < minimum:
         raise BadInputError(
             names,
-            f"the {role} window has no trip to compare: {report.input_rows:,} rows read, {report.clean_rows:,} "
-            f"clean, none of {TARGET_RANGE[0]:g}-{TARGET_RANGE[1]:g} minutes",
+            f"the {role} window is too small to judge: {compared:,} trips to compare ({report.input_rows:,} rows "
+            f"read, {report.clean_rows:,} clean, {compared:,} of {TARGET_RANGE[0]:g}-{TARGET_RANGE[1]:g} minutes), "
+            f"at least {minimum:,} needed (setting drift_min_rows)",
         )
     window = Window([str(f.path) for f in files], report.input_rows, report.clean_rows, compared)
     return trips, window
