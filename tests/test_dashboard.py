@@ -236,6 +236,43 @@ def test_corrupt_reports_are_named_and_the_good_ones_still_show(
     assert "Champion: taxi-duration v1" in shown(open_page("pages/overview.py"))
 
 
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"created_at": 12345}, "created_at is 12345, not an ISO time"),
+        ({"created_at": "last Tuesday"}, "unable to parse: last Tuesday"),
+        ({"statistic": "high"}, "statistic is 'high', not a number"),
+        ({"drift": True, "crossed": []}, "contradict its checks' verdicts"),
+    ],
+)
+def test_a_well_formed_drift_summary_with_bad_values_is_named_not_a_crash(
+    dashboard: Settings,
+    reports: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    change: dict[str, object],
+    why: str,
+) -> None:
+    shutil.copytree(reports, tmp_path / "reports")
+    summary = json.loads((reports / "drift" / MONTHS[2] / "summary.json").read_text())
+    if "statistic" in change:
+        summary["checks"][0]["statistic"] = change["statistic"]
+    else:
+        summary |= change
+    summary["created_at"] = change.get("created_at", "2099-01-01T00:00:00+00:00")  # the newest, if read
+    (tmp_path / "reports" / "drift" / "odd").mkdir()
+    (tmp_path / "reports" / "drift" / "odd" / "summary.json").write_text(json.dumps(summary))
+    use(monkeypatch, dashboard, dashboard_reports=tmp_path / "reports")
+    drift = open_page("pages/drift.py")
+    assert not drift.exception
+    assert "odd/summary.json is not a readable drift summary" in shown(drift)
+    assert why in shown(drift)
+    assert len(drift.dataframe) == 1  # the good summary still shows
+    overview = open_page("pages/overview.py")
+    assert not overview.exception
+    assert "2099" not in shown(overview)  # the verdict is the good summary's
+
+
 def test_no_drift_report_yet_names_the_command(
     dashboard: Settings, reports: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

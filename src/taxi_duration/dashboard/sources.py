@@ -272,12 +272,17 @@ def drift_summaries(settings: Settings) -> DriftSummaries | Missing:
     root = Path(str(settings.dashboard_reports))
 
     def read(path: Path, summary: dict[str, Any]) -> dict[str, Any]:
-        keys = ("name", "statistic_name", "statistic", "threshold", "verdict")
         page = path.with_name(REPORT)
+        checks = [_drift_check(c) for c in summary["checks"]]
+        crossed = [c["name"] for c in checks if c["verdict"] == "drift"]
+        if summary["drift"] is not bool(crossed) or list(summary["crossed"]) != crossed:
+            raise ValueError(f"its drift ({summary['drift']!r}) and crossed fields contradict its checks' verdicts")
+        if not isinstance(summary["created_at"], str):
+            raise TypeError(f"created_at is {summary['created_at']!r}, not an ISO time")
         return {
             **summary,
-            "checks": [{k: c[k] for k in keys} for c in summary["checks"]],
-            "created_at": str(summary["created_at"]),
+            "checks": checks,
+            "created_at": pd.Timestamp(summary["created_at"]).isoformat(),  # a ValueError when it is no time
             "path": str(path),
             "report": str(page) if page.is_file() else None,
         }
@@ -298,6 +303,18 @@ def drift_summaries(settings: Settings) -> DriftSummaries | Missing:
         )
     found.sort(key=lambda s: s["created_at"])
     return DriftSummaries(found, problems)
+
+
+def _drift_check(check: dict[str, Any]) -> dict[str, Any]:
+    """A check as the pages draw it; a ValueError or TypeError names a value they could not."""
+    found = {k: check[k] for k in ("name", "statistic_name", "statistic", "threshold", "verdict")}
+    for number in ("statistic", "threshold"):
+        value = found[number]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise TypeError(f"check {found['name']!r}: {number} is {value!r}, not a number")
+    if found["threshold"] <= 0 or found["verdict"] not in ("ok", "drift"):
+        raise ValueError(f"check {found['name']!r}: threshold {found['threshold']!r}, verdict {found['verdict']!r}")
+    return found
 
 
 # Live: a server's /metrics, a stream's output.
