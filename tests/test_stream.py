@@ -83,6 +83,10 @@ def bad_lines(latest: str) -> list[tuple[str, str]]:
             json.dumps({"trip_id": "clock-zero", "pickup_datetime": "1970-01-01T00:00:00", **good}),
             "pickup_out_of_range",
         ),
+        (  # spaces around a number make it none, as the API says
+            json.dumps({"trip_id": "padded-zone", "pickup_datetime": latest, **good, "pu_location_id": "   74   "}),
+            "no pu_location_id",
+        ),
     ]
 
 

@@ -206,7 +206,9 @@ def events(spark: Any, admitted: Path, landing: Path, watermark: str, max_files:
         return F.coalesce(*(F.col(f"e.`{a}`") for a in dict.fromkeys((column, *s.BY_NAME[column].aliases))))
 
     def number(column: str) -> Any:
-        value = text(column).try_cast("double")
+        given = text(column)
+        # Spaces around a number make it no number, as the API says ("  74  " is a client bug, not zone 74).
+        value = F.when(given == F.trim(given), given.try_cast("double"))
         # A whole number where the schema holds an integer, else absent: 74.5 is no zone id.
         return F.when(value == F.floor(value), value.try_cast("int")) if column in _INTEGER else value
 

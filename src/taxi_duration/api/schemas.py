@@ -23,6 +23,7 @@ from taxi_duration.validation import BOOKING_AHEAD, FIRST_DAY, MAX_DISTANCE_MI, 
 
 NEW_YORK = ZoneInfo(s.TIME_ZONE)
 MAX_BATCH = 1000
+SHOWN_NAME = 64  # characters of an unknown field's name an error repeats
 # Numeric fields, where JSON true/false must not pass as 1/0.
 NUMBERS = ("pu_location_id", "do_location_id", "passenger_count", "trip_distance", "vendor_id", *s.COORDINATES)
 
@@ -107,7 +108,7 @@ class Trip(BaseModel):
         if not isinstance(data, dict):
             return data
         problems = [
-            (name, "unknown field" + "".join(f"; did you mean {m}?" for m in difflib.get_close_matches(name, READ, 1)))
+            (_shown(name), "unknown field" + "".join(f"; did you mean {m}?" for m in _close(name)))
             for name in data
             if name not in READ and name not in IGNORED
         ]
@@ -123,9 +124,12 @@ class Trip(BaseModel):
     @field_validator(*NUMBERS, mode="before")
     @classmethod
     def _not_a_bool(cls, value: Any) -> Any:
-        # JSON true and false would pass as 1 and 0: a client bug to refuse, not a number to read.
+        # JSON true and false would pass as 1 and 0, and pydantic strips the spaces of "  74  ": client bugs
+        # to refuse, not numbers to read.
         if isinstance(value, bool):
             raise ValueError("must be a number, not true or false")
+        if isinstance(value, str) and value != value.strip():
+            raise ValueError("must be a number, without spaces around it")
         return value
 
     @model_validator(mode="after")
@@ -179,6 +183,16 @@ SPELLINGS: dict[str, tuple[str, ...]] = {
 }
 READ: tuple[str, ...] = tuple(sorted({n for names in SPELLINGS.values() for n in names}))
 IGNORED = frozenset({*(a for c in s.COLUMNS for a in (c.name, *c.aliases)), *s.TLC_RECORD_EXTRAS}) - set(READ)
+
+
+def _shown(name: str) -> str:
+    """A field name as an error names it: a huge one cut, so a 422 never echoes a megabyte back."""
+    return name if len(name) <= SHOWN_NAME else f"{name[:SHOWN_NAME]}... ({len(name):,} characters)"
+
+
+def _close(name: str) -> list[str]:
+    """The known name a misspelt one is closest to; none for a name too long to be a misspelling (and slow)."""
+    return difflib.get_close_matches(name, READ, 1) if len(name) <= SHOWN_NAME else []
 
 
 def _summary(problems: list[tuple[str, str]]) -> str:
