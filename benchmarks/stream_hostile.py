@@ -8,15 +8,17 @@ Run from the repository root, with a trained model in the store the data dir hol
 The month is replayed (`replay.event_table` and `replay.replay`, 500 events a file) into a staging folder, then
 landed into the landing folder while a live `taxi-duration stream` (its own process group, its JVM with it,
 one-second triggers, four files a batch) runs, the way a careless producer would land it:
-- 24 files copied in one go, all given one identical modification time;
+- 24 files copied in one go, all given one identical modification time, as the stream starts; the rest once
+  it has written its first batch;
 - one file gzip-compressed (`.jsonl.gz`);
 - one file written in place: half its lines straight into the landing folder (no rename), the rest appended
   about ten seconds later;
 - the other files one at a time, then five events delivered again in a new file;
 - the files of the month's first day held back and landed last: a day and more older than what the stream saw;
-- the whole stream process group SIGKILLed in the middle of a batch once a batch file exists and files are still
-  to land, then restarted on the same checkpoint; that run is stopped with SIGTERM once everything has landed,
-  and a last `--available-now` run on the same checkpoint drains what is left.
+- the whole stream process group SIGKILLed in the middle of a batch (logged in the offsets, not committed) once a
+  batch file exists, the in-place file's first half has been admitted and files are still to land, then
+  restarted on the same checkpoint; that run is stopped with SIGTERM once everything has landed and it has
+  committed five batches, and a last `--available-now` run on the same checkpoint drains what is left.
 Then every landed line is counted from the landed files (the `.gz` decompressed) and every landed trip_id is
 looked for in `predictions` and `quarantine`: each must be there exactly once, the redelivered ones too. The
 last stderr line of each run (its summary) is printed, then PASS (exit 0) or FAIL (exit 1).
@@ -36,6 +38,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -110,13 +113,18 @@ class Stream:
         return [line for line in self.log.read_text(errors="replace").splitlines() if text in line]
 
 
-def group_gone(pid: int) -> bool:
-    """No process of the group `pid` leads is left."""
-    try:
-        os.killpg(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
+def group_gone(pid: int, timeout_s: float = 30.0) -> str:
+    """Wait until no process of the group `pid` led is left (a JVM takes a moment to die, or to notice that its
+    driver is gone); kill what is left after `timeout_s`. Says what happened."""
+    began = time.monotonic()
+    while time.monotonic() - began < timeout_s:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return f"group gone after {time.monotonic() - began:.1f} s"
+        time.sleep(0.1)
+    os.killpg(pid, signal.SIGKILL)
+    return f"group still alive after {timeout_s:.0f} s: SIGKILLed"
 
 
 def batch_files(work: Path) -> int:
@@ -134,6 +142,17 @@ def in_flight(work: Path) -> bool:
     return bool(spark_log(work, "offsets") - spark_log(work, "commits"))
 
 
+def wait_until(condition: Callable[[], bool], stream: Stream, timeout_s: float, what: str) -> None:
+    """Poll until `condition` holds; stop the script if the stream ends or time runs out first."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if not stream.alive():
+            raise SystemExit(f"{stream.name} ended (exit {stream.process.returncode}) waiting for {what}: {stream.log}")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{stream.name}: no {what} in {timeout_s:.0f} s")
+        time.sleep(0.02)
+
+
 def month_start(pickups: pa.ChunkedArray) -> datetime:
     """The first day of the month most pickups fall in: a TLC month holds a few strays of other months."""
     months = Counter((t.year, t.month) for t in pickups.to_pylist() if t is not None)
@@ -144,9 +163,11 @@ def month_start(pickups: pa.ChunkedArray) -> datetime:
 class Producer(threading.Thread):
     """Lands the staged files into the landing folder, hostile ways, while the stream runs."""
 
-    def __init__(self, landing: Path, plan: dict[str, Any], pace_s: float, killed: threading.Event) -> None:
+    def __init__(self, landing: Path, plan: dict[str, Any], pace_s: float) -> None:
         super().__init__(daemon=True)
-        self.landing, self.plan, self.pace_s, self.killed = landing, plan, pace_s, killed
+        self.landing, self.plan, self.pace_s = landing, plan, pace_s
+        self.live = threading.Event()  # set by the main thread once the stream has written a batch
+        self.killed = threading.Event()  # set by the main thread once the stream is killed
         self.landed_ns = 0
         self.done = threading.Event()
         self.error: BaseException | None = None
@@ -178,6 +199,8 @@ class Producer(threading.Thread):
         self.landed_files += len(plan["group"])
         say(f"landed {len(plan['group'])} files at once ({plan['group'][0].name}..{plan['group'][-1].name}), one mtime")
         self.landed_ns = moment
+        # The rest lands while the stream is live: the in-place file's first half is seen by a running intake.
+        self.live.wait()
         # 2. One file compressed.
         gz: Path = plan["gz"]
         self._put(gz.name + ".gz", gzip.compress(gz.read_bytes()))
@@ -319,48 +342,56 @@ def main() -> None:
     )
 
     # 2. Land them while a live stream runs; kill -9 it mid-batch; restart; stop; drain.
-    killed = threading.Event()
-    producer = Producer(landing, plan, args.pace, killed)
+    producer = Producer(landing, plan, args.pace)
     runs: list[Stream] = []
     codes: dict[str, int | None] = {}
     try:
         first = Stream("run 1 (live, killed)", work, env, args.model, *options)
         runs.append(first)
         producer.start()
-        deadline = time.monotonic() + 300
-        # Kill once a batch file exists, files are still to land, and a batch is logged but not committed.
-        while not (batch_files(work) > 0 and in_flight(work)):
-            if not first.alive():
-                raise SystemExit(f"run 1 ended before the kill (exit {first.process.returncode}): see {first.log}")
-            if time.monotonic() > deadline:
-                raise SystemExit("run 1 wrote no batch in 300 s")
-            time.sleep(0.02)
+        wait_until(lambda: batch_files(work) > 0, first, 300, "a batch file")
+        say("run 1 wrote its first batch file: landing the rest while it runs")
+        producer.live.set()
+        # Kill once the in-place file's first half has been admitted (its tail comes after the restart), files
+        # are still to land, and a batch is logged but not committed.
+        in_place = plan["in_place"].name
+        wait_until(lambda: bool(admitted_parts(work / "checkpoint", in_place)), first, 120, "the in-place half")
+        wait_until(lambda: in_flight(work), first, 60, "a batch in flight")
         planned, committed = spark_log(work, "offsets"), spark_log(work, "commits")
         before = batch_files(work)
         first.kill_group()
         codes[first.name] = None
-        killed.set()  # the producer does not stop for the consumer's crash
-        time.sleep(0.5)  # the JVM, reparented, is reaped
+        producer.killed.set()  # the producer does not stop for the consumer's crash
         say(
             f"kill -9 of run 1's process group: {before} batch file(s) written, batches committed up to "
             f"{max(map(int, committed), default=-1)}, batch(es) {sorted(map(int, planned - committed))} logged in "
             f"offsets and not committed (in flight); {producer.landed_files} files landed so far; "
-            f"group gone: {group_gone(first.process.pid)}"
+            f"{group_gone(first.process.pid)}"
         )
         time.sleep(3)  # files land while no stream runs
         second = Stream("run 2 (live, restarted on the same checkpoint, SIGTERM)", work, env, args.model, *options)
         runs.append(second)
-        producer.done.wait()
+        # Live until everything has landed and it has committed a few batches of its own, then stopped.
+        restart_commits = len(spark_log(work, "commits"))
+        wait_until(
+            lambda: producer.done.is_set() and len(spark_log(work, "commits")) >= restart_commits + 5,
+            second,
+            300,
+            "run 2's batches",
+        )
         if producer.error is not None:
             raise producer.error
-        time.sleep(2)
+        left = len(spark_log(work, "commits"))
         second.process.send_signal(signal.SIGTERM)  # to the command alone, as a service manager stops it
         codes[second.name] = second.wait(180)
-        say(f"run 2 stopped by SIGTERM: exit {codes[second.name]}; group gone: {group_gone(second.process.pid)}")
+        say(
+            f"run 2 stopped by SIGTERM after {left - restart_commits}+ batches committed: exit {codes[second.name]}; "
+            f"{group_gone(second.process.pid)}"
+        )
         final = Stream("run 3 (--available-now drain)", work, env, args.model, *options, "--available-now")
         runs.append(final)
         codes[final.name] = final.wait(600)
-        say(f"run 3 ended: exit {codes[final.name]}")
+        say(f"run 3 ended: exit {codes[final.name]}; {group_gone(final.process.pid)}")
     finally:
         for stream in runs:
             if stream.alive():
@@ -415,7 +446,8 @@ def main() -> None:
     print()
     for stream in runs:
         refused = stream.lines_with("not read:")
-        print(f"{stream.name}, exit {codes.get(stream.name)}: {len(stream.lines_with('batch '))} batch line(s)")
+        progress = [line for line in stream.lines_with("batch ") if line.startswith("batch ")]
+        print(f"{stream.name}, exit {codes.get(stream.name)}: {len(progress)} batch progress line(s)")
         print(f"  last stderr line: {stream.last_line()}")
         for line in refused:
             print(f"  {line}")

@@ -148,6 +148,19 @@ def test_a_window_too_small_to_judge_is_one_line_exit_1_and_nothing_written(
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".o")] == []  # no temporary folder left
 
 
+def test_a_model_folder_that_does_not_exist_is_one_line_exit_2_before_any_window_is_read(
+    synthetic: dict[str, list[Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setenv("TAXI_DURATION_DATA_DIR", str(tmp_path / "data"))
+    first, second = synthetic["still"]
+    out = tmp_path / "o"
+    args = ("drift", "--reference", first, "--current", second, "--out", out, "--model", tmp_path / "no-model")
+    code, last = run_cli(monkeypatch, capsys, *args)
+    assert code == 2
+    assert last == f"error: cannot load model '{tmp_path / 'no-model'}': no such folder (nor a models:/ or runs:/ URI)"
+    assert not out.exists()
+
+
 @pytest.mark.spark
 def test_duckdb_and_spark_count_alike(synthetic: dict[str, list[Path]], tmp_path: Path, spark: object) -> None:
     # The counts every statistic is built from, on the same validated trips (validation's own parity is

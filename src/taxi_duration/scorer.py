@@ -266,12 +266,17 @@ def load(settings: Settings, uri: str, work: Path) -> Scorer:
         store = tracking.store_uri(settings)
         try:
             source = pinned
+            if "://" not in pinned and ":/" not in pinned and not Path(pinned).exists():
+                # MLflow's own error for a missing folder ends with an empty list of failures.
+                raise UsageError(f"cannot load model {pinned!r}: no such folder (nor a models:/ or runs:/ URI)")
             if pinned.startswith("models:/"):  # MLflow would resolve it through its global registry URI
                 name, number = pinned.removeprefix("models:/").rsplit("/", 1)
                 source = tracking.client(settings).get_model_version_download_uri(name, number)
             local = Path(
                 mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(folder), tracking_uri=store)
             )
+        except UsageError:
+            raise
         except Exception as exc:  # MLflow raises several types for a URI that leads nowhere
             raise UsageError(f"cannot load model {pinned!r}: {str(exc).splitlines()[0]}") from exc
         bundle = Bundle.open(local / BUNDLE_PATH if (local / BUNDLE_PATH).is_dir() else local)
