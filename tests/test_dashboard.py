@@ -211,6 +211,16 @@ def test_a_store_without_a_champion_is_said_and_the_reports_still_show(
     assert len(open_page("pages/drift.py").dataframe) == 1
 
 
+def test_a_store_that_does_not_exist_is_said_and_not_created(
+    dashboard: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = f"sqlite:///{tmp_path / 'none' / 'mlflow.db'}"
+    use(monkeypatch, dashboard, mlflow_tracking_uri=store)
+    for path in ("pages/overview.py", "pages/model.py", "pages/travel_map.py"):
+        assert f"no champion in the MLflow store {store}" in shown(open_page(path))
+    assert not (tmp_path / "none").exists()  # the dashboard reads; it never makes an empty store
+
+
 def test_an_unreachable_server_is_said_on_live(dashboard: Settings, closed_port: int) -> None:
     text = shown(open_page("pages/live.py"))
     assert f"no server at http://127.0.0.1:{closed_port}/metrics" in text

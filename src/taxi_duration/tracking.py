@@ -85,7 +85,14 @@ def store_uri(settings: Settings) -> str:
 
 def client(settings: Settings) -> MlflowClient:
     """A client of the configured store and registry that sets no global MLflow setting (only quiets its logger):
-    what a process that only reads models (a server polling the registry) uses."""
+    what a process that only reads models (a server polling the registry, the dashboard) uses.
+
+    Raises:
+        MlflowException: the embedded store does not exist (a reader never creates an empty one).
+    """
+    uri = str(settings.mlflow_tracking_uri)
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise MlflowException(f"no MLflow store at {uri}")
     uri = store_uri(settings)
     return MlflowClient(uri, uri)
 
