@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from taxi_duration.atomic import run_tag
 from taxi_duration.cluster import Cluster
 from taxi_duration.errors import EngineUnavailableError
 from taxi_duration.spark import (
     LOCAL_DEFAULTS,
     PACKAGE_ARCHIVE,
+    PYFILES_PREFIX,
     check_java,
     defaults_for,
     java_version,
     on_this_machine,
+    ship_package,
 )
 
 
@@ -59,6 +64,21 @@ def test_session_runs_with_the_tuned_defaults(spark: Any) -> None:
     for key in ("spark.sql.shuffle.partitions", "spark.sql.session.timeZone", "spark.sql.adaptive.enabled"):
         assert conf.get(key) == LOCAL_DEFAULTS[key]
     assert spark.range(10).count() == 10
+
+
+@pytest.mark.spark
+def test_a_killed_drivers_shipped_archive_is_removed_by_the_next_one(spark: Any) -> None:
+    """The archive a driver ships lies in a temporary folder removed at exit; a driver killed outright cannot,
+    so the next one removes the folders of runs that are gone (and never a live run's)."""
+    dead = Path(tempfile.mkdtemp(prefix=f"{PYFILES_PREFIX}999999999-1-"))
+    (dead / PACKAGE_ARCHIVE).write_bytes(b"a killed driver's archive")
+    archive = ship_package(spark)
+    try:
+        assert not dead.exists()
+        assert archive.is_file()
+        assert archive.parent.name.startswith(f"{PYFILES_PREFIX}{run_tag()}-")
+    finally:
+        shutil.rmtree(archive.parent)
 
 
 @pytest.mark.parametrize("master", ["spark://10.0.0.5:7077", "yarn", "k8s://https://api:6443"])

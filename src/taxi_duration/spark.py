@@ -17,6 +17,7 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from taxi_duration.atomic import remove_leftovers, run_tag
 from taxi_duration.errors import EngineUnavailableError
 
 if TYPE_CHECKING:
@@ -85,6 +86,7 @@ def defaults_for(master: str) -> dict[str, str]:
 
 # The archive of this package that executors import it from when they are other machines' processes.
 PACKAGE_ARCHIVE = "taxi_duration.zip"
+PYFILES_PREFIX = "taxi-duration-pyfiles-"  # its temporary folder: the prefix, then the driver's run tag
 LOOPBACK = ("127.0.0.1", "localhost")
 
 
@@ -175,11 +177,13 @@ def on_this_machine(master: str) -> bool:
 def ship_package(spark: SparkSession) -> Path:
     """Zip this package (the code this driver runs) and add it to the session's Python files, so executors
     import `taxi_duration` from it rather than from whatever their machine has installed (if anything). The
-    archive is written to a temporary folder removed at exit; returns its path."""
+    archive is written to a temporary folder removed at exit, or by the next driver when this one is killed
+    (the folder is named for its run); returns its path."""
     import taxi_duration
 
     source = Path(taxi_duration.__file__).parent
-    folder = Path(tempfile.mkdtemp(prefix="taxi-duration-pyfiles-"))
+    remove_leftovers(Path(tempfile.gettempdir()), PYFILES_PREFIX)
+    folder = Path(tempfile.mkdtemp(prefix=f"{PYFILES_PREFIX}{run_tag()}-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     archive = folder / PACKAGE_ARCHIVE
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
