@@ -214,6 +214,15 @@ def test_available_now_scores_every_event_once_and_quarantines_every_bad_line(
     assert again.counts.batches == 0
     assert [len(f) for f in outputs(tmp_path / "out")] == [len(predictions), len(quarantine)]
 
+    # Its dedup state damaged, the next batch cannot run: one line that says so, Spark's text in a file.
+    for delta in (tmp_path / "ck" / "state").rglob("*.delta"):
+        delta.write_bytes(b"\x00 not a state file")
+    (tmp_path / "land" / "late.jsonl").write_text(next(lines(trips.slice(0, 1))))
+    with pytest.raises(BadInputError, match=r"the dedup state in .* cannot be read") as refused:
+        run(spark_settings, lambda: champions, tmp_path / "land", tmp_path / "out", tmp_path / "ck", True)
+    assert len(str(refused.value).splitlines()) == 1
+    assert "CANNOT_LOAD_STATE_STORE" in (tmp_path / "ck" / "stream-error.log").read_text()
+
 
 @pytest.fixture(scope="module")
 def pretrip_store(registry: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:

@@ -45,6 +45,7 @@ TRIP_ID = "trip_id"
 RAW, FILE, REASON = "raw_line", "file", "reason"
 # In the checkpoint (its landing folder, output and id) and in the output (the id of the checkpoint writing it).
 MANIFEST = "taxi-duration-stream.json"
+ERROR_LOG = "stream-error.log"  # in the checkpoint: the whole text of the last failure
 LAYOUT = 2  # a checkpoint of layout 1 had Spark read the landing folder itself: its logs name landed files
 PREDICTIONS, QUARANTINE = "predictions", "quarantine"
 # What an event may carry: the fields of a trip request (`/predict`), under any of their TLC or canonical names.
@@ -379,6 +380,8 @@ def run(
         if available_now
         else {"processingTime": f"{round(settings.stream_trigger_seconds * 1000)} milliseconds"}
     )
+    # A failed query's JVM stack (often a hundred lines) goes to a file beside the checkpoint's, not the screen.
+    spark.sparkContext.setLogLevel("OFF")
     query = writer.trigger(**trigger).start()
     taken = duplicates = late = shown = 0
     stopped = False
@@ -408,8 +411,9 @@ def run(
     except KeyboardInterrupt:
         stopped = True
     except StreamingQueryException as exc:
-        raise BadInputError(checkpoint, f"the stream stopped: {_first_line(exc)}") from exc
+        raise BadInputError(checkpoint, _failure(exc, checkpoint)) from exc
     finally:
+        spark.sparkContext.setLogLevel("ERROR")
         # After SIGTERM to the whole group the JVM may be gone already: the counts are the sink's own.
         with contextlib.suppress(Exception):
             query.stop()
@@ -443,6 +447,16 @@ def _progress(p: dict[str, Any], rows: int, since_last_s: float, files_waiting: 
     )
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+def _failure(exc: BaseException, checkpoint: Path) -> str:
+    """Why the query failed, in one line, its whole text written to `checkpoint/ERROR_LOG`."""
+    text = str(exc).strip() or type(exc).__name__
+    log = checkpoint / ERROR_LOG
+    with atomic_file(log) as tmp:
+        tmp.write_text(text + "\n")
+    if "CANNOT_LOAD_STATE_STORE" in text:
+        return (
+            f"the dedup state in {checkpoint / 'state'} cannot be read (damaged): start a new --checkpoint with a "
+            f"new --output (Spark's error in {log})"
+        )
+    causes = [line.removeprefix("Caused by: ") for line in text.splitlines() if line.startswith("Caused by: ")]
+    return f"the stream stopped: {causes[-1] if causes else text.splitlines()[0]} (Spark's error in {log})"
