@@ -22,7 +22,7 @@ from taxi_duration.spark import (
     defaults_for,
     java_version,
     on_this_machine,
-    ship_package,
+    package_archive,
 )
 
 
@@ -66,13 +66,12 @@ def test_session_runs_with_the_tuned_defaults(spark: Any) -> None:
     assert spark.range(10).count() == 10
 
 
-@pytest.mark.spark
-def test_a_killed_drivers_shipped_archive_is_removed_by_the_next_one(spark: Any) -> None:
+def test_a_killed_drivers_shipped_archive_is_removed_by_the_next_one() -> None:
     """The archive a driver ships lies in a temporary folder removed at exit; a driver killed outright cannot,
     so the next one removes the folders of runs that are gone (and never a live run's)."""
     dead = Path(tempfile.mkdtemp(prefix=f"{PYFILES_PREFIX}999999999-1-"))
     (dead / PACKAGE_ARCHIVE).write_bytes(b"a killed driver's archive")
-    archive = ship_package(spark)
+    archive = package_archive()
     try:
         assert not dead.exists()
         assert archive.is_file()

@@ -175,10 +175,17 @@ def on_this_machine(master: str) -> bool:
 
 
 def ship_package(spark: SparkSession) -> Path:
-    """Zip this package (the code this driver runs) and add it to the session's Python files, so executors
-    import `taxi_duration` from it rather than from whatever their machine has installed (if anything). The
-    archive is written to a temporary folder removed at exit, or by the next driver when this one is killed
-    (the folder is named for its run); returns its path."""
+    """Add this package (the code this driver runs, `package_archive`) to the session's Python files, so
+    executors import `taxi_duration` from it rather than from whatever their machine has installed (if
+    anything); returns the archive's path."""
+    archive = package_archive()
+    spark.sparkContext.addPyFile(str(archive))
+    return archive
+
+
+def package_archive() -> Path:
+    """Zip this package into a temporary folder removed at exit, or by the next driver when this one is killed
+    (the folder is named for its run, and every call removes the folders of runs that are gone)."""
     import taxi_duration
 
     source = Path(taxi_duration.__file__).parent
@@ -190,5 +197,4 @@ def ship_package(spark: SparkSession) -> Path:
         for path in sorted(source.rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts:
                 zipped.write(path, path.relative_to(source.parent))
-    spark.sparkContext.addPyFile(str(archive))
     return archive
