@@ -593,8 +593,10 @@ def test_a_stopped_server_leaves_no_folders_and_a_new_one_sweeps_dead_ones(regis
         assert any(own.glob("serving-*/v1-*")), "the server's model is downloaded into its own run folder"
         assert registry.scratch_dir() in before, "this test process's own run folder is left alone"
     finally:
-        running.stop()  # SIGTERM, as an orchestrator stops it
+        said = running.stop()  # SIGTERM, as an orchestrator stops it
     assert not own.exists()
+    assert running.process.returncode == 0, said  # a requested stop is no failure (uvicorn's own exit is 143)
+    assert "serve: stopped by SIGTERM, every request in flight answered" in said
 
 
 def test_serving_with_no_champion_is_a_clear_error(tmp_path: Path) -> None:
