@@ -122,3 +122,20 @@ def test_a_killed_runs_scratch_folder_is_removed_by_the_next_run_but_never_a_liv
         assert not Path(finished.stdout.strip()).exists()  # and a run that ends removes its own
     finally:
         live.kill()
+
+
+def test_a_command_run_from_a_sub_folder_finds_the_projects_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`serve`, `dashboard`, `evaluate`... run from `notebooks/` open the store `make run` made at the root."""
+    project = tmp_path / "project"
+    (project / "notebooks" / "deep").mkdir(parents=True)
+    (project / "pyproject.toml").write_text("")
+    monkeypatch.chdir(project / "notebooks" / "deep")
+    s = load_settings()
+    assert s.data_dir == project / "data"
+    assert s.mlflow_tracking_uri == f"sqlite:///{project / 'data' / 'mlflow' / 'mlflow.db'}"
+    (project / "notebooks" / "data" / "mlflow").mkdir(parents=True)  # a folder with a store of its own
+    assert load_settings().data_dir == project / "notebooks" / "data"
+    monkeypatch.chdir(project)
+    assert load_settings().data_dir == Path("data")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -10,6 +12,7 @@ import pytest
 
 from taxi_duration.errors import BadInputError, UsageError
 from taxi_duration.inputs import check, discover
+from taxi_duration.splits import choose
 from tests.conftest import green_row, write_jsonl, write_parquet
 
 CSV_HEADER = (
@@ -147,3 +150,39 @@ def test_json_lines_count_rows_and_union_their_keys(tmp_path: Path) -> None:
     f = check(write_jsonl(tmp_path / "events.jsonl", rows))
     assert f.rows == 3
     assert "extra_field" in f.columns
+
+
+def in_month(month: int, n: int = 20, strays: int = 0) -> list[dict[str, Any]]:
+    """`n` green trips picked up in 2023-`month`, then `strays` picked up on the last day of the month before."""
+    start = datetime(2023, month, 3, 8)
+    trips = [green_row(lpep_pickup_datetime=start + timedelta(hours=i)) for i in range(n)]
+    stray = datetime(2023, month, 1) - timedelta(hours=2)
+    return trips + [green_row(lpep_pickup_datetime=stray) for _ in range(strays)]
+
+
+def test_a_parquet_file_named_without_a_month_takes_the_month_of_its_pickups(tmp_path: Path) -> None:
+    """A user's own names must not decide whether training runs: `a`, `b`, `c` split as their months do."""
+    files = [write_parquet(tmp_path / f"{name}.parquet", in_month(m, strays=1)) for m, name in enumerate("abc", 1)]
+    checked = [check(p) for p in files]
+    assert [f.month for f in checked] == [202301, 202302, 202303]  # a stray pickup of the month before aside
+    assert str(choose(checked)) == "train 2023-01, validate 2023-02, test 2023-03"
+
+
+def test_a_file_of_several_months_without_one_in_its_name_is_named_in_the_split_error(tmp_path: Path) -> None:
+    mixed = write_parquet(tmp_path / "mixed.parquet", in_month(1, 10) + in_month(2, 10))
+    one = write_parquet(tmp_path / "one.parquet", in_month(3))
+    checked = [check(mixed), check(one)]
+    assert [f.month for f in checked] == [None, 202303]
+    with pytest.raises(UsageError) as refused:
+        choose(checked)
+    said = str(refused.value)
+    assert "needs at least 3 months of data, found 1: mixed.parquet (no month), one.parquet 2023-03" in said
+    assert "the month of 90% of its pickups" in said
+
+
+def test_real_months_renamed_a_b_c_get_the_months_of_their_tlc_names(shared_data: Path, tmp_path: Path) -> None:
+    named = [shared_data / f"green_tripdata_2023-0{m}.parquet" for m in (1, 2, 3)]
+    renamed = [tmp_path / f"{letter}.parquet" for letter in "abc"]
+    for source, target in zip(named, renamed, strict=True):
+        target.symlink_to(source)
+    assert [check(p).month for p in renamed] == [check(p).month for p in named] == [202301, 202302, 202303]

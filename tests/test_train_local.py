@@ -6,7 +6,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
@@ -144,3 +146,26 @@ def test_a_part_is_sorted_under_the_spill_bound_and_the_engine_unbound_after(pre
     next(stopped)
     stopped.close()  # a caller that stops early: the reader is closed, then the bound lifted
     assert limit() == unbounded
+
+
+class Rows(lgb.Sequence):
+    """Rows as the spool hands them to LightGBM: a Sequence read in batches."""
+
+    def __init__(self, rows: np.ndarray) -> None:
+        self.rows, self.batch_size = rows, 1000
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        return self.rows[index]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def test_lightgbm_says_nothing_on_the_screen_when_it_bins_many_categories(capfd: pytest.CaptureFixture[str]) -> None:
+    """Binned from a Sequence (as `binned` does), LightGBM warned about categorical bins on every run, even at
+    verbosity -1: its native messages go to a logger below the level anything shows."""
+    rng = np.random.default_rng(0)
+    rows = np.column_stack([rng.integers(0, 400, 5_000), rng.random(5_000)]).astype(np.float64)
+    lgb.Dataset(Rows(rows), rng.random(5_000), categorical_feature=[0], params={"verbose": -1}).construct()
+    out, err = capfd.readouterr()
+    assert "[LightGBM]" not in out + err

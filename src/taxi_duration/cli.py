@@ -390,9 +390,17 @@ def serve(
         console.print(
             f"serving {served.named()} on http://{host}:{port} (docs: /docs); prediction key "
             f"{'on' if api_key else 'off'}, admin calls {'on' if admin_key else 'off'}, "
-            f"zones from coordinates {'on' if zones else f'off (no shapes at {settings.zone_shapes})'}"
+            f"zones from coordinates {'on' if zones else f'off (no shapes at {settings.zone_shapes})'}; registry "
+            f"{settings.mlflow_tracking_uri} (another: --config, or TAXI_DURATION_DATA_DIR or MLFLOW_TRACKING_URI)"
         )
+        # uvicorn stops gracefully on SIGTERM and Ctrl-C (requests in flight are answered), then raises the
+        # signal again for the handler it found: ours notes it, so a requested stop is exit 0 and a line.
+        stops: list[str] = []
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda number, frame: stops.append(signal.Signals(number).name))
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        if stops:
+            console.print(f"serve: stopped by {stops[0]}, every request in flight answered")
     finally:
         holder.close()
 

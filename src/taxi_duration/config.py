@@ -26,6 +26,8 @@ from pydantic_settings import (
 from taxi_duration.errors import UsageError
 
 CONFIG_FILE = Path("taxi-duration.toml")
+# What marks a project's root folder, where its `data` folder is.
+PROJECT_MARKERS = (CONFIG_FILE.name, "pyproject.toml", ".git")
 # The MLflow registry's model, and the aliases of the versions that are served (tracking.py moves them): one
 # champion per feature set, `champion` for `with_distance` (the alias every command reads by default) and
 # `champion-pretrip` for what a booking screen can use. Named here, not in tracking.py, so that the command
@@ -83,7 +85,12 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="TAXI_DURATION_", extra="forbid", toml_file=CONFIG_FILE)
 
-    data_dir: Path = Field(Path("data"), description="Root for downloads, synthetic data, outputs, MLflow.")
+    data_dir: Path = Field(
+        default_factory=lambda: project_data_dir(),
+        description="Root for downloads, synthetic data, outputs, MLflow. Default: `data` in the project the "
+        "working folder is in (the nearest folder, this one or above, with a data/mlflow store, a "
+        "taxi-duration.toml, a pyproject.toml or a .git), so a command run from a sub-folder finds the same store.",
+    )
     engine: Engine = Field(Engine.DUCKDB, description="duckdb (embedded, default), pandas, or spark.")
     spark_master: str = Field("local[*]", description="Spark master URL: local[*], spark://host:7077, yarn...")
     spark_executor_wait_seconds: float = Field(
@@ -262,6 +269,16 @@ def main_job_search(settings: Settings) -> tuple[Settings, str | None]:
         return settings, None
     note = f"{MAIN_JOB_SEARCH} search (the main job's default); --search full trains the documented models"
     return settings.model_copy(update={"search": MAIN_JOB_SEARCH}), note
+
+
+def project_data_dir(start: Path | None = None) -> Path:
+    """`data` in the project `start` (default: the working folder) is in: the nearest folder, `start` or
+    above, that has a `data/mlflow` store or a PROJECT_MARKERS file; `data` in `start` when none has."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "data" / "mlflow").is_dir() or any((folder / m).exists() for m in PROJECT_MARKERS):
+            return Path("data") if folder == here else folder / "data"
+    return Path("data")
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

@@ -131,18 +131,27 @@ def fold_expr() -> nw.Expr:
 
 
 def _aggregate(frame: nw.LazyFrame[Any], level: Level, fold: int) -> nw.LazyFrame[Any]:
-    speed = trip_miles() / (nw.col(TARGET) / 60.0)
-    # A float sum depends on the order it adds in, which DuckDB's and Spark's threads do not fix (a window's
-    # means moved in the last bits between runs, and so did the model): whole milliseconds add up exactly.
-    millis = (nw.col(TARGET) * 60_000).round(0).cast(nw.Int64())
-    aggs = (
-        nw.len().cast(nw.Int64()).alias("trips"),
-        nw.col(TARGET).median().alias("median_min"),
-        (millis.sum() / nw.col(TARGET).count() / 60_000).alias("mean_min"),
-        speed.median().alias("median_mph"),
+    # The derived values are columns first, so each aggregation is a plain one that every backend runs
+    # natively (pandas falls back to a slow per-group apply for an aggregation of an expression).
+    inputs = frame.with_columns(
+        (trip_miles() / (nw.col(TARGET) / 60.0)).alias("_mph"),
+        # A float sum depends on the order it adds in, which DuckDB's and Spark's threads do not fix (a
+        # window's means moved in the last bits between runs, and so did the model): whole milliseconds add
+        # up exactly.
+        (nw.col(TARGET) * 60_000).round(0).cast(nw.Int64()).alias("_millis"),
     )
-    out = frame.group_by(*level.keys).agg(*aggs) if level.keys else frame.select(*aggs)
-    return out.with_columns(nw.lit(fold, dtype=nw.Int32()).alias(FOLD_COL)).select(*level.keys, FOLD_COL, *STATS)
+    aggs = (
+        nw.len().alias("trips"),
+        nw.col(TARGET).median().alias("median_min"),
+        nw.col("_millis").sum().alias("_millis_sum"),
+        nw.col(TARGET).count().alias("_timed"),
+        nw.col("_mph").median().alias("median_mph"),
+    )
+    out = inputs.group_by(*level.keys).agg(*aggs) if level.keys else inputs.select(*aggs)
+    mean = (nw.col("_millis_sum") / nw.col("_timed") / 60_000).alias("mean_min")
+    fold_of = nw.lit(fold, dtype=nw.Int32()).alias(FOLD_COL)
+    out = out.with_columns(nw.col("trips").cast(nw.Int64()), mean, fold_of)
+    return out.select(*level.keys, FOLD_COL, *STATS)
 
 
 def build(runtime: Runtime, trips: nw.LazyFrame[Any], start: Month, end: Month, root: Path) -> FeatureStore:

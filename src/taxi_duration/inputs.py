@@ -23,6 +23,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from taxi_duration import schema
@@ -42,6 +44,9 @@ FORMATS: dict[str, str] = {
     ".jsonl": "json",
     ".ndjson": "json",
 }
+# A file named without a month belongs to the month of at least this share of its pickups: a TLC month
+# holds a few stray pickups of other months (at most 0.04% in the green months of ../shared/data).
+MONTH_SHARE = 0.9
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,7 @@ class InputFile:
     rows: int  # the rows an engine reads: for JSON lines, the lines that are JSON objects
     columns: tuple[str, ...]
     service: str | None
-    month: int | None  # YYYYMM from the file name
+    month: int | None  # YYYYMM: the file name's, else the month most of its pickups fall in (Parquet)
     bad_lines: tuple[BadLine, ...] = ()  # JSON lines only; quarantined by the validator
 
     @property
@@ -124,8 +129,30 @@ def check(path: Location) -> InputFile:
     if (columns or rows) and (missing := schema.missing_required(columns)):
         raise BadInputError(path, f"not trip data: missing required column(s) {'; '.join(missing)}")
     month = month_in_name(path.name)
+    if month is None and fmt == "parquet" and rows:
+        month = pickup_month(path, columns)
     service = _service(path.name, columns)
     return InputFile(path, fmt, rows, tuple(columns), service, month.yyyymm if month else None, bad_lines)
+
+
+def pickup_month(path: Location, columns: Sequence[str]) -> Month | None:
+    """The month a Parquet file's trips belong to when its name gives none: the month of at least
+    MONTH_SHARE of its pickups (a TLC month holds a few stray pickups of other months), else None."""
+    pickup = schema.resolve_aliases(list(columns)).get(schema.PICKUP)
+    if pickup is None:
+        return None
+    with path.open("rb") as fh:
+        times = pq.read_table(fh, columns=[pickup]).column(0)
+    if not pa.types.is_timestamp(times.type):
+        return None
+    months = pc.add(pc.multiply(pc.year(times), 100), pc.month(times)).drop_null()
+    if not len(months):
+        return None
+    counts = pc.value_counts(months)
+    top = pc.index(counts.field("counts"), pc.max(counts.field("counts"))).as_py()
+    if counts.field("counts")[top].as_py() < MONTH_SHARE * len(months):
+        return None
+    return Month.from_yyyymm(counts.field("values")[top].as_py())
 
 
 def pickup_months(source: InputFile) -> tuple[Month, Month] | None:

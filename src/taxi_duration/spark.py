@@ -7,13 +7,16 @@ submitted with `spark-submit`, an existing session is reused and none of these d
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -106,6 +109,7 @@ def get_spark(
     driver_memory: str = "4g",
     app_name: str = "taxi-duration",
     executor_wait_s: float = 60.0,
+    log: Path | None = None,
 ) -> SparkSession:
     """Return the active Spark session, or start one on `master` with the project's defaults; under
     spark-submit, its master and every setting it was given win over these.
@@ -113,6 +117,8 @@ def get_spark(
     On a cluster this tool starts the session for, executors get this package shipped (`ship_package`;
     spark-submit ships what its `--py-files` name); on a `spark://` master the session fails within a bounded
     time, with one clear error, when nothing listens there or no executor registers within `executor_wait_s`.
+    With `log`, the JVM this starts writes its console (log4j, the JVM's own warnings, the Python workers it
+    forks) to that file, not to the user's screen.
     """
     try:
         from pyspark.sql import SparkSession
@@ -147,7 +153,12 @@ def get_spark(
         # Python workers (pandas UDFs, XGBoost's trainer) must run this interpreter, with this environment's
         # packages, not whatever `python3` is first on the PATH; PySpark reads the variable when it starts.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    spark = builder.getOrCreate()
+    try:
+        with jvm_console_to(log) if log is not None and ours_master else contextlib.nullcontext():
+            spark = builder.getOrCreate()
+    except Exception as exc:  # PySpark raises several types when the JVM does not start
+        where = f"; its log: {log}" if log is not None else ""
+        raise EngineUnavailableError(f"Spark did not start: {str(exc).strip().splitlines()[0]}{where}") from exc
     spark.sparkContext.setLogLevel("ERROR")
     running_on = spark.sparkContext.master or ""
     if not given and not running_on.startswith("local"):
@@ -160,10 +171,33 @@ def get_spark(
 
 
 def session_for(settings: Settings) -> SparkSession:
-    """The session a command's settings ask for: their master, driver memory and executor wait."""
+    """The session a command's settings ask for: their master, driver memory and executor wait; the JVM's
+    console in `DATA_DIR/logs/spark-<time>-<pid>.log`."""
+    log = settings.data_dir / "logs" / f"spark-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
     return get_spark(
-        settings.spark_master, settings.spark_driver_memory, executor_wait_s=settings.spark_executor_wait_seconds
+        settings.spark_master,
+        settings.spark_driver_memory,
+        executor_wait_s=settings.spark_executor_wait_seconds,
+        log=log,
     )
+
+
+@contextlib.contextmanager
+def jvm_console_to(log: Path) -> Iterator[None]:
+    """Point this process's standard error at `log` while a JVM starts inside the block: the JVM keeps it as
+    its own for life (its warnings are nothing a user can act on; our errors say what went wrong), and this
+    process's standard error is back when the block ends."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with log.open("ab") as fh:
+            os.dup2(fh.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def on_this_machine(master: str) -> bool:

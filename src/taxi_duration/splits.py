@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from taxi_duration.errors import UsageError
-from taxi_duration.inputs import InputFile
+from taxi_duration.inputs import MONTH_SHARE, InputFile
 from taxi_duration.months import Month, parse_months
 
 
@@ -124,4 +124,12 @@ def choose(
         return FileSplit(*names)
     if train_months:
         return TimeSplit.after(parse_months(train_months))
-    return TimeSplit.last_two_held_out([Month.from_yyyymm(f.month) for f in files if f.month is not None])
+    months = sorted({Month.from_yyyymm(f.month) for f in files if f.month is not None})
+    if len(months) < 3:
+        found = ", ".join(f"{f.path.name} {Month.from_yyyymm(f.month) if f.month else '(no month)'}" for f in files)
+        raise UsageError(
+            f"a time-honest split needs at least 3 months of data, found {len(months)}: {found or 'no file'}. A "
+            "file's month is the one in its name (green_tripdata_2023-01.parquet), else, for Parquet, the month of "
+            f"{MONTH_SHARE:.0%} of its pickups; or name the months with --train-months"
+        )
+    return TimeSplit.last_two_held_out(months)

@@ -8,6 +8,7 @@ LightGBM treats as missing) and given to LightGBM as categories; numbers pass th
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -28,6 +29,11 @@ from taxi_duration.config import FeatureSet
 from taxi_duration.features import BY_NAME, FEATURE_SETS, TARGET
 from taxi_duration.months import Month
 from taxi_duration.spool import Spool
+
+# LightGBM's native messages reach this logger's `info`, below the level anything shows: its dataset built
+# from a Sequence warns about categorical bins on every run even at verbosity -1, which no user can act on.
+# Its Python-side warnings stay warnings, and its errors are exceptions.
+lgb.register_logger(logging.getLogger("taxi_duration.lightgbm"))
 
 # Chosen once on 2023-01 -> 2023-02 (validation), never on a test month; see docs when training lands.
 LGBM_PARAMS: dict[str, Any] = {

@@ -18,6 +18,7 @@ span is kept (`Span`), so the run can show which candidates ran at the same time
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -95,6 +96,7 @@ GRIDS: dict[Search, dict[str, dict[str, list[Any]]]] = {
 TUNE_DECAYS = (1.0, 0.9)
 # The parameter that counts a tree family's trees, scaled by the refit (more rows bear more trees).
 TREE_COUNTS = {"gbt": "maxIter", "xgboost": "n_estimators"}
+XGB_LOGGER = "XGBoost-PySpark"  # xgboost.spark's own logger (`_LOG_TAG`)
 
 
 @dataclass
@@ -210,6 +212,10 @@ def xgboost_pipeline(feature_set: FeatureSet, workers: int, seed: int = 0) -> Pi
         from xgboost.spark import SparkXGBRegressor
     except ImportError:
         return None
+    # XGBoost logs each fit's parameters at INFO on the driver's screen (and tells its tasks the level): nothing
+    # a user acts on.
+    for logger in (SparkXGBRegressor.__name__, XGB_LOGGER):
+        logging.getLogger(logger).setLevel(logging.WARNING)
     stages, _, _ = _tree_inputs(feature_set, "xgb")
     xgb = SparkXGBRegressor(
         features_col="xgb_features",

@@ -55,6 +55,7 @@ class Edge:
             await self.app(scope, receive, send)
             return
         start, status = time.perf_counter(), "500"
+        asked = {**scope}  # a mount rewrites the scope's paths for its app: match the request as it came
 
         async def sent(message: MutableMapping[str, Any]) -> None:
             nonlocal status
@@ -69,15 +70,15 @@ class Edge:
             else:
                 await self.app(scope, self._counted(receive), sent)
         finally:
-            endpoint = self._template(scope)
+            endpoint = self._template(scope, asked)
             self.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
             self.metrics.requests.labels(endpoint, status).inc()
 
-    def _template(self, scope: dict[str, Any]) -> str:
-        """The route's path template (`/predict`), never the raw path: random paths must not each become a
-        metrics label. The router leaves the route it picked in the scope; a request refused before
-        routing (413) is matched here."""
-        route = scope.get("route") or next((r for r in self.routes if r.matches(scope)[0] != Match.NONE), None)
+    def _template(self, scope: dict[str, Any], asked: dict[str, Any]) -> str:
+        """The route's path template (`/predict`, the docs' assets mount), never the raw path: random paths must
+        not each become a metrics label. The router leaves the route it picked in the scope; a mount's files
+        and a request refused before routing (413) are matched here, on the scope as the request came."""
+        route = scope.get("route") or next((r for r in self.routes if r.matches(asked)[0] != Match.NONE), None)
         return str(getattr(route, "path", UNMATCHED))
 
     def _counted(self, receive: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:
