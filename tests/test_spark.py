@@ -21,6 +21,7 @@ from taxi_duration.spark import (
     check_java,
     defaults_for,
     java_version,
+    jvm_console_to,
     on_this_machine,
     package_archive,
 )
@@ -64,6 +65,20 @@ def test_session_runs_with_the_tuned_defaults(spark: Any) -> None:
     for key in ("spark.sql.shuffle.partitions", "spark.sql.session.timeZone", "spark.sql.adaptive.enabled"):
         assert conf.get(key) == LOCAL_DEFAULTS[key]
     assert spark.range(10).count() == 10
+
+
+def test_a_jvm_started_in_the_block_writes_its_console_to_the_log_and_the_screen_is_ours_again(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """What `get_spark` does for a command's session: a process started inside the block (the JVM) keeps the log
+    as its standard error for life; this process's own standard error is back when the block ends."""
+    log = tmp_path / "logs" / "spark.log"
+    with jvm_console_to(log):
+        child = subprocess.Popen(["sh", "-c", "echo started >&2; sleep 0.2; echo later >&2"])
+    print("ours", file=sys.stderr)
+    child.wait()
+    assert log.read_text().split() == ["started", "later"]
+    assert capfd.readouterr().err.split() == ["ours"]
 
 
 def test_a_killed_drivers_shipped_archive_is_removed_by_the_next_one() -> None:
