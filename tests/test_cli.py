@@ -143,7 +143,9 @@ def test_train_needs_three_months_and_says_so(tmp_path: Path) -> None:
     env_dir = tmp_path / "data"
     result = cli("train", "--data", data, "--config", _config(tmp_path, env_dir))
     assert result.returncode == 2
-    assert "a time-honest split needs at least 3 months of data, got 1" in result.stderr
+    assert "a time-honest split needs at least 3 months of data, found 1: green_tripdata_2023-01.parquet 2023-01" in (
+        result.stderr
+    )
     assert "Traceback" not in result.stderr
 
 
