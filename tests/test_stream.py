@@ -32,6 +32,7 @@ from taxi_duration.config import CHAMPION, DEFAULT_MODEL, MODEL_NAME, PRETRIP_CH
 from taxi_duration.errors import BadInputError
 from taxi_duration.inputs import check_all, discover
 from taxi_duration.landing import ADMITTED, TAIL_QUIET_FACTOR, Intake, later_than
+from taxi_duration.months import parse_months
 from taxi_duration.replay import event_table, lines, replay
 from taxi_duration.scorer import load
 from taxi_duration.serving import Champions, ModelHolder
@@ -158,16 +159,48 @@ def test_pickup_times_read_iso_text_as_the_api_does() -> None:
 def test_replay_lands_whole_files_with_stable_ids_and_no_dropoff(
     registry: Settings, trips: pa.Table, tmp_path: Path
 ) -> None:
-    landed = replay(trips, tmp_path / "a", "trips", 128, rate=2_000)
+    said: list[tuple[str, int, float | None]] = []
+    landed = replay(
+        trips, tmp_path / "a", "trips", 128, rate=2_000, on_file=lambda p, n, s: said.append((p.name, n, s))
+    )
     assert [p.name for p in landed] == ["trips-000000.jsonl", "trips-000001.jsonl", "trips-000002.jsonl"]
+    assert [(name, n) for name, n, _ in said] == [(p.name, n) for p, n in zip(landed, (128, 128, 44), strict=True)]
+    left = [s for _, _, s in said]
+    assert left[0] == pytest.approx((EVENTS - 0) / 2_000, abs=0.05)  # the pace's end, from the first file on
+    assert left == sorted(left, reverse=True)
     assert not [p for p in (tmp_path / "a").iterdir() if p.name.startswith(".")]  # no temporary file left
     events = [json.loads(line) for p in landed for line in p.read_text().splitlines()]
     assert len(events) == EVENTS
     assert len({e[TRIP_ID] for e in events}) == EVENTS
     assert not any(s.DROPOFF in e for e in events)
     assert [e[s.PICKUP] for e in events] == sorted(e[s.PICKUP] for e in events)
-    again = replay(trips, tmp_path / "b", "trips", 128)
+    again = replay(trips, tmp_path / "b", "trips", 128, on_file=lambda p, n, s: said.append((p.name, n, s)))
     assert [p.read_text() for p in again] == [p.read_text() for p in landed]  # same trips, same events
+    assert said[-1][2] is None  # no pace, no time left to tell
+
+
+def test_replay_stopped_by_ctrl_c_says_what_landed(tmp_path: Path) -> None:
+    from taxi_duration.synth import generate
+
+    [month] = generate(600, parse_months("2023-03"), tmp_path / "trips", seed=0)
+    command = [sys.executable, "-m", "taxi_duration", "replay", str(month), "--to", str(tmp_path / "land")]
+    env = {**os.environ, "TAXI_DURATION_DATA_DIR": str(tmp_path / "data")}
+    process = subprocess.Popen(
+        [*command, "--rate", "100", "--rows-per-file", "50"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 60
+    while not list((tmp_path / "land").glob("*.jsonl")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, errors = process.communicate(timeout=30)
+    files = sorted((tmp_path / "land").glob("*.jsonl"))
+    events = sum(len(f.read_text().splitlines()) for f in files)
+    assert process.returncode == 130
+    assert 0 < len(files) < 12
+    assert errors.strip().splitlines()[-1] == (
+        f"stopped: {events:,} of 600 events landed in {len(files)} file(s) in {tmp_path / 'land'}; the rest did "
+        "not land"
+    )
 
 
 @pytest.fixture

@@ -63,10 +63,10 @@ def replay(
     rows_per_file: int,
     rate: float | None = None,
     speedup: float | None = None,
-    on_file: Callable[[Path, int], None] = lambda path, rows: None,
+    on_file: Callable[[Path, int, float | None], None] = lambda path, rows, left_s: None,
 ) -> list[Path]:
     """Write `table`'s events into `to` as `<stem>-000000.jsonl`..., `rows_per_file` a file, paced; each file
-    appears whole.
+    appears whole. `on_file(path, events, seconds left)` after each (None: no pace, as fast as it goes).
 
     Raises:
         UsageError: both paces are given, one is not positive, or a file of the same name has landed before.
@@ -83,6 +83,13 @@ def replay(
     pickups = table.column(s.PICKUP) if table.num_rows else None
     first = pc.min(pickups).as_py() if pickups is not None else None
     began, landed_ns = time.monotonic(), 0
+    last = pc.max(pickups).as_py() if pickups is not None else None
+    if rate is not None:
+        ends: float | None = began + table.num_rows / rate
+    elif speedup is not None and first is not None and last is not None:
+        ends = began + (last - first).total_seconds() / speedup
+    else:
+        ends = None
     for path, start in zip(names, starts, strict=True):
         chunk = table.slice(start, rows_per_file)
         if rate is not None:
@@ -94,7 +101,7 @@ def replay(
         with atomic_file(path) as tmp:
             tmp.write_text("".join(lines(chunk)))
             landed_ns = later_than(tmp, landed_ns)
-        on_file(path, chunk.num_rows)
+        on_file(path, chunk.num_rows, None if ends is None else max(0.0, ends - time.monotonic()))
     return names
 
 

@@ -136,14 +136,20 @@ def replay(
     with console.status("reading trips"):
         table = replaying.event_table(settings, files)
     stem = files[0].path.stem if len(files) == 1 else f"{files[0].path.stem}+{len(files) - 1}"
-    with console.status(f"replaying {table.num_rows:,} events into {to}") as status:
-        paths = replaying.replay(
-            table,
-            to,
-            stem,
-            rows_per_file,
-            rate,
-            speedup,
-            on_file=lambda path, rows: status.update(f"landed {path.name} ({rows:,} events)"),
+    landed = [0, 0]  # files, events
+
+    def show(path: Path, rows: int, left_s: float | None) -> None:
+        landed[0], landed[1] = landed[0] + 1, landed[1] + rows
+        left = "" if left_s is None else f", about {left_s:,.0f} s left"
+        status.update(f"landed {path.name}: {landed[1]:,} of {table.num_rows:,} events{left}")
+
+    try:
+        with console.status(f"replaying {table.num_rows:,} events into {to}") as status:
+            paths = replaying.replay(table, to, stem, rows_per_file, rate, speedup, on_file=show)
+    except KeyboardInterrupt:
+        console.print(
+            f"stopped: {landed[1]:,} of {table.num_rows:,} events landed in {landed[0]:,} file(s) in {to}; "
+            "the rest did not land"
         )
+        raise typer.Exit(130) from None
     console.print(f"{table.num_rows:,} events in {len(paths):,} file(s) landed in {to}")
