@@ -17,7 +17,7 @@ run: setup ## The main job on embedded defaults: synthesize data if none, valida
 test: setup ## Run the test suite, every tier (Spark tests share one local session)
 	$(BIN)/pytest
 
-test-fast: setup ## Run the unit tier only: no Spark, no training, no server (about a minute)
+test-fast: setup ## Run the unit tier only: no Spark, no training, no server (about two minutes)
 	$(BIN)/pytest -m unit
 
 lint: setup ## ruff lint and format check, mypy on the package

@@ -97,10 +97,10 @@ def validate(
         runtime.write_parquet(flagged.with_columns(status.alias(STATUS_COL)), tmp / "_split", partition_by=STATUS_COL)
         _name_partitions(tmp / "_split", tmp, flagged)
         keys = (schema.SOURCE_FILE, schema.REASONS, REPAIRS_COL)
-        combos = nw.concat(
-            [runtime.scan_parquet(tmp / name, columns=list(keys)) for name in (CLEAN_DIR, QUARANTINE_DIR)],
-            how="vertical",
-        )
+        # Only the parts that hold rows: pandas warns that concatenating an empty frame will change meaning.
+        parts = [name for name in (CLEAN_DIR, QUARANTINE_DIR) if parquet_rows(tmp / name)] or [CLEAN_DIR]
+        scans = [runtime.scan_parquet(tmp / name, columns=list(keys)) for name in parts]
+        combos = scans[0] if len(scans) == 1 else nw.concat(scans, how="vertical")
         report = _report(runtime, files, combos.group_by(*keys).agg(nw.len().alias("rows")).collect(), tmp)
         _write_unreadable(files, tmp / UNREADABLE_JSONL)
         report.zones_from_coordinates = _zone_counts(runtime, files, tmp)
