@@ -454,7 +454,8 @@ def _train(
     files = [*files, *validate_files, *test_files]
     sample = f"; training on a sample of {settings.train_sample_rows:,} rows" if settings.train_sample_rows else ""
     console.print(f"{split}; {settings.feature_set} features; {settings.engine} engine{sample}")
-    with step_progress("training", STEPS) as (on_step, on_progress):
+    # The MLflow store and the engine open before the first step (a Spark session takes its seconds).
+    with step_progress("opening the MLflow store and the engine", STEPS) as (on_step, on_progress):
         outcome = run_training(settings, files, split, settings.feature_set, on_step, on_progress)
     _print_outcome(outcome)
     write_json(out, outcome_json(outcome))
