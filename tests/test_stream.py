@@ -485,12 +485,11 @@ def test_a_file_written_in_place_is_read_in_whole_lines_and_its_appended_tail_la
     intake = Intake(land, tmp_path / "ck" / ADMITTED, settle_s=5)
     f = land / "in-place.jsonl"
     f.write_bytes(b'{"trip_id": "a"}\n{"trip_id": "b"}\n{"trip_id": "c", "pick')
-    look = intake.look()
-    assert (look.admitted, look.waiting) == ([], 1)  # still being written: it waits
+    assert (intake.look().admitted, intake.pending()) == ([], 1)  # still being written: it waits
     aged(f, 6)
     look = intake.look()
     assert look.admitted[0].read_bytes() == b'{"trip_id": "a"}\n{"trip_id": "b"}\n'  # whole lines only
-    assert look.waiting == 1  # the unfinished line waits for its writer
+    assert intake.pending() == 1  # the unfinished line waits for its writer
     with f.open("ab") as fh:  # the writer comes back, ten seconds later, without a rename
         fh.write(b'up_datetime": "2023-03-01T08:00:00"}\n{"trip_id": "d"}')
     assert intake.look().admitted == []

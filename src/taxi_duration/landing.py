@@ -24,6 +24,7 @@ Databricks only.
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import re
 import time
@@ -66,7 +67,6 @@ class Look:
     """What one look at the landing folder found."""
 
     admitted: list[Path] = field(default_factory=list)  # parts admitted by this look
-    waiting: int = 0  # landed files with bytes not admitted yet (still being written, or a line unfinished)
     refused: dict[str, str] = field(default_factory=dict)  # file name -> why, first seen by this look
 
 
@@ -109,16 +109,15 @@ class Intake:
                 continue
             quiet_ns = now_ns - mtime_ns
             if quiet_ns < settle_ns:
-                found.waiting += 1
                 continue
             part = self._admit(name, done, size, drain or quiet_ns >= settle_ns * TAIL_QUIET_FACTOR, found)
             if part is not None:
                 found.admitted.append(part)
-            found.waiting += name not in self.refused and self.taken.get(name, 0) < size
         return found
 
     def pending(self) -> int:
-        """Landed event files with bytes not admitted yet (refused files aside)."""
+        """Landed event files with bytes not admitted yet (still being written, or a last line unfinished;
+        refused files aside)."""
         return sum(is_event_file(name) and size != self.taken.get(name, 0) for _, name, size in self._landed())
 
     def _landed(self) -> list[tuple[int, str, int]]:
@@ -139,10 +138,10 @@ class Intake:
     def _admit(self, name: str, start: int, size: int, whole: bool, found: Look) -> Path | None:
         source = self.landing / name
         if name.endswith(GZIP):
-            if why := _gzip_problem(source):
+            data = source.read_bytes()
+            if why := _gzip_problem(data):
                 self._refuse(found, name, why)
                 return None
-            data = source.read_bytes()
         else:
             with source.open("rb") as fh:
                 fh.seek(start)
@@ -164,10 +163,10 @@ class Intake:
         found.refused[name] = why
 
 
-def _gzip_problem(path: Path) -> str | None:
-    """Why `path` does not decompress whole, or None."""
+def _gzip_problem(data: bytes) -> str | None:
+    """Why `data` does not decompress whole, or None (read a chunk at a time: never all of it decompressed)."""
     try:
-        with gzip.open(path, "rb") as fh:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as fh:
             while fh.read(_CHUNK):
                 pass
     except (OSError, EOFError, zlib.error) as exc:
@@ -178,8 +177,7 @@ def _gzip_problem(path: Path) -> str | None:
 def wait_for_landed(intake: Intake, on_look: Callable[[Look], None] = lambda look: None) -> None:
     """Admit everything landed so far, waiting for files still being written to settle (`--available-now`)."""
     while True:
-        look = intake.look(drain=True)
-        on_look(look)
-        if not look.waiting:
+        on_look(intake.look(drain=True))
+        if not intake.pending():
             return
         time.sleep(intake.settle_s / 2)

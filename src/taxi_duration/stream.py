@@ -355,11 +355,9 @@ def run(
 
     check_folders(input_dir, output, checkpoint)
     intake = Intake(input_dir, checkpoint / ADMITTED, settings.stream_settle_seconds)
-    refused: dict[str, str] = {}
 
     def noticed(look: Look) -> None:
         for name, why in look.refused.items():
-            refused[name] = why
             on_refused(name, why)
 
     def backlog() -> int:
@@ -418,7 +416,8 @@ def run(
         with contextlib.suppress(Exception):
             query.stop()
             report(query.recentProgress)
-    return Run(sink.counts, taken, duplicates, late, backlog(), time.monotonic() - started, refused, stopped)
+    seconds = time.monotonic() - started
+    return Run(sink.counts, taken, duplicates, late, backlog(), seconds, dict(intake.refused), stopped)
 
 
 def batch_records(records: list[dict[str, Any]], after: int, written: dict[int, int]) -> list[dict[str, Any]]:
