@@ -20,10 +20,11 @@ test: setup ## Run the test suite, every tier (Spark tests share one local sessi
 test-fast: setup ## Run the unit tier only: no Spark, no training, no server (about two minutes)
 	$(BIN)/pytest -m unit
 
-lint: setup ## ruff lint and format check, mypy on the package
+lint: setup ## ruff lint and format check, mypy on the package, the layer order of its sub-packages
 	$(BIN)/ruff check src tests scripts benchmarks notebooks
 	$(BIN)/ruff format --check src tests scripts benchmarks notebooks
 	$(BIN)/mypy src
+	$(BIN)/lint-imports --no-logo --no-cache
 
 format: setup ## Apply ruff fixes and formatting
 	$(BIN)/ruff check --fix src tests scripts benchmarks notebooks

@@ -28,13 +28,13 @@ from typing import Any
 import numpy as np
 import psutil
 
-from taxi_duration.bench.measure import tree_cpu, tree_rss
-from taxi_duration.config import load_settings
-from taxi_duration.dashboard import sources
-from taxi_duration.dashboard import travel_times as tt
-from taxi_duration.dashboard.launch import environment
-from taxi_duration.scorer import load
-from taxi_duration.serving import wait_ready
+from taxi_duration.core.config import load_settings
+from taxi_duration.monitor.dashboard import sources
+from taxi_duration.monitor.dashboard import travel_times as tt
+from taxi_duration.monitor.dashboard.launch import environment
+from taxi_duration.ops.bench.measure import tree_cpu, tree_rss
+from taxi_duration.serve.holder import wait_ready
+from taxi_duration.serve.scorer import load
 
 
 def summary(seconds: list[float]) -> dict[str, float]:

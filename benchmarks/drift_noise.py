@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from taxi_duration.drift import psi
+from taxi_duration.monitor.drift import psi
 
 SIZES = (200, 500, 1_000, 2_000, 5_000, 10_000)
 DRAWS = 5

@@ -59,16 +59,17 @@ import narwhals as nw
 import numpy as np
 import pandas as pd
 
-from taxi_duration import dataset, train_local
-from taxi_duration import feature_store as fs
-from taxi_duration import schema as s
-from taxi_duration.config import FeatureSet, Settings
-from taxi_duration.engines import Runtime
-from taxi_duration.evaluate import hour_band, metrics
-from taxi_duration.features import PU_BOROUGH, STRAIGHT_MILES, TARGET
-from taxi_duration.inputs import check_all, discover
-from taxi_duration.months import parse_months
-from taxi_duration.splits import TimeSplit
+from taxi_duration.core import schema as s
+from taxi_duration.core.config import FeatureSet, Settings
+from taxi_duration.core.months import parse_months
+from taxi_duration.engines.frames import Runtime
+from taxi_duration.features import store as fs
+from taxi_duration.features.definitions import PU_BOROUGH, STRAIGHT_MILES, TARGET
+from taxi_duration.ingest.inputs import check_all, discover
+from taxi_duration.train import dataset
+from taxi_duration.train import local as train_local
+from taxi_duration.train.metrics import hour_band, metrics
+from taxi_duration.train.splits import TimeSplit
 
 # NYC DOE closing days of the shared months that are not US federal holidays (the DOE's published calendars
 # 2020-21, 2021-22, 2022-23): Lunar New Year and the midwinter recess.

@@ -6,7 +6,7 @@ Run from the repository root:
 
 Each engine runs `taxi-duration run` (the main job: synthesize 300,000 trips if there are none, validate,
 train, register) in a fresh process with a data folder of its own, on the same synthetic months (made once,
-before either is timed), measured by `taxi_duration.bench.measure`: wall time, CPU time (user+sys) and peak
+before either is timed), measured by `taxi_duration.ops.bench.measure`: wall time, CPU time (user+sys) and peak
 RSS of the whole process tree, the JVM and its Python workers included. Both engines in one run, one after
 the other, nothing else running.
 """
@@ -20,9 +20,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from taxi_duration.bench.measure import run_measured
-from taxi_duration.months import parse_months
-from taxi_duration.synth import generate
+from taxi_duration.core.months import parse_months
+from taxi_duration.ingest.synth import generate
+from taxi_duration.ops.bench.measure import run_measured
 
 MONTHS = "2023-01..2023-03"  # the main job's months
 ROWS = 300_000  # the main job's synthetic trips

@@ -4,7 +4,7 @@ Run from the repository root:
 
     python benchmarks/scaling.py --rows 1M --rows 10M --workers 1 --workers 2 --out benchmarks/scaling.json
 
-For each size and worker count, a fresh cluster (`taxi_duration.cluster.up`: a master and N worker JVMs of
+For each size and worker count, a fresh cluster (`taxi_duration.ops.cluster.up`: a master and N worker JVMs of
 `--cores-per-worker` cores and `--memory-per-worker` each) runs, as separate `taxi-duration` processes:
 - `validate --features --engine spark` on three synthetic months of `--rows` trips (the feature job);
 - `train --engine spark --search quick` on the same months (the first trains, the second validates, the
@@ -23,11 +23,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from taxi_duration import cluster
-from taxi_duration.bench import stages
-from taxi_duration.bench.engines import synthetic
-from taxi_duration.bench.measure import run_measured
-from taxi_duration.synth import parse_rows
+from taxi_duration.ingest.synth import parse_rows
+from taxi_duration.ops import cluster
+from taxi_duration.ops.bench import stages
+from taxi_duration.ops.bench.engines import synthetic
+from taxi_duration.ops.bench.measure import run_measured
 
 GIB = 2**30
 

@@ -28,12 +28,12 @@ import numpy as np
 import psutil
 import pyarrow.parquet as pq
 
-from taxi_duration.atomic import atomic_file
-from taxi_duration.config import load_settings
-from taxi_duration.inputs import check_all, discover
-from taxi_duration.replay import event_table, lines
-from taxi_duration.scorer import load
-from taxi_duration.stream import PREDICTIONS, QUARANTINE, TRIP_ID
+from taxi_duration.core.atomic import atomic_file
+from taxi_duration.core.config import load_settings
+from taxi_duration.ingest.inputs import check_all, discover
+from taxi_duration.serve.scorer import load
+from taxi_duration.stream.predictions import PREDICTIONS, QUARANTINE, TRIP_ID
+from taxi_duration.stream.replay import event_table, lines
 
 ROWS_PER_FILE = 500
 QUIET_S = 15.0

@@ -4,7 +4,7 @@ Run from the repository root:
 
     python benchmarks/synth.py --rows 10M --rows 50M --whole-up-to 10M
 
-Each size runs in a fresh process measured by `taxi_duration.bench.measure` (wall time, peak RSS of the process
+Each size runs in a fresh process measured by `taxi_duration.ops.bench.measure` (wall time, peak RSS of the process
 tree). The baseline "whole" builds every row in one chunk, as a naive generator would; it is run only up to
 `--whole-up-to` rows, since beyond that it needs more memory than a laptop has.
 """
@@ -18,8 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from taxi_duration.bench.measure import run_measured
-from taxi_duration.synth import parse_rows
+from taxi_duration.ingest.synth import parse_rows
+from taxi_duration.ops.bench.measure import run_measured
 
 MONTHS = "2021-01"  # one month, one file: the baseline then holds every row at once
 

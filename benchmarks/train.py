@@ -6,7 +6,7 @@ Run from the repository root:
 
 The training month (2023-01) holds `--rows` synthetic trips; the validation and test months hold 500,000
 between them, so the time is dominated by training. Each run is a fresh `taxi-duration train` process with
-its own MLflow store, measured by `taxi_duration.bench.measure` (wall time, CPU time user+sys, peak RSS of
+its own MLflow store, measured by `taxi_duration.ops.bench.measure` (wall time, CPU time user+sys, peak RSS of
 the process tree, the JVM included), with the job's own time for each of its steps. Rows/s counts modeled
 training rows over the whole job's wall time, and over the train step alone as the job reports it.
 """
@@ -19,9 +19,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from taxi_duration.bench.measure import run_measured
-from taxi_duration.months import parse_months
-from taxi_duration.synth import generate, parse_rows
+from taxi_duration.core.months import parse_months
+from taxi_duration.ingest.synth import generate, parse_rows
+from taxi_duration.ops.bench.measure import run_measured
 
 HELD_OUT_ROWS = 500_000
 

@@ -7,7 +7,7 @@ Run from the repository root:
 The input is synthetic trips over 2023-01..2023-03 (`data/bench/synthetic-<rows>-seed0`, the engine
 benchmark's files, made once if missing; `--data` names another folder of three months): train on 2023-01,
 validate on 2023-02, as `taxi-duration train` splits them. Each size and path runs in a fresh process
-measured by `taxi_duration.bench.measure` (wall time, CPU time user+sys and peak RSS of the process tree):
+measured by `taxi_duration.ops.bench.measure` (wall time, CPU time user+sys and peak RSS of the process tree):
 
 - `batched`: what the training job does: the parts read from DuckDB in batches, LightGBM's binned dataset
   built from a spool of encoded batches, the validation month predicted a batch at a time;
@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from taxi_duration.bench.engines import synthetic
-from taxi_duration.bench.measure import run_measured
-from taxi_duration.synth import parse_rows
+from taxi_duration.ingest.synth import parse_rows
+from taxi_duration.ops.bench.engines import synthetic
+from taxi_duration.ops.bench.measure import run_measured
 
 PATHS = ("batched", "in-memory", "job")
 
@@ -41,15 +41,15 @@ def work(path: str, data: Path, search: str, feature_set: str, result: Path) -> 
     """One measured run of `batched` or `in-memory` (in this process): its rows and validation RMSE to `result`."""
     import narwhals as nw
 
-    from taxi_duration import train_local
-    from taxi_duration.config import Engine, FeatureSet, load_settings
-    from taxi_duration.dataset import prepare
-    from taxi_duration.engines import Runtime
-    from taxi_duration.evaluate import metrics
-    from taxi_duration.features import TARGET
-    from taxi_duration.inputs import check_all, discover
-    from taxi_duration.months import Month
-    from taxi_duration.splits import TimeSplit
+    from taxi_duration.core.config import Engine, FeatureSet, load_settings
+    from taxi_duration.core.months import Month
+    from taxi_duration.engines.frames import Runtime
+    from taxi_duration.features.definitions import TARGET
+    from taxi_duration.ingest.inputs import check_all, discover
+    from taxi_duration.train import local as train_local
+    from taxi_duration.train.dataset import prepare
+    from taxi_duration.train.metrics import metrics
+    from taxi_duration.train.splits import TimeSplit
 
     fs = FeatureSet(feature_set)
     trees = {"n_estimators": 100} if search == "quick" else {}

@@ -8,7 +8,7 @@ Reads `DATA_DIR/taxi_zones.zip`, the TLC's official zone shapefile
 (https://d37ci6vzurychx.cloudfront.net/misc/taxi_zones.zip: 263 polygons in New York State Plane Long Island,
 EPSG:2263, feet), projects it to longitude and latitude as `geo.ZoneIndex.from_zip` does, simplifies each
 polygon by `TOLERANCE_DEG`, snaps every vertex to a `GRID_DEG` grid, and writes
-`src/taxi_duration/data/taxi_zones.parquet` (zone id and well-known binary per zone). Then it assigns the
+`src/taxi_duration/geo/data/taxi_zones.parquet` (zone id and well-known binary per zone). Then it assigns the
 same points with the full and the packed shapes and prints how many agree: every pickup and dropoff of the
 Kaggle and 2009 yellow samples, and a uniform grid of points over the zones' bounding box.
 """
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from taxi_duration.geo import PACKAGED_SHAPES, SHAPES_FILE, ZoneIndex
+from taxi_duration.geo.shapes import PACKAGED_SHAPES, SHAPES_FILE, ZoneIndex
 
 REPO = Path(__file__).resolve().parents[1]
 # 1e-6 degrees is about 0.1 m (0.11 m of latitude, 0.08 m of longitude at New York): a quarter of the

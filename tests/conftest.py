@@ -19,22 +19,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from taxi_duration import feature_store as fs
-from taxi_duration import schema as s
-from taxi_duration.cluster import Cluster
-from taxi_duration.config import Engine, Settings, load_settings
-from taxi_duration.dataset import prepare
-from taxi_duration.engines import Runtime
-from taxi_duration.features import featurize
-from taxi_duration.inputs import InputFile, check_all, discover
-from taxi_duration.months import parse_months
-from taxi_duration.online import features_table, trips_table
-from taxi_duration.readers import read_trips
-from taxi_duration.splits import TimeSplit
-from taxi_duration.validation import apply_repairs
+from taxi_duration.core import schema as s
+from taxi_duration.core.config import Engine, Settings, load_settings
+from taxi_duration.core.months import parse_months
+from taxi_duration.engines.frames import Runtime
+from taxi_duration.features import store as fs
+from taxi_duration.features.definitions import featurize
+from taxi_duration.ingest.inputs import InputFile, check_all, discover
+from taxi_duration.ingest.readers import read_trips
+from taxi_duration.ingest.validation import apply_repairs
+from taxi_duration.ops.cluster import Cluster
+from taxi_duration.serve.online import features_table, trips_table
+from taxi_duration.train.dataset import prepare
+from taxi_duration.train.splits import TimeSplit
 
 if TYPE_CHECKING:
-    from taxi_duration.train import Outcome  # MLflow loads only in the runs that train
+    from taxi_duration.train.job import Outcome  # MLflow loads only in the runs that train
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -218,7 +218,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def spark() -> Iterator[Any]:
     """The one Spark session of the test run (local[2], small memory)."""
-    from taxi_duration.spark import get_spark
+    from taxi_duration.engines.spark import get_spark
 
     session = get_spark("local[2]", "1g", app_name="taxi-duration-tests")
     yield session
@@ -230,7 +230,7 @@ def spark_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]
     """A Spark standalone cluster for the run, started and stopped by `taxi-duration cluster up` and `down` as a
     user would: a master and two workers of one core and 1g each. Stopping it must leave no process behind:
     not a daemon, not an executor, not a Python worker."""
-    from taxi_duration import cluster
+    from taxi_duration.ops import cluster
 
     data_dir = tmp_path_factory.mktemp("cluster")
     env = {**os.environ, "TAXI_DURATION_DATA_DIR": str(data_dir)}
@@ -276,8 +276,8 @@ def runtime(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """A store whose champion is a small LightGBM model trained on `with_distance`, shared by the modules that
     only read it (the stream, the dashboard): a test that trains or moves the alias needs its own store."""
-    from taxi_duration.synth import generate
-    from taxi_duration.train import train  # here: MLflow loads only in the runs that train
+    from taxi_duration.ingest.synth import generate
+    from taxi_duration.train.job import train  # here: MLflow loads only in the runs that train
 
     root = tmp_path_factory.mktemp("registry")
     generate(24_000, parse_months("2023-01..2023-03"), root / "raw", seed=4)
@@ -289,7 +289,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 @pytest.fixture(scope="session")
 def raw(tmp_path_factory: pytest.TempPathFactory) -> list[InputFile]:
     """Three synthetic months of 8,000 trips: the split's train, validate and test parts."""
-    from taxi_duration.synth import generate
+    from taxi_duration.ingest.synth import generate
 
     root = tmp_path_factory.mktemp("raw")
     generate(24_000, parse_months("2023-01..2023-03"), root, seed=3)
@@ -302,7 +302,7 @@ def spark_run(
 ) -> tuple[Settings, Outcome, list[tuple[str, int, int]]]:
     """One Spark training run in local mode on `raw` (the search two fits at a time), with the progress it
     reported: the training tests read it, and the cluster's training must give its metrics."""
-    from taxi_duration.train import train
+    from taxi_duration.train.job import train
 
     settings = store_settings(
         tmp_path_factory.mktemp("spark-store"),
@@ -319,7 +319,7 @@ def spark_run(
 @pytest.fixture(scope="session")
 def prepared_spark(tmp_path_factory: pytest.TempPathFactory, spark: Any) -> Any:
     """Three synthetic months of 3,000 trips prepared on the shared Spark session: small Spark fits."""
-    from taxi_duration.synth import generate
+    from taxi_duration.ingest.synth import generate
 
     root = tmp_path_factory.mktemp("native")
     generate(9_000, parse_months("2023-01..2023-03"), root / "raw", seed=5)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from taxi_duration.atomic import atomic_dir, remove_temp_files, run_tag
+from taxi_duration.core.atomic import atomic_dir, remove_temp_files, run_tag
 from tests.conftest import Holding
 
 
@@ -15,7 +15,7 @@ def test_a_killed_writers_temporary_folder_is_removed_by_the_next_writer_but_nev
     write = "\n".join(
         [
             "import contextlib, pathlib",
-            "from taxi_duration.atomic import atomic_dir",
+            "from taxi_duration.core.atomic import atomic_dir",
             "stack = contextlib.ExitStack()  # held: the block stays open until the process is killed",
             f"print(stack.enter_context(atomic_dir(pathlib.Path({str(target)!r}))))",
         ]

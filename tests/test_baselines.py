@@ -11,13 +11,13 @@ from scipy import sparse
 from sklearn.linear_model import LinearRegression
 from sklearn.preprocessing import OneHotEncoder
 
-from taxi_duration.baselines import CourseBaseline, GlobalMean
-from taxi_duration.config import Engine, load_settings
-from taxi_duration.engines import Runtime
-from taxi_duration.evaluate import metrics
-from taxi_duration.features import STRAIGHT_MILES, TARGET, featurize, in_target_range
-from taxi_duration.inputs import check_all
-from taxi_duration.readers import read_trips
+from taxi_duration.core.config import Engine, load_settings
+from taxi_duration.engines.frames import Runtime
+from taxi_duration.features.definitions import STRAIGHT_MILES, TARGET, featurize, in_target_range
+from taxi_duration.ingest.inputs import check_all
+from taxi_duration.ingest.readers import read_trips
+from taxi_duration.train.baselines import CourseBaseline, GlobalMean
+from taxi_duration.train.metrics import metrics
 
 
 def trips(rows: list[tuple[int, int, float, float]], straight: float = np.nan) -> pd.DataFrame:

@@ -13,12 +13,12 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from taxi_duration.bench import reference
-from taxi_duration.bench.engines import figure, in_process, synthetic
-from taxi_duration.config import Engine, load_settings
-from taxi_duration.engines import Runtime
-from taxi_duration.inputs import check_all, discover
-from taxi_duration.quality import validate
+from taxi_duration.core.config import Engine, load_settings
+from taxi_duration.engines.frames import Runtime
+from taxi_duration.ingest.inputs import check_all, discover
+from taxi_duration.ingest.quality import validate
+from taxi_duration.ops.bench import reference
+from taxi_duration.ops.bench.engines import figure, in_process, synthetic
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from taxi_duration.months import parse_months
-from taxi_duration.synth import generate
+from taxi_duration.core.months import parse_months
+from taxi_duration.ingest.synth import generate
 from tests.conftest import green_row, write_parquet
 
 

@@ -20,19 +20,20 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 
-from taxi_duration import cluster
-from taxi_duration.atomic import run_tag
-from taxi_duration.cluster import Cluster
-from taxi_duration.config import Settings
-from taxi_duration.engines import Runtime
-from taxi_duration.errors import EngineUnavailableError, UsageError
-from taxi_duration.inputs import InputFile, check_all, discover
-from taxi_duration.months import parse_months
-from taxi_duration.quality import CLEAN_DIR, QUARANTINE_DIR, REPORT_JSON
-from taxi_duration.quality import validate as run_validation
-from taxi_duration.scorecard import score_files
-from taxi_duration.synth import generate
-from taxi_duration.train import Outcome, outcome_json
+from taxi_duration.core.atomic import run_tag
+from taxi_duration.core.config import Settings
+from taxi_duration.core.errors import EngineUnavailableError, UsageError
+from taxi_duration.core.months import parse_months
+from taxi_duration.engines.frames import Runtime
+from taxi_duration.engines.spark import check_master
+from taxi_duration.ingest.inputs import InputFile, check_all, discover
+from taxi_duration.ingest.quality import CLEAN_DIR, QUARANTINE_DIR, REPORT_JSON
+from taxi_duration.ingest.quality import validate as run_validation
+from taxi_duration.ingest.synth import generate
+from taxi_duration.monitor.scorecard import score_files
+from taxi_duration.ops import cluster
+from taxi_duration.ops.cluster import Cluster
+from taxi_duration.train.job import Outcome, outcome_json
 from tests.conftest import Holding, store_settings
 
 JOB_TIMEOUT_S = 900  # a whole job on two shared cores; every wait below is bounded
@@ -213,7 +214,7 @@ def test_stopping_processes_ends_their_children_too() -> None:
 
 def test_a_master_nothing_listens_on_is_refused_at_once() -> None:
     with pytest.raises(EngineUnavailableError, match=r"no Spark master at spark://127\.0\.0\.1:\d+"):
-        cluster.check_master(f"spark://127.0.0.1:{free_port()}")
+        check_master(f"spark://127.0.0.1:{free_port()}")
 
 
 @pytest.mark.cluster

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from taxi_duration.config import Engine, FeatureSet, Search, load_settings, main_job_search
-from taxi_duration.errors import UsageError
+from taxi_duration.core.config import Engine, FeatureSet, Search, load_settings, main_job_search
+from taxi_duration.core.errors import UsageError
 from tests.conftest import Holding
 
 
@@ -110,7 +110,9 @@ def test_a_feature_set_is_checked_when_the_settings_load(monkeypatch: pytest.Mon
 
 
 def test_a_killed_runs_scratch_folder_is_removed_by_the_next_run_but_never_a_live_ones(tmp_path: Path) -> None:
-    make = f"from taxi_duration.config import load_settings as s; print(s(data_dir={str(tmp_path)!r}).scratch_dir())"
+    make = (
+        f"from taxi_duration.core.config import load_settings as s; print(s(data_dir={str(tmp_path)!r}).scratch_dir())"
+    )
     killed, live = Holding(make), Holding(make)
     killed_folder, live_folder = Path(killed.said), Path(live.said)
     try:

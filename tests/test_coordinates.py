@@ -12,16 +12,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from taxi_duration import schema as s
-from taxi_duration.engines import Runtime
-from taxi_duration.errors import BadInputError, UsageError
-from taxi_duration.features import featurize
-from taxi_duration.geo import UNKNOWN_ZONE, load_index
-from taxi_duration.inputs import check, check_all
-from taxi_duration.legacy import haversine_km
-from taxi_duration.quality import validate
-from taxi_duration.readers import read_trips
-from taxi_duration.zones import centroids
+from taxi_duration.core import schema as s
+from taxi_duration.core.errors import BadInputError, UsageError
+from taxi_duration.engines.frames import Runtime
+from taxi_duration.features.definitions import featurize
+from taxi_duration.geo.shapes import UNKNOWN_ZONE, load_index
+from taxi_duration.geo.zones import centroids
+from taxi_duration.ingest.inputs import check, check_all
+from taxi_duration.ingest.quality import validate
+from taxi_duration.ingest.readers import read_trips
+from taxi_duration.monitor.legacy import haversine_km
 from tests.conftest import ALL_ENGINES, online_features
 
 on_every_engine = pytest.mark.parametrize("runtime", ALL_ENGINES, indirect=True)

@@ -20,20 +20,20 @@ import pytest
 from mlflow import MlflowClient
 from prometheus_client import start_http_server
 
-from taxi_duration import drift_report
-from taxi_duration import schema as s
-from taxi_duration.api.edge import Metrics
-from taxi_duration.config import CHAMPION, DEFAULT_MODEL, MODEL_NAME, Engine, Settings
-from taxi_duration.dashboard import PAGES, sources, travel_times
-from taxi_duration.dashboard.launch import APP, environment
-from taxi_duration.drift import compare
-from taxi_duration.engines import Runtime
-from taxi_duration.inputs import check_all, discover
-from taxi_duration.quality import validate
-from taxi_duration.scorer import load
-from taxi_duration.serving import wait_ready
-from taxi_duration.stream import PREDICTIONS
-from taxi_duration.stream import QUARANTINE as STREAM_QUARANTINE
+from taxi_duration.core import schema as s
+from taxi_duration.core.config import CHAMPION, DEFAULT_MODEL, MODEL_NAME, Engine, Settings
+from taxi_duration.engines.frames import Runtime
+from taxi_duration.ingest.inputs import check_all, discover
+from taxi_duration.ingest.quality import validate
+from taxi_duration.monitor import drift_report
+from taxi_duration.monitor.dashboard import PAGES, sources, travel_times
+from taxi_duration.monitor.dashboard.launch import APP, environment
+from taxi_duration.monitor.drift import compare
+from taxi_duration.serve.api.edge import Metrics
+from taxi_duration.serve.holder import wait_ready
+from taxi_duration.serve.scorer import load
+from taxi_duration.stream.predictions import PREDICTIONS
+from taxi_duration.stream.predictions import QUARANTINE as STREAM_QUARANTINE
 
 AppTest = pytest.importorskip("streamlit.testing.v1", reason="the dashboard extra is not installed").AppTest
 MONTHS = ("2023-01", "2023-02", "2023-03")

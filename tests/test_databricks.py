@@ -12,8 +12,8 @@ import pytest
 import typer
 import yaml
 
-from taxi_duration.cli import app
-from taxi_duration.notebook_env import PARAMETERS
+from taxi_duration.cli.main import app
+from taxi_duration.ops.notebook_env import PARAMETERS
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / "databricks.yml"

@@ -14,9 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from taxi_duration.download import download, trip_url
-from taxi_duration.errors import NetworkError, UsageError
-from taxi_duration.months import Month
+from taxi_duration.core.errors import NetworkError, UsageError
+from taxi_duration.core.months import Month
+from taxi_duration.ingest.download import download, trip_url
 
 JAN, FEB, MAR = Month(2023, 1), Month(2023, 2), Month(2023, 3)
 ZONES = b"LocationID,Borough,Zone,service_zone\n1,EWR,Newark Airport,EWR\n2,Queens,Jamaica Bay,Boro Zone\n"

@@ -15,17 +15,17 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from taxi_duration import cli
-from taxi_duration.config import Engine, Settings, load_settings
-from taxi_duration.drift import MEASURES, compare, count_array, count_values, ks_wasserstein, psi
-from taxi_duration.drift_report import PLOTS, REPORT, SUMMARY
-from taxi_duration.engines import Runtime
-from taxi_duration.features import TARGET, in_target_range
-from taxi_duration.inputs import check_all
-from taxi_duration.months import parse_months
-from taxi_duration.quality import CLEAN_DIR, validate
-from taxi_duration.synth import generate
-from taxi_duration.train import train
+from taxi_duration.cli import main as cli
+from taxi_duration.core.config import Engine, Settings, load_settings
+from taxi_duration.core.months import parse_months
+from taxi_duration.engines.frames import Runtime
+from taxi_duration.features.definitions import TARGET, in_target_range
+from taxi_duration.ingest.inputs import check_all
+from taxi_duration.ingest.quality import CLEAN_DIR, validate
+from taxi_duration.ingest.synth import generate
+from taxi_duration.monitor.drift import MEASURES, compare, count_array, count_values, ks_wasserstein, psi
+from taxi_duration.monitor.drift_report import PLOTS, REPORT, SUMMARY
+from taxi_duration.train.job import train
 from tests.conftest import SPLIT, store_settings, timed_trip, write_parquet
 
 MONTHS = parse_months("2023-01..2023-02")

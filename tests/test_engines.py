@@ -8,9 +8,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from taxi_duration.config import Engine, load_settings
-from taxi_duration.engines import Runtime
-from taxi_duration.errors import BadInputError
+from taxi_duration.core.config import Engine, load_settings
+from taxi_duration.core.errors import BadInputError
+from taxi_duration.engines.frames import Runtime
 from tests.conftest import ALL_ENGINES, FAST_ENGINES
 
 

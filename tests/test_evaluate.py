@@ -10,9 +10,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from taxi_duration.engines import Runtime
-from taxi_duration.evaluate import BOROUGH, HOUR, hour_band, metrics, score
-from taxi_duration.features import TARGET
+from taxi_duration.engines.frames import Runtime
+from taxi_duration.features.definitions import TARGET
+from taxi_duration.train.metrics import BOROUGH, HOUR, hour_band, metrics, score
 from tests.conftest import ALL_ENGINES
 
 

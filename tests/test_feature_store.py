@@ -10,11 +10,11 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from taxi_duration import feature_store as fs
-from taxi_duration import schema as s
-from taxi_duration.engines import Runtime
-from taxi_duration.errors import UsageError
-from taxi_duration.months import Month
+from taxi_duration.core import schema as s
+from taxi_duration.core.errors import UsageError
+from taxi_duration.core.months import Month
+from taxi_duration.engines.frames import Runtime
+from taxi_duration.features import store as fs
 from tests.conftest import FAST_ENGINES, feature_trips, featurized, online_features, write_parquet
 
 JAN = Month(2023, 1)

@@ -14,11 +14,12 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from taxi_duration import feature_store as fs
-from taxi_duration import schema as s
-from taxi_duration.config import Engine, FeatureSet, load_settings
-from taxi_duration.engines import Runtime
-from taxi_duration.features import (
+from taxi_duration.core import schema as s
+from taxi_duration.core.config import Engine, FeatureSet, load_settings
+from taxi_duration.core.months import Month
+from taxi_duration.engines.frames import Runtime
+from taxi_duration.features import store as fs
+from taxi_duration.features.definitions import (
     BY_NAME,
     FEATURE_SETS,
     FEATURES,
@@ -28,8 +29,7 @@ from taxi_duration.features import (
     in_target_range,
     trip_miles,
 )
-from taxi_duration.months import Month
-from taxi_duration.online import FastFeatures, features_table, trips_table
+from taxi_duration.serve.online import FastFeatures, features_table, trips_table
 from tests.conftest import ALL_ENGINES, feature_trips, featurized, green_row, online_features, write_parquet
 
 FEATURE_NAMES = tuple(f.name for f in FEATURES)

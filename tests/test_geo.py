@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 import shapely
 
-from taxi_duration.config import load_settings
-from taxi_duration.errors import UsageError
-from taxi_duration.geo import PACKAGED_SHAPES, UNKNOWN_ZONE, ZoneIndex, fill_zones, load_index
+from taxi_duration.core.config import load_settings
+from taxi_duration.core.errors import UsageError
+from taxi_duration.geo.shapes import PACKAGED_SHAPES, UNKNOWN_ZONE, ZoneIndex, fill_zones, load_index, shapes_path
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_missing_or_broken_shapes_say_how_to_fetch_them(tmp_path: Path) -> None:
 
 
 def test_the_packaged_shapes_are_the_default_and_place_landmarks() -> None:
-    index = load_index(load_settings().zone_shapes)
+    index = load_index(shapes_path(load_settings().zone_shapes))
     assert index is load_index(PACKAGED_SHAPES)
     assert sorted(index.ids.tolist()) == list(range(1, 264))
     assert shapely.is_valid(index.polygons).all()

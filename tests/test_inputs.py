@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from taxi_duration.errors import BadInputError, UsageError
-from taxi_duration.inputs import check, discover
-from taxi_duration.splits import choose
+from taxi_duration.core.errors import BadInputError, UsageError
+from taxi_duration.ingest.inputs import check, discover
+from taxi_duration.train.splits import choose
 from tests.conftest import green_row, write_jsonl, write_parquet
 
 CSV_HEADER = (

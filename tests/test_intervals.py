@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from taxi_duration import intervals
+from taxi_duration.serve import intervals
 
 
 def trips(seed: int, n: int = 20_000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

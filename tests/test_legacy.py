@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from taxi_duration import legacy
-from taxi_duration.evaluate import metrics
+from taxi_duration.monitor import legacy
+from taxi_duration.train.metrics import metrics
 
 
 def test_haversine_is_the_great_circle_distance() -> None:

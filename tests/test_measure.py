@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from taxi_duration.bench.measure import parse_bytes, run_measured, sampling_rss
-from taxi_duration.errors import UsageError
+from taxi_duration.core.errors import UsageError
+from taxi_duration.ops.bench.measure import parse_bytes, run_measured, sampling_rss
 
 ALLOCATE = "import time; b = bytearray({mb} * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(0.5)"
 
@@ -47,7 +47,7 @@ def test_failure_keeps_the_exit_code_and_the_end_of_stderr() -> None:
 
 
 def test_a_memory_limit_stops_a_process_that_goes_past_it() -> None:
-    from taxi_duration.bench.measure import CGROUP_V1, CGROUP_V2
+    from taxi_duration.ops.bench.measure import CGROUP_V1, CGROUP_V2
 
     if not (CGROUP_V1.is_dir() or (CGROUP_V2 / "cgroup.controllers").is_file()):
         pytest.skip("no memory cgroups on this machine")

@@ -10,15 +10,15 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from taxi_duration import postgres
-from taxi_duration.errors import UsageError
-from taxi_duration.inputs import check_all
-from taxi_duration.legacy import NAME
-from taxi_duration.scorecard import score_files
-from taxi_duration.scorer import load
-from taxi_duration.scoring import score_table
-from taxi_duration.splits import FileSplit
-from taxi_duration.train import train
+from taxi_duration.core.errors import UsageError
+from taxi_duration.ingest import postgres
+from taxi_duration.ingest.inputs import check_all
+from taxi_duration.monitor.legacy import NAME
+from taxi_duration.monitor.scorecard import score_files
+from taxi_duration.serve.batch import score_table
+from taxi_duration.serve.scorer import load
+from taxi_duration.train.job import train
+from taxi_duration.train.splits import FileSplit
 from tests.conftest import store_settings
 
 pytestmark = pytest.mark.shared

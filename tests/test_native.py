@@ -3,6 +3,7 @@ on the same rows (unseen categories included), within 1e-6 minutes, with no JVM 
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -14,17 +15,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from taxi_duration import native as native_module
-from taxi_duration import train_local
-from taxi_duration.config import Engine, Search, load_settings
-from taxi_duration.dataset import prepare
-from taxi_duration.engines import Runtime
-from taxi_duration.export import from_mllib, from_sklearn
-from taxi_duration.features import TARGET
-from taxi_duration.inputs import check_all, discover
-from taxi_duration.months import parse_months
-from taxi_duration.native import NativeModel
-from taxi_duration.synth import generate
+from taxi_duration.core.config import Engine, Search, load_settings
+from taxi_duration.core.months import parse_months
+from taxi_duration.engines.frames import Runtime
+from taxi_duration.features.definitions import TARGET
+from taxi_duration.ingest.inputs import check_all, discover
+from taxi_duration.ingest.synth import generate
+from taxi_duration.serve import native as native_module
+from taxi_duration.serve.native import NativeModel
+from taxi_duration.train import local as train_local
+from taxi_duration.train.dataset import prepare
+from taxi_duration.train.export import from_mllib, from_sklearn
 from tests.conftest import SPLIT
 
 TOLERANCE = 1e-6
@@ -46,7 +47,7 @@ def _roundtrip(model: NativeModel, tmp_path: Path) -> NativeModel:
 
 @pytest.mark.spark
 def test_every_spark_family_and_their_average_match_spark_transform(prepared_spark: Any, tmp_path: Path) -> None:
-    from taxi_duration import train_spark
+    from taxi_duration.train import spark as train_spark
 
     train = prepared_spark.parts["train"].to_native()
     validate = prepared_spark.parts["validate"].to_native()
@@ -74,7 +75,7 @@ NO_JVM = """
 import sys
 import pandas as pd
 import numpy as np
-from taxi_duration.native import NativeModel
+from taxi_duration.serve.native import NativeModel
 rows = pd.read_parquet(sys.argv[2])
 np.save(sys.argv[3], NativeModel.load(__import__("pathlib").Path(sys.argv[1])).predict(rows))
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("pyspark", "py4j"))
@@ -103,14 +104,14 @@ TRAINING_ONLY = (
     "pyspark",
     "sklearn",
     "xgboost",
-    "taxi_duration.export",
-    "taxi_duration.evaluate",
-    "taxi_duration.model",
-    "taxi_duration.spark",
+    "taxi_duration.train.export",
+    "taxi_duration.train.metrics",
+    "taxi_duration.train.model",
+    "taxi_duration.engines.spark",
 )
 
 
-@pytest.mark.parametrize("module", ["native", "scorer", "serving", "api", "pyfunc_entry"])
+@pytest.mark.parametrize("module", ["serve.native", "serve.scorer", "serve.holder", "serve.api", "serve.pyfunc_entry"])
 def test_the_serving_side_imports_no_trainer_evaluator_or_spark(module: str) -> None:
     """The serving side alone in a fresh process (on this process's path): nothing only training needs comes
     with it. (MLflow itself imports pyspark when it is installed, to know its types: that is MLflow's.)"""
@@ -120,11 +121,11 @@ def test_the_serving_side_imports_no_trainer_evaluator_or_spark(module: str) -> 
     assert result.returncode == 0, result.stderr
     where, loaded = result.stdout.splitlines()
     assert Path(where).is_relative_to(Path(native_module.__file__).parent)
-    ours = TRAINING_ONLY if module == "native" else tuple(t for t in TRAINING_ONLY if t != "pyspark")
+    ours = TRAINING_ONLY if module == "serve.native" else tuple(t for t in TRAINING_ONLY if t != "pyspark")
     pulled = [
         m
         for m in loaded.split()
-        if m.startswith("taxi_duration.train") or any(m == t or m.startswith(f"{t}.") for t in ours)
+        if m.startswith("taxi_duration.train.job") or any(m == t or m.startswith(f"{t}.") for t in ours)
     ]
     assert not pulled, pulled
 
@@ -146,11 +147,23 @@ def test_lightgbm_pipeline_matches_scikit_learn(tmp_path: Path) -> None:
     runtime.close()
 
 
-def test_models_logged_before_the_scorer_find_their_pyfunc_where_they_look() -> None:
-    """MLflow keeps each model's copy of `pyfunc_entry.py`; older copies import the class from `model.py`."""
-    from taxi_duration import model, scorer
+@pytest.mark.parametrize("old", ["taxi_duration.scorer", "taxi_duration.model"])
+def test_models_logged_before_the_sub_packages_find_their_pyfunc_where_they_look(old: str) -> None:
+    """MLflow keeps each model's copy of `pyfunc_entry.py`; older copies import the class by the module names
+    of their day. In a fresh process, as a server loading such a model starts."""
+    code = (
+        f"from {old} import TripDurationModel; import sys, taxi_duration.serve.scorer as today; "
+        f"assert TripDurationModel is today.TripDurationModel; assert sys.modules[{old!r}] is today; print('ok')"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
 
-    assert model.TripDurationModel is scorer.TripDurationModel
+
+def test_names_no_logged_model_used_are_not_importable() -> None:
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("taxi_duration.serving")
 
 
 @pytest.mark.spark

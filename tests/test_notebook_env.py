@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from taxi_duration import notebook_env
-from taxi_duration.errors import UsageError
-from taxi_duration.months import parse_months
-from taxi_duration.synth import generate
+from taxi_duration.core.errors import UsageError
+from taxi_duration.core.months import parse_months
+from taxi_duration.ingest.synth import generate
+from taxi_duration.ops import notebook_env
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,9 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from taxi_duration.months import parse_months
-from taxi_duration.notebook_env import MONTHS
-from taxi_duration.synth import generate
+from taxi_duration.core.months import parse_months
+from taxi_duration.ingest.synth import generate
+from taxi_duration.ops.notebook_env import MONTHS
 
 pytestmark = pytest.mark.notebooks
 

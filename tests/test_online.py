@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from taxi_duration import schema as s
-from taxi_duration.features import FEATURES, HOLIDAY_YEARS, TIME, holiday_keys
-from taxi_duration.online import FastFeatures, features_table, trips_table
+from taxi_duration.core import schema as s
+from taxi_duration.features.definitions import FEATURES, HOLIDAY_YEARS, TIME, holiday_keys
+from taxi_duration.serve.online import FastFeatures, features_table, trips_table
 
 TIME_FEATURES = tuple(f.name for f in FEATURES if f.reads == TIME)
 

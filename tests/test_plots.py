@@ -12,8 +12,8 @@ import io, sys
 import matplotlib
 matplotlib.use("svg")
 import numpy as np
-import taxi_duration.train
-from taxi_duration import plots
+import taxi_duration.train.job
+from taxi_duration.train import plots
 
 rng = np.random.default_rng(0)
 actual = rng.uniform(1, 60, 500)

@@ -15,12 +15,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from taxi_duration import postgres
-from taxi_duration.errors import UsageError
-from taxi_duration.inputs import check_all, discover
-from taxi_duration.months import parse_months
-from taxi_duration.synth import DirtyShares, generate
-from taxi_duration.train import train
+from taxi_duration.core.errors import UsageError
+from taxi_duration.core.months import parse_months
+from taxi_duration.ingest import postgres
+from taxi_duration.ingest.inputs import check_all, discover
+from taxi_duration.ingest.synth import DirtyShares, generate
+from taxi_duration.train.job import train
 from tests.conftest import SPLIT, store_settings
 
 

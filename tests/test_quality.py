@@ -11,12 +11,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from taxi_duration.engines import Runtime
-from taxi_duration.errors import BadInputError, UsageError
-from taxi_duration.features import FEATURE_SETS, TARGET
-from taxi_duration.inputs import check_all
-from taxi_duration.quality import parquet_rows, validate
-from taxi_duration.validation import RULE_CODES
+from taxi_duration.core.errors import BadInputError, UsageError
+from taxi_duration.engines.frames import Runtime
+from taxi_duration.features.definitions import FEATURE_SETS, TARGET
+from taxi_duration.ingest.inputs import check_all
+from taxi_duration.ingest.quality import parquet_rows, validate
+from taxi_duration.ingest.validation import RULE_CODES
 from tests.conftest import ALL_ENGINES, CASES, FAST_ENGINES, all_cases, green_row, write_jsonl, write_parquet
 
 
@@ -132,11 +132,11 @@ def test_validate_on_duckdb_imports_no_pandas_and_no_shapefile_reader(tmp_path: 
     code = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from taxi_duration.config import Engine, Settings\n"
-        "from taxi_duration.engines import Runtime\n"
-        "from taxi_duration.inputs import check_all\n"
-        "from taxi_duration.quality import validate\n"
-        "import taxi_duration.cli\n"
+        "from taxi_duration.core.config import Engine, Settings\n"
+        "from taxi_duration.engines.frames import Runtime\n"
+        "from taxi_duration.ingest.inputs import check_all\n"
+        "from taxi_duration.ingest.quality import validate\n"
+        "import taxi_duration.cli.main\n"
         "runtime = Runtime.open(Settings(), Engine.DUCKDB)\n"
         "report = validate(runtime, check_all([Path(sys.argv[1])]), Path(sys.argv[2]), features=True)\n"
         "print(report.clean_rows, *(m for m in ('pandas', 'pyproj', 'shapefile') if m in sys.modules))\n"

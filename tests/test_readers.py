@@ -10,10 +10,10 @@ import narwhals as nw
 import pyarrow as pa
 import pytest
 
-from taxi_duration import schema
-from taxi_duration.engines import Runtime
-from taxi_duration.inputs import check_all
-from taxi_duration.readers import read_trips
+from taxi_duration.core import schema
+from taxi_duration.engines.frames import Runtime
+from taxi_duration.ingest.inputs import check_all
+from taxi_duration.ingest.readers import read_trips
 from tests.conftest import ALL_ENGINES, GREEN_TYPES, green_row, write_jsonl, write_parquet
 
 pytestmark = pytest.mark.parametrize("runtime", ALL_ENGINES, indirect=True)

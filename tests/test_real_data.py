@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from taxi_duration.config import Engine, load_settings
-from taxi_duration.engines import Runtime
-from taxi_duration.errors import BadInputError
-from taxi_duration.inputs import check, check_all, discover
-from taxi_duration.quality import validate
+from taxi_duration.core.config import Engine, load_settings
+from taxi_duration.core.errors import BadInputError
+from taxi_duration.engines.frames import Runtime
+from taxi_duration.ingest.inputs import check, check_all, discover
+from taxi_duration.ingest.quality import validate
 from tests.conftest import ALL_ENGINES
 
 pytestmark = pytest.mark.shared

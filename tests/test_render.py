@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from taxi_duration.render import metrics_table
+from taxi_duration.cli.render import metrics_table
 
 
 def test_the_ratio_legend_is_one_of_the_rows() -> None:

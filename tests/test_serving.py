@@ -26,21 +26,22 @@ import pyarrow.parquet as pq
 import pytest
 from mlflow import MlflowClient
 
-from taxi_duration import postgres, tracking
-from taxi_duration.api import DOCS_ASSETS, MAX_BATCH
-from taxi_duration.atomic import run_tag
-from taxi_duration.bench.serve import worst_case_trips
-from taxi_duration.bundle import INPUT_COLUMNS, SIGNATURE
-from taxi_duration.config import CHAMPION, PRETRIP_CHAMPION, SCRATCH_PREFIX, Settings
-from taxi_duration.errors import UsageError
-from taxi_duration.inputs import check_all, discover
-from taxi_duration.months import parse_months
-from taxi_duration.scorecard import score_files
-from taxi_duration.scorer import load
-from taxi_duration.scoring import score_table
-from taxi_duration.serving import wait_ready
-from taxi_duration.synth import generate
-from taxi_duration.train import train
+from taxi_duration.core.atomic import run_tag
+from taxi_duration.core.config import CHAMPION, PRETRIP_CHAMPION, SCRATCH_PREFIX, Settings
+from taxi_duration.core.errors import UsageError
+from taxi_duration.core.months import parse_months
+from taxi_duration.ingest import postgres
+from taxi_duration.ingest.inputs import check_all, discover
+from taxi_duration.ingest.synth import generate
+from taxi_duration.monitor.scorecard import score_files
+from taxi_duration.ops.bench.serve import worst_case_trips
+from taxi_duration.registry import tracking
+from taxi_duration.serve.api import DOCS_ASSETS, MAX_BATCH
+from taxi_duration.serve.batch import score_table
+from taxi_duration.serve.bundle import INPUT_COLUMNS, SIGNATURE
+from taxi_duration.serve.holder import wait_ready
+from taxi_duration.serve.scorer import load
+from taxi_duration.train.job import train
 from tests.conftest import POSTGRES_URL_ENV, SPLIT, Holding, store_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -577,7 +578,7 @@ def test_a_lone_pretrip_champion_answers_every_trip(registry: Settings, pretrip:
 def test_a_stopped_server_leaves_no_folders_and_a_new_one_sweeps_dead_ones(registry: Settings) -> None:
     runs = registry.data_dir / "tmp"
     killed = Holding(
-        f"from taxi_duration.config import load_settings; print(load_settings(data_dir={str(registry.data_dir)!r})"
+        f"from taxi_duration.core.config import load_settings; print(load_settings(data_dir={str(registry.data_dir)!r})"
         ".scratch_dir())"
     )
     dead = Path(killed.said)  # a killed server's folder, with its model inside

@@ -11,10 +11,9 @@ from typing import Any
 
 import pytest
 
-from taxi_duration.atomic import run_tag
-from taxi_duration.cluster import Cluster
-from taxi_duration.errors import EngineUnavailableError
-from taxi_duration.spark import (
+from taxi_duration.core.atomic import run_tag
+from taxi_duration.core.errors import EngineUnavailableError
+from taxi_duration.engines.spark import (
     LOCAL_DEFAULTS,
     PACKAGE_ARCHIVE,
     PYFILES_PREFIX,
@@ -25,6 +24,7 @@ from taxi_duration.spark import (
     on_this_machine,
     package_archive,
 )
+from taxi_duration.ops.cluster import Cluster
 
 
 def fake_jdk(tmp_path: Path, version_line: str) -> Path:
@@ -120,7 +120,7 @@ def test_executors_on_this_machine_are_told_apart_from_a_remote_cluster(master: 
 # A driver on the cluster that asks its executors where they import the package from.
 WHERE_EXECUTORS_IMPORT = """
 import sys
-from taxi_duration.spark import get_spark
+from taxi_duration.engines.spark import get_spark
 
 def where(_):
     import taxi_duration

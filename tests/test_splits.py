@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from taxi_duration.errors import UsageError
-from taxi_duration.inputs import InputFile
-from taxi_duration.months import Month, parse_months
-from taxi_duration.splits import FileSplit, TimeSplit, choose
+from taxi_duration.core.errors import UsageError
+from taxi_duration.core.months import Month, parse_months
+from taxi_duration.ingest.inputs import InputFile
+from taxi_duration.train.splits import FileSplit, TimeSplit, choose
 
 
 def test_last_two_months_are_held_out() -> None:

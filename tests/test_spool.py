@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from taxi_duration.spool import Spool
+from taxi_duration.train.spool import Spool
 
 
 def test_rows_come_back_as_they_went_in_whatever_the_batches(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from taxi_duration.bench import stages
+from taxi_duration.ops.bench import stages
 
 RECORDED = Path(__file__).parent / "data" / "spark-eventlog.jsonl"
 

@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from taxi_duration.errors import UsageError
-from taxi_duration.storage import HadoopPath, glob, location, remove_tree, rename
+from taxi_duration.core.errors import UsageError
+from taxi_duration.core.storage import HadoopPath, glob, location, remove_tree, rename
 
 
 def test_local_locations_are_paths_and_file_uris_their_local_path() -> None:

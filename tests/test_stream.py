@@ -27,16 +27,16 @@ import pyarrow.compute as pc
 import pytest
 from mlflow import MlflowClient
 
-from taxi_duration import schema as s
-from taxi_duration.config import CHAMPION, DEFAULT_MODEL, MODEL_NAME, PRETRIP_CHAMPION, Settings
-from taxi_duration.errors import BadInputError
-from taxi_duration.inputs import check_all, discover
-from taxi_duration.landing import ADMITTED, TAIL_QUIET_FACTOR, Intake, later_than
-from taxi_duration.months import parse_months
-from taxi_duration.replay import event_table, lines, replay
-from taxi_duration.scorer import load
-from taxi_duration.serving import Champions, ModelHolder
-from taxi_duration.stream import (
+from taxi_duration.core import schema as s
+from taxi_duration.core.config import CHAMPION, DEFAULT_MODEL, MODEL_NAME, PRETRIP_CHAMPION, Settings
+from taxi_duration.core.errors import BadInputError
+from taxi_duration.core.months import parse_months
+from taxi_duration.ingest.inputs import check_all, discover
+from taxi_duration.ingest.validation import UNREADABLE_LINE
+from taxi_duration.serve.holder import Champions, ModelHolder
+from taxi_duration.serve.scorer import load
+from taxi_duration.stream.landing import ADMITTED, TAIL_QUIET_FACTOR, Intake, later_than
+from taxi_duration.stream.predictions import (
     _PICKUP_TEXT,
     EVENT_FIELDS,
     FILE,
@@ -52,8 +52,8 @@ from taxi_duration.stream import (
     pickup_times,
     run,
 )
-from taxi_duration.train import train
-from taxi_duration.validation import UNREADABLE_LINE
+from taxi_duration.stream.replay import event_table, lines, replay
+from taxi_duration.train.job import train
 from tests.conftest import SPLIT, store_settings
 
 EVENTS = 300  # valid-looking events replayed per test: a few batches, seconds of Spark
@@ -180,7 +180,7 @@ def test_replay_lands_whole_files_with_stable_ids_and_no_dropoff(
 
 
 def test_replay_stopped_by_ctrl_c_says_what_landed(tmp_path: Path) -> None:
-    from taxi_duration.synth import generate
+    from taxi_duration.ingest.synth import generate
 
     [month] = generate(600, parse_months("2023-03"), tmp_path / "trips", seed=0)
     command = [sys.executable, "-m", "taxi_duration", "replay", str(month), "--to", str(tmp_path / "land")]

@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from taxi_duration import submit
-from taxi_duration.months import parse_months
-from taxi_duration.synth import generate
+from taxi_duration.core.months import parse_months
+from taxi_duration.ingest.synth import generate
 from tests.test_cli import cli
 
 SPARK_SUBMIT = Path(sys.executable).with_name("spark-submit")

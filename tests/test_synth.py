@@ -10,10 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from taxi_duration.calibration import load_profile
-from taxi_duration.errors import UsageError
-from taxi_duration.months import Month, parse_months
-from taxi_duration.synth import DirtyShares, generate, parse_rows
+from taxi_duration.core.errors import UsageError
+from taxi_duration.core.months import Month, parse_months
+from taxi_duration.geo.calibration import load_profile
+from taxi_duration.ingest.synth import DirtyShares, generate, parse_rows
 
 I32, I64, F64, TS = pa.int32(), pa.int64(), pa.float64(), pa.timestamp("us")
 # Written out by hand from the TLC data dictionaries (2023 "era B" types), not taken from the module.

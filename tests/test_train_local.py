@@ -13,18 +13,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from taxi_duration import schema as s
-from taxi_duration.baselines import GlobalMean
-from taxi_duration.config import Engine, load_settings
-from taxi_duration.dataset import Prepared, prepare, sample_batches
-from taxi_duration.engines import Runtime
-from taxi_duration.evaluate import metrics
-from taxi_duration.features import TARGET, TARGET_RANGE
-from taxi_duration.inputs import check_all, discover
-from taxi_duration.months import Month, parse_months
-from taxi_duration.splits import TimeSplit
-from taxi_duration.synth import generate
-from taxi_duration.train_local import TREE_BLOCK, columns, fit, fit_batches, month_weights, predict, raw_predict
+from taxi_duration.core import schema as s
+from taxi_duration.core.config import Engine, load_settings
+from taxi_duration.core.months import Month, parse_months
+from taxi_duration.engines.frames import Runtime
+from taxi_duration.features.definitions import TARGET, TARGET_RANGE
+from taxi_duration.ingest.inputs import check_all, discover
+from taxi_duration.ingest.synth import generate
+from taxi_duration.train.baselines import GlobalMean
+from taxi_duration.train.dataset import Prepared, prepare, sample_batches
+from taxi_duration.train.local import TREE_BLOCK, columns, fit, fit_batches, month_weights, predict, raw_predict
+from taxi_duration.train.metrics import metrics
+from taxi_duration.train.splits import TimeSplit
 
 
 @pytest.fixture(scope="module")

@@ -10,14 +10,14 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from taxi_duration import schema as s
-from taxi_duration.config import Search
-from taxi_duration.features import TARGET
-from taxi_duration.inputs import check_all, discover
-from taxi_duration.months import Month, parse_months
-from taxi_duration.splits import TimeSplit
-from taxi_duration.synth import generate
-from taxi_duration.train_local import month_weights
+from taxi_duration.core import schema as s
+from taxi_duration.core.config import Search
+from taxi_duration.core.months import Month, parse_months
+from taxi_duration.features.definitions import TARGET
+from taxi_duration.ingest.inputs import check_all, discover
+from taxi_duration.ingest.synth import generate
+from taxi_duration.train.local import month_weights
+from taxi_duration.train.splits import TimeSplit
 from tests.conftest import store_settings
 
 pytestmark = pytest.mark.spark
@@ -29,7 +29,7 @@ TINY = {"linear": {"regParam": [1e-4]}, "gbt": {"maxIter": [5], "maxDepth": [3]}
 def test_spark_weighs_a_row_as_the_embedded_path_does_and_the_fit_follows(prepared_spark: Any, spark: Any) -> None:
     from pyspark.sql import functions as F
 
-    from taxi_duration import train_spark
+    from taxi_duration.train import spark as train_spark
 
     newest = Month(2023, 1)
     pickups = pd.to_datetime(["2022-11-30 23:00", "2022-12-01 00:00", "2023-01-15 12:00"])
@@ -54,7 +54,7 @@ def test_spark_weighs_a_row_as_the_embedded_path_does_and_the_fit_follows(prepar
 
 
 def test_no_candidate_starts_after_the_budget_and_each_is_counted(prepared_spark: Any) -> None:
-    from taxi_duration import train_spark
+    from taxi_duration.train import spark as train_spark
 
     train, validate = prepared_spark.parts["train"].to_native(), prepared_spark.parts["validate"].to_native()
     families = [("linear", train_spark.linear_pipeline("with_distance"))]
@@ -70,7 +70,7 @@ def test_no_candidate_starts_after_the_budget_and_each_is_counted(prepared_spark
 
 
 def test_the_families_take_turns_and_each_point_is_tried_at_every_decay(spark: Any) -> None:
-    from taxi_duration import train_spark
+    from taxi_duration.train import spark as train_spark
 
     families = [("linear", train_spark.linear_pipeline("pretrip")), ("gbt", train_spark.gbt_pipeline("pretrip"))]
     grids = {"linear": {"regParam": [1e-4, 1e-2]}, "gbt": {"maxDepth": [5]}}
@@ -94,8 +94,8 @@ def test_the_families_take_turns_and_each_point_is_tried_at_every_decay(spark: A
 def test_the_tuned_spark_search_tries_each_decay_on_a_window_and_registers_the_refit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spark: Any
 ) -> None:
-    from taxi_duration import train_spark
-    from taxi_duration.train import train
+    from taxi_duration.train import spark as train_spark
+    from taxi_duration.train.job import train
 
     monkeypatch.setitem(train_spark.GRIDS, Search.TUNE, TINY)
     generate(8_000, parse_months("2022-12..2023-03"), tmp_path / "raw", seed=7)

@@ -17,11 +17,11 @@ import httpx
 import pytest
 from mlflow import MlflowClient
 
-from taxi_duration import tracking
-from taxi_duration.config import CHAMPION, PRETRIP_CHAMPION, Settings, load_settings
-from taxi_duration.inputs import InputFile
-from taxi_duration.scorecard import score_files
-from taxi_duration.train import Outcome, train
+from taxi_duration.core.config import CHAMPION, PRETRIP_CHAMPION, Settings, load_settings
+from taxi_duration.ingest.inputs import InputFile
+from taxi_duration.monitor.scorecard import score_files
+from taxi_duration.registry import tracking
+from taxi_duration.train.job import Outcome, train
 from tests.conftest import SPLIT, store_settings
 
 
@@ -301,7 +301,7 @@ def test_a_killed_training_leaves_no_broken_run_or_half_registered_model(
 
 
 def test_too_few_months_is_a_clear_error(raw: list[InputFile], tmp_path: Path) -> None:
-    from taxi_duration.errors import UsageError
+    from taxi_duration.core.errors import UsageError
 
     with pytest.raises(UsageError, match="no input file for the test part"):
         train(store_settings(tmp_path), [f for f in raw if f.month != 202303], SPLIT, "pretrip")
@@ -357,7 +357,7 @@ def test_the_spark_search_logs_which_candidates_ran_at_once(
 
 
 def test_a_fit_that_lost_its_barrier_stage_is_started_again_and_nothing_else_is() -> None:
-    from taxi_duration.train_spark import LOST_BARRIER, fit_retrying_barriers
+    from taxi_duration.train.spark import LOST_BARRIER, fit_retrying_barriers
 
     calls: list[int] = []
 
@@ -383,7 +383,7 @@ def test_a_fit_that_lost_its_barrier_stage_is_started_again_and_nothing_else_is(
 
 
 def test_peak_concurrency_counts_overlaps_not_touching_ends() -> None:
-    from taxi_duration.train_spark import peak_concurrency
+    from taxi_duration.train.spark import peak_concurrency
 
     assert peak_concurrency([]) == 0
     assert peak_concurrency([(0, 1), (1, 2), (2, 3)]) == 1  # each starts as the one before ends

@@ -10,15 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from taxi_duration import schema as s
-from taxi_duration.config import Engine, load_settings
-from taxi_duration.dataset import Prepared, prepare
-from taxi_duration.engines import Runtime
-from taxi_duration.evaluate import metrics
-from taxi_duration.features import TARGET
-from taxi_duration.inputs import InputFile
-from taxi_duration.train_local import columns, raw_predict
-from taxi_duration.tune import MONTH_DECAY_RANGE, PRUNE_WARMUP_ROUNDS, REPORT_EVERY, Tuned, refit, search
+from taxi_duration.core import schema as s
+from taxi_duration.core.config import Engine, load_settings
+from taxi_duration.engines.frames import Runtime
+from taxi_duration.features.definitions import TARGET
+from taxi_duration.ingest.inputs import InputFile
+from taxi_duration.train.dataset import Prepared, prepare
+from taxi_duration.train.local import columns, raw_predict
+from taxi_duration.train.metrics import metrics
+from taxi_duration.train.tune import MONTH_DECAY_RANGE, PRUNE_WARMUP_ROUNDS, REPORT_EVERY, Tuned, refit, search
 from tests.conftest import SPLIT
 
 TRIALS, ROUNDS = 4, 200  # a trial stops at 200 rounds: seconds per study on these rows

@@ -13,12 +13,12 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from taxi_duration import schema
-from taxi_duration import schema as s
-from taxi_duration.engines import Runtime
-from taxi_duration.inputs import check_all
-from taxi_duration.readers import read_trips
-from taxi_duration.validation import (
+from taxi_duration.core import schema
+from taxi_duration.core import schema as s
+from taxi_duration.engines.frames import Runtime
+from taxi_duration.ingest.inputs import check_all
+from taxi_duration.ingest.readers import read_trips
+from taxi_duration.ingest.validation import (
     DISTANCE_BOUND,
     FIRST_DAY,
     POSITIVE_DISTANCE,

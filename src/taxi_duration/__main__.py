@@ -1,5 +1,5 @@
 """`python -m taxi_duration` is the `taxi-duration` command."""
 
-from taxi_duration.cli import main
+from taxi_duration.cli.main import main
 
 main()

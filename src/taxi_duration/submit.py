@@ -21,7 +21,7 @@ def main() -> None:
     if sys.argv[1:] == ["--path"]:
         print(Path(__file__).resolve())
         return
-    from taxi_duration.cli import main as cli_main
+    from taxi_duration.cli.main import main as cli_main
 
     cli_main()
 

@@ -1,0 +1,521 @@
+"""The big-data pipeline: Spark ML pipelines trained on Spark DataFrames where they lie, never collected.
+
+Candidates from each model family (MLlib linear regression, MLlib gradient-boosted trees, and XGBoost's own
+Spark estimator when `xgboost` is installed) are fitted concurrently (`parallelism` Spark jobs at once, as
+`TrainValidationSplit` does) and judged on the validation month. The best two family winners are then
+averaged with a weight chosen on the same month, and the average is kept only when it beats the best
+single model there.
+
+`--search tune` widens that search (`GRIDS`) instead of running an Optuna study: each candidate is already a
+fit spread over the cluster, and the grid keeps `parallelism` of them running with nothing to coordinate.
+On a window of several months it also fits each candidate with older months weighing less (`TUNE_DECAYS`),
+stops starting candidates after a time budget, and refits the choice on the training and validation months.
+
+Each candidate's fit and scoring run under its own Spark job group (shown in the Spark UI), and its wall-clock
+span is kept (`Span`), so the run can show which candidates ran at the same time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.pool import ThreadPool
+from pathlib import Path
+from typing import Any, TypeVar
+
+import narwhals as nw
+import numpy as np
+import pandas as pd
+from pyspark.ml import Pipeline, PipelineModel
+from pyspark.ml.evaluation import RegressionEvaluator
+from pyspark.ml.feature import OneHotEncoder, SQLTransformer, StringIndexer, VectorAssembler
+from pyspark.ml.regression import GBTRegressor, LinearRegression
+from pyspark.ml.tuning import ParamGridBuilder
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from taxi_duration.core import schema as s
+from taxi_duration.core.config import FeatureSet, Search
+from taxi_duration.core.months import Month
+from taxi_duration.engines.spark import get_spark
+from taxi_duration.features.definitions import TARGET, TRIP_MILES_SQL
+from taxi_duration.serve.native import NativeModel
+from taxi_duration.train.export import PREDICTION, from_mllib, mix_statement
+from taxi_duration.train.local import columns, month_age, month_weight
+
+# A fit whose barrier stage lost an executor (XGBoost trains as one: all tasks at once, which Spark never
+# retries) is started again this many times; the cluster replaces the executor meanwhile.
+BARRIER_RETRIES = 2
+LOST_BARRIER = "Could not recover from a failed barrier"
+Fitted = TypeVar("Fitted")
+ENSEMBLE_WEIGHTS = (0.25, 0.5, 0.75)  # share of the tree model in the average
+# Strings with few values are indexed; zone ids stay numbers for trees (265 values would need 265 bins),
+# and the zone pair (thousands of values) reaches trees through the store's pair statistics.
+TREE_SKIPS = ("zone_pair",)
+# Thousands of one-hot pairs are past the 4096 features MLlib solves exactly, and L-BFGS on the unregularized
+# problem stops after a few iterations (RMSE 6.72 where scikit-learn's exact fit gets 6.04 on 2023-02); a
+# tiny ridge on unscaled one-hot columns lets it converge (5.99, in 16 iterations). Each iteration is a pass
+# over the data, so the cap bounds a linear fit at 100 passes.
+LINEAR_FIT: dict[str, Any] = {"standardization": False, "regParam": 1e-4, "maxIter": 100}
+# Chosen on the validation month 2023-02 (never the test month). GBT past ~200 iterations needs a checkpoint
+# directory, or its lineage overflows the JVM stack when tasks are serialized.
+GBT_PARAMS: dict[str, Any] = {"maxIter": 150, "maxDepth": 5, "stepSize": 0.1, "subsamplingRate": 0.8, "maxBins": 64}
+XGB_PARAMS: dict[str, Any] = {
+    "max_depth": 8,
+    "n_estimators": 600,
+    "learning_rate": 0.05,
+    "subsample": 0.8,
+    "colsample_bytree": 0.8,
+    "min_child_weight": 20,
+    "tree_method": "hist",
+    "verbosity": 0,
+    "verbose": False,  # no per-round training RMSE on the console
+}
+# What each search tries, family by family, on top of the fixed parameters above: each parameter's values.
+# `tune` lists `full`'s value first: the families take turns and each family's grid runs in order, so the
+# candidates a time budget lets start are `full`'s before the others.
+GRIDS: dict[Search, dict[str, dict[str, list[Any]]]] = {
+    Search.QUICK: {"linear": {"regParam": [1e-4, 1e-2]}, "gbt": {"maxIter": [10]}, "xgboost": {"n_estimators": [20]}},
+    Search.FULL: {
+        "linear": {"regParam": [1e-4, 1e-2]},
+        "gbt": {"maxIter": [GBT_PARAMS["maxIter"]]},
+        "xgboost": {"n_estimators": [XGB_PARAMS["n_estimators"]]},
+    },
+    Search.TUNE: {
+        "linear": {"regParam": [1e-4, 1e-2, 1e-3]},
+        "gbt": {"maxIter": [GBT_PARAMS["maxIter"]], "maxDepth": [GBT_PARAMS["maxDepth"], 7]},
+        "xgboost": {"n_estimators": [XGB_PARAMS["n_estimators"]], "max_depth": [XGB_PARAMS["max_depth"], 6, 10]},
+    },
+}
+# `tune` on a window of several months fits every candidate at each of these `month_decay`s (a row n months
+# older than the newest training month weighs month_decay**n).
+TUNE_DECAYS = (1.0, 0.9)
+# The parameter that counts a tree family's trees, scaled by the refit (more rows bear more trees).
+TREE_COUNTS = {"gbt": "maxIter", "xgboost": "n_estimators"}
+XGB_LOGGER = "XGBoost-PySpark"  # xgboost.spark's own logger (`_LOG_TAG`)
+
+
+@dataclass
+class MllibPredictor:
+    """A fitted MLlib `PipelineModel` whose output column is `prediction`."""
+
+    model: PipelineModel
+    kind: str = "mllib"
+
+    def transform(self, frame: DataFrame) -> DataFrame:
+        """Add `prediction` (minutes, never below zero) to a Spark frame of features."""
+        out = self.model.transform(frame)
+        return out.withColumn(PREDICTION, F.greatest(F.col(PREDICTION), F.lit(0.0)))
+
+    def predict(self, features: pd.DataFrame) -> np.ndarray:
+        """Minutes for a pandas frame of features (ships it to Spark and back, in order)."""
+        spark = get_spark()
+        frame = spark.createDataFrame(features.assign(_row=np.arange(len(features))))
+        out: pd.DataFrame = self.transform(frame).select("_row", PREDICTION).toPandas()
+        return out.sort_values("_row")[PREDICTION].to_numpy(dtype=float)
+
+    def save(self, path: Path) -> None:
+        """Write the PipelineModel with MLlib's own writer."""
+        self.model.write().save(str(path))
+
+    def native(self) -> NativeModel:
+        """The PipelineModel exported to numpy, read while Spark is up."""
+        return from_mllib(self.model)
+
+    @classmethod
+    def load(cls, path: Path) -> MllibPredictor:
+        """Read a folder written by `save` (starts a local Spark session if none is active)."""
+        get_spark()
+        return cls(PipelineModel.load(str(path)))
+
+
+@dataclass(frozen=True)
+class Span:
+    """When one candidate of the search ran (epoch seconds) and the Spark jobs it started."""
+
+    started: float
+    ended: float
+    job_group: str
+    job_ids: tuple[int, ...]
+
+
+@dataclass
+class Candidate:
+    """One fitted model, its validation RMSE, and when it ran (None for the ensemble, which is not searched);
+    a searched one keeps its job (pipeline, parameters, `month_decay`), for the refit."""
+
+    name: str
+    params: dict[str, Any]
+    model: PipelineModel
+    rmse: float
+    span: Span | None = None
+    job: _Job | None = None
+    mix: tuple[Candidate, Candidate, float] | None = None  # the ensemble's two winners and the second's weight
+
+
+@dataclass
+class SparkTraining:
+    """The chosen model, every candidate's score, and the tree model's feature importances. After a refit,
+    `judged` is the model as chosen on the validation month (`chosen` has seen that month); `skipped` names
+    the candidates the time budget left unstarted."""
+
+    chosen: MllibPredictor
+    name: str
+    params: dict[str, Any]
+    candidates: list[Candidate]
+    importances: dict[str, float]
+    judged: MllibPredictor | None = None
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _stages(prefix: str, strings: list[str]) -> tuple[list[Any], list[str]]:
+    indexed = [f"{prefix}_{c}_idx" for c in strings]
+    stages: list[Any] = [StringIndexer(inputCols=strings, outputCols=indexed, handleInvalid="keep")] if strings else []
+    return stages, indexed
+
+
+def linear_pipeline(feature_set: FeatureSet) -> Pipeline:
+    """One-hot categories + numbers -> `LinearRegression`."""
+    categorical, numeric = columns(feature_set)
+    stages, indexed = _stages("lin", categorical)
+    encoded = [f"{c}_ohe" for c in indexed]
+    stages.append(OneHotEncoder(inputCols=indexed, outputCols=encoded, handleInvalid="keep"))
+    stages.append(VectorAssembler(inputCols=encoded + numeric, outputCol="lin_features", handleInvalid="keep"))
+    stages.append(LinearRegression(featuresCol="lin_features", labelCol=TARGET, predictionCol="p_linear", **LINEAR_FIT))
+    return Pipeline(stages=stages)
+
+
+def _tree_inputs(feature_set: FeatureSet, prefix: str) -> tuple[list[Any], list[str], list[str]]:
+    """Stages that assemble `{prefix}_features` for tree models, and the names of the assembled inputs."""
+    categorical, numeric = columns(feature_set)
+    strings = [c for c in categorical if c not in TREE_SKIPS and c not in (s.PU_ZONE, s.DO_ZONE)]
+    numbers = [c for c in categorical if c in (s.PU_ZONE, s.DO_ZONE)] + numeric
+    stages, indexed = _stages(prefix, strings)
+    stages.append(VectorAssembler(inputCols=indexed + numbers, outputCol=f"{prefix}_features", handleInvalid="keep"))
+    return stages, indexed + numbers, strings + numbers
+
+
+def gbt_pipeline(feature_set: FeatureSet, seed: int = 0) -> Pipeline:
+    """Indexed strings + numbers -> MLlib's `GBTRegressor`."""
+    stages, _, _ = _tree_inputs(feature_set, "gbt")
+    gbt = GBTRegressor(featuresCol="gbt_features", labelCol=TARGET, predictionCol="p_gbt", seed=seed, **GBT_PARAMS)
+    return Pipeline(stages=[*stages, gbt])
+
+
+def xgboost_pipeline(feature_set: FeatureSet, workers: int, seed: int = 0) -> Pipeline | None:
+    """The same inputs -> XGBoost's own Spark estimator, or None when xgboost is not installed."""
+    try:
+        from xgboost.spark import SparkXGBRegressor
+    except ImportError:
+        return None
+    # XGBoost logs each fit's parameters at INFO on the driver's screen (and tells its tasks the level): nothing
+    # a user acts on.
+    for logger in (SparkXGBRegressor.__name__, XGB_LOGGER):
+        logging.getLogger(logger).setLevel(logging.WARNING)
+    stages, _, _ = _tree_inputs(feature_set, "xgb")
+    xgb = SparkXGBRegressor(
+        features_col="xgb_features",
+        label_col=TARGET,
+        prediction_col="p_xgb",
+        num_workers=workers,
+        random_state=seed,
+        **XGB_PARAMS,
+    )
+    return Pipeline(stages=[*stages, xgb])
+
+
+def course_pipeline() -> Pipeline:
+    """The course baseline in MLlib: one-hot `PU_DO` + `trip_distance` -> `LinearRegression` (the straight-line
+    miles where there is no metered distance, as `CourseBaseline` does)."""
+    miles = f"SELECT *, {TRIP_MILES_SQL} AS course_miles FROM __THIS__"
+    return Pipeline(
+        stages=[
+            StringIndexer(inputCol="zone_pair", outputCol="course_pair_idx", handleInvalid="keep"),
+            OneHotEncoder(inputCol="course_pair_idx", outputCol="course_pair_ohe", handleInvalid="keep"),
+            SQLTransformer(statement=miles),
+            VectorAssembler(inputCols=["course_pair_ohe", "course_miles"], outputCol="course_features"),
+            LinearRegression(featuresCol="course_features", labelCol=TARGET, predictionCol=PREDICTION, **LINEAR_FIT),
+        ]
+    )
+
+
+def fit_course(train: DataFrame) -> MllibPredictor:
+    """Fit the course baseline on Spark."""
+    return MllibPredictor(course_pipeline().fit(train))
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One candidate to fit: its family's pipeline, the parameters it is fitted with, and its `month_decay`."""
+
+    name: str
+    pipeline: Pipeline
+    params: dict[Any, Any]
+    decay: float
+    readable: dict[str, Any]
+
+
+def _jobs(
+    families: list[tuple[str, Pipeline]], grids: dict[str, dict[str, list[Any]]], weights: dict[float, str | None]
+) -> list[_Job]:
+    """Every candidate of the search: each family's grid, each point at every decay of `weights` (a decay's
+    weight column, None for equal weights), the families taking turns so a time budget cuts every family's
+    tail rather than a whole family."""
+    named = len(weights) > 1 or 1.0 not in weights  # the decay is a choice of this search, or the user's
+    turns = []
+    for name, pipeline in families:
+        estimator, builder = _last(pipeline), ParamGridBuilder()
+        for param, values in grids[name].items():
+            builder.addGrid(estimator.getParam(param), values)
+        family = []
+        for point in builder.build():
+            for decay, column in weights.items():
+                weighed = {} if column is None else {estimator.getParam("weightCol"): column}
+                readable = {p.name: v for p, v in point.items()} | ({"month_decay": decay} if named else {})
+                family.append(_Job(name, pipeline, {**point, **weighed}, decay, readable))
+        turns.append(family)
+    return [job for turn in itertools.zip_longest(*turns) for job in turn if job is not None]
+
+
+def _search(
+    jobs: list[_Job],
+    train: DataFrame,
+    validate: DataFrame,
+    parallelism: int,
+    on_candidate: Callable[[int, int], None],
+    budget_s: float | None = None,
+) -> tuple[list[Candidate], list[_Job]]:
+    """The fitted candidates in the jobs' order, and the jobs not started because `budget_s` seconds of the
+    search had passed (a started fit finishes)."""
+    # Written here rather than TrainValidationSplit, which holds out a random share of rows: a time-honest
+    # search must hold out the next month. The concurrency is the same: `parallelism` fits at once.
+    context = train.sparkSession.sparkContext
+    search = uuid.uuid4().hex[:8]  # job groups are per process: two searches in one must not share them
+    begun = time.time()
+
+    def run(numbered: tuple[int, _Job]) -> Candidate | None:
+        number, job = numbered
+        if budget_s is not None and time.time() - begun > budget_s:
+            return None
+        group = f"search-{search}-{number}"
+        # Local to this thread: every Spark job it starts from here on carries the group and description.
+        context.setJobGroup(group, f"candidate {number}: {job.name} {job.readable}")
+        started = time.time()
+        model = fit_retrying_barriers(lambda: job.pipeline.fit(train, job.params))
+        column = _last(model).getPredictionCol()
+        rmse = RegressionEvaluator(labelCol=TARGET, predictionCol=column, metricName="rmse").evaluate(
+            model.transform(validate)
+        )
+        ended = time.time()
+        job_ids = tuple(sorted(context.statusTracker().getJobIdsForGroup(group)))
+        span = Span(started, ended, group, job_ids)
+        return Candidate(job.name, job.readable, model, rmse, span, job)
+
+    found: list[Candidate] = []
+    skipped: list[_Job] = []
+    with ThreadPool(max(1, parallelism)) as pool:
+        for done, (job, candidate) in enumerate(zip(jobs, pool.imap(run, enumerate(jobs, 1)), strict=True), 1):
+            if candidate is None:
+                skipped.append(job)
+            else:
+                found.append(candidate)
+            on_candidate(done, len(jobs))
+    return found, skipped
+
+
+def fit_retrying_barriers(fit: Callable[[], Fitted], retries: int = BARRIER_RETRIES) -> Fitted:
+    """`fit()`, started again (up to `retries` times) when it failed only because its barrier stage lost an
+    executor; any other failure is raised at once."""
+    failures = 0
+    while True:
+        try:
+            return fit()
+        except Exception as exc:
+            failures += 1
+            if failures > retries or LOST_BARRIER not in str(exc):
+                raise
+
+
+def peak_concurrency(intervals: list[tuple[float, float]]) -> int:
+    """The most (start, end) intervals running at one instant (one ending as another starts does not overlap it)."""
+    # At equal times the end (-1) sorts before the start (+1).
+    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+def timeline(candidates: list[Candidate]) -> list[dict[str, Any]]:
+    """The searched candidates in order, each with its start, end and duration in seconds from the search's
+    first start, and its Spark job group and jobs: the JSON behind the timeline chart."""
+    spans = [(number, c, c.span) for number, c in enumerate(candidates, 1) if c.span is not None]
+    if not spans:
+        return []
+    origin = min(span.started for _, _, span in spans)
+    return [
+        {
+            "candidate": number,
+            "name": c.name,
+            "params": c.params,
+            "validate_rmse": c.rmse,
+            "start_s": round(span.started - origin, 3),
+            "end_s": round(span.ended - origin, 3),
+            "duration_s": round(span.ended - span.started, 3),
+            "started_at": span.started,
+            "ended_at": span.ended,
+            "spark_job_group": span.job_group,
+            "spark_job_ids": list(span.job_ids),
+        }
+        for number, c, span in spans
+    ]
+
+
+def _last(model: PipelineModel | Pipeline) -> Any:
+    """The final stage (the estimator or fitted model), typed loosely: each family has its own params."""
+    return model.getStages()[-1] if isinstance(model, Pipeline) else model.stages[-1]
+
+
+def _averaged(a: PipelineModel, b: PipelineModel, weight: float) -> PipelineModel:
+    pa, pb = _last(a).getPredictionCol(), _last(b).getPredictionCol()
+    mix = SQLTransformer(statement=mix_statement(1 - weight, pa, weight, pb))
+    return PipelineModel(stages=[a, b, mix])
+
+
+def _renamed(model: PipelineModel) -> PipelineModel:
+    rename = SQLTransformer(statement=f"SELECT *, {_last(model).getPredictionCol()} AS {PREDICTION} FROM __THIS__")
+    return PipelineModel(stages=[model, rename])
+
+
+def _best_average(winners: list[Candidate], validate: DataFrame) -> Candidate | None:
+    """The weighted average of two family winners with the lowest validation RMSE, in one pass over the month."""
+    if len(winners) < 2:
+        return None
+    scored = validate
+    for w in winners:
+        scored = w.model.transform(scored)
+    col = {w.name: F.col(_last(w.model).getPredictionCol()) for w in winners}
+    pairs = [(a, b, wt) for i, a in enumerate(winners) for b in winners[i + 1 :] for wt in ENSEMBLE_WEIGHTS]
+    y = F.col(TARGET)
+    errors = [
+        F.sqrt(F.avg(F.pow((1 - wt) * col[a.name] + wt * col[b.name] - y, 2))).alias(f"e{i}")
+        for i, (a, b, wt) in enumerate(pairs)
+    ]
+    row = scored.agg(*errors).first()
+    assert row is not None
+    i = min(range(len(pairs)), key=lambda k: row[f"e{k}"])
+    a, b, wt = pairs[i]
+    params = {a.name: a.params, b.name: b.params, f"{b.name}_weight": wt}
+    return Candidate("ensemble", params, _averaged(a.model, b.model, wt), float(row[f"e{i}"]), mix=(a, b, wt))
+
+
+def _importances(tree: Candidate, names: list[str]) -> dict[str, float]:
+    last = _last(tree.model)
+    if tree.name == "gbt":
+        return dict(zip(names, last.featureImportances.toArray().tolist(), strict=True))
+    gains = last.get_booster().get_score(importance_type="gain")
+    return {name: float(gains.get(f"f{i}", 0.0)) for i, name in enumerate(names)}
+
+
+def fit(
+    train: DataFrame,
+    validate: DataFrame,
+    feature_set: FeatureSet,
+    parallelism: int = 2,
+    seed: int = 0,
+    search: Search = Search.FULL,
+    on_candidate: Callable[[int, int], None] = lambda done, total: None,
+    months: tuple[Month, Month] | None = None,
+    month_decay: float = 1.0,
+    budget_s: float | None = None,
+    tree_scale: float = 1.0,
+) -> SparkTraining:
+    """Search every model family concurrently on Spark (`GRIDS[search]`), then keep the best average only if it
+    wins; `on_candidate(done, total)` is called as each candidate of the search is fitted and scored (or
+    skipped: the budget).
+
+    `months` (the newest training month and the validation month, None for a split by file) lets older
+    months weigh less: `month_decay` per month of age, or under `tune` each of `TUNE_DECAYS`, when the
+    training rows hold older months. `tune` stops starting candidates after `budget_s` seconds and refits
+    the choice on the training and validation rows, its tree counts times `tree_scale`.
+    """
+    decays = TUNE_DECAYS if search is Search.TUNE else (month_decay,)
+    if months is None or decays == (1.0,) or not _older_rows(train, months[0]):
+        decays = (1.0,)
+    columns = {decay: None if decay == 1.0 else f"month_weight_{i}" for i, decay in enumerate(decays)}
+    weighed = _with_weights(train, months[0], columns) if months is not None else train
+    weighed, validate = weighed.persist(), validate.persist()
+    try:
+        linear, gbt = linear_pipeline(feature_set), gbt_pipeline(feature_set, seed)
+        families = [("linear", linear), ("gbt", gbt)]
+        # Concurrent fits share the cluster's task slots; each XGBoost fit takes its share as workers.
+        workers = max(1, train.sparkSession.sparkContext.defaultParallelism // max(1, parallelism))
+        xgb = xgboost_pipeline(feature_set, workers, seed)
+        if xgb is not None:
+            families.append(("xgboost", xgb))
+        jobs = _jobs(families, GRIDS[search], columns)
+        budget = budget_s if search is Search.TUNE else None
+        candidates, skipped = _search(jobs, weighed, validate, parallelism, on_candidate, budget)
+        ran = [name for name, _ in families if any(c.name == name for c in candidates)]
+        winners = [min((c for c in candidates if c.name == name), key=lambda c: c.rmse) for name in ran]
+        best = min(winners, key=lambda c: c.rmse)
+        trees = [w for w in winners if w.name != "linear"]
+        importances = {}
+        if trees:
+            _, _, tree_names = _tree_inputs(feature_set, "any")
+            importances = _importances(min(trees, key=lambda c: c.rmse), tree_names)
+        average = _best_average(winners, validate)
+        if average is not None and average.rmse < best.rmse:
+            candidates.append(average)
+            best = average
+        chosen = MllibPredictor(best.model if best.name == "ensemble" else _renamed(best.model))
+        judged = None
+        if search is Search.TUNE:
+            both = train.unionByName(validate)
+            judged, chosen = chosen, MllibPredictor(_refit(best, both, months[1] if months else None, tree_scale))
+        missed = [{"name": job.name, "params": job.readable} for job in skipped]
+        return SparkTraining(chosen, best.name, best.params, candidates, importances, judged, missed)
+    finally:
+        weighed.unpersist()
+        validate.unpersist()
+
+
+def _older_rows(train: DataFrame, newest: Month) -> bool:
+    """Whether any training row was picked up before `newest` (one pass over the rows)."""
+    oldest = nw.from_native(train).select(month_age(newest).max()).collect().item()
+    return oldest is not None and oldest > 0
+
+
+def _with_weights(frame: DataFrame, newest: Month, columns: dict[float, str | None]) -> DataFrame:
+    """`frame` with a `month_weight` column, counted back from `newest`, for each decay that names one."""
+    named = {column: month_weight(newest, decay) for decay, column in columns.items() if column is not None}
+    return nw.from_native(frame).with_columns(**named).to_native() if named else frame
+
+
+def _refit(best: Candidate, both: DataFrame, newest: Month | None, tree_scale: float) -> PipelineModel:
+    """`best` fitted again on `both` (training and validation rows), its output named `prediction`: an ensemble
+    is its two winners refitted (`_refitted`) and averaged with the same weight."""
+    if best.mix is None:
+        return _renamed(_refitted(best, both, newest, tree_scale))
+    a, b, weight = best.mix
+    return _averaged(_refitted(a, both, newest, tree_scale), _refitted(b, both, newest, tree_scale), weight)
+
+
+def _refitted(searched: Candidate, both: DataFrame, newest: Month | None, tree_scale: float) -> PipelineModel:
+    """A searched candidate's pipeline fitted on `both` with its parameters, its trees times `tree_scale`, older
+    months weighing its decay per month counted back from `newest` (the validation month)."""
+    job = searched.job
+    assert job is not None, "a searched candidate keeps its job"
+    estimator, params = _last(job.pipeline), dict(job.params)
+    if job.name in TREE_COUNTS:
+        count = estimator.getParam(TREE_COUNTS[job.name])
+        params[count] = max(1, round(params.get(count, estimator.getOrDefault(count)) * tree_scale))
+    if newest is not None and job.decay != 1.0:
+        both = _with_weights(both, newest, {job.decay: "refit_weight"})
+        params[estimator.getParam("weightCol")] = "refit_weight"
+    return fit_retrying_barriers(lambda: job.pipeline.fit(both, params))
