@@ -141,3 +141,15 @@ def test_a_command_run_from_a_sub_folder_finds_the_projects_data(
     assert load_settings().data_dir == project / "notebooks" / "data"
     monkeypatch.chdir(project)
     assert load_settings().data_dir == Path("data")
+
+
+def test_the_readme_lists_every_setting_as_the_model_declares_it() -> None:
+    """README's settings table is made from the model: a setting added, renamed or redescribed fails here
+    until `python scripts/settings_table.py` is run."""
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, str(root / "scripts" / "settings_table.py"), "--check"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    readme = (root / "README.md").read_text()
+    assert "| `stream_settle_seconds` | `TAXI_DURATION_STREAM_SETTLE_SECONDS` | `1.0` |" in readme
