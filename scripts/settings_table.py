@@ -1,7 +1,7 @@
 """README's settings table, made from the settings model (`core/config.py`), so the two cannot disagree.
 
-    python scripts/settings_table.py          # rewrite the table between README's settings markers
-    python scripts/settings_table.py --check  # exit 1 when README's table is not the model's (the tests run it)
+python scripts/settings_table.py          # rewrite the table between README's settings markers
+python scripts/settings_table.py --check  # exit 1 when README's table is not the model's (the tests run it)
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def main() -> int:
     current = f"{head}{START}\n{table()}\n{END}{tail}"
     if sys.argv[1:] == ["--check"]:
         if current != text:
-            print("README.md's settings table is not the model's: run python scripts/settings_table.py", file=sys.stderr)
+            print("README.md: the settings table is stale: run python scripts/settings_table.py", file=sys.stderr)
             return 1
         return 0
     README.write_text(current)
