@@ -74,7 +74,10 @@ def holiday_keys() -> tuple[int, ...]:
 # Boroughs and zone centroids come from joining the zone table (`zones` below): a hash join against 265
 # rows. A mapping expression was 3x slower on Spark, whose map lookups scan every key for every row.
 _PU_BOROUGH, _DO_BOROUGH = "_pu_borough", "_do_borough"
+# Feature names other stages read by name (metrics, drift, the store, the online path): each written once.
+PICKUP_HOUR, PICKUP_WEEKDAY = "pickup_hour", "pickup_weekday"
 PU_BOROUGH = "pu_borough"  # the feature metrics are broken down by, and intervals binned by
+DO_BOROUGH = "do_borough"
 _JOINED = {
     s.PU_ZONE: {"borough": _PU_BOROUGH, "lon": "_pu_zone_lon", "lat": "_pu_zone_lat"},
     s.DO_ZONE: {"borough": _DO_BOROUGH, "lon": "_do_zone_lon", "lat": "_do_zone_lat"},
@@ -159,22 +162,20 @@ def _joined(*parts: nw.Expr) -> nw.Expr:
 TIME, ZONES = (s.PICKUP,), (s.PU_ZONE, s.DO_ZONE)
 GEOMETRY = (*ZONES, *s.COORDINATES)
 # Stands in for the metered distance where a data set has none (Kaggle): in store speeds and the course.
-STRAIGHT_MILES = "haversine_mi"
+STRAIGHT_MILES, GRID_MILES, BEARING = "haversine_mi", "manhattan_mi", "bearing_deg"
 # A trip's miles, the first of these a trip has: metered, else the straight line, as the course does. The
 # store's speeds and the course baseline read it as `trip_miles()`; the Spark course pipeline as
 # `TRIP_MILES_SQL`, since a saved MLlib pipeline holds SQL, not expressions.
 _MILES_FROM = (s.DISTANCE, STRAIGHT_MILES)
 TRIP_MILES_SQL = f"coalesce({', '.join(_MILES_FROM)})"
 FEATURES: tuple[Feature, ...] = (
-    Feature("pickup_hour", nw.Int32(), False, lambda: nw.col(s.PICKUP).dt.hour(), "hour of pickup, 0-23", reads=TIME),
-    Feature(
-        "pickup_weekday", nw.Int32(), False, _weekday, "ISO day of week of pickup, Monday 1 .. Sunday 7", reads=TIME
-    ),
+    Feature(PICKUP_HOUR, nw.Int32(), False, lambda: nw.col(s.PICKUP).dt.hour(), "hour of pickup, 0-23", reads=TIME),
+    Feature(PICKUP_WEEKDAY, nw.Int32(), False, _weekday, "ISO day of week of pickup, Monday 1 .. Sunday 7", reads=TIME),
     Feature(
         "is_weekend",
         nw.Int32(),
         False,
-        lambda: _flag(nw.col("pickup_weekday") >= 6),
+        lambda: _flag(nw.col(PICKUP_WEEKDAY) >= 6),
         "1 on Saturday and Sunday",
         True,
         TIME,
@@ -194,7 +195,7 @@ FEATURES: tuple[Feature, ...] = (
         "hour_of_week",
         nw.Int32(),
         False,
-        lambda: (nw.col("pickup_weekday") - 1) * 24 + nw.col("pickup_hour"),
+        lambda: (nw.col(PICKUP_WEEKDAY) - 1) * 24 + nw.col(PICKUP_HOUR),
         "hours since Monday 00:00, 0-167",
         True,
         TIME,
@@ -205,12 +206,12 @@ FEATURES: tuple[Feature, ...] = (
         "zone_pair", nw.String(), True, lambda: _joined(nw.col(s.PU_ZONE), nw.col(s.DO_ZONE)), "'PU-DO'", reads=ZONES
     ),
     Feature(PU_BOROUGH, nw.String(), True, lambda: _borough(_PU_BOROUGH), "borough of the pickup zone", reads=ZONES),
-    Feature("do_borough", nw.String(), True, lambda: _borough(_DO_BOROUGH), "borough of the dropoff zone", reads=ZONES),
+    Feature(DO_BOROUGH, nw.String(), True, lambda: _borough(_DO_BOROUGH), "borough of the dropoff zone", reads=ZONES),
     Feature(
         "borough_pair",
         nw.String(),
         True,
-        lambda: _joined(nw.col("pu_borough"), nw.col("do_borough")),
+        lambda: _joined(nw.col(PU_BOROUGH), nw.col(DO_BOROUGH)),
         "'pickup borough-dropoff borough'",
         True,
         ZONES,
@@ -232,7 +233,7 @@ FEATURES: tuple[Feature, ...] = (
         reads=ZONES,
     ),
     Feature(
-        "haversine_mi",
+        STRAIGHT_MILES,
         nw.Float64(),
         False,
         _haversine_mi,
@@ -240,7 +241,7 @@ FEATURES: tuple[Feature, ...] = (
         reads=GEOMETRY,
     ),
     Feature(
-        "manhattan_mi",
+        GRID_MILES,
         nw.Float64(),
         False,
         _manhattan_mi,
@@ -248,7 +249,7 @@ FEATURES: tuple[Feature, ...] = (
         reads=GEOMETRY,
     ),
     Feature(
-        "bearing_deg",
+        BEARING,
         nw.Float64(),
         False,
         _bearing_deg,

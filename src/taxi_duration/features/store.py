@@ -34,7 +34,7 @@ from taxi_duration.core.atomic import atomic_dir
 from taxi_duration.core.errors import UsageError
 from taxi_duration.core.months import Month
 from taxi_duration.engines.frames import Runtime
-from taxi_duration.features.definitions import TARGET, trip_miles
+from taxi_duration.features.definitions import DO_BOROUGH, PU_BOROUGH, TARGET, trip_miles
 
 FOLDS = 5
 MIN_TRIPS = 10
@@ -54,7 +54,7 @@ class Level:
 PAIR = Level("pair", (s.PU_ZONE, s.DO_ZONE))
 ZONE_HOUR = Level("zone_hour", (s.PU_ZONE, "hour_of_week"))
 ZONE = Level("zone", (s.PU_ZONE,))
-BOROUGH_PAIR = Level("borough_pair", ("pu_borough", "do_borough"))
+BOROUGH_PAIR = Level("borough_pair", (PU_BOROUGH, DO_BOROUGH))
 GLOBAL = Level("global", ())
 LEVELS: tuple[Level, ...] = (PAIR, ZONE_HOUR, ZONE, BOROUGH_PAIR, GLOBAL)
 

@@ -35,7 +35,19 @@ from taxi_duration.core import schema as s
 from taxi_duration.core.config import Settings
 from taxi_duration.core.errors import BadInputError, DriftDetectedError
 from taxi_duration.engines.frames import Runtime
-from taxi_duration.features.definitions import BY_NAME, TARGET, TARGET_RANGE, in_target_range
+from taxi_duration.features.definitions import (
+    BEARING,
+    BY_NAME,
+    DO_BOROUGH,
+    GRID_MILES,
+    PICKUP_HOUR,
+    PICKUP_WEEKDAY,
+    PU_BOROUGH,
+    STRAIGHT_MILES,
+    TARGET,
+    TARGET_RANGE,
+    in_target_range,
+)
 from taxi_duration.ingest.inputs import InputFile
 from taxi_duration.ingest.quality import CLEAN_DIR, validate
 from taxi_duration.serve.bundle import INPUT_COLUMNS
@@ -66,9 +78,8 @@ class Measure:
 # them says which hours gained trips. The pickup month and the holiday flag are left out: two windows differ
 # in them by construction. The zone pair is left out too: tens of thousands of sparse pairs, whose drift the
 # zones and borough pairs show.
-CATEGORICAL = ("pickup_hour", "pickup_weekday", s.PU_ZONE, s.DO_ZONE, "pu_borough", "do_borough")
-NUMERIC_RESOLUTION = {s.DISTANCE: 0.05, "haversine_mi": 0.05, "manhattan_mi": 0.05, s.PASSENGERS: 1.0}
-NUMERIC_RESOLUTION |= {"bearing_deg": 1.0}
+CATEGORICAL = (PICKUP_HOUR, PICKUP_WEEKDAY, s.PU_ZONE, s.DO_ZONE, PU_BOROUGH, DO_BOROUGH)
+NUMERIC_RESOLUTION = {s.DISTANCE: 0.05, STRAIGHT_MILES: 0.05, GRID_MILES: 0.05, s.PASSENGERS: 1.0, BEARING: 1.0}
 MINUTES_RESOLUTION = 0.1  # 6 seconds, for the target and the predictions
 MEASURES: tuple[Measure, ...] = (
     *(Measure(c, FEATURE) for c in CATEGORICAL),

@@ -22,11 +22,14 @@ from taxi_duration.core import schema as s
 from taxi_duration.engines.frames import arrow_type
 from taxi_duration.features import store as fs
 from taxi_duration.features.definitions import (
+    BEARING,
     EARTH_RADIUS_MI,
     FEATURES,
     GEOMETRY,
+    GRID_MILES,
     HOLIDAY_YEARS,
     MANHATTAN_GRID_DEG,
+    STRAIGHT_MILES,
     add_features,
     holiday_keys,
     zone_table,
@@ -236,7 +239,7 @@ def geometry(lon1: float, lat1: float, lon2: float, lat2: float) -> dict[str, fl
     manhattan = abs(east * sin_g + north * cos_g) + abs(east * cos_g - north * sin_g)
     degrees = math.atan2(east, north) / rad
     bearing = degrees + 360 if degrees < 0 else degrees
-    return {"haversine_mi": haversine, "manhattan_mi": manhattan, "bearing_deg": bearing}
+    return {STRAIGHT_MILES: haversine, GRID_MILES: manhattan, BEARING: bearing}
 
 
 def calendar_key(pickup: datetime) -> tuple[int, int, int, bool]:

@@ -14,9 +14,9 @@ import narwhals as nw
 import numpy as np
 import pandas as pd
 
-from taxi_duration.features.definitions import PU_BOROUGH, TARGET
+from taxi_duration.features.definitions import PICKUP_HOUR, PU_BOROUGH, TARGET
 
-BOROUGH, HOUR = PU_BOROUGH, "pickup_hour"
+BOROUGH, HOUR = PU_BOROUGH, PICKUP_HOUR
 # Prediction columns every scored frame carries: ours, then the baselines it must beat.
 MODEL = "model"
 BASELINES = ("course", "zone_pair_median", "global_mean")
