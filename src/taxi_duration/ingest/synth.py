@@ -176,11 +176,7 @@ def generate(
     p = load_profile()
     plans = [plan_month(p, m, i, drift) for i, m in enumerate(sorted(set(months)))]
     sizes = _chunk_sizes(rows, len(plans), chunk_rows)
-    jobs = [
-        partial(_chunk, p, plan, seed, k, size, service, dirty)
-        for plan, month_sizes in zip(plans, sizes, strict=True)
-        for k, size in enumerate(month_sizes)
-    ]
+    jobs = _chunk_jobs(p, plans, sizes, seed, service, dirty)
     # One worker thread: numpy and the Parquet writer release the GIL, so generating chunk k + 1 overlaps
     # writing chunk k, with at most two chunks in memory.
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -194,6 +190,17 @@ def generate(
             ]
         finally:
             tables.close()
+
+
+def _chunk_jobs(
+    p: Profile, plans: list[MonthPlan], sizes: list[list[int]], seed: int, service: str, dirty: DirtyShares
+) -> list[Callable[[], pa.Table]]:
+    """One job a chunk, making its table, in the order the files are written."""
+    return [
+        partial(_chunk, p, plan, seed, k, size, service, dirty)
+        for plan, month_sizes in zip(plans, sizes, strict=True)
+        for k, size in enumerate(month_sizes)
+    ]
 
 
 def _chunk_sizes(rows: int, months: int, chunk_rows: int) -> list[list[int]]:
