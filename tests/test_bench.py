@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -17,8 +18,8 @@ from taxi_duration.core.config import Engine, load_settings
 from taxi_duration.engines.frames import Runtime
 from taxi_duration.ingest.inputs import check_all, discover
 from taxi_duration.ingest.quality import validate
-from taxi_duration.ops.bench import reference
 from taxi_duration.ops.bench.engines import figure, in_process, synthetic
+from taxi_duration.ops.bench.reference import on_duckdb, on_polars, on_spark, spec
 
 
 @pytest.fixture(scope="module")
@@ -53,16 +54,16 @@ def assert_same_clean_rows(ours_out: Path, out: Path) -> None:
     assert types(got) == types(expected)
     assert expected.num_rows > 0
     # Clean rows hold no duplicate: the trip fields and the file identify each one.
-    key = [*reference.DUPLICATE_KEY, "source_file"]
+    key = [*spec.DUPLICATE_KEY, "source_file"]
     frames = [t.to_pandas().sort_values(key, ignore_index=True) for t in (expected, got)]
     pd.testing.assert_frame_equal(*frames, check_dtype=False, check_exact=False, rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.parametrize("job", ["duckdb_sql", "polars"])
+@pytest.mark.parametrize("job", [on_duckdb.duckdb_sql, on_polars.polars], ids=["duckdb_sql", "polars"])
 def test_a_reference_writes_our_counts_and_clean_rows(
-    job: str, data: Path, ours_out: Path, ours: dict[str, int], tmp_path: Path
+    job: Callable[[Path, list[str]], dict[str, int]], data: Path, ours_out: Path, ours: dict[str, int], tmp_path: Path
 ) -> None:
-    counts = getattr(reference, job)(tmp_path / "out", sorted(map(str, data.glob("*.parquet"))))
+    counts = job(tmp_path / "out", sorted(map(str, data.glob("*.parquet"))))
     assert counts == ours
     assert ours["quarantine"] > 0
     assert_same_clean_rows(ours_out, tmp_path / "out")
@@ -72,7 +73,7 @@ def test_a_reference_writes_our_counts_and_clean_rows(
 def test_pyspark_reference_writes_our_counts_and_clean_rows(
     spark: object, data: Path, ours_out: Path, ours: dict[str, int], tmp_path: Path
 ) -> None:
-    assert reference.pyspark(tmp_path / "out", sorted(map(str, data.glob("*.parquet")))) == ours
+    assert on_spark.pyspark(tmp_path / "out", sorted(map(str, data.glob("*.parquet")))) == ours
     assert_same_clean_rows(ours_out, tmp_path / "out")
 
 

@@ -1,4 +1,4 @@
-"""What the commands show: the tables and lines built for `cli.py` to print."""
+"""What the commands show: the tables and lines built for the commands to print."""
 
 from __future__ import annotations
 

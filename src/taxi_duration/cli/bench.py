@@ -1,4 +1,4 @@
-"""`taxi-duration bench`: the benchmark commands, a sub-app that `cli.py` adds."""
+"""`taxi-duration bench`: the benchmark commands, a sub-app that `cli/main.py` adds."""
 
 from __future__ import annotations
 

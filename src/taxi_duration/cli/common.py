@@ -1,14 +1,17 @@
 """What the `taxi-duration` commands share: the console their messages go to, the options several of them
-take, settings from those, the progress bar, the --out JSON. Used by `cli.py` and the sub-apps it adds
-(`bench/cli.py`)."""
+take (one by one, or as a dataclass: `takes_options`), settings from those, the progress bar, the --out JSON.
+Used by every module of `cli/`."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, get_type_hints
 
 import typer
 from rich.console import Console
@@ -106,7 +109,7 @@ OutJsonOpt = Annotated[Path | None, typer.Option("--out", help="Also write the r
 
 def spark_for(settings: Settings) -> SparkSession | None:
     """The Spark session when the command runs on Spark (inputs and outputs are then found through its
-    Hadoop filesystems: `storage.py`), else None."""
+    Hadoop filesystems: `core/storage.py`), else None."""
     if settings.engine is not Engine.SPARK:
         return None
     from taxi_duration.engines.spark import session_for
@@ -117,6 +120,43 @@ def spark_for(settings: Settings) -> SparkSession | None:
 def settings_from(config: Path | None, engine: str | None = None, **overrides: Any) -> Settings:
     """Settings from the --config file (or the default one), the --engine name and other options given."""
     return load_settings(config, engine=Engine.parse(engine) if engine else None, **overrides)
+
+
+def takes_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Let a command take a dataclass of options as one keyword-only parameter, for options several commands share.
+
+    Typer reads options from a function's parameters only: the command it is given lists the dataclass's
+    fields (their `Annotated` types and defaults) where that parameter stands, and builds the dataclass from
+    them before calling `command`.
+
+    Args:
+        command: A command with one keyword-only parameter annotated with a dataclass whose fields are options.
+
+    Returns:
+        The command as Typer should register it.
+    """
+    hints = get_type_hints(command, include_extras=True)
+    signature = inspect.signature(command)
+    name = next(p.name for p in signature.parameters.values() if dataclasses.is_dataclass(hints[p.name]))
+    options: type[Any] = hints[name]
+    option_hints = get_type_hints(options, include_extras=True)
+    shared = [
+        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=option_hints[f.name])
+        for f in dataclasses.fields(options)
+    ]
+    parameters: list[inspect.Parameter] = []
+    for p in signature.parameters.values():
+        parameters.extend(shared if p.name == name else [p.replace(annotation=hints[p.name])])
+
+    @functools.wraps(command)
+    def with_options(**given: Any) -> None:
+        chosen = options(**{p.name: given.pop(p.name) for p in shared})
+        command(**given, **{name: chosen})
+
+    # Typer reads the signature and the annotations: both name the fields, already resolved.
+    with_options.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    with_options.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": None}
+    return with_options
 
 
 def progress_bar() -> Progress:

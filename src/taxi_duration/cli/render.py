@@ -1,4 +1,4 @@
-"""What the commands show: rich tables and lines built from the package's results, for `cli.py` to print."""
+"""What the commands show: rich tables and lines built from the package's results, for the commands to print."""
 
 from __future__ import annotations
 

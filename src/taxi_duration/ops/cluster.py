@@ -1,4 +1,4 @@
-"""A Spark standalone cluster on this machine, and the checks a session makes before it relies on a cluster.
+"""A Spark standalone cluster on this machine: `up`, `status` and `down`.
 
 `up` starts a master and N workers from the pip-installed PySpark (`pyspark/bin/spark-class`, since the wheel
 has no `sbin/start-*.sh`), each its own JVM with its own cores and memory, on loopback. Their pids (with start
@@ -6,9 +6,8 @@ times, so a reused pid is never taken for them), ports and logs live in a state 
 where `status` and `down` find them. `down` ends every process of the cluster, executors and their Python
 workers included, and checks that none is left.
 
-A session on any `spark://` master first checks that something accepts connections there, then that an
-executor registers within a bounded time: Spark itself would retry for a minute, or wait forever with
-"Initial job has not accepted any resources".
+The checks a session makes on any `spark://` master (something accepts connections there, an executor
+registers within a bounded time) are the session's own, in `engines/spark.py`.
 """
 
 from __future__ import annotations
@@ -21,9 +20,9 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.error import URLError
 from urllib.request import urlopen
 
@@ -32,9 +31,6 @@ import psutil
 from taxi_duration.core.atomic import atomic_file, run_tag, tag_is_gone
 from taxi_duration.core.errors import EngineUnavailableError, UsageError
 from taxi_duration.engines.spark import CONNECT_TIMEOUT_S, check_java
-
-if TYPE_CHECKING:
-    pass
 
 HOST = "127.0.0.1"
 STATE_FILE = "cluster.json"
@@ -88,46 +84,56 @@ def up(
     if running is not None:
         raise UsageError(f"a cluster is up at {running.master_url}: `taxi-duration cluster down` first")
     check_java()
-    logs = state_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    (state_dir / "logs").mkdir(parents=True, exist_ok=True)
     port, ui_port = _free_port(), _free_port()
-    master_url, ui_url = f"spark://{HOST}:{port}", f"http://{HOST}:{ui_port}"
+    ui_url = f"http://{HOST}:{ui_port}"
+    cluster = Cluster(f"spark://{HOST}:{port}", ui_url, "", [], cores_per_worker, memory_per_worker, str(state_dir))
     started: list[str] = []
-    cluster = Cluster(master_url, ui_url, "", [], cores_per_worker, memory_per_worker, str(state_dir))
     try:
         on_step("starting the master")
-        master = _daemon(
-            "master",
-            ["org.apache.spark.deploy.master.Master", "--host", HOST, "--port", str(port)],
-            ["--webui-port", str(ui_port)],
-            state_dir,
-        )
-        started.append(master)
-        cluster = Cluster(master_url, ui_url, master, [], cores_per_worker, memory_per_worker, str(state_dir))
-        _save(cluster)  # from here on, `down` finds what was started even if this process dies
+        cluster = _start_master(cluster, port, ui_port, started)
         deadline = time.monotonic() + timeout_s
         _wait(lambda: _master_state(ui_url) is not None, deadline, cluster, "the master to answer")
-        tags = []
         for n in range(1, workers + 1):
             on_step(f"starting worker {n} of {workers}")
-            args = ["--cores", str(cores_per_worker), "--memory", memory_per_worker]
-            args += ["--work-dir", str(state_dir / f"worker-{n}"), master_url]
-            tag = _daemon(
-                f"worker-{n}",
-                ["org.apache.spark.deploy.worker.Worker", "--host", HOST],
-                ["--webui-port", str(_free_port()), *args],
-                state_dir,
-            )
-            started.append(tag)
-            tags.append(tag)
-            cluster = Cluster(master_url, ui_url, master, tags, cores_per_worker, memory_per_worker, str(state_dir))
-            _save(cluster)
+            cluster = _start_worker(cluster, n, started)
         on_step(f"waiting for {workers} worker(s) to register")
         _wait(lambda: len(alive_workers(ui_url)) >= workers, deadline, cluster, f"{workers} worker(s) to register")
     except BaseException:
         stop_processes(started)
         _state_file(state_dir).unlink(missing_ok=True)
         raise
+    return cluster
+
+
+def _start_master(cluster: Cluster, port: int, ui_port: int, started: list[str]) -> Cluster:
+    """Start the master JVM (its tag added to `started`); the cluster with it, saved."""
+    master = _daemon(
+        "master",
+        ["org.apache.spark.deploy.master.Master", "--host", HOST, "--port", str(port)],
+        ["--webui-port", str(ui_port)],
+        Path(cluster.state_dir),
+    )
+    started.append(master)
+    cluster = replace(cluster, master=master)
+    _save(cluster)  # from here on, `down` finds what was started even if this process dies
+    return cluster
+
+
+def _start_worker(cluster: Cluster, n: int, started: list[str]) -> Cluster:
+    """Start worker `n` on the cluster's master (its tag added to `started`); the cluster with it, saved."""
+    state_dir = Path(cluster.state_dir)
+    args = ["--cores", str(cluster.cores_per_worker), "--memory", cluster.memory_per_worker]
+    args += ["--work-dir", str(state_dir / f"worker-{n}"), cluster.master_url]
+    tag = _daemon(
+        f"worker-{n}",
+        ["org.apache.spark.deploy.worker.Worker", "--host", HOST],
+        ["--webui-port", str(_free_port()), *args],
+        state_dir,
+    )
+    started.append(tag)
+    cluster = replace(cluster, workers=[*cluster.workers, tag])
+    _save(cluster)
     return cluster
 
 

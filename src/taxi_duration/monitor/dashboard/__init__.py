@@ -1,6 +1,6 @@
 """`taxi-duration dashboard`: one Streamlit app over what the project already writes.
 
-`sources.py` reads each source (the MLflow registry and runs, `validate` reports, `drift` summaries, a
+`sources/` reads each source (the MLflow registry and runs, `validate` reports, `drift` summaries, a
 server's `/metrics`, a stream's output folder) and answers either its data or a `Missing`: what is absent and
 the command that makes it. `travel_times.py` is the map's logic (zone shapes, the champion's minutes to every
 zone). The pages (`pages/*.py`, one script each) only lay these out; `app.py` is the entry Streamlit runs and

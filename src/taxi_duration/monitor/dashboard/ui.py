@@ -13,7 +13,7 @@ from taxi_duration.monitor.dashboard import sources
 from taxi_duration.monitor.dashboard.sources import Missing
 from taxi_duration.serve.scorer import Scorer, load
 
-# matplotlib's tab10, which plots.py and the drift report draw with (plotly calls it D3).
+# matplotlib's tab10, which train/plots.py and the drift report draw with (plotly calls it D3).
 COLORS = px.colors.qualitative.D3
 OK, BAD = COLORS[2], COLORS[3]
 px.defaults.template = "plotly_white"

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from taxi_duration.ingest.inputs import InputFile
     from taxi_duration.ingest.quality import QualityReport
 
-# Ours: the package's CLI on each engine. References: the same job written by hand (reference.py).
+# Ours: the package's CLI on each engine. References: the same job written by hand (reference/).
 OURS = {"duckdb": "duckdb", "pandas": "pandas", "spark": "spark"}
 REFERENCES = ("duckdb-sql", "pyspark", "polars")
 ENGINES = (*OURS, *REFERENCES)

@@ -13,6 +13,7 @@
 4. Optionally a soak: `/predict` under load for `soak_s` seconds, the server's RSS sampled throughout.
 
 Written by hand because the comparison itself is the product: no tool starts both servers on one model.
+This module owns the trips, the servers and the results; `load.py` drives wrk.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,7 +32,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pandas as pd
 import psutil
@@ -43,31 +42,12 @@ from taxi_duration.core.errors import UsageError
 from taxi_duration.core.months import Month
 from taxi_duration.ingest.synth import DirtyShares, generate
 from taxi_duration.ingest.validation import BOOKING_AHEAD, FIRST_DAY
+from taxi_duration.ops.bench import load as wrk_load
 from taxi_duration.serve.api import MAX_BATCH
 from taxi_duration.serve.holder import load, wait_ready
 from taxi_duration.serve.scorer import Scorer
 
 OURS, MLFLOW = "taxi-duration", "mlflow models serve"
-# wrk's own default (2 s) counts a slower answer as a socket error and drops its latency: a queue of never-seen
-# 1,000-trip batches, or MLflow under load, would read as failures instead of as the latency they are.
-REQUEST_TIMEOUT_S = 30
-# `done` prints wrk's own exact counts and percentiles as one JSON line (its text summary rounds them).
-WRK_SCRIPT = """
-local bodies, i = {}, 0
-for line in io.lines(os.getenv("BODIES")) do bodies[#bodies + 1] = line end
-local headers = {["Content-Type"] = "application/json"}
-request = function()
-  i = i % #bodies + 1
-  return wrk.format("POST", os.getenv("ENDPOINT"), headers, bodies[i])
-end
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    '{"requests": %d, "duration_us": %d, "socket_errors": %d, "bad_status": %d, "p50_us": %d, "p99_us": %d}\\n',
-    summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, e.status,
-    latency:percentile(50), latency:percentile(99)))
-end
-"""
 
 
 @dataclass(frozen=True)
@@ -184,38 +164,6 @@ def _server(command: list[str], url: str, ready: str, env: dict[str, str]) -> It
             process.kill()
 
 
-@contextmanager
-def _wrk(url: str, endpoint: str, bodies: Path, seconds: float, connections: int) -> Iterator[subprocess.Popen[str]]:
-    """wrk running against one endpoint, cycling through the request bodies in `bodies` (one per line)."""
-    if shutil.which("wrk") is None:
-        raise UsageError("`bench serve` needs wrk, the HTTP load generator: apt-get install wrk (or brew install wrk)")
-    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
-        script.write(WRK_SCRIPT)
-        script.flush()
-        env = {**os.environ, "BODIES": str(bodies), "ENDPOINT": endpoint}
-        duration, timeout = f"-d{max(1, round(seconds))}s", f"--timeout={REQUEST_TIMEOUT_S}s"
-        command = ["wrk", "-t1", f"-c{connections}", duration, timeout, "-s", script.name, url]
-        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            yield process
-        finally:
-            if process.poll() is None:
-                process.kill()
-
-
-def _summary(process: subprocess.Popen[str]) -> dict[str, Any]:
-    out, err = process.communicate()
-    if process.returncode != 0:
-        raise UsageError(f"wrk failed: {err.strip()}")
-    return dict(json.loads(out.strip().splitlines()[-1]))
-
-
-def wrk(url: str, endpoint: str, bodies: Path, seconds: float, connections: int) -> dict[str, Any]:
-    """Run wrk against one endpoint; its JSON summary."""
-    with _wrk(url, endpoint, bodies, seconds, connections) as process:
-        return _summary(process)
-
-
 @dataclass(frozen=True)
 class Target:
     """One server under test: how it is started and what each endpoint's request body looks like."""
@@ -249,6 +197,19 @@ def targets(model_uri: str, port: int) -> list[Target]:
     ]
 
 
+@dataclass(frozen=True)
+class _Load:
+    """What each server is put through: the trips, the load's length and connections, the batches, the soak."""
+
+    requests: list[dict[str, Any]]
+    work: Path
+    duration: float
+    connections: int
+    batch_size: int
+    soak_s: float
+    on_step: Callable[[str], None]
+
+
 def run(
     settings: Settings,
     model_uri: str,
@@ -271,49 +232,15 @@ def run(
             requests = [{k: v for k, v in t.items() if k != s.DISTANCE} for t in requests]
         on_step("timing features + model in process")
         local = in_process(served, requests, calls=20_000)
-        env = {**os.environ, "MLFLOW_TRACKING_URI": str(settings.mlflow_tracking_uri)}
-        env["TAXI_DURATION_DATA_DIR"] = str(settings.data_dir)
-        # `mlflow models serve` starts uvicorn by name: this interpreter's scripts must be on its PATH even
-        # when the virtualenv is not activated.
-        env["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), env.get("PATH", "")))
+        plan = _Load(requests, work, duration, connections, batch_size, soak_s, on_step)
+        env = _env(settings)
         rows: list[Row] = []
         soak: dict[str, Any] | None = None
         worst: dict[str, Any] | None = None
         for i, target in enumerate(targets(pinned, port)):
-            single, batch = work / f"single-{i}.jsonl", work / f"batch-{i}.jsonl"
-            single.write_text("".join(json.dumps(target.body([t])) + "\n" for t in requests))
-            chunks = [requests[j : j + batch_size] for j in range(0, len(requests), batch_size)]
-            batch.write_text("".join(json.dumps(target.batch_body(c)) + "\n" for c in chunks))
-            url = f"http://127.0.0.1:{port + i}"
-            on_step(f"starting {target.name}")
-            with _server(target.command, url, target.ready, env) as process:
-                for endpoint, bodies, per_request in ((target.single, single, 1), (target.batch, batch, batch_size)):
-                    label = f"{endpoint} ({per_request} trip{'s' if per_request > 1 else ''})"
-                    on_step(f"{target.name} {label}: warm-up")
-                    wrk(url, endpoint, bodies, min(10.0, duration), connections)
-                    on_step(f"{target.name} {label}: {duration:.0f} s under load")
-                    result = wrk(url, endpoint, bodies, duration, connections)
-                    seconds = result["duration_us"] / 1e6
-                    rps = result["requests"] / seconds
-                    rows.append(
-                        Row(
-                            server=target.name,
-                            endpoint=label,
-                            rps=round(rps, 1),
-                            rows_per_s=round(rps * per_request, 1),
-                            p50_ms=result["p50_us"] / 1e3,
-                            p99_ms=result["p99_us"] / 1e3,
-                            errors=result["socket_errors"] + result["bad_status"],
-                            requests=result["requests"],
-                            rss_mib=round(process.memory_info().rss / 2**20, 1),
-                        )
-                    )
-                if target.name == OURS:
-                    on_step(f"worst case: {duration:.0f} s of never-seen batches, /health timed")
-                    worst = _worst_case(url, work, served, duration, connections)
-                if soak_s > 0 and target.name == OURS:
-                    on_step(f"soak: {soak_s:.0f} s of /predict")
-                    soak = _soak(process, url, target.single, single, soak_s, connections)
+            measured, target_worst, target_soak = _bench(plan, target, i, port + i, env, served)
+            rows += measured
+            worst, soak = target_worst or worst, target_soak or soak  # only ours has them
         results = {
             "model": pinned,
             "model_kind": served.bundle.native.source,
@@ -335,62 +262,74 @@ def run(
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _worst_case(url: str, work: Path, served: Scorer, seconds: float, connections: int) -> dict[str, Any]:
+def _env(settings: Settings) -> dict[str, str]:
+    """The servers' environment: the project's MLflow store and data dir."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": str(settings.mlflow_tracking_uri)}
+    env["TAXI_DURATION_DATA_DIR"] = str(settings.data_dir)
+    # `mlflow models serve` starts uvicorn by name: this interpreter's scripts must be on its PATH even
+    # when the virtualenv is not activated.
+    env["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), env.get("PATH", "")))
+    return env
+
+
+def _bench(
+    plan: _Load, target: Target, index: int, port: int, env: dict[str, str], served: Scorer
+) -> tuple[list[Row], dict[str, Any] | None, dict[str, Any] | None]:
+    """One server: start it, load each endpoint (one trip, then batches), then for ours the worst case and, when
+    asked, the soak. Returns its rows, its worst case and its soak (None for MLflow's)."""
+    single, batch = plan.work / f"single-{index}.jsonl", plan.work / f"batch-{index}.jsonl"
+    single.write_text("".join(json.dumps(target.body([t])) + "\n" for t in plan.requests))
+    chunks = [plan.requests[j : j + plan.batch_size] for j in range(0, len(plan.requests), plan.batch_size)]
+    batch.write_text("".join(json.dumps(target.batch_body(c)) + "\n" for c in chunks))
+    url = f"http://127.0.0.1:{port}"
+    plan.on_step(f"starting {target.name}")
+    worst = soak = None
+    with _server(target.command, url, target.ready, env) as process:
+        rows = [
+            _endpoint(plan, target.name, url, endpoint, bodies, per_request, process)
+            for endpoint, bodies, per_request in ((target.single, single, 1), (target.batch, batch, plan.batch_size))
+        ]
+        if target.name == OURS:
+            plan.on_step(f"worst case: {plan.duration:.0f} s of never-seen batches, /health timed")
+            worst = _worst_case(url, plan, served)
+        if plan.soak_s > 0 and target.name == OURS:
+            plan.on_step(f"soak: {plan.soak_s:.0f} s of /predict")
+            soak = wrk_load.soak(process, url, target.single, single, plan.soak_s, plan.connections)
+    return rows, worst, soak
+
+
+def _endpoint(
+    plan: _Load, server: str, url: str, endpoint: str, bodies: Path, per_request: int, process: psutil.Process
+) -> Row:
+    """One endpoint of a running server: a warm-up, then `plan.duration` seconds under load."""
+    label = f"{endpoint} ({per_request} trip{'s' if per_request > 1 else ''})"
+    plan.on_step(f"{server} {label}: warm-up")
+    wrk_load.wrk(url, endpoint, bodies, min(10.0, plan.duration), plan.connections)
+    plan.on_step(f"{server} {label}: {plan.duration:.0f} s under load")
+    result = wrk_load.wrk(url, endpoint, bodies, plan.duration, plan.connections)
+    seconds = result["duration_us"] / 1e6
+    rps = result["requests"] / seconds
+    return Row(
+        server=server,
+        endpoint=label,
+        rps=round(rps, 1),
+        rows_per_s=round(rps * per_request, 1),
+        p50_ms=result["p50_us"] / 1e3,
+        p99_ms=result["p99_us"] / 1e3,
+        errors=result["socket_errors"] + result["bad_status"],
+        requests=result["requests"],
+        rss_mib=round(process.memory_info().rss / 2**20, 1),
+    )
+
+
+def _worst_case(url: str, plan: _Load, served: Scorer) -> dict[str, Any]:
     """Never-seen batches of `MAX_BATCH` trips under load while one client calls `/health` back to back."""
-    bodies = work / "worst-case.jsonl"
+    bodies = plan.work / "worst-case.jsonl"
     window = served.bundle.store.window
     with bodies.open("w") as out:
         for seed in range(100):  # 100,000 distinct trips: wrk cycles through them
             out.write(json.dumps({"trips": worst_case_trips(MAX_BATCH, seed, window)}) + "\n")
-    health: list[float] = []
-    with _wrk(url, "/predict/batch", bodies, seconds, connections) as load:
-
-        def probe() -> None:
-            with httpx.Client(timeout=60) as client:
-                while load.poll() is None:
-                    start = time.perf_counter()
-                    client.get(f"{url}/health")
-                    health.append(time.perf_counter() - start)
-
-        prober = threading.Thread(target=probe)
-        prober.start()
-        summary = _summary(load)
-        prober.join()
-    ms = np.array(health) * 1e3
-    return {
-        "seconds": seconds,
-        "batch_trips": MAX_BATCH,
-        "batches": summary["requests"],
-        "batch_p50_ms": summary["p50_us"] / 1e3,
-        "batch_p99_ms": summary["p99_us"] / 1e3,
-        "errors": summary["socket_errors"] + summary["bad_status"],
-        "health_calls": len(ms),
-        "health_p50_ms": round(float(np.percentile(ms, 50)), 2) if len(ms) else None,
-        "health_p99_ms": round(float(np.percentile(ms, 99)), 2) if len(ms) else None,
-        "health_max_ms": round(float(ms.max()), 2) if len(ms) else None,
-    }
-
-
-def _soak(process: psutil.Process, url: str, endpoint: str, bodies: Path, seconds: float, connections: int) -> dict:
-    """`/predict` under load for `seconds`, the server's RSS sampled every five seconds."""
-    samples: list[tuple[float, float]] = []
-    started = time.monotonic()
-    with _wrk(url, endpoint, bodies, seconds, connections) as load:
-        while load.poll() is None:
-            samples.append((time.monotonic() - started, process.memory_info().rss / 2**20))
-            time.sleep(5)
-        summary = _summary(load)
-    warm = [rss for t, rss in samples if t >= 30] or [rss for _, rss in samples]
-    return {
-        "seconds": seconds,
-        "requests": summary["requests"],
-        "errors": summary["socket_errors"] + summary["bad_status"],
-        "rss_start_mib": round(samples[0][1], 1),
-        "rss_after_30s_mib": round(warm[0], 1),
-        "rss_end_mib": round(samples[-1][1], 1),
-        "rss_max_mib": round(max(r for _, r in samples), 1),
-        "samples": [(round(t, 1), round(r, 1)) for t, r in samples],
-    }
+    return wrk_load.worst_case(url, bodies, MAX_BATCH, plan.duration, plan.connections)
 
 
 def markdown(results: dict[str, Any]) -> str:
