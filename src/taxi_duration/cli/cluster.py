@@ -1,4 +1,4 @@
-"""`taxi-duration cluster up|status|down`: a Spark standalone cluster on this machine, a sub-app `cli.py` adds."""
+"""`taxi-duration cluster up|status|down`: a Spark standalone cluster on this machine, a sub-app `cli/main.py` adds."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`taxi-duration drift`: the command, registered by `cli.py` (kept here so that file stays a list of jobs)."""
+"""`taxi-duration drift`: the command, registered by `cli/main.py`."""
 
 from __future__ import annotations
 
