@@ -21,6 +21,7 @@ from taxi_duration.ingest import validation
 from taxi_duration.ingest.validation import FIRST_DAY, MAX_DISTANCE_MI, MAX_PASSENGERS, NEW_YORK
 
 MAX_BATCH = 1000
+PICKUP_RANGE = f"must lie between {FIRST_DAY} (the first TLC records) and a year from today"  # `booking_window`
 SHOWN_NAME = 64  # characters of an unknown field's name an error repeats
 # Numeric fields, where JSON true/false must not pass as 1/0.
 NUMBERS = ("pu_location_id", "do_location_id", "passenger_count", "trip_distance", "vendor_id", *s.COORDINATES)
@@ -147,14 +148,13 @@ class Trip(BaseModel):
     @field_validator("pickup_datetime")
     @classmethod
     def _in_range(cls, value: datetime) -> datetime:
-        problem = f"must lie between {FIRST_DAY} (the first TLC records) and a year from today"
         if value.tzinfo is not None:
             try:
                 value = value.astimezone(NEW_YORK).replace(tzinfo=None)
             except OverflowError:  # year 1 or 9999 with an offset: outside any calendar Python keeps
-                raise ValueError(problem) from None
+                raise ValueError(PICKUP_RANGE) from None
         if not validation.booking_window().holds(value.date()):
-            raise ValueError(problem)
+            raise ValueError(PICKUP_RANGE)
         return value
 
     def canonical(self) -> dict[str, Any]:
