@@ -19,8 +19,6 @@ from taxi_duration.serve.api.routes.docs import DOCS_ASSETS
 from taxi_duration.serve.api.schemas import Problem
 from taxi_duration.serve.holder import ModelHolder
 
-__all__ = ["DOCS_ASSETS", "create_app"]
-
 
 def create_app(holder: ModelHolder, api_key: str | None = None, admin_key: str | None = None) -> FastAPI:
     """The API over a started `ModelHolder`, which it closes when the server stops. Every prediction takes

@@ -1,5 +1,6 @@
-"""Refusals: what each 4xx means in the OpenAPI document, and the handlers that give every one a body
-naming what was wrong (`{"error": ..., "problems": [...]}`) instead of FastAPI's own."""
+"""Refusals: what each 4xx means in the OpenAPI document, the handlers that give every one a body naming what
+was wrong (`{"error": ..., "problems": [...]}`) instead of FastAPI's own, and the table that turns each reason
+the scorer refuses a trip for into its 422 (`REFUSAL_OF`)."""
 
 from __future__ import annotations
 
@@ -142,8 +143,8 @@ def _no_zone(refused: Refused) -> Explained:
     return lon, f"the point {point} lies in no TLC taxi zone: send {zone}, or a point in New York City", "value_error"
 
 
-# The 422 of each reason the scorer may refuse a request for (`validation.REQUEST_CODES`), a test holds every
-# code to an entry. A trip refused for several reasons gets the first entry's: the schema has checked every
+# The 422 of each reason the scorer may refuse a request for (`validation.REQUEST_CODES`; a test holds every
+# code to an entry). A trip refused for several reasons gets the first entry's: the schema has checked every
 # bound already, so what is left is a distance the model needs or a point outside every zone.
 REFUSAL_OF: dict[str, Callable[[Refused], Explained]] = {
     validation.missing(s.DISTANCE): _needs_distance,
