@@ -366,7 +366,7 @@ def _copy(work: Path, version: str, breaks: str | None = None) -> str:
         (native / "native.json").write_text(json.dumps(spec))
     elif breaks == "old":
         shutil.rmtree(native)
-    entry = ROOT / "src" / "taxi_duration" / "pyfunc_entry.py"
+    entry = ROOT / "src" / "taxi_duration" / "serve" / "pyfunc_entry.py"
     with mlflow.start_run():
         info = mlflow.pyfunc.log_model(
             name="model",
