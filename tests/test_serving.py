@@ -188,46 +188,16 @@ def test_a_batch_answers_in_order_what_single_calls_answer(server: Server) -> No
     assert batch.json()["predictions"] == singles
 
 
-BAD_REQUESTS = [
+# A few refusals over real HTTP, as a client meets them; every case, and why, is in `test_api.py` (in process).
+LIVE_BAD_REQUESTS = [
     ({**TRIP, "pu_location_id": 999}, "pu_location_id", "less than or equal to 263"),
-    # The TLC's "unknown" and "outside NYC": training quarantines them (validation.KNOWN_ZONES), so does the API.
-    ({**TRIP, "pu_location_id": 264}, "pu_location_id", "less than or equal to 263"),
-    ({**TRIP, "do_location_id": 265}, "do_location_id", "less than or equal to 263"),
-    ({**TRIP, "do_location_id": 0}, "do_location_id", "greater than or equal to 1"),
     ({**TRIP, "pickup_datetime": "2099-01-01T10:00:00"}, "pickup_datetime", "a year from today"),
-    ({**TRIP, "pickup_datetime": "yesterday"}, "pickup_datetime", "datetime"),
-    # Found by schemathesis: converting these to New York time overflows.
-    ({**TRIP, "pickup_datetime": "0001-01-01T01:00:01Z"}, "pickup_datetime", "a year from today"),
-    ({**TRIP, "pickup_datetime": "0001-01-01T00:00:00+01:00"}, "pickup_datetime", "a year from today"),
-    ({**TRIP, "passenger_count": -2}, "passenger_count", "greater than or equal to 0"),
-    ({**TRIP, "passenger_count": "two"}, "passenger_count", "valid integer"),
-    ({**TRIP, "trip_distance": -1.0}, "trip_distance", "greater than 0"),
-    ({**TRIP, "trip_distance": 250_000.0}, "trip_distance", "less than or equal to 100"),
-    ({k: v for k, v in TRIP.items() if k != "pickup_datetime"}, "pickup_datetime", "Field required"),
     ({k: v for k, v in TRIP.items() if k != "trip_distance"}, "trip_distance", "uses the metered distance"),
-    ([TRIP], "body", "valid dictionary"),
-    ({k: v for k, v in TRIP.items() if k != "pu_location_id"}, "body", "unless the trip gives all four coordinates"),
-    ({**TRIP, **POINTS, "pickup_latitude": 140.0}, "pickup_latitude", "less than or equal to 90"),
-    # JSON true and false are not 1 and 0.
-    ({**TRIP, "trip_distance": True}, "trip_distance", "not true or false"),
-    ({**TRIP, "passenger_count": False}, "passenger_count", "not true or false"),
-    ({**TRIP, "pu_location_id": True}, "pu_location_id", "not true or false"),
-    ({**TRIP, **POINTS, "dropoff_latitude": True}, "dropoff_latitude", "not true or false"),
-    # Two spellings of one field that disagree, and misspelt names, are named.
-    ({**TRIP, "PULocationID": 75}, "pu_location_id", "pu_location_id is 74 but PULocationID is 75"),
-    (
-        {**{k: v for k, v in TRIP.items() if k != "pickup_datetime"}, "pickup_datetme": TRIP["pickup_datetime"]},
-        "pickup_datetme",
-        "unknown field; did you mean pickup_datetime?",
-    ),
-    ({**TRIP, "trip_distnce": 2.4}, "trip_distnce", "unknown field; did you mean trip_distance?"),
-    # Spaces around a number are a client bug, not zone 74; a huge unknown name is cut, not echoed whole.
-    ({**TRIP, "pu_location_id": "   74   "}, "pu_location_id", "without spaces around it"),
     ({**TRIP, "x" * 900_000: 1}, "x" * 64 + "... (900,000 characters)", "unknown field"),
 ]
 
 
-@pytest.mark.parametrize(("body", "field", "message"), BAD_REQUESTS)
+@pytest.mark.parametrize(("body", "field", "message"), LIVE_BAD_REQUESTS)
 def test_bad_trips_are_422_naming_the_field(server: Server, body: Any, field: str, message: str) -> None:
     answer = server.post("/predict", body)
     assert answer.status_code == 422, answer.text
@@ -246,37 +216,6 @@ def test_coordinates_stand_in_for_zones_and_refine_the_distance(server: Server) 
     assert batch[1] == batch[2] == answer.json()
 
 
-def test_a_batch_names_the_trip_and_the_field(server: Server) -> None:
-    answer = server.post("/predict/batch", {"trips": [TRIP, {**TRIP, "PULocationID": 75, "fare_amont": 1.0}]})
-    assert answer.status_code == 422, answer.text
-    fields = {p["field"] for p in answer.json()["problems"]}
-    assert fields == {"trips.1.pu_location_id", "trips.1.fare_amont"}
-    extra = server.post("/predict/batch", {"trips": [TRIP], "trip": TRIP})
-    assert extra.status_code == 422
-    assert extra.json()["problems"][0]["field"] == "trip"
-
-
-@pytest.mark.shared
-def test_a_point_in_no_zone_is_422(server: Server) -> None:
-    at_sea = {k: v for k, v in TRIP.items() if not k.endswith("location_id")} | POINTS | {"dropoff_longitude": -73.5}
-    answer = server.post("/predict", at_sea)
-    assert answer.status_code == 422, answer.text
-    problem = answer.json()["problems"][0]
-    assert problem["field"] == "dropoff_longitude"
-    assert "lies in no TLC taxi zone" in problem["message"]
-
-
-def test_json_too_deep_or_numbers_too_long_say_so(server: Server) -> None:
-    as_json = {"Content-Type": "application/json"}
-    deep = httpx.post(f"{server.url}/predict", content="[" * 1000 + "]" * 1000, headers=as_json, timeout=10)
-    assert deep.status_code == 400
-    assert "nested too deeply" in deep.json()["error"]
-    long = json.dumps(TRIP)[:-1] + ', "vendor_id": ' + "9" * 5000 + "}"
-    digits = httpx.post(f"{server.url}/predict", content=long, headers=as_json, timeout=10)
-    assert digits.status_code == 400
-    assert "over 4,300 digits" in digits.json()["error"]
-
-
 def test_malformed_json_and_non_finite_numbers_are_422(server: Server) -> None:
     as_json = {"Content-Type": "application/json"}
     broken = httpx.post(f"{server.url}/predict", content=b'{"pickup_datetime": ', headers=as_json, timeout=10)
@@ -292,11 +231,7 @@ def test_malformed_json_and_non_finite_numbers_are_422(server: Server) -> None:
     assert "Content-Type: application/json" in untyped.json()["error"]
 
 
-def test_batches_over_the_limit_and_huge_bodies_are_refused(server: Server) -> None:
-    over = server.post("/predict/batch", {"trips": [TRIP] * (MAX_BATCH + 1)})
-    assert over.status_code == 422
-    assert f"at most {MAX_BATCH}" in over.json()["problems"][0]["message"]
-    assert server.post("/predict/batch", {"trips": []}).status_code == 422
+def test_huge_bodies_are_refused_as_they_come(server: Server) -> None:
     huge = httpx.post(f"{server.url}/predict", content=b"x" * (2 << 20), timeout=30)
     assert huge.status_code == 413
     assert "bytes" in huge.json()["error"]
@@ -395,10 +330,6 @@ def test_openapi_docs_with_examples(server: Server) -> None:
     assert len(operations) == len(set(operations))
 
 
-def test_admin_calls_are_off_without_an_admin_key(server: Server) -> None:
-    assert server.post("/admin/reload").status_code == 403
-
-
 def test_keys_guard_predictions_and_admin_calls(registry: Settings) -> None:
     shapeless = {"TAXI_DURATION_ZONE_SHAPES": str(registry.data_dir / "no-shapes.zip")}
     keyed = Server(registry, TAXI_DURATION_API_KEY=API_KEY, TAXI_DURATION_ADMIN_KEY=ADMIN_KEY, **shapeless)
@@ -435,7 +366,7 @@ def _copy(work: Path, version: str, breaks: str | None = None) -> str:
         (native / "native.json").write_text(json.dumps(spec))
     elif breaks == "old":
         shutil.rmtree(native)
-    entry = ROOT / "src" / "taxi_duration" / "pyfunc_entry.py"
+    entry = ROOT / "src" / "taxi_duration" / "serve" / "pyfunc_entry.py"
     with mlflow.start_run():
         info = mlflow.pyfunc.log_model(
             name="model",

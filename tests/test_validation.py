@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import narwhals as nw
 import numpy as np
@@ -19,14 +20,17 @@ from taxi_duration.engines.frames import Runtime
 from taxi_duration.ingest.inputs import check_all
 from taxi_duration.ingest.readers import read_trips
 from taxi_duration.ingest.validation import (
+    BOOKING_OUT_OF_RANGE,
     DISTANCE_BOUND,
     FIRST_DAY,
     POSITIVE_DISTANCE,
     REPAIRS_COL,
     RULE_CODES,
+    booking_window,
     flag,
     last_day,
     missing,
+    pickup_window,
     request_problems,
     split_codes,
     trip_problems,
@@ -180,3 +184,39 @@ def test_a_bound_gives_the_same_answer_as_a_rule_and_as_a_request_check() -> Non
         by_rule = frame.select(bound.broken().fill_null(False).alias("x"))["x"].to_list()
         assert by_rule == bound.broken_values(values).tolist()
     assert POSITIVE_DISTANCE.broken_values(values).tolist() == [True, True, False, False, False, False]
+
+
+# New York's calendar day at instants around its midnights, on the two DST change days of 2024: 2024-03-10 has
+# 23 hours (midnight after it is 04:00 UTC), 2024-11-03 has 25 (midnight after it is 05:00 UTC).
+NEW_YORK_DAYS = [
+    (datetime(2024, 3, 10, 4, 59, 59, tzinfo=UTC), date(2024, 3, 9)),
+    (datetime(2024, 3, 10, 5, 0, tzinfo=UTC), date(2024, 3, 10)),
+    (datetime(2024, 3, 11, 3, 59, 59, tzinfo=UTC), date(2024, 3, 10)),
+    (datetime(2024, 3, 11, 4, 0, tzinfo=UTC), date(2024, 3, 11)),
+    (datetime(2024, 11, 4, 4, 59, 59, tzinfo=UTC), date(2024, 11, 3)),
+    (datetime(2024, 11, 4, 5, 0, tzinfo=UTC), date(2024, 11, 4)),
+]
+
+
+@pytest.mark.parametrize(("now", "today"), NEW_YORK_DAYS)
+def test_the_pickup_window_counts_from_new_yorks_day_whatever_zone_the_clock_is_read_in(
+    now: datetime, today: date
+) -> None:
+    for seen_from in ("UTC", "Asia/Tokyo", "Pacific/Kiritimati", "America/Los_Angeles"):
+        local = now.astimezone(ZoneInfo(seen_from))
+        assert booking_window(local).first == FIRST_DAY
+        assert booking_window(local).last == today + timedelta(days=366), seen_from
+        assert last_day(local) == today + timedelta(days=1), seen_from
+        assert pickup_window(timedelta(hours=30), local).last == today + timedelta(days=1)  # whole days only
+
+
+def test_a_request_may_be_picked_up_until_the_end_of_the_windows_last_day() -> None:
+    window = booking_window()
+    first = datetime.combine(window.first, datetime.min.time())
+    last = datetime.combine(window.last, datetime.max.time())
+    pickups = [first - timedelta(microseconds=1), first, last, last + timedelta(microseconds=1)]
+    trips = [{s.PICKUP: p, s.PU_ZONE: 74, s.DO_ZONE: 75} for p in pickups]
+    assert trip_problems(trips, [s.PICKUP, *s.ZONES]) == [BOOKING_OUT_OF_RANGE, None, None, BOOKING_OUT_OF_RANGE]
+    columns = {s.PICKUP: np.array(pickups, "datetime64[us]"), s.PU_ZONE: [74.0] * 4, s.DO_ZONE: [75.0] * 4}
+    columns |= {s.DISTANCE: [np.nan] * 4, s.PASSENGERS: [np.nan] * 4}
+    assert request_problems(columns, [s.PICKUP, *s.ZONES]) == trip_problems(trips, [s.PICKUP, *s.ZONES])

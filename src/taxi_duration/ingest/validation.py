@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,6 +17,8 @@ import numpy as np
 
 from taxi_duration.core import schema as s
 from taxi_duration.engines.frames import Runtime
+
+NEW_YORK = ZoneInfo(s.TIME_ZONE)
 
 REPAIRS_COL = "repairs"
 DURATION_COL = "_duration_s"
@@ -101,9 +103,35 @@ DISTANCE_BOUND = Bound((s.DISTANCE,), high=MAX_DISTANCE_MI)
 PASSENGER_BOUND = Bound((s.PASSENGERS,), 0, MAX_PASSENGERS)
 
 
-def last_day() -> date:
-    """The last pickup day that is not in the future: today in New York plus the clock allowance."""
-    return (datetime.now(ZoneInfo(s.TIME_ZONE)) + CLOCK_ALLOWANCE).date()
+@dataclass(frozen=True)
+class PickupWindow:
+    """The days a pickup may fall on, both ends included: New York calendar days, as TLC files keep time."""
+
+    first: date
+    last: date
+
+    def holds(self, day: date) -> bool:
+        """Whether a pickup on `day` lies in the window."""
+        return self.first <= day <= self.last
+
+
+def pickup_window(ahead: timedelta, now: datetime | None = None) -> PickupWindow:
+    """From the first TLC records to `ahead` past today in New York, at `now` (an aware time; by default the
+    clock). Today is New York's whatever the process's own zone, and `ahead` is counted in calendar days, so
+    a day of 23 or 25 hours (a DST change) moves the window by one day like any other."""
+    today = (datetime.now(UTC) if now is None else now).astimezone(NEW_YORK).date()
+    return PickupWindow(FIRST_DAY, today + timedelta(days=ahead.days))
+
+
+def last_day(now: datetime | None = None) -> date:
+    """The last pickup day that is not in the future (the batch rule): today in New York plus the clock
+    allowance."""
+    return pickup_window(CLOCK_ALLOWANCE, now).last
+
+
+def booking_window(now: datetime | None = None) -> PickupWindow:
+    """The days a trip request may be picked up on (the API, `predict`, the stream): up to `BOOKING_AHEAD`."""
+    return pickup_window(BOOKING_AHEAD, now)
 
 
 def _day_number(day: date) -> int:
@@ -115,6 +143,10 @@ def _pickup_day() -> nw.Expr:
     # Spark's session time zone.
     pickup = nw.col(s.PICKUP).dt
     return pickup.year() * 10_000 + pickup.month() * 100 + pickup.day()
+
+
+def _pickup_outside(window: PickupWindow) -> nw.Expr:
+    return (_pickup_day() < _day_number(window.first)) | (_pickup_day() > _day_number(window.last))
 
 
 REPAIRS: tuple[Repair, ...] = (
@@ -156,7 +188,7 @@ RULES: tuple[Rule, ...] = (
         "pickup_out_of_range",
         f"pickup before {FIRST_DAY} (the first TLC records) or after tomorrow in New York (the future, with a "
         f"day's allowance for clocks)",
-        lambda: (_pickup_day() < _day_number(FIRST_DAY)) | (_pickup_day() > _day_number(last_day())),
+        lambda: _pickup_outside(pickup_window(CLOCK_ALLOWANCE)),
     ),
     Rule(
         "unknown_zone",
@@ -201,21 +233,29 @@ REQUEST_BOUNDS: dict[str, Bound] = {
 BOOKING_OUT_OF_RANGE = "pickup_out_of_range"
 
 
+# What a model may require of a request (`Bundle.required_inputs`): a request without one is refused for it.
+REQUIRABLE: tuple[str, ...] = (s.PICKUP, *s.ZONES, s.DISTANCE)
+
+
 def missing(column: str) -> str:
     """The reason a request without `column` gets no prediction."""
     return f"no {column}"
+
+
+# Every reason `request_problems` may give a request: each caller's refusal of one is keyed by these.
+REQUEST_CODES: tuple[str, ...] = (*(missing(c) for c in REQUIRABLE), BOOKING_OUT_OF_RANGE, *REQUEST_BOUNDS)
 
 
 def request_problems(columns: Mapping[str, Any], required: Sequence[str]) -> list[str | None]:
     """Why each trip request cannot be predicted (its reasons, comma-joined), or None where it can.
 
     `columns` maps canonical names to arrays (a missing value is None, NaN or NaT): the `required` columns,
-    the pickup time and the bounded fields. A request may be booked up to `BOOKING_AHEAD` from today.
+    the pickup time and the bounded fields. A request may be booked up to `BOOKING_AHEAD` from today (`booking_window`).
     """
     pickup = np.asarray(columns[s.PICKUP], dtype="datetime64[D]")
-    latest = np.datetime64((datetime.now(ZoneInfo(s.TIME_ZONE)) + BOOKING_AHEAD).date(), "D")
+    window = booking_window()
     found = [(missing(c), _absent(columns[c])) for c in required]
-    found.append((BOOKING_OUT_OF_RANGE, (pickup < np.datetime64(FIRST_DAY, "D")) | (pickup > latest)))
+    found.append((BOOKING_OUT_OF_RANGE, (pickup < np.datetime64(window.first)) | (pickup > np.datetime64(window.last))))
     found += [(code, bound.broken_values(columns)) for code, bound in REQUEST_BOUNDS.items()]
     hits = np.column_stack([mask for _, mask in found])
     return [
@@ -227,12 +267,12 @@ def request_problems(columns: Mapping[str, Any], required: Sequence[str]) -> lis
 def trip_problems(trips: Sequence[Mapping[str, Any]], required: Sequence[str]) -> list[str | None]:
     """`request_problems` for a few canonical trips (dicts, pickup a naive `datetime`), in plain Python: what
     the API runs for every request, where a numpy pass would cost more than the model."""
-    first, latest = FIRST_DAY, (datetime.now(ZoneInfo(s.TIME_ZONE)) + BOOKING_AHEAD).date()
+    window = booking_window()
     out: list[str | None] = []
     for trip in trips:
         codes = [missing(c) for c in required if trip.get(c) is None or trip[c] != trip[c]]
         pickup = trip.get(s.PICKUP)
-        if pickup is not None and not first <= pickup.date() <= latest:
+        if pickup is not None and not window.holds(pickup.date()):
             codes.append(BOOKING_OUT_OF_RANGE)
         codes += [code for code, bound in REQUEST_BOUNDS.items() if bound.broken_by(trip)]
         out.append(SEPARATOR.join(codes) if codes else None)

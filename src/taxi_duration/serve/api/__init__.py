@@ -5,7 +5,8 @@ was wrong and why. Prediction calls take an optional API key (`TAXI_DURATION_API
 separate one (`TAXI_DURATION_ADMIN_KEY`); without an admin key the admin calls are off.
 """
 
-from taxi_duration.serve.api.app import DOCS_ASSETS, create_app
+from taxi_duration.serve.api.app import create_app
+from taxi_duration.serve.api.routes.docs import DOCS_ASSETS
 from taxi_duration.serve.api.schemas import MAX_BATCH
 
 __all__ = ["DOCS_ASSETS", "MAX_BATCH", "create_app"]

@@ -78,7 +78,7 @@ class Edge:
         """The route's path template (`/predict`, the docs' assets mount), never the raw path: random paths must
         not each become a metrics label. The router leaves the route it picked in the scope; a mount's files
         and a request refused before routing (413) are matched here, on the scope as the request came."""
-        route = scope.get("route") or next((r for r in self.routes if r.matches(asked)[0] != Match.NONE), None)
+        route = scope.get("route") or _matched(self.routes, asked)
         return str(getattr(route, "path", UNMATCHED))
 
     def _counted(self, receive: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:
@@ -94,6 +94,16 @@ class Edge:
             return message
 
         return counted
+
+
+def _matched(routes: Sequence[BaseRoute], scope: dict[str, Any]) -> BaseRoute | None:
+    """The route a request goes to, looked for inside the routers the app includes: FastAPI keeps each included
+    router as one route of the app, with no path of its own."""
+    for route in routes:
+        if route.matches(scope)[0] != Match.NONE:
+            router = getattr(route, "original_router", None)
+            return route if router is None else _matched(router.routes, scope)
+    return None
 
 
 def _too_large(limit: int) -> str:

@@ -1,9 +1,12 @@
-"""Refusals: what each 4xx means in the OpenAPI document, and the handlers that give every one a body
-naming what was wrong (`{"error": ..., "problems": [...]}`) instead of FastAPI's own."""
+"""Refusals: what each 4xx means in the OpenAPI document, the handlers that give every one a body naming what
+was wrong (`{"error": ..., "problems": [...]}`) instead of FastAPI's own, and the table that turns each reason
+the scorer refuses a trip for into its 422 (`REFUSAL_OF`)."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from fastapi import FastAPI, Request
@@ -14,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from taxi_duration.core import schema as s
 from taxi_duration.ingest import validation
 from taxi_duration.serve.api.edge import MAX_BODY_BYTES
-from taxi_duration.serve.api.schemas import Refusal, Trip
+from taxi_duration.serve.api.schemas import PICKUP_RANGE, Refusal, Trip
 from taxi_duration.serve.scorer import Scorer
 
 
@@ -92,18 +95,69 @@ def refuse(trips: list[Trip], i: int, field: str, message: str, kind: str) -> No
     raise RequestValidationError([{"loc": ("body", *where), "msg": message, "type": kind}])
 
 
-def refusal_of(model: Scorer, trip: dict[str, Any], reasons: str, found: dict[str, Any]) -> tuple[str, str, str]:
-    """(field, message, kind) of the 422 for a trip the scorer refused (`found`: its zone ids). The request
-    schema has checked every bound already, so what is left is a point outside every zone or a distance
-    this model needs."""
-    if validation.missing(s.DISTANCE) in reasons:
-        feature_set = model.bundle.meta.feature_set
-        message = f"required: model version {model.version} uses the metered distance (feature set {feature_set})"
-        return s.DISTANCE, message, "missing"
-    if "unknown_zone" in reasons:
-        low, high = validation.KNOWN_ZONES
-        zone, (lon, lat) = next((z, p) for z, p in s.ZONE_POINTS.items() if not low <= found[z] <= high)
-        point = f"({trip[lon]}, {trip[lat]})"
-        message = f"the point {point} lies in no TLC taxi zone: send {zone}, or a point in New York City"
-        return lon, message, "value_error"
-    return "body", f"cannot be predicted: {reasons}", "value_error"
+@dataclass(frozen=True)
+class Refused:
+    """A trip the scorer refused: the model that did, the trip as sent (canonical names, zones as given) and
+    its zone ids as the scorer saw them (given, or found from its points; NaN for none)."""
+
+    model: Scorer
+    trip: dict[str, Any]
+    zones: dict[str, float]
+
+
+Explained = tuple[str, str, str]  # (field, message, kind) of a 422
+
+
+def _required(column: str) -> Callable[[Refused], Explained]:
+    return lambda refused: (column, "required", "missing")
+
+
+def _needs_distance(refused: Refused) -> Explained:
+    model = refused.model
+    message = f"required: model version {model.version} uses the metered distance (feature set {model.feature_set})"
+    return s.DISTANCE, message, "missing"
+
+
+def _outside(code: str) -> Callable[[Refused], Explained]:
+    """The field of the trip outside the bound `code` declares, and the bound in words."""
+    bound = validation.REQUEST_BOUNDS[code]
+    limits = [f"{'greater than' if bound.low_open else 'at least'} {bound.low:g}"] if bound.low is not None else []
+    limits += [f"at most {bound.high:g}"] if bound.high is not None else []
+
+    def explain(refused: Refused) -> Explained:
+        field = next(c for c in bound.columns if bound.broken_by({c: refused.trip.get(c)}))
+        return field, f"must be {' and '.join(limits)}", "value_error"
+
+    return explain
+
+
+def _no_zone(refused: Refused) -> Explained:
+    """A zone id outside the TLC's zones: as sent (the schema's bounds catch that first), or found from a point
+    that lies in no zone."""
+    low, high = validation.KNOWN_ZONES
+    zone = next(z for z in s.ZONES if not low <= refused.zones[z] <= high)
+    if refused.trip.get(zone) is not None:
+        return zone, f"must be a TLC taxi zone id, {low}-{high}", "value_error"
+    lon, lat = s.ZONE_POINTS[zone]
+    point = f"({refused.trip[lon]}, {refused.trip[lat]})"
+    return lon, f"the point {point} lies in no TLC taxi zone: send {zone}, or a point in New York City", "value_error"
+
+
+# The 422 of each reason the scorer may refuse a request for (`validation.REQUEST_CODES`; a test holds every
+# code to an entry). A trip refused for several reasons gets the first entry's: the schema has checked every
+# bound already, so what is left is a distance the model needs or a point outside every zone.
+REFUSAL_OF: dict[str, Callable[[Refused], Explained]] = {
+    validation.missing(s.DISTANCE): _needs_distance,
+    "unknown_zone": _no_zone,
+    **{validation.missing(c): _required(c) for c in validation.REQUIRABLE if c != s.DISTANCE},
+    validation.BOOKING_OUT_OF_RANGE: lambda refused: (s.PICKUP, PICKUP_RANGE, "value_error"),
+    "non_positive_distance": _outside("non_positive_distance"),
+    "huge_distance": _outside("huge_distance"),
+    "bad_passenger_count": _outside("bad_passenger_count"),
+}
+
+
+def refusal_of(refused: Refused, reasons: str) -> Explained:
+    """(field, message, kind) of the 422 for a trip refused for `reasons` (comma-joined codes)."""
+    code = min(validation.split_codes(reasons), key=list(REFUSAL_OF).index)
+    return REFUSAL_OF[code](refused)

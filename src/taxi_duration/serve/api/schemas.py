@@ -10,7 +10,6 @@ from __future__ import annotations
 import difflib
 from datetime import datetime
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 from fastapi import Query
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -19,10 +18,10 @@ from pydantic_core import PydanticCustomError
 from taxi_duration.core import schema as s
 from taxi_duration.core.config import FeatureSet
 from taxi_duration.ingest import validation
-from taxi_duration.ingest.validation import BOOKING_AHEAD, FIRST_DAY, MAX_DISTANCE_MI, MAX_PASSENGERS
+from taxi_duration.ingest.validation import FIRST_DAY, MAX_DISTANCE_MI, MAX_PASSENGERS, NEW_YORK
 
-NEW_YORK = ZoneInfo(s.TIME_ZONE)
 MAX_BATCH = 1000
+PICKUP_RANGE = f"must lie between {FIRST_DAY} (the first TLC records) and a year from today"  # `booking_window`
 SHOWN_NAME = 64  # characters of an unknown field's name an error repeats
 # Numeric fields, where JSON true/false must not pass as 1/0.
 NUMBERS = ("pu_location_id", "do_location_id", "passenger_count", "trip_distance", "vendor_id", *s.COORDINATES)
@@ -149,15 +148,13 @@ class Trip(BaseModel):
     @field_validator("pickup_datetime")
     @classmethod
     def _in_range(cls, value: datetime) -> datetime:
-        earliest, latest = datetime.combine(FIRST_DAY, datetime.min.time()), datetime.now() + BOOKING_AHEAD
-        problem = f"must lie between {FIRST_DAY} (the first TLC records) and a year from today"
         if value.tzinfo is not None:
             try:
                 value = value.astimezone(NEW_YORK).replace(tzinfo=None)
             except OverflowError:  # year 1 or 9999 with an offset: outside any calendar Python keeps
-                raise ValueError(problem) from None
-        if not earliest <= value <= latest:
-            raise ValueError(problem)
+                raise ValueError(PICKUP_RANGE) from None
+        if not validation.booking_window().holds(value.date()):
+            raise ValueError(PICKUP_RANGE)
         return value
 
     def canonical(self) -> dict[str, Any]:
