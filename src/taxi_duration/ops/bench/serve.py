@@ -41,7 +41,7 @@ from taxi_duration.core.config import Settings
 from taxi_duration.core.errors import UsageError
 from taxi_duration.core.months import Month
 from taxi_duration.ingest.synth import DirtyShares, generate
-from taxi_duration.ingest.validation import BOOKING_AHEAD, FIRST_DAY
+from taxi_duration.ingest.validation import FIRST_DAY, booking_window
 from taxi_duration.ops.bench import load as wrk_load
 from taxi_duration.serve.api import MAX_BATCH
 from taxi_duration.serve.holder import load, wait_ready
@@ -95,7 +95,7 @@ def worst_case_trips(n: int, seed: int, window: tuple[datetime, datetime]) -> li
     store's `window`, which take the full feature path), distances to the thousandth of a mile, any vendor."""
     rng = np.random.default_rng(seed)
     first = datetime.combine(FIRST_DAY, datetime.min.time())
-    span = (datetime.now() + BOOKING_AHEAD - timedelta(days=2) - first).total_seconds()
+    span = (datetime.combine(booking_window().last, datetime.min.time()) - timedelta(days=1) - first).total_seconds()
     inside = (window[1] - window[0]).total_seconds()
     pickups = [
         window[0] + timedelta(seconds=float(rng.uniform(0, inside)))
