@@ -250,6 +250,7 @@ def _train_spark(
     from pyspark.sql import functions as F
 
     from taxi_duration.train import spark as train_spark
+    from taxi_duration.train import spark_search
 
     train_part, course_part, rows = prepared.parts["train"], prepared.course_parts["train"], total
     if settings.train_sample_rows is not None and settings.train_sample_rows < total:
@@ -283,7 +284,7 @@ def _train_spark(
             *({"name": c.name, "params": c.params, "validate_rmse": c.rmse} for c in result.candidates),
             *({**job, "validate_rmse": None, "skipped": "the search's time budget"} for job in result.skipped),
         ],
-        search=train_spark.timeline(result.candidates),
+        search=spark_search.timeline(result.candidates),
         rows=rows,
         judged=result.judged,
     )
@@ -344,7 +345,7 @@ def _log_search(client: mlflow.MlflowClient, parent: Any, search: list[dict[str,
     """Show the Spark search's parallelism: one nested run per candidate, started and ended when the candidate
     was (so the MLflow UI lists them side by side in time), and on the parent run the timeline as JSON and as
     a chart, with the most candidates that ran at once."""
-    from taxi_duration.train.spark import peak_concurrency
+    from taxi_duration.train.spark_search import peak_concurrency
 
     timeline = []
     for row in search:
