@@ -48,14 +48,15 @@ def _roundtrip(model: NativeModel, tmp_path: Path) -> NativeModel:
 @pytest.mark.spark
 def test_every_spark_family_and_their_average_match_spark_transform(prepared_spark: Any, tmp_path: Path) -> None:
     from taxi_duration.train import spark as train_spark
+    from taxi_duration.train import spark_ensemble
 
     train = prepared_spark.parts["train"].to_native()
     validate = prepared_spark.parts["validate"].to_native()
     result = train_spark.fit(train, validate, "with_distance", parallelism=2, search=Search.QUICK)
     families = {c.name: c.model for c in result.candidates if c.name != "ensemble"}
     assert {"linear", "gbt", "xgboost"} <= set(families)
-    models = {name: train_spark._renamed(m) for name, m in families.items()}
-    models["ensemble"] = train_spark._averaged(families["linear"], families["xgboost"], 0.75)
+    models = {name: spark_ensemble.renamed(m) for name, m in families.items()}
+    models["ensemble"] = spark_ensemble.averaged(families["linear"], families["xgboost"], 0.75)
     rows = validate.toPandas()
     rows = pd.concat([rows, _unseen(rows)], ignore_index=True)
     frame = prepared_spark.parts["validate"].to_native().sparkSession.createDataFrame(rows)

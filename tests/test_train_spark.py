@@ -30,6 +30,7 @@ def test_spark_weighs_a_row_as_the_embedded_path_does_and_the_fit_follows(prepar
     from pyspark.sql import functions as F
 
     from taxi_duration.train import spark as train_spark
+    from taxi_duration.train import spark_search
 
     newest = Month(2023, 1)
     pickups = pd.to_datetime(["2022-11-30 23:00", "2022-12-01 00:00", "2023-01-15 12:00"])
@@ -42,7 +43,7 @@ def test_spark_weighs_a_row_as_the_embedded_path_does_and_the_fit_follows(prepar
     before = now.withColumn(TARGET, F.col(TARGET) * 2).withColumn(s.PICKUP, month_ago)
     both = train_spark._with_weights(now.unionByName(before), newest, {0.25: "w"})
     linear = train_spark.linear_pipeline("with_distance")
-    weight = train_spark._last(linear).getParam("weightCol")
+    weight = spark_search.last_stage(linear).getParam("weightCol")
     mean = now.agg({TARGET: "avg"}).first()[0]
 
     def mean_prediction(params: dict[Any, Any]) -> float:
@@ -55,14 +56,15 @@ def test_spark_weighs_a_row_as_the_embedded_path_does_and_the_fit_follows(prepar
 
 def test_no_candidate_starts_after_the_budget_and_each_is_counted(prepared_spark: Any) -> None:
     from taxi_duration.train import spark as train_spark
+    from taxi_duration.train import spark_search
 
     train, validate = prepared_spark.parts["train"].to_native(), prepared_spark.parts["validate"].to_native()
     families = [("linear", train_spark.linear_pipeline("with_distance"))]
-    jobs = train_spark._jobs(families, {"linear": {"regParam": [1e-4, 1e-3, 1e-2]}}, {1.0: None})
+    jobs = spark_search.jobs(families, {"linear": {"regParam": [1e-4, 1e-3, 1e-2]}}, {1.0: None})
     counted: list[tuple[int, int]] = []
     begun = time.time()
     # One at a time: the first starts at once and takes longer than the budget, so the others never start.
-    found, skipped = train_spark._search(jobs, train, validate, 1, lambda *n: counted.append(n), budget_s=0.5)
+    found, skipped = spark_search.run(jobs, train, validate, 1, lambda *n: counted.append(n), budget_s=0.5)
     assert time.time() - begun > 0.5
     assert [c.params for c in found] == [{"regParam": 1e-4}]
     assert [j.readable for j in skipped] == [{"regParam": 1e-3}, {"regParam": 1e-2}]
@@ -71,10 +73,11 @@ def test_no_candidate_starts_after_the_budget_and_each_is_counted(prepared_spark
 
 def test_the_families_take_turns_and_each_point_is_tried_at_every_decay(spark: Any) -> None:
     from taxi_duration.train import spark as train_spark
+    from taxi_duration.train import spark_search
 
     families = [("linear", train_spark.linear_pipeline("pretrip")), ("gbt", train_spark.gbt_pipeline("pretrip"))]
     grids = {"linear": {"regParam": [1e-4, 1e-2]}, "gbt": {"maxDepth": [5]}}
-    jobs = train_spark._jobs(families, grids, {1.0: None, 0.9: "month_weight_1"})
+    jobs = spark_search.jobs(families, grids, {1.0: None, 0.9: "month_weight_1"})
     assert [(j.name, j.readable) for j in jobs] == [
         ("linear", {"regParam": 1e-4, "month_decay": 1.0}),
         ("gbt", {"maxDepth": 5, "month_decay": 1.0}),
@@ -85,7 +88,7 @@ def test_the_families_take_turns_and_each_point_is_tried_at_every_decay(spark: A
     ]
     weight_of = {j.readable["month_decay"]: {p.name: v for p, v in j.params.items()}.get("weightCol") for j in jobs}
     assert weight_of == {1.0: None, 0.9: "month_weight_1"}
-    assert [j.readable for j in train_spark._jobs(families[:1], grids, {1.0: None})] == [
+    assert [j.readable for j in spark_search.jobs(families[:1], grids, {1.0: None})] == [
         {"regParam": 1e-4},  # a decay nobody chose is not a parameter
         {"regParam": 1e-2},
     ]

@@ -357,7 +357,7 @@ def test_the_spark_search_logs_which_candidates_ran_at_once(
 
 
 def test_a_fit_that_lost_its_barrier_stage_is_started_again_and_nothing_else_is() -> None:
-    from taxi_duration.train.spark import LOST_BARRIER, fit_retrying_barriers
+    from taxi_duration.train.spark_search import LOST_BARRIER, fit_retrying_barriers
 
     calls: list[int] = []
 
@@ -383,7 +383,7 @@ def test_a_fit_that_lost_its_barrier_stage_is_started_again_and_nothing_else_is(
 
 
 def test_peak_concurrency_counts_overlaps_not_touching_ends() -> None:
-    from taxi_duration.train.spark import peak_concurrency
+    from taxi_duration.train.spark_search import peak_concurrency
 
     assert peak_concurrency([]) == 0
     assert peak_concurrency([(0, 1), (1, 2), (2, 3)]) == 1  # each starts as the one before ends

@@ -4,18 +4,18 @@ The embedded engine feeds the traditional pipeline (pandas batches -> scikit-lea
 frame of a part); Spark feeds the big-data one (MLlib, trained where the data lies). Both are judged
 against the same baselines on the same validation and test rows, logged to the same MLflow experiment
 and registered under the same name.
+
+This module is that pipeline, a function per step of `STEPS`. The trainers' adapters are `adapters`, what the
+run logs besides the model `runlog`, and which data and code it used `lineage`.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import importlib.metadata
-import json
+import contextlib
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -24,12 +24,8 @@ import mlflow
 import narwhals as nw
 import numpy as np
 import pandas as pd
-from mlflow.entities import Metric, Param
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from taxi_duration.core import schema as s
 from taxi_duration.core.config import Engine, FeatureSet, Search, Settings
-from taxi_duration.core.storage import Location
 from taxi_duration.engines.frames import Runtime
 from taxi_duration.features.definitions import TARGET, TARGET_RANGE
 from taxi_duration.ingest.inputs import InputFile
@@ -38,16 +34,14 @@ from taxi_duration.registry import tracking
 from taxi_duration.serve import bundle as bundle_meta
 from taxi_duration.serve import intervals
 from taxi_duration.serve import scorer as scorer_io
+from taxi_duration.train import lineage, runlog
 from taxi_duration.train import metrics as evaluate
 from taxi_duration.train import model as bundle_io
-from taxi_duration.train import plots
-from taxi_duration.train.baselines import CourseBaseline
-from taxi_duration.train.dataset import Prepared, prepare, sample_batches
-from taxi_duration.train.splits import Split, TimeSplit
+from taxi_duration.train.adapters import OnProgress, Trained, check_tune, fit_local, fit_spark
+from taxi_duration.train.dataset import Prepared, prepare
+from taxi_duration.train.splits import Split
 
 STEPS = ("validate and featurize", "train", "evaluate", "log to MLflow", "register")
-# Progress within a step: (what is counted, how many are done, out of how many).
-OnProgress = Callable[[str, int, int], None]
 # (name in scores and metrics, part, on the course's uncleaned rows?)
 SCORED = (
     ("validate", "validate", False),
@@ -86,211 +80,200 @@ class Outcome:
         return {name: s["overall"]["all"] for name, s in self.scores[role].items()}
 
 
-def file_digest(path: Location) -> str:
-    """SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+@dataclass
+class _Workspace:
+    """What the job opens before its first step and closes after its last (or a failure): the MLflow store, the
+    engine, a scratch folder, and the prepared parts once the first step has them."""
+
+    store: tracking.Store
+    runtime: Runtime
+    work: Path
+    prepared: Prepared | None = None
 
 
-def fingerprint(files: dict[str, list[InputFile]], quality: dict[str, QualityReport], rows: dict[str, int]) -> dict:
-    """Which data a run saw: every file (name, bytes, SHA-256, month), and rows read, clean and modeled."""
-    return {
-        role: {
-            "files": [
-                {"name": f.path.name, "bytes": f.path.stat().st_size, "sha256": file_digest(f.path), "month": f.month}
-                for f in found
-            ],
-            "input_rows": quality[role].input_rows,
-            "clean_rows": quality[role].clean_rows,
-            "modeled_rows": rows[role],
-        }
-        for role, found in files.items()
-    }
+@contextlib.contextmanager
+def _workspace(settings: Settings) -> Iterator[_Workspace]:
+    store = tracking.connect(settings)
+    tracking.recover(store)
+    runtime = Runtime.open(settings)
+    space = _Workspace(store, runtime, Path(tempfile.mkdtemp(prefix="train-", dir=settings.scratch_dir())))
+    try:
+        yield space
+    finally:
+        if space.prepared is not None:
+            space.prepared.release()  # the Spark session outlives the job (it is shared by the process)
+        runtime.close()
+        shutil.rmtree(space.work, ignore_errors=True)
 
 
-def validation_key(data: dict[str, Any]) -> str:
-    """One id for the validation rows: the same files under the same target range give the same key."""
-    part = data["validate"]
-    identity = {"files": [f["sha256"] for f in part["files"]], "rows": part["modeled_rows"], "range": TARGET_RANGE}
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+class _Clock:
+    """Calls `on_step(name)` as each step starts, and keeps each step's seconds, until the next one starts."""
 
+    def __init__(self, on_step: Callable[[str], None]) -> None:
+        self.on_step = on_step
+        self.step_s: dict[str, float] = {}
+        self.current: tuple[str, float] | None = None
 
-def requirements() -> list[str]:
-    """The model's pip requirements: this package's own runtime pins (no extras), read from its metadata."""
-    needed = importlib.metadata.requires("taxi-duration-predictor") or []
-    return [r.split(";")[0].strip() for r in needed if "extra ==" not in r]
+    def start(self, name: str) -> None:
+        now = time.perf_counter()
+        if self.current is not None:
+            self.step_s[self.current[0]] = now - self.current[1]
+        self.current = (name, now)
+        self.on_step(name)
 
 
 @dataclass
-class _Trained:
-    kind: str
-    model: Any
-    course: Any
-    chosen: str
-    params: dict[str, Any]
-    importances: dict[str, float]
-    global_mean: float
-    candidates: list[dict[str, Any]]
-    rows: int  # the model's training rows
-    search: list[dict[str, Any]] = field(default_factory=list)  # the Spark search's timeline, candidate by candidate
-    study: dict[str, Any] = field(default_factory=dict)  # the tuned search's summary and trials (`tune.Tuned`)
-    # The model as chosen on the validation month, when `model` is its refit on training and validation rows:
-    # the validation scores, the champion rule and the interval read it, as `model` has seen that month.
-    judged: Any = None
+class _Evaluated:
+    """What the evaluate step measured: every part's scores, the validation month's sample with the model's
+    predictions, the interval fitted on it, and the interval's coverage of the test month's sample."""
+
+    scores: dict[str, dict[str, evaluate.Scores]]
+    sample: pd.DataFrame
+    interval: intervals.Interval
+    coverage: dict[str, dict[str, float]]
+
+    @property
+    def validation(self) -> dict[str, float]:
+        """The model's overall metrics on the validation month (what the champion rule compares)."""
+        return self.scores["validate"][evaluate.MODEL]["overall"]["all"]
 
 
-def _train_local(
-    prepared: Prepared, feature_set: FeatureSet, settings: Settings, on_progress: OnProgress, total: int, work: Path
-) -> _Trained:
-    from taxi_duration.train import local as train_local
-
-    categorical, numeric = train_local.columns(feature_set)
-    wanted, keep = [*categorical, *numeric, TARGET, s.PICKUP], settings.train_sample_rows
-    split = prepared.split
-    newest = split.train[-1] if isinstance(split, TimeSplit) else None  # a split by file has no months to weigh
-    if keep is None or keep >= total:
-        batches: Callable[[], Iterable[pd.DataFrame]] = functools.partial(prepared.batches, "train", wanted)
-        categories = _categories(prepared, "train", categorical)
-        mean, rows = prepared.parts["train"].select(nw.col(TARGET).mean()).collect().item(), total
-    else:  # a sample is small: the user asked for a quick model
-        train = pd.concat(sample_batches(prepared.batches("train", wanted), total, keep))
-        batches, categories, mean, rows = lambda: [train], train, train[TARGET].mean(), len(train)
-    judged, study = None, {}
-    if settings.search is Search.TUNE:
-        from taxi_duration.train import tune
-
-        validate = functools.partial(prepared.batches, "validate", wanted)
-        tuned = tune.search(
-            batches(),
-            validate(),
-            categories,
-            feature_set,
-            work / "tune",
-            settings.tune_trials,
-            settings.tune_budget_s,
-            on_trial=functools.partial(on_progress, "trials"),
-            newest=newest,
-        )
-        pipeline = tune.refit(
-            batches(),
-            validate(),
-            pd.concat([categories[categorical], _categories(prepared, "validate", categorical)]),
-            feature_set,
-            work / "refit",
-            tuned.best,
-            settings.refit_tree_scale,
-            on_round=functools.partial(on_progress, "refit rounds"),
-            newest=split.validate if isinstance(split, TimeSplit) else None,
-        )
-        judged, study = bundle_io.SklearnPredictor(tuned.pipeline), tuned.summary()
-        params = {**tuned.best.params, "n_estimators": pipeline.named_steps["model"].n_estimators}
-        decay = tuned.best.month_decay
-    else:
-        params = {"n_estimators": 100} if settings.search is Search.QUICK else {}
-        rounds = functools.partial(on_progress, "boosting rounds")
-        decay = settings.month_decay
-        weigh = train_local.month_weights(newest, decay)
-        pipeline = train_local.fit_batches(
-            batches(), categories, feature_set, work / "spool", on_round=rounds, weigh=weigh, **params
-        )
-    booster = pipeline.named_steps["model"].booster_
-    names = list(pipeline[:-1].get_feature_names_out())
-    importances = dict(zip(names, booster.feature_importance(importance_type="gain").tolist(), strict=True))
-    return _Trained(
-        kind="sklearn",
-        model=bundle_io.SklearnPredictor(pipeline),
-        course=bundle_io.SklearnPredictor(CourseBaseline().fit_batches(_course_rows(prepared, keep))),
-        chosen="lightgbm",
-        params={**train_local.LGBM_PARAMS, **params, "month_decay": decay},
-        importances=importances,
-        global_mean=float(mean),
-        candidates=[
-            {
-                "name": f"trial-{t['number']}",
-                "params": _drawn(t),
-                "validate_rmse": t["validate_rmse"],
-            }
-            for t in study.get("history", [])
-        ],
-        rows=rows,
-        study=study,
-        judged=judged,
-    )
-
-
-def _categories(prepared: Prepared, role: str, categorical: list[str]) -> pd.DataFrame:
-    """The distinct combinations of a part's categorical features (what the model's encoder is fitted on)."""
-    # A group-by, not `unique()`: narwhals numbers every row in a window for that on DuckDB, which held about
-    # 125 bytes a row (5.7 GiB at 45M rows) for some 64k combinations.
-    rows = "__rows"
-    return prepared.parts[role].group_by(*categorical).agg(nw.len().alias(rows)).drop(rows).collect().to_pandas()
-
-
-def _course_rows(prepared: Prepared, keep: int | None) -> Iterator[pd.DataFrame]:
-    """The course baseline's training rows (only its inputs), in pickup order: the same rows in the same order
-    give the same least-squares fit, digit for digit. `keep` of them, drawn at random, when set."""
-    batches = prepared.batches("train", [*CourseBaseline.INPUTS, TARGET], course_rows=True)
-    if keep is None:
-        return batches
-    total = int(prepared.course_parts["train"].select(nw.len()).collect().item())
-    return sample_batches(batches, total, keep)
-
-
-def _train_spark(
-    prepared: Prepared,
-    feature_set: FeatureSet,
+def train(
     settings: Settings,
+    files: list[InputFile],
+    split: Split,
+    feature_set: FeatureSet,
+    on_step: Callable[[str], None] = lambda step: None,
+    on_progress: OnProgress = lambda what, done, total: None,
+) -> Outcome:
+    """Run the whole job and return what it produced; the MLflow run is FINISHED only if every step was.
+
+    `on_step(name)` is called as each of `STEPS` starts (then with "done"), `on_progress` within the long
+    ones: boosting rounds or candidates of the search while training, parts scored while evaluating.
+    """
+    started = time.perf_counter()
+    clock = _Clock(on_step)
+    if settings.search is Search.TUNE:
+        check_tune(settings)
+    with _workspace(settings) as space:
+        engine = str(space.runtime.engine)
+        tags = tracking.run_tags({"engine": engine, "feature_set": feature_set})
+        with mlflow.start_run(run_name=f"{engine}-{feature_set}-{split.validate}", tags=tags) as run:
+            clock.start(STEPS[0])
+            space.prepared = prepared = prepare(space.runtime, files, split, space.work / "data")
+            rows, data = _record_data(prepared)
+            tracking.crash_point("train")
+            clock.start(STEPS[1])
+            trained = _train(space, prepared, run, settings, feature_set, rows, on_progress)
+            clock.start(STEPS[2])
+            evaluated = _evaluate(prepared, trained, rows, on_progress)
+            clock.start(STEPS[3])
+            info = _log_model(space.work, prepared, trained, evaluated, feature_set)
+            tracking.crash_point("register")
+            clock.start(STEPS[4])
+            decision = _register(space.store, prepared, info, run.info.run_id, feature_set, data, evaluated)
+            clock.start("done")
+            mlflow.log_dict(clock.step_s, "timings.json")
+        return Outcome(
+            run_id=run.info.run_id,
+            model_uri=f"models:/{tracking.MODEL_NAME}/{decision.version}",
+            decision=decision,
+            engine=engine,
+            feature_set=feature_set,
+            chosen=trained.chosen,
+            split=str(split),
+            quality=prepared.quality,
+            rows=rows,
+            scores=evaluated.scores,
+            tracking_uri=space.store.tracking_uri,
+            ui_command=space.store.ui_command,
+            elapsed_s=time.perf_counter() - started,
+            step_s=clock.step_s,
+            trained_rows=trained.rows,
+            params=runlog.flat(trained.params),
+            coverage=evaluated.coverage,
+        )
+
+
+def _record_data(prepared: Prepared) -> tuple[dict[str, int], dict[str, Any]]:
+    """Validate and featurize, recorded: each part's modeled rows, and which data the run saw (`data.json`) and
+    what validation kept of it (`quality.json`)."""
+    rows = {role: int(part.select(nw.len()).collect().item()) for role, part in prepared.parts.items()}
+    data = lineage.fingerprint(prepared.files, prepared.quality, rows)
+    mlflow.log_dict(data, "data.json")
+    mlflow.log_dict({r: q.to_dict() for r, q in prepared.quality.items()}, "quality.json")
+    return rows, data
+
+
+def _train(
+    space: _Workspace,
+    prepared: Prepared,
+    run: Any,
+    settings: Settings,
+    feature_set: FeatureSet,
+    rows: dict[str, int],
     on_progress: OnProgress,
-    total: int,
-    runtime: Runtime,
-) -> _Trained:
-    from pyspark.sql import functions as F
-
-    from taxi_duration.train import spark as train_spark
-
-    train_part, course_part, rows = prepared.parts["train"], prepared.course_parts["train"], total
-    if settings.train_sample_rows is not None and settings.train_sample_rows < total:
-        train_part = runtime.sample(train_part, settings.train_sample_rows, seed=0)
-        course_part = runtime.sample(course_part, settings.train_sample_rows, seed=0)
-        rows = int(train_part.select(nw.len()).collect().item())
-    train, validate = train_part.to_native(), prepared.parts["validate"].to_native()
+) -> Trained:
+    """Train: the engine's trainer, then what it trained logged to the run (its parameters, its candidates, and
+    the search's fits as nested runs)."""
     split = prepared.split
-    result = train_spark.fit(
-        train,
-        validate,
-        feature_set,
-        parallelism=settings.spark_parallelism,
-        search=settings.search,
-        on_candidate=functools.partial(on_progress, "candidates"),
-        months=(split.train[-1], split.validate) if isinstance(split, TimeSplit) else None,
-        month_decay=settings.month_decay,
-        budget_s=settings.tune_budget_s,
-        tree_scale=settings.refit_tree_scale,
+    trained = (
+        fit_spark(prepared, feature_set, settings, on_progress, rows["train"], space.runtime)
+        if space.runtime.engine is Engine.SPARK
+        else fit_local(prepared, feature_set, settings, on_progress, rows["train"], space.work)
     )
-    mean = train.agg(F.avg(TARGET)).first()
-    return _Trained(
-        kind="mllib",
-        model=result.chosen,
-        course=train_spark.fit_course(course_part.to_native()),
-        chosen=result.name,
-        params=result.params,
-        importances=result.importances,
-        global_mean=float(mean[0]) if mean is not None else float("nan"),
-        candidates=[
-            *({"name": c.name, "params": c.params, "validate_rmse": c.rmse} for c in result.candidates),
-            *({**job, "validate_rmse": None, "skipped": "the search's time budget"} for job in result.skipped),
-        ],
-        search=train_spark.timeline(result.candidates),
-        rows=rows,
-        judged=result.judged,
+    if trained.judged is not None:  # the refit trained on the validation month too
+        trained = replace(trained, rows=trained.rows + rows["validate"])
+    mlflow.log_params(
+        {
+            "engine": str(space.runtime.engine),
+            "feature_set": feature_set,
+            "model": trained.chosen,
+            "train_months": ",".join(map(str, split.train)),
+            "validate_month": str(split.validate),
+            "test_month": str(split.test),
+            "feature_store_version": prepared.store.manifest.version,
+            "target_range_min": f"{TARGET_RANGE[0]}-{TARGET_RANGE[1]}",
+            "trained_rows": trained.rows,
+            **{f"model.{k}": v for k, v in runlog.flat(trained.params).items()},
+        }
     )
+    if trained.candidates:
+        mlflow.log_dict({"candidates": trained.candidates}, "candidates.json")
+    if trained.search:
+        runlog.log_search(space.store.client, run, trained.search, settings.spark_parallelism)
+    if trained.study:
+        runlog.log_study(space.store.client, run, trained.study)
+    return trained
+
+
+def _evaluate(prepared: Prepared, trained: Trained, rows: dict[str, int], on_progress: OnProgress) -> _Evaluated:
+    """Evaluate: each part of `SCORED` scored, the interval fitted on the validation month's sample and its
+    coverage measured on the test month's, all logged with the metrics, the scores and the figures."""
+    scores, samples = {}, {}
+    for done, (name, role, course_rows) in enumerate(SCORED, 1):
+        scored = trained if trained.judged is None or role == "test" else replace(trained, model=trained.judged)
+        scores[name], sample = _score(prepared, role, course_rows, scored, rows[role])
+        if sample is not None:
+            samples[name] = sample
+        on_progress("parts scored", done, len(SCORED))
+    sample = samples["validate"]
+    interval = intervals.fit(sample[TARGET], sample[evaluate.MODEL], sample[evaluate.BOROUGH])
+    test = samples["test"]
+    coverage = interval.coverage_by(test[TARGET], test[evaluate.MODEL], test[evaluate.BOROUGH])
+    mlflow.log_metric("test_interval_coverage", coverage["all"]["coverage"])
+    mlflow.log_dict(coverage, "interval_coverage.json")
+    runlog.log_metrics(scores)
+    if trained.judged is not None:  # the refit's gain, for the record: no choice reads the test month
+        before, _ = _score(prepared, "test", False, replace(trained, model=trained.judged), rows["test"])
+        mlflow.log_metric("test_prerefit_model_rmse", before[evaluate.MODEL]["overall"]["all"]["rmse"])
+    mlflow.log_dict(scores, "scores.json")
+    runlog.log_figures(sample, scores["validate"], trained.importances)
+    return _Evaluated(scores, sample, interval, coverage)
 
 
 def _score(
-    prepared: Prepared, role: str, course_rows: bool, trained: _Trained, total: int
+    prepared: Prepared, role: str, course_rows: bool, trained: Trained, total: int
 ) -> tuple[dict[str, evaluate.Scores], pd.DataFrame | None]:
     """One part scored (a column per model and baseline, judged by `evaluate`), and, for the clean rows, a
     sample of about `PLOT_SAMPLE` of them with the model's predictions (for the plots and the interval)."""
@@ -327,123 +310,58 @@ def _score(
     return evaluate.score_sums(evaluate.add_sums(sums), predictions), sample
 
 
-def _log_figures(sample: pd.DataFrame, scores: dict[str, evaluate.Scores], importances: dict[str, float]) -> None:
-    y, p, hour = sample[TARGET].to_numpy(), sample[evaluate.MODEL].to_numpy(), sample[evaluate.HOUR].to_numpy()
-    figures = {
-        "plots/predicted_vs_actual.png": plots.predicted_vs_actual(y, p, "Validation month: predicted vs actual"),
-        "plots/residuals_by_hour.png": plots.residuals_by_hour(y, p, hour, "Validation month: residuals by hour"),
-        "plots/rmse_by_borough.png": plots.rmse_by_borough(scores, "Validation RMSE by pickup borough"),
-    }
-    if importances:
-        figures["plots/feature_importance.png"] = plots.feature_importance(importances, "Feature importance (gain)")
-    for path, fig in figures.items():
-        mlflow.log_figure(fig, path)
-
-
-def _log_search(client: mlflow.MlflowClient, parent: Any, search: list[dict[str, Any]], parallelism: int) -> None:
-    """Show the Spark search's parallelism: one nested run per candidate, started and ended when the candidate
-    was (so the MLflow UI lists them side by side in time), and on the parent run the timeline as JSON and as
-    a chart, with the most candidates that ran at once."""
-    from taxi_duration.train.spark import peak_concurrency
-
-    timeline = []
-    for row in search:
-        run_id = _log_child(
-            client,
-            parent,
-            f"candidate-{row['candidate']}-{row['name']}",
-            (row["started_at"], row["ended_at"]),
-            {k: row[k] for k in ("validate_rmse", "duration_s", "start_s", "end_s")},
-            {"family": row["name"], **row["params"]},
-            {"spark_job_group": row["spark_job_group"], "spark_job_ids": ",".join(map(str, row["spark_job_ids"]))},
-        )
-        timeline.append({**row, "run_id": run_id})
-    mlflow.log_dict({"parallelism": parallelism, "candidates": timeline}, "search/timeline.json")
-    title = f"Candidate search: {len(timeline)} fits, {parallelism} at a time"
-    mlflow.log_figure(plots.search_timeline(timeline, title), "plots/search_timeline.png")
-    mlflow.log_metrics(
-        {
-            "search_peak_concurrency": peak_concurrency([(r["start_s"], r["end_s"]) for r in timeline]),
-            "search_wall_s": max(r["end_s"] for r in timeline),
-            "search_fit_s": sum(r["duration_s"] for r in timeline),
-        }
+def _log_model(work: Path, prepared: Prepared, trained: Trained, evaluated: _Evaluated, feature_set: FeatureSet) -> Any:
+    """Log to MLflow: the bundle (model, baselines, feature store, interval) written and logged as the run's
+    pyfunc model; MLflow's `ModelInfo` of it."""
+    split = prepared.split
+    meta = bundle_meta.Meta(
+        name=tracking.MODEL_NAME,
+        kind=trained.kind,
+        feature_set=feature_set,
+        train_months=[str(m) for m in split.train],
+        validate_month=str(split.validate),
+        store_version=prepared.store.manifest.version,
+        target_range=TARGET_RANGE,
+        global_mean=trained.global_mean,
+        params={"model": trained.chosen, **runlog.flat(trained.params)},
+        validation=evaluated.validation,
+        interval=evaluated.interval.to_json(),
+    )
+    bundle = bundle_io.write(work / "bundle", meta, prepared.store, trained.model, trained.course)
+    example = evaluated.sample[list(bundle_meta.INPUT_COLUMNS)].head(5)
+    return mlflow.pyfunc.log_model(
+        name="model",
+        python_model=str(Path(scorer_io.__file__).with_name("pyfunc_entry.py")),
+        artifacts={"bundle": str(bundle)},
+        signature=bundle_meta.SIGNATURE,
+        input_example=example,
+        pip_requirements=lineage.requirements(),
     )
 
 
-def _drawn(trial: dict[str, Any]) -> dict[str, Any]:
-    """What a trial of the study's history drew: its LightGBM parameters and its `month_decay`."""
-    return {**trial["params"], "month_decay": trial["month_decay"]}
-
-
-def _log_study(client: mlflow.MlflowClient, parent: Any, study: dict[str, Any]) -> None:
-    """The tuned search: one nested run per trial (its parameters; its validation RMSE, rounds, seconds and
-    whether it was pruned; started and ended when the trial was), and on the parent run the study's summary
-    (`search/study.json`, with each trial's run id) and its numbers as `tune_*` metrics."""
-    first = min(t["started_at"] for t in study["history"])
-    history = []
-    for t in study["history"]:
-        run_id = _log_child(
-            client,
-            parent,
-            f"trial-{t['number']}",
-            (t["started_at"], t["ended_at"]),
-            {
-                "validate_rmse": t["validate_rmse"],
-                "rounds": t["rounds"],
-                "pruned": int(t["pruned"]),
-                "duration_s": t["duration_s"],
-                "start_s": t["started_at"] - first,
-                "end_s": t["ended_at"] - first,
-            },
-            _drawn(t),
-            {"optuna_state": "PRUNED" if t["pruned"] else "COMPLETE"},
-        )
-        history.append({**t, "run_id": run_id})
-    mlflow.log_dict({**study, "history": history}, "search/study.json")
-    mlflow.log_metrics(
-        {
-            f"tune_{k}": study[k]
-            for k in ("trials", "pruned", "best_trial", "best_validate_rmse", "best_rounds", "wall_s", "budget_s")
-        }
+def _register(
+    store: tracking.Store,
+    prepared: Prepared,
+    info: Any,
+    run_id: str,
+    feature_set: FeatureSet,
+    data: dict[str, Any],
+    evaluated: _Evaluated,
+) -> tracking.Decision:
+    """Register: the model version, and whether it is the new champion (the champion rule's decision, also the
+    run's outcome tag)."""
+    decision = tracking.register(
+        store,
+        info.model_uri,
+        run_id,
+        feature_set,
+        lineage.validation_key(data),
+        evaluated.validation["rmse"],
+        _rescorer(prepared),
+        model_id=info.model_id,
     )
-
-
-def _log_child(
-    client: mlflow.MlflowClient,
-    parent: Any,
-    name: str,
-    span: tuple[float, float],
-    metrics: dict[str, float],
-    params: dict[str, Any],
-    tags: dict[str, str],
-) -> str:
-    """A nested run under `parent` for one fit of a search, started and ended at `span` (seconds since the
-    epoch), so the MLflow UI lists the fits side by side in time; its run id."""
-    child = client.create_run(
-        parent.info.experiment_id,
-        start_time=int(span[0] * 1000),
-        tags={MLFLOW_PARENT_RUN_ID: parent.info.run_id, **tags},
-        run_name=name,
-    )
-    ended = int(span[1] * 1000)
-    client.log_batch(
-        child.info.run_id,
-        metrics=[Metric(k, v, ended, 0) for k, v in metrics.items()],
-        params=[Param(k, str(v)) for k, v in _flat(params).items()],
-    )
-    client.set_terminated(child.info.run_id, "FINISHED", end_time=ended)
-    return str(child.info.run_id)
-
-
-def _log_metrics(scores: dict[str, dict[str, evaluate.Scores]]) -> None:
-    values = {
-        f"{role}_{name}_{metric}": value
-        for role, by_name in scores.items()
-        for name, result in by_name.items()
-        for metric, value in result["overall"]["all"].items()
-        if metric != "rows" and np.isfinite(value)
-    }
-    mlflow.log_metrics(values)
+    mlflow.set_tag(tracking.OUTCOME_TAG, decision.reason)
+    return decision
 
 
 def _rescorer(prepared: Prepared) -> Callable[[str], float]:
@@ -457,181 +375,6 @@ def _rescorer(prepared: Prepared) -> Callable[[str], float]:
         return evaluate.metrics(np.concatenate(actual), np.concatenate(predicted))["rmse"]
 
     return rescore
-
-
-def train(
-    settings: Settings,
-    files: list[InputFile],
-    split: Split,
-    feature_set: FeatureSet,
-    on_step: Callable[[str], None] = lambda step: None,
-    on_progress: OnProgress = lambda what, done, total: None,
-) -> Outcome:
-    """Run the whole job and return what it produced; the MLflow run is FINISHED only if every step was.
-
-    `on_step(name)` is called as each of `STEPS` starts (then with "done"), `on_progress` within the long
-    ones: boosting rounds or candidates of the search while training, parts scored while evaluating.
-    """
-    started = time.perf_counter()
-    step_s: dict[str, float] = {}
-    marks: list[tuple[str, float]] = []
-
-    def step(name: str) -> None:
-        now = time.perf_counter()
-        if marks:
-            step_s[marks[-1][0]] = now - marks[-1][1]
-        marks.append((name, now))
-        on_step(name)
-
-    if settings.search is Search.TUNE:
-        _check_tune(settings)
-    store = tracking.connect(settings)
-    tracking.recover(store)
-    runtime = Runtime.open(settings)
-    prepared: Prepared | None = None
-    work = Path(tempfile.mkdtemp(prefix="train-", dir=settings.scratch_dir()))
-    engine = str(runtime.engine)
-    tags = tracking.run_tags({"engine": engine, "feature_set": feature_set})
-    try:
-        with mlflow.start_run(run_name=f"{engine}-{feature_set}-{split.validate}", tags=tags) as run:
-            step(STEPS[0])
-            prepared = prepare(runtime, files, split, work / "data")
-            rows = {role: int(part.select(nw.len()).collect().item()) for role, part in prepared.parts.items()}
-            data = fingerprint(prepared.files, prepared.quality, rows)
-            mlflow.log_dict(data, "data.json")
-            mlflow.log_dict({r: q.to_dict() for r, q in prepared.quality.items()}, "quality.json")
-            tracking.crash_point("train")
-            step(STEPS[1])
-            trained = (
-                _train_spark(prepared, feature_set, settings, on_progress, rows["train"], runtime)
-                if runtime.engine is Engine.SPARK
-                else _train_local(prepared, feature_set, settings, on_progress, rows["train"], work)
-            )
-            if trained.judged is not None:  # the refit trained on the validation month too
-                trained = replace(trained, rows=trained.rows + rows["validate"])
-            mlflow.log_params(
-                {
-                    "engine": engine,
-                    "feature_set": feature_set,
-                    "model": trained.chosen,
-                    "train_months": ",".join(map(str, split.train)),
-                    "validate_month": str(split.validate),
-                    "test_month": str(split.test),
-                    "feature_store_version": prepared.store.manifest.version,
-                    "target_range_min": f"{TARGET_RANGE[0]}-{TARGET_RANGE[1]}",
-                    "trained_rows": trained.rows,
-                    **{f"model.{k}": v for k, v in _flat(trained.params).items()},
-                }
-            )
-            if trained.candidates:
-                mlflow.log_dict({"candidates": trained.candidates}, "candidates.json")
-            if trained.search:
-                _log_search(store.client, run, trained.search, settings.spark_parallelism)
-            if trained.study:
-                _log_study(store.client, run, trained.study)
-            step(STEPS[2])
-            scores, samples = {}, {}
-            for done, (name, role, course_rows) in enumerate(SCORED, 1):
-                scored = trained if trained.judged is None or role == "test" else replace(trained, model=trained.judged)
-                scores[name], sample = _score(prepared, role, course_rows, scored, rows[role])
-                if sample is not None:
-                    samples[name] = sample
-                on_progress("parts scored", done, len(SCORED))
-            sample = samples["validate"]
-            interval = intervals.fit(sample[TARGET], sample[evaluate.MODEL], sample[evaluate.BOROUGH])
-            test = samples["test"]
-            coverage = interval.coverage_by(test[TARGET], test[evaluate.MODEL], test[evaluate.BOROUGH])
-            mlflow.log_metric("test_interval_coverage", coverage["all"]["coverage"])
-            mlflow.log_dict(coverage, "interval_coverage.json")
-            _log_metrics(scores)
-            if trained.judged is not None:  # the refit's gain, for the record: no choice reads the test month
-                before, _ = _score(prepared, "test", False, replace(trained, model=trained.judged), rows["test"])
-                mlflow.log_metric("test_prerefit_model_rmse", before[evaluate.MODEL]["overall"]["all"]["rmse"])
-            mlflow.log_dict(scores, "scores.json")
-            _log_figures(sample, scores["validate"], trained.importances)
-            step(STEPS[3])
-            validation = scores["validate"][evaluate.MODEL]["overall"]["all"]
-            meta = bundle_meta.Meta(
-                name=tracking.MODEL_NAME,
-                kind=trained.kind,
-                feature_set=feature_set,
-                train_months=[str(m) for m in split.train],
-                validate_month=str(split.validate),
-                store_version=prepared.store.manifest.version,
-                target_range=TARGET_RANGE,
-                global_mean=trained.global_mean,
-                params={"model": trained.chosen, **_flat(trained.params)},
-                validation=validation,
-                interval=interval.to_json(),
-            )
-            bundle = bundle_io.write(work / "bundle", meta, prepared.store, trained.model, trained.course)
-            example = sample[list(bundle_meta.INPUT_COLUMNS)].head(5)
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=str(Path(scorer_io.__file__).with_name("pyfunc_entry.py")),
-                artifacts={"bundle": str(bundle)},
-                signature=bundle_meta.SIGNATURE,
-                input_example=example,
-                pip_requirements=requirements(),
-            )
-            tracking.crash_point("register")
-            step(STEPS[4])
-            decision = tracking.register(
-                store,
-                info.model_uri,
-                run.info.run_id,
-                feature_set,
-                validation_key(data),
-                validation["rmse"],
-                _rescorer(prepared),
-                model_id=info.model_id,
-            )
-            mlflow.set_tag(tracking.OUTCOME_TAG, decision.reason)
-            step("done")
-            mlflow.log_dict(step_s, "timings.json")
-        return Outcome(
-            run_id=run.info.run_id,
-            model_uri=f"models:/{tracking.MODEL_NAME}/{decision.version}",
-            decision=decision,
-            engine=engine,
-            feature_set=feature_set,
-            chosen=trained.chosen,
-            split=str(split),
-            quality=prepared.quality,
-            rows=rows,
-            scores=scores,
-            tracking_uri=store.tracking_uri,
-            ui_command=store.ui_command,
-            elapsed_s=time.perf_counter() - started,
-            step_s=step_s,
-            trained_rows=trained.rows,
-            params=_flat(trained.params),
-            coverage=coverage,
-        )
-    finally:
-        if prepared is not None:
-            prepared.release()  # the Spark session outlives the job (it is shared by the process)
-        runtime.close()
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def _check_tune(settings: Settings) -> None:
-    """Fail before any work when the tuned search cannot run: on the embedded engines without Optuna (Spark's
-    tuned search widens its grid instead: `train_spark.GRIDS`)."""
-    from taxi_duration.train import tune
-
-    if settings.engine is not Engine.SPARK:
-        tune.optuna_module()
-
-
-def _flat(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in params.items():
-        if isinstance(value, dict):
-            out |= _flat(value, f"{prefix}{key}.")
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def outcome_json(outcome: Outcome) -> dict[str, Any]:

@@ -11,30 +11,24 @@ fit spread over the cluster, and the grid keeps `parallelism` of them running wi
 On a window of several months it also fits each candidate with older months weighing less (`TUNE_DECAYS`),
 stops starting candidates after a time budget, and refits the choice on the training and validation months.
 
-Each candidate's fit and scoring run under its own Spark job group (shown in the Spark UI), and its wall-clock
-span is kept (`Span`), so the run can show which candidates ran at the same time.
+This module holds the families' pipelines, the fitted model (`MllibPredictor`), the month weights and the
+refit; the search's scheduler is `spark_search`, the average of two winners `spark_ensemble`.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
-import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from multiprocessing.pool import ThreadPool
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import narwhals as nw
 import numpy as np
 import pandas as pd
 from pyspark.ml import Pipeline, PipelineModel
-from pyspark.ml.evaluation import RegressionEvaluator
 from pyspark.ml.feature import OneHotEncoder, SQLTransformer, StringIndexer, VectorAssembler
 from pyspark.ml.regression import GBTRegressor, LinearRegression
-from pyspark.ml.tuning import ParamGridBuilder
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -44,15 +38,12 @@ from taxi_duration.core.months import Month
 from taxi_duration.engines.spark import get_spark
 from taxi_duration.features.definitions import TARGET, TRIP_MILES_SQL
 from taxi_duration.serve.native import NativeModel
-from taxi_duration.train.export import PREDICTION, from_mllib, mix_statement
+from taxi_duration.train import spark_search
+from taxi_duration.train.export import PREDICTION, from_mllib
 from taxi_duration.train.local import columns, month_age, month_weight
+from taxi_duration.train.spark_ensemble import averaged, best_average, renamed
+from taxi_duration.train.spark_search import Candidate, fit_retrying_barriers, last_stage
 
-# A fit whose barrier stage lost an executor (XGBoost trains as one: all tasks at once, which Spark never
-# retries) is started again this many times; the cluster replaces the executor meanwhile.
-BARRIER_RETRIES = 2
-LOST_BARRIER = "Could not recover from a failed barrier"
-Fitted = TypeVar("Fitted")
-ENSEMBLE_WEIGHTS = (0.25, 0.5, 0.75)  # share of the tree model in the average
 # Strings with few values are indexed; zone ids stay numbers for trees (265 values would need 265 bins),
 # and the zone pair (thousands of values) reaches trees through the store's pair statistics.
 TREE_SKIPS = ("zone_pair",)
@@ -131,30 +122,6 @@ class MllibPredictor:
         """Read a folder written by `save` (starts a local Spark session if none is active)."""
         get_spark()
         return cls(PipelineModel.load(str(path)))
-
-
-@dataclass(frozen=True)
-class Span:
-    """When one candidate of the search ran (epoch seconds) and the Spark jobs it started."""
-
-    started: float
-    ended: float
-    job_group: str
-    job_ids: tuple[int, ...]
-
-
-@dataclass
-class Candidate:
-    """One fitted model, its validation RMSE, and when it ran (None for the ensemble, which is not searched);
-    a searched one keeps its job (pipeline, parameters, `month_decay`), for the refit."""
-
-    name: str
-    params: dict[str, Any]
-    model: PipelineModel
-    rmse: float
-    span: Span | None = None
-    job: _Job | None = None
-    mix: tuple[Candidate, Candidate, float] | None = None  # the ensemble's two winners and the second's weight
 
 
 @dataclass
@@ -248,174 +215,35 @@ def fit_course(train: DataFrame) -> MllibPredictor:
     return MllibPredictor(course_pipeline().fit(train))
 
 
-@dataclass(frozen=True)
-class _Job:
-    """One candidate to fit: its family's pipeline, the parameters it is fitted with, and its `month_decay`."""
-
-    name: str
-    pipeline: Pipeline
-    params: dict[Any, Any]
-    decay: float
-    readable: dict[str, Any]
-
-
-def _jobs(
-    families: list[tuple[str, Pipeline]], grids: dict[str, dict[str, list[Any]]], weights: dict[float, str | None]
-) -> list[_Job]:
-    """Every candidate of the search: each family's grid, each point at every decay of `weights` (a decay's
-    weight column, None for equal weights), the families taking turns so a time budget cuts every family's
-    tail rather than a whole family."""
-    named = len(weights) > 1 or 1.0 not in weights  # the decay is a choice of this search, or the user's
-    turns = []
-    for name, pipeline in families:
-        estimator, builder = _last(pipeline), ParamGridBuilder()
-        for param, values in grids[name].items():
-            builder.addGrid(estimator.getParam(param), values)
-        family = []
-        for point in builder.build():
-            for decay, column in weights.items():
-                weighed = {} if column is None else {estimator.getParam("weightCol"): column}
-                readable = {p.name: v for p, v in point.items()} | ({"month_decay": decay} if named else {})
-                family.append(_Job(name, pipeline, {**point, **weighed}, decay, readable))
-        turns.append(family)
-    return [job for turn in itertools.zip_longest(*turns) for job in turn if job is not None]
+def _families(train: DataFrame, feature_set: FeatureSet, parallelism: int, seed: int) -> list[tuple[str, Pipeline]]:
+    """Each model family's pipeline, by name: XGBoost's only when it is installed."""
+    families = [("linear", linear_pipeline(feature_set)), ("gbt", gbt_pipeline(feature_set, seed))]
+    # Concurrent fits share the cluster's task slots; each XGBoost fit takes its share as workers.
+    workers = max(1, train.sparkSession.sparkContext.defaultParallelism // max(1, parallelism))
+    xgb = xgboost_pipeline(feature_set, workers, seed)
+    if xgb is not None:
+        families.append(("xgboost", xgb))
+    return families
 
 
-def _search(
-    jobs: list[_Job],
-    train: DataFrame,
-    validate: DataFrame,
-    parallelism: int,
-    on_candidate: Callable[[int, int], None],
-    budget_s: float | None = None,
-) -> tuple[list[Candidate], list[_Job]]:
-    """The fitted candidates in the jobs' order, and the jobs not started because `budget_s` seconds of the
-    search had passed (a started fit finishes)."""
-    # Written here rather than TrainValidationSplit, which holds out a random share of rows: a time-honest
-    # search must hold out the next month. The concurrency is the same: `parallelism` fits at once.
-    context = train.sparkSession.sparkContext
-    search = uuid.uuid4().hex[:8]  # job groups are per process: two searches in one must not share them
-    begun = time.time()
-
-    def run(numbered: tuple[int, _Job]) -> Candidate | None:
-        number, job = numbered
-        if budget_s is not None and time.time() - begun > budget_s:
-            return None
-        group = f"search-{search}-{number}"
-        # Local to this thread: every Spark job it starts from here on carries the group and description.
-        context.setJobGroup(group, f"candidate {number}: {job.name} {job.readable}")
-        started = time.time()
-        model = fit_retrying_barriers(lambda: job.pipeline.fit(train, job.params))
-        column = _last(model).getPredictionCol()
-        rmse = RegressionEvaluator(labelCol=TARGET, predictionCol=column, metricName="rmse").evaluate(
-            model.transform(validate)
-        )
-        ended = time.time()
-        job_ids = tuple(sorted(context.statusTracker().getJobIdsForGroup(group)))
-        span = Span(started, ended, group, job_ids)
-        return Candidate(job.name, job.readable, model, rmse, span, job)
-
-    found: list[Candidate] = []
-    skipped: list[_Job] = []
-    with ThreadPool(max(1, parallelism)) as pool:
-        for done, (job, candidate) in enumerate(zip(jobs, pool.imap(run, enumerate(jobs, 1)), strict=True), 1):
-            if candidate is None:
-                skipped.append(job)
-            else:
-                found.append(candidate)
-            on_candidate(done, len(jobs))
-    return found, skipped
+def _weight_columns(
+    train: DataFrame, search: Search, months: tuple[Month, Month] | None, month_decay: float
+) -> dict[float, str | None]:
+    """Each `month_decay` the search fits with, and the name of its weight column (None for equal weights)."""
+    decays = TUNE_DECAYS if search is Search.TUNE else (month_decay,)
+    if months is None or decays == (1.0,) or not _older_rows(train, months[0]):
+        decays = (1.0,)
+    return {decay: None if decay == 1.0 else f"month_weight_{i}" for i, decay in enumerate(decays)}
 
 
-def fit_retrying_barriers(fit: Callable[[], Fitted], retries: int = BARRIER_RETRIES) -> Fitted:
-    """`fit()`, started again (up to `retries` times) when it failed only because its barrier stage lost an
-    executor; any other failure is raised at once."""
-    failures = 0
-    while True:
-        try:
-            return fit()
-        except Exception as exc:
-            failures += 1
-            if failures > retries or LOST_BARRIER not in str(exc):
-                raise
-
-
-def peak_concurrency(intervals: list[tuple[float, float]]) -> int:
-    """The most (start, end) intervals running at one instant (one ending as another starts does not overlap it)."""
-    # At equal times the end (-1) sorts before the start (+1).
-    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
-    running = peak = 0
-    for _, step in events:
-        running += step
-        peak = max(peak, running)
-    return peak
-
-
-def timeline(candidates: list[Candidate]) -> list[dict[str, Any]]:
-    """The searched candidates in order, each with its start, end and duration in seconds from the search's
-    first start, and its Spark job group and jobs: the JSON behind the timeline chart."""
-    spans = [(number, c, c.span) for number, c in enumerate(candidates, 1) if c.span is not None]
-    if not spans:
-        return []
-    origin = min(span.started for _, _, span in spans)
-    return [
-        {
-            "candidate": number,
-            "name": c.name,
-            "params": c.params,
-            "validate_rmse": c.rmse,
-            "start_s": round(span.started - origin, 3),
-            "end_s": round(span.ended - origin, 3),
-            "duration_s": round(span.ended - span.started, 3),
-            "started_at": span.started,
-            "ended_at": span.ended,
-            "spark_job_group": span.job_group,
-            "spark_job_ids": list(span.job_ids),
-        }
-        for number, c, span in spans
-    ]
-
-
-def _last(model: PipelineModel | Pipeline) -> Any:
-    """The final stage (the estimator or fitted model), typed loosely: each family has its own params."""
-    return model.getStages()[-1] if isinstance(model, Pipeline) else model.stages[-1]
-
-
-def _averaged(a: PipelineModel, b: PipelineModel, weight: float) -> PipelineModel:
-    pa, pb = _last(a).getPredictionCol(), _last(b).getPredictionCol()
-    mix = SQLTransformer(statement=mix_statement(1 - weight, pa, weight, pb))
-    return PipelineModel(stages=[a, b, mix])
-
-
-def _renamed(model: PipelineModel) -> PipelineModel:
-    rename = SQLTransformer(statement=f"SELECT *, {_last(model).getPredictionCol()} AS {PREDICTION} FROM __THIS__")
-    return PipelineModel(stages=[model, rename])
-
-
-def _best_average(winners: list[Candidate], validate: DataFrame) -> Candidate | None:
-    """The weighted average of two family winners with the lowest validation RMSE, in one pass over the month."""
-    if len(winners) < 2:
-        return None
-    scored = validate
-    for w in winners:
-        scored = w.model.transform(scored)
-    col = {w.name: F.col(_last(w.model).getPredictionCol()) for w in winners}
-    pairs = [(a, b, wt) for i, a in enumerate(winners) for b in winners[i + 1 :] for wt in ENSEMBLE_WEIGHTS]
-    y = F.col(TARGET)
-    errors = [
-        F.sqrt(F.avg(F.pow((1 - wt) * col[a.name] + wt * col[b.name] - y, 2))).alias(f"e{i}")
-        for i, (a, b, wt) in enumerate(pairs)
-    ]
-    row = scored.agg(*errors).first()
-    assert row is not None
-    i = min(range(len(pairs)), key=lambda k: row[f"e{k}"])
-    a, b, wt = pairs[i]
-    params = {a.name: a.params, b.name: b.params, f"{b.name}_weight": wt}
-    return Candidate("ensemble", params, _averaged(a.model, b.model, wt), float(row[f"e{i}"]), mix=(a, b, wt))
-
-
-def _importances(tree: Candidate, names: list[str]) -> dict[str, float]:
-    last = _last(tree.model)
+def _importances(winners: list[Candidate], feature_set: FeatureSet) -> dict[str, float]:
+    """The feature importances of the best tree family's winner (none when no tree family ran)."""
+    trees = [w for w in winners if w.name != "linear"]
+    if not trees:
+        return {}
+    _, _, names = _tree_inputs(feature_set, "any")
+    tree = min(trees, key=lambda c: c.rmse)
+    last = last_stage(tree.model)
     if tree.name == "gbt":
         return dict(zip(names, last.featureImportances.toArray().tolist(), strict=True))
     gains = last.get_booster().get_score(importance_type="gain")
@@ -444,36 +272,23 @@ def fit(
     training rows hold older months. `tune` stops starting candidates after `budget_s` seconds and refits
     the choice on the training and validation rows, its tree counts times `tree_scale`.
     """
-    decays = TUNE_DECAYS if search is Search.TUNE else (month_decay,)
-    if months is None or decays == (1.0,) or not _older_rows(train, months[0]):
-        decays = (1.0,)
-    columns = {decay: None if decay == 1.0 else f"month_weight_{i}" for i, decay in enumerate(decays)}
+    columns = _weight_columns(train, search, months, month_decay)
     weighed = _with_weights(train, months[0], columns) if months is not None else train
     weighed, validate = weighed.persist(), validate.persist()
     try:
-        linear, gbt = linear_pipeline(feature_set), gbt_pipeline(feature_set, seed)
-        families = [("linear", linear), ("gbt", gbt)]
-        # Concurrent fits share the cluster's task slots; each XGBoost fit takes its share as workers.
-        workers = max(1, train.sparkSession.sparkContext.defaultParallelism // max(1, parallelism))
-        xgb = xgboost_pipeline(feature_set, workers, seed)
-        if xgb is not None:
-            families.append(("xgboost", xgb))
-        jobs = _jobs(families, GRIDS[search], columns)
+        families = _families(train, feature_set, parallelism, seed)
+        jobs = spark_search.jobs(families, GRIDS[search], columns)
         budget = budget_s if search is Search.TUNE else None
-        candidates, skipped = _search(jobs, weighed, validate, parallelism, on_candidate, budget)
+        candidates, skipped = spark_search.run(jobs, weighed, validate, parallelism, on_candidate, budget)
         ran = [name for name, _ in families if any(c.name == name for c in candidates)]
         winners = [min((c for c in candidates if c.name == name), key=lambda c: c.rmse) for name in ran]
         best = min(winners, key=lambda c: c.rmse)
-        trees = [w for w in winners if w.name != "linear"]
-        importances = {}
-        if trees:
-            _, _, tree_names = _tree_inputs(feature_set, "any")
-            importances = _importances(min(trees, key=lambda c: c.rmse), tree_names)
-        average = _best_average(winners, validate)
+        importances = _importances(winners, feature_set)
+        average = best_average(winners, validate)
         if average is not None and average.rmse < best.rmse:
             candidates.append(average)
             best = average
-        chosen = MllibPredictor(best.model if best.name == "ensemble" else _renamed(best.model))
+        chosen = MllibPredictor(best.model if best.name == "ensemble" else renamed(best.model))
         judged = None
         if search is Search.TUNE:
             both = train.unionByName(validate)
@@ -501,9 +316,9 @@ def _refit(best: Candidate, both: DataFrame, newest: Month | None, tree_scale: f
     """`best` fitted again on `both` (training and validation rows), its output named `prediction`: an ensemble
     is its two winners refitted (`_refitted`) and averaged with the same weight."""
     if best.mix is None:
-        return _renamed(_refitted(best, both, newest, tree_scale))
+        return renamed(_refitted(best, both, newest, tree_scale))
     a, b, weight = best.mix
-    return _averaged(_refitted(a, both, newest, tree_scale), _refitted(b, both, newest, tree_scale), weight)
+    return averaged(_refitted(a, both, newest, tree_scale), _refitted(b, both, newest, tree_scale), weight)
 
 
 def _refitted(searched: Candidate, both: DataFrame, newest: Month | None, tree_scale: float) -> PipelineModel:
@@ -511,7 +326,7 @@ def _refitted(searched: Candidate, both: DataFrame, newest: Month | None, tree_s
     months weighing its decay per month counted back from `newest` (the validation month)."""
     job = searched.job
     assert job is not None, "a searched candidate keeps its job"
-    estimator, params = _last(job.pipeline), dict(job.params)
+    estimator, params = last_stage(job.pipeline), dict(job.params)
     if job.name in TREE_COUNTS:
         count = estimator.getParam(TREE_COUNTS[job.name])
         params[count] = max(1, round(params.get(count, estimator.getOrDefault(count)) * tree_scale))

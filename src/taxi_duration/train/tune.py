@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +146,30 @@ def search(
     started = time.time()
     pipeline = train_local.encoder(categories, feature_set, seed)
     base = _lightgbm_params(feature_set, seed)
+    binned = _binned(train_batches, validate_batches, pipeline, feature_set, folder, base, batch_rows, newest)
+    objective = _Objective(optuna, *binned, feature_set, seed, max_rounds)
+    study = _study(optuna, seed)
+    progress = [] if on_trial is None else [lambda study, trial: on_trial(len(objective.done), trials)]
+    study.optimize(objective, n_trials=trials, timeout=budget_s, callbacks=progress)
+    best = next(t for t in objective.done if t.number == study.best_trial.number)
+    pipeline.named_steps["model"].set_params(**best.params, n_estimators=best.rounds)
+    assert objective.kept is not None, "the best trial finished, so its booster was kept"
+    train_local.fitted(pipeline, objective.kept[1])
+    return Tuned(pipeline, best, objective.done, seed, trials, budget_s, time.time() - started)
+
+
+def _binned(
+    train_batches: Iterable[pd.DataFrame],
+    validate_batches: Iterable[pd.DataFrame],
+    pipeline: Pipeline,
+    feature_set: FeatureSet,
+    folder: Path,
+    base: dict[str, Any],
+    batch_rows: int,
+    newest: Month | None,
+) -> tuple[lgb.Dataset, lgb.Dataset, np.ndarray]:
+    """The training and validation datasets, binned once through spools in `folder` (removed after), and each
+    training row's age in months before `newest` (none without it)."""
     ages: list[np.ndarray] = []
     if newest is not None:
         train_batches = _recording(train_batches, train_local.month_ages(newest), ages)
@@ -155,19 +179,68 @@ def search(
         validate_batches, pipeline, feature_set, folder / "validate", base, batch_rows, reference=train_set
     )
     folder.rmdir()  # both spools are gone: the datasets are binned
-    done: list[Trial] = []
-    kept: dict[str, Any] = {}  # the best finished trial's booster, cut at its best round
+    return train_set, validate_set, age
 
-    def objective(trial: Any) -> float:
+
+def _study(optuna: Any, seed: int) -> Any:
+    """A study that minimizes the validation RMSE: a TPE sampler seeded with `seed`, a median pruner."""
+    return optuna.create_study(
+        direction="minimize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.MedianPruner(
+            n_startup_trials=PRUNE_STARTUP_TRIALS, n_warmup_steps=PRUNE_WARMUP_ROUNDS, interval_steps=REPORT_EVERY
+        ),
+    )
+
+
+@dataclass
+class _Objective:
+    """What the study calls for each trial: it draws the trial's parameters, trains on the binned rows until the
+    validation month stops improving (or the study prunes the trial), and records the trial in `done`. `kept`
+    is the best finished trial's RMSE and booster, cut at its best round."""
+
+    optuna: Any
+    train_set: lgb.Dataset
+    validate_set: lgb.Dataset
+    age: np.ndarray
+    feature_set: FeatureSet
+    seed: int
+    max_rounds: int
+    done: list[Trial] = field(default_factory=list)
+    kept: tuple[float, lgb.Booster] | None = None
+
+    def __call__(self, trial: Any) -> float:
         chosen = suggest(trial)
-        params = _lightgbm_params(feature_set, seed, **chosen)
+        params = _lightgbm_params(self.feature_set, self.seed, **chosen)
         decay = 1.0
-        if age.any():
+        if self.age.any():
             decay = trial.suggest_float("month_decay", *MONTH_DECAY_RANGE)
             # Set on every trial, ones included: LightGBM cannot take a dataset's weights back to none.
-            train_set.set_field("weight", (decay**age).astype(np.float32))
+            self.train_set.set_field("weight", (decay**self.age).astype(np.float32))
         reported: list[tuple[int, float]] = []
         begun = time.time()
+        try:
+            booster = lgb.train(
+                params,
+                self.train_set,
+                num_boost_round=self.max_rounds,
+                valid_sets=[self.validate_set],
+                valid_names=["validate"],
+                callbacks=[lgb.early_stopping(EARLY_STOPPING, verbose=False), self._reporter(trial, reported)],
+            )
+        except self.optuna.TrialPruned:
+            rounds, rmse = reported[-1]
+            self.done.append(Trial(trial.number, chosen, rmse, rounds, True, begun, time.time(), decay))
+            raise
+        rmse, rounds = booster.best_score["validate"]["rmse"], booster.best_iteration
+        self.done.append(Trial(trial.number, chosen, rmse, rounds, False, begun, time.time(), decay))
+        if self.kept is None or rmse < self.kept[0]:
+            self.kept = (rmse, lgb.Booster(model_str=booster.model_to_string(num_iteration=rounds)))
+        return rmse
+
+    def _reporter(self, trial: Any, reported: list[tuple[int, float]]) -> Callable[[lgb.callback.CallbackEnv], None]:
+        """A LightGBM callback that reports the validation RMSE to the study every `REPORT_EVERY` rounds (noted in
+        `reported`) and stops the trial when the study prunes it."""
 
         def report(env: lgb.callback.CallbackEnv) -> None:
             rounds, results = env.iteration + 1, env.evaluation_result_list
@@ -176,40 +249,9 @@ def search(
                 reported.append((rounds, rmse))
                 trial.report(rmse, rounds)
                 if trial.should_prune():
-                    raise optuna.TrialPruned(f"validation RMSE {rmse:.4f} after {rounds} rounds")
+                    raise self.optuna.TrialPruned(f"validation RMSE {rmse:.4f} after {rounds} rounds")
 
-        try:
-            booster = lgb.train(
-                params,
-                train_set,
-                num_boost_round=max_rounds,
-                valid_sets=[validate_set],
-                valid_names=["validate"],
-                callbacks=[lgb.early_stopping(EARLY_STOPPING, verbose=False), report],
-            )
-        except optuna.TrialPruned:
-            rounds, rmse = reported[-1]
-            done.append(Trial(trial.number, chosen, rmse, rounds, True, begun, time.time(), decay))
-            raise
-        rmse, rounds = booster.best_score["validate"]["rmse"], booster.best_iteration
-        done.append(Trial(trial.number, chosen, rmse, rounds, False, begun, time.time(), decay))
-        if "rmse" not in kept or rmse < kept["rmse"]:
-            kept.update(rmse=rmse, booster=lgb.Booster(model_str=booster.model_to_string(num_iteration=rounds)))
-        return rmse
-
-    study = optuna.create_study(
-        direction="minimize",
-        sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=optuna.pruners.MedianPruner(
-            n_startup_trials=PRUNE_STARTUP_TRIALS, n_warmup_steps=PRUNE_WARMUP_ROUNDS, interval_steps=REPORT_EVERY
-        ),
-    )
-    progress = [] if on_trial is None else [lambda study, trial: on_trial(len(done), trials)]
-    study.optimize(objective, n_trials=trials, timeout=budget_s, callbacks=progress)
-    best = next(t for t in done if t.number == study.best_trial.number)
-    pipeline.named_steps["model"].set_params(**best.params, n_estimators=best.rounds)
-    train_local.fitted(pipeline, kept["booster"])
-    return Tuned(pipeline, best, done, seed, trials, budget_s, time.time() - started)
+        return report
 
 
 def _recording(
