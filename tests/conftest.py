@@ -41,6 +41,20 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 # The synthetic months the training tests generate: train 2023-01, validate 2023-02, test 2023-03.
 SPLIT = TimeSplit.last_two_held_out(parse_months("2023-01..2023-03"))
 
+# A request the API serves, in the style of the TLC files, and the keys the API tests set.
+TRIP = {
+    "pickup_datetime": "2023-03-14T08:30:00",
+    "pu_location_id": 74,
+    "do_location_id": 236,
+    "passenger_count": 1,
+    "trip_distance": 2.4,
+}
+API_KEY, ADMIN_KEY = "test-predict-key", "test-admin-key"
+# Times Square to the Upper West Side, as a Kaggle client sends it: coordinates, no zones.
+POINTS = {"pickup_longitude": -73.9855, "pickup_latitude": 40.7580, "dropoff_longitude": -73.9712}
+POINTS |= {"dropoff_latitude": 40.7831}
+KAGGLE = {k: v for k, v in TRIP.items() if not k.endswith("location_id")} | POINTS
+
 
 def store_settings(root: Path, **overrides: str) -> Settings:
     """Settings whose data and MLflow store (SQLite) live under `root`, with the quick model search."""

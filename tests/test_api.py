@@ -37,7 +37,7 @@ from taxi_duration.serve.scorer import Scorer
 from taxi_duration.train import local as train_local
 from taxi_duration.train.dataset import prepare
 from taxi_duration.train.export import from_sklearn
-from tests.conftest import SPLIT
+from tests.conftest import ADMIN_KEY, API_KEY, KAGGLE, POINTS, SPLIT, TRIP
 
 with warnings.catch_warnings():
     # Starlette's test client would rather run on `httpx2`, which the project does not install; on httpx it
@@ -45,18 +45,6 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient` is deprecated")
     from fastapi.testclient import TestClient
 
-TRIP = {
-    "pickup_datetime": "2023-03-14T08:30:00",
-    "pu_location_id": 74,
-    "do_location_id": 236,
-    "passenger_count": 1,
-    "trip_distance": 2.4,
-}
-API_KEY, ADMIN_KEY = "test-predict-key", "test-admin-key"
-# Times Square to the Upper West Side, as a Kaggle client sends it: coordinates, no zones.
-POINTS = {"pickup_longitude": -73.9855, "pickup_latitude": 40.7580, "dropoff_longitude": -73.9712}
-POINTS |= {"dropoff_latitude": 40.7831}
-KAGGLE = {k: v for k, v in TRIP.items() if not k.endswith("location_id")} | POINTS
 AS_JSON = {"Content-Type": "application/json"}
 
 

@@ -42,20 +42,9 @@ from taxi_duration.serve.bundle import INPUT_COLUMNS, SIGNATURE
 from taxi_duration.serve.holder import wait_ready
 from taxi_duration.serve.scorer import load
 from taxi_duration.train.job import train
-from tests.conftest import POSTGRES_URL_ENV, SPLIT, Holding, store_settings
+from tests.conftest import ADMIN_KEY, API_KEY, POINTS, POSTGRES_URL_ENV, SPLIT, TRIP, Holding, store_settings
 
 ROOT = Path(__file__).resolve().parents[1]
-TRIP = {
-    "pickup_datetime": "2023-03-14T08:30:00",
-    "pu_location_id": 74,
-    "do_location_id": 236,
-    "passenger_count": 1,
-    "trip_distance": 2.4,
-}
-API_KEY, ADMIN_KEY = "test-predict-key", "test-admin-key"
-# Times Square to the Upper West Side, as a Kaggle client sends it: coordinates, no zones.
-POINTS = {"pickup_longitude": -73.9855, "pickup_latitude": 40.7580, "dropoff_longitude": -73.9712}
-POINTS |= {"dropoff_latitude": 40.7831}
 
 
 @pytest.fixture(scope="module")
