@@ -35,24 +35,13 @@ from taxi_duration.ingest.inputs import check_all, discover
 from taxi_duration.ingest.validation import UNREADABLE_LINE
 from taxi_duration.serve.holder import Champions, ModelHolder
 from taxi_duration.serve.scorer import load
+from taxi_duration.stream.checkpoint import MANIFEST, check_folders
+from taxi_duration.stream.events import EVENT_FIELDS, FILE, PICKUP_TEXT, RAW, REASON, TRIP_ID
 from taxi_duration.stream.landing import ADMITTED, TAIL_QUIET_FACTOR, Intake, later_than
-from taxi_duration.stream.predictions import (
-    _PICKUP_TEXT,
-    EVENT_FIELDS,
-    FILE,
-    MANIFEST,
-    PREDICTIONS,
-    QUARANTINE,
-    RAW,
-    REASON,
-    TRIP_ID,
-    Sink,
-    batch_records,
-    check_folders,
-    pickup_times,
-    run,
-)
+from taxi_duration.stream.predictions import Sink, batch_records, run
 from taxi_duration.stream.replay import event_table, lines, replay
+from taxi_duration.stream.scoring import pickup_times
+from taxi_duration.stream.writers import PREDICTIONS, QUARANTINE, ParquetWriter
 from taxi_duration.train.job import train
 from tests.conftest import SPLIT, store_settings
 
@@ -283,7 +272,7 @@ def as_batch(events: pa.Table) -> pa.Table:
             FILE: ["events.jsonl"] * n,
             REASON: pa.nulls(n, pa.string()),
             TRIP_ID: events.column(TRIP_ID),
-            _PICKUP_TEXT: [t.isoformat() for t in events.column(s.PICKUP).to_pylist()],
+            PICKUP_TEXT: [t.isoformat() for t in events.column(s.PICKUP).to_pylist()],
             **{c: events.column(c) if c in events.column_names else pa.nulls(n, pa.float64()) for c in fields},
         }
     )
@@ -298,7 +287,7 @@ def test_each_event_is_scored_by_the_champion_the_api_would_pick(
     given = np.arange(events.num_rows) % 3 != 0  # every third event without its distance
     miles = np.where(given, events.column(s.DISTANCE).to_numpy(zero_copy_only=False), np.nan)
     events = events.set_column(events.schema.get_field_index(s.DISTANCE), s.DISTANCE, pa.array(miles, from_pandas=True))
-    sink = Sink(lambda: champions, tmp_path)
+    sink = Sink(lambda: champions, ParquetWriter(tmp_path))
     sink.write(as_batch(events), 0)
     predictions, _ = outputs(tmp_path)
     assert sink.counts.predicted == len(predictions) > 30
@@ -558,7 +547,7 @@ def test_a_line_that_is_not_utf8_is_quarantined_readable_by_pandas_and_duckdb(
     batch = batch.set_column(0, RAW, broken.view(pa.string()))  # as the JVM hands it over: bytes, unchecked
     reason = pa.array([UNREADABLE_LINE, None, None], pa.string())
     batch = batch.set_column(batch.schema.get_field_index(REASON), REASON, reason)
-    Sink(lambda: champions, tmp_path).write(batch, 0)
+    Sink(lambda: champions, ParquetWriter(tmp_path)).write(batch, 0)
     quarantined = pd.read_parquet(tmp_path / QUARANTINE / "batch-00000000.parquet")
     assert quarantined[RAW].tolist() == ['{"trip_id": "\\xff\\xfe"}']
     found = duckdb.sql(f"SELECT raw_line, reason FROM '{tmp_path / QUARANTINE}/*.parquet'").fetchall()
@@ -573,7 +562,7 @@ def test_a_stream_following_the_alias_scores_with_the_new_version_from_the_next_
     holder = ModelHolder(pretrip_store)
     holder.start()
     try:
-        sink = Sink(holder.latest, tmp_path)
+        sink = Sink(holder.latest, ParquetWriter(tmp_path))
         sink.write(as_batch(trips.slice(0, 20)), 0)
         client = MlflowClient(str(pretrip_store.mlflow_tracking_uri))
         old = client.get_model_version_by_alias(MODEL_NAME, PRETRIP_CHAMPION)
