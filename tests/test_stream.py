@@ -31,6 +31,7 @@ from taxi_duration.core import schema as s
 from taxi_duration.core.config import CHAMPION, DEFAULT_MODEL, MODEL_NAME, PRETRIP_CHAMPION, Settings
 from taxi_duration.core.errors import BadInputError
 from taxi_duration.core.months import parse_months
+from taxi_duration.ingest import postgres
 from taxi_duration.ingest.inputs import check_all, discover
 from taxi_duration.ingest.validation import UNREADABLE_LINE
 from taxi_duration.serve.holder import Champions, ModelHolder
@@ -41,7 +42,7 @@ from taxi_duration.stream.landing import ADMITTED, TAIL_QUIET_FACTOR, Intake, la
 from taxi_duration.stream.predictions import Sink, batch_records, run
 from taxi_duration.stream.replay import event_table, lines, replay
 from taxi_duration.stream.scoring import pickup_times
-from taxi_duration.stream.writers import PREDICTIONS, QUARANTINE, ParquetWriter
+from taxi_duration.stream.writers import PREDICTIONS, QUARANTINE, ParquetWriter, PostgresWriter
 from taxi_duration.train.job import train
 from tests.conftest import SPLIT, store_settings
 
@@ -244,6 +245,24 @@ def test_available_now_scores_every_event_once_and_quarantines_every_bad_line(
         run(spark_settings, lambda: champions, tmp_path / "land", tmp_path / "out", tmp_path / "ck", True)
     assert len(str(refused.value).splitlines()) == 1
     assert "CANNOT_LOAD_STATE_STORE" in (tmp_path / "ck" / "stream-error.log").read_text()
+
+
+def test_a_stream_to_postgresql_upserts_every_prediction_once(
+    spark_settings: Settings, trips: pa.Table, postgres_url: str, tmp_path: Path
+) -> None:
+    """The PostgreSQL writer behind the same run: the table holds what the Parquet files would, one row a trip,
+    and the quarantine stays files in the output."""
+    _, bad = land_events(trips, tmp_path / "land", rows_per_file=64)
+    champions = Champions([load(spark_settings, "models:/taxi-duration/1", spark_settings.scratch_dir())])
+    writer = PostgresWriter(postgres_url, "streamed_trips", tmp_path / "out")
+    finished = run(
+        spark_settings, lambda: champions, tmp_path / "land", tmp_path / "out", tmp_path / "ck", True, writer=writer
+    )
+    predictions = postgres.read_table(postgres_url, "streamed_trips").to_pandas()
+    _, quarantine = outputs(tmp_path / "out")
+    assert_exactly_once(spark_settings, trips, bad, predictions, quarantine)
+    assert finished.counts.predicted == len(predictions)
+    assert not (tmp_path / "out" / PREDICTIONS).exists()
 
 
 @pytest.fixture(scope="module")

@@ -77,8 +77,9 @@ def stream(
         stream_trigger_seconds=trigger_seconds,
         stream_max_files_per_trigger=max_files_per_trigger,
     )
+    url = _database(settings, to)
     streaming.check_folders(input_dir, output, checkpoint)  # before the model and Spark load: fail fast
-    writer = _writer(settings, output, to)
+    writer = _writer(output, to, url)
     holder = ModelHolder(settings, model)
     try:
         with console.status(f"loading {model or 'the champions'}"):
@@ -107,15 +108,26 @@ def stream(
     console.print(summary, highlight=False)
 
 
-def _writer(settings: Settings, output: Path, to: str | None) -> Writer:
-    """Where the scored batches go: Parquet files in `output`, or the PostgreSQL table `to` (and the quarantine
-    in `output`)."""
-    from taxi_duration.ingest.postgres import configured_url
-    from taxi_duration.stream.writers import ParquetWriter, PostgresWriter
+def _database(settings: Settings, to: str | None) -> str | None:
+    """The database of `--to`, reached once before anything is written, so that a stream that could not write its
+    predictions never makes its checkpoint; None without `--to`."""
+    from taxi_duration.ingest import postgres
 
     if to is None:
+        return None
+    url = postgres.configured_url(settings)
+    with postgres.connect(url):
+        return url
+
+
+def _writer(output: Path, to: str | None, url: str | None) -> Writer:
+    """Where the scored batches go: Parquet files in `output`, or the PostgreSQL table `to` at `url` (and the
+    quarantine in `output`)."""
+    from taxi_duration.stream.writers import ParquetWriter, PostgresWriter
+
+    if to is None or url is None:
         return ParquetWriter(output)
-    return PostgresWriter(configured_url(settings), to, output)
+    return PostgresWriter(url, to, output)
 
 
 def _announce_reloads(holder: ModelHolder) -> Callable[[ReloadStatus], None]:

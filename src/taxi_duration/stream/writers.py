@@ -72,9 +72,7 @@ class PostgresWriter:
     quarantine as Parquet files in `OUTPUT/quarantine/` (raw lines for a person to read, most without a key)."""
 
     def __init__(self, url: str, table: str, output: Path) -> None:
-        """Connect once, so that a server that cannot be reached stops the stream before Spark starts."""
-        with postgres.connect(url):
-            pass
+        """Upsert into `table` at `url`; prepare `output`'s quarantine folder."""
         self.url, self.table = url, table
         self.quarantine = BatchFiles(output / QUARANTINE)
 
