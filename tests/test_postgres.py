@@ -169,9 +169,17 @@ def stream_rows(ids: list[str], version: str, minutes: float) -> pa.Table:
     )
 
 
+def drop_table(url: str, table: str) -> None:
+    """Start from no table: the server may hold one of an earlier run of the tests."""
+    with postgres.connect(url) as connection, connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {table}")
+        connection.commit()
+
+
 def test_a_stream_batch_written_again_leaves_one_row_per_trip_and_version(url: str, tmp_path: Path) -> None:
     """Spark runs the last batch again after kill -9 (same id, same events): the writer's second write leaves
     the table as one write left it; the quarantine's file is replaced."""
+    drop_table(url, "stream_predictions")
     writer = PostgresWriter(url, "stream_predictions", tmp_path / "out")
     ids = [f"trips-000000-{i}" for i in range(100)]
     quarantine = pa.table(

@@ -42,9 +42,10 @@ from taxi_duration.stream.landing import ADMITTED, TAIL_QUIET_FACTOR, Intake, la
 from taxi_duration.stream.predictions import Sink, batch_records, run
 from taxi_duration.stream.replay import event_table, lines, replay
 from taxi_duration.stream.scoring import pickup_times
-from taxi_duration.stream.writers import PREDICTIONS, QUARANTINE, ParquetWriter, PostgresWriter
+from taxi_duration.stream.writers import PREDICTIONS, QUARANTINE, ParquetWriter
 from taxi_duration.train.job import train
 from tests.conftest import SPLIT, store_settings
+from tests.test_postgres import drop_table
 
 EVENTS = 300  # valid-looking events replayed per test: a few batches, seconds of Spark
 
@@ -248,21 +249,27 @@ def test_available_now_scores_every_event_once_and_quarantines_every_bad_line(
 
 
 def test_a_stream_to_postgresql_upserts_every_prediction_once(
-    spark_settings: Settings, trips: pa.Table, postgres_url: str, tmp_path: Path
+    registry: Settings, trips: pa.Table, postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The PostgreSQL writer behind the same run: the table holds what the Parquet files would, one row a trip,
-    and the quarantine stays files in the output."""
+    """`stream --to TABLE`: the PostgreSQL writer behind the same run. The table holds what the Parquet files
+    would, one row a trip, the quarantine stays files in the output, and the summary says where they are."""
     _, bad = land_events(trips, tmp_path / "land", rows_per_file=64)
-    champions = Champions([load(spark_settings, "models:/taxi-duration/1", spark_settings.scratch_dir())])
-    writer = PostgresWriter(postgres_url, "streamed_trips", tmp_path / "out")
-    finished = run(
-        spark_settings, lambda: champions, tmp_path / "land", tmp_path / "out", tmp_path / "ck", True, writer=writer
-    )
-    predictions = postgres.read_table(postgres_url, "streamed_trips").to_pandas()
+    monkeypatch.setenv("TAXI_DURATION_POSTGRES_URL", postgres_url)  # the database of `--to`, as for `predict`
+    table = "streamed_trips"
+    drop_table(postgres_url, table)
+    finished = Stream(registry, tmp_path, "--available-now", "--to", table)
+    _, errors = finished.process.communicate(timeout=300)
+    assert finished.process.returncode == 0, errors
+    predictions = postgres.read_table(postgres_url, table).to_pandas()
     _, quarantine = outputs(tmp_path / "out")
-    assert_exactly_once(spark_settings, trips, bad, predictions, quarantine)
-    assert finished.counts.predicted == len(predictions)
+    assert_exactly_once(registry, trips, bad, predictions, quarantine)
     assert not (tmp_path / "out" / PREDICTIONS).exists()
+    summary = errors.strip().splitlines()[-1]
+    assert f"{len(predictions):,} predicted, {len(quarantine):,} quarantined" in summary
+    assert summary.endswith(
+        f". Predictions in table {table} at {postgres.redacted(postgres_url)}, "
+        f"quarantine in {tmp_path / 'out' / QUARANTINE}"
+    )
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 def stream(
     input_dir: Annotated[Path, typer.Option("--input", help="Landing folder of JSON-lines trip events.")],
     output: Annotated[
-        Path, typer.Option("--output", help="Folder for predictions/ (but with --to) and quarantine/, as Parquet.")
+        Path, typer.Option("--output", help="Folder for quarantine/ and, without --to, predictions/ (Parquet).")
     ],
     checkpoint: Annotated[
         Path, typer.Option(help="The stream's checkpoint: files taken, dedup state. Keep it to resume exactly once.")
@@ -79,11 +79,11 @@ def stream(
     )
     url = _database(settings, to)
     streaming.check_folders(input_dir, output, checkpoint)  # before the model and Spark load: fail fast
-    writer = _writer(output, to, url)
     holder = ModelHolder(settings, model)
     try:
         with console.status(f"loading {model or 'the champions'}"):
             champions = holder.start()
+        writer = _writer(output, to, url)
         console.print(render.stream_start(champions.named(), input_dir, output, settings, available_now))
         if to is not None:
             console.print(writer.where(), highlight=False)
