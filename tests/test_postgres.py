@@ -1,5 +1,6 @@
 """Trips through a real PostgreSQL server (the one `.ci/run` starts on loopback): loaded into a table, read
-back by the native driver, the same rows; predictions written back twice, no duplicates."""
+back by the native driver, the same rows; predictions written back twice, no duplicates, by `predict` and by
+the stream's PostgreSQL writer."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,9 @@ from taxi_duration.core.months import parse_months
 from taxi_duration.ingest import postgres
 from taxi_duration.ingest.inputs import check_all, discover
 from taxi_duration.ingest.synth import DirtyShares, generate
+from taxi_duration.ingest.validation import UNREADABLE_LINE
+from taxi_duration.stream.events import FILE, RAW, REASON, TRIP_ID
+from taxi_duration.stream.writers import PREDICTIONS, QUARANTINE, PostgresWriter
 from taxi_duration.train.job import train
 from tests.conftest import SPLIT, store_settings
 
@@ -142,3 +147,85 @@ def test_predict_from_a_table_that_does_not_exist_is_one_line(env: dict[str, str
     run = predict(env, tmp_path, "--table", "nosuchtable", "--key", "trip_id", "--to", "nowhere")
     assert run.returncode == 2
     assert run.stderr == 'error: cannot read table nosuchtable: relation "nosuchtable" does not exist\n'
+
+
+def stream_rows(ids: list[str], version: str, minutes: float) -> pa.Table:
+    """Predictions as a stream batch brings them to its writer (`scoring.score_batch`'s columns)."""
+    n = len(ids)
+    return pa.table(
+        {
+            TRIP_ID: pa.array(ids, pa.string()),
+            "pickup_datetime": pa.array([datetime(2023, 3, 1, 8)] * n, pa.timestamp("us")),
+            "pu_location_id": pa.array([74] * n, pa.int32()),
+            "do_location_id": pa.array([75] * n, pa.int32()),
+            "predicted_minutes": np.full(n, minutes),
+            "p10_minutes": np.full(n, minutes - 2),
+            "p90_minutes": np.full(n, minutes + 5),
+            "model_version": pa.array([version] * n, pa.string()),
+            "model_alias": pa.array(["champion"] * n, pa.string()),
+            "feature_set": pa.array(["with_distance"] * n, pa.string()),
+            "scored_at": pa.array([datetime.now(UTC)] * n, pa.timestamp("us", tz="UTC")),
+        }
+    )
+
+
+def drop_table(url: str, table: str) -> None:
+    """Start from no table: the server may hold one of an earlier run of the tests."""
+    with postgres.connect(url) as connection, connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {table}")
+        connection.commit()
+
+
+def test_a_stream_batch_written_again_leaves_one_row_per_trip_and_version(url: str, tmp_path: Path) -> None:
+    """Spark runs the last batch again after kill -9 (same id, same events): the writer's second write leaves
+    the table as one write left it; the quarantine's file is replaced."""
+    drop_table(url, "stream_predictions")
+    writer = PostgresWriter(url, "stream_predictions", tmp_path / "out")
+    ids = [f"trips-000000-{i}" for i in range(100)]
+    quarantine = pa.table(
+        {RAW: ["not json"], FILE: ["/land/bad.jsonl"], TRIP_ID: pa.nulls(1, pa.string()), REASON: [UNREADABLE_LINE]}
+    )
+    writer.write(7, stream_rows(ids, "1", 10.0), quarantine)
+    writer.write(7, stream_rows(ids, "1", 12.5), quarantine)  # the replay: scored again, a little later
+    stored = postgres.read_table(url, "stream_predictions").to_pandas()
+    assert len(stored) == 100
+    assert sorted(stored[TRIP_ID]) == sorted(ids)
+    assert set(stored["predicted_minutes"]) == {12.5}
+    assert str(stored["scored_at"].dt.tz) == "UTC"
+    assert [p.name for p in (tmp_path / "out" / QUARANTINE).iterdir()] == ["batch-00000007.parquet"]
+    assert pq.read_table(tmp_path / "out" / QUARANTINE / "batch-00000007.parquet").equals(quarantine)
+    assert not (tmp_path / "out" / PREDICTIONS).exists()  # the predictions are in the table only
+
+    # A trip scored again by another version (redelivered after the watermark) is another row; a batch
+    # without predictions leaves the table alone.
+    writer.write(8, stream_rows(ids[:1], "2", 9.0), quarantine.slice(0, 0))
+    writer.write(9, None, quarantine)
+    keys = postgres.read_table(url, "stream_predictions", [TRIP_ID, "model_version"]).to_pylist()
+    assert len(keys) == 101
+    assert {tuple(k.values()) for k in keys} == {*((i, "1") for i in ids), (ids[0], "2")}
+    assert postgres.repeated_keys(url, "stream_predictions", TRIP_ID) == {ids[0]}
+
+
+def stream(env: dict[str, str], tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    folders = ["--input", str(tmp_path / "land"), "--output", str(tmp_path / "out")]
+    command = [sys.executable, "-m", "taxi_duration", "stream", *folders, "--checkpoint", str(tmp_path / "ck")]
+    return subprocess.run([*command, *args], env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_a_stream_to_a_server_it_cannot_reach_is_one_line_and_writes_nothing(url: str, tmp_path: Path) -> None:
+    (tmp_path / "land").mkdir()
+    password = url.split(":")[2].split("@")[0]
+    env = {**os.environ, "TAXI_DURATION_DATA_DIR": str(tmp_path / "data")}
+    env["TAXI_DURATION_POSTGRES_URL"] = url.replace(f":{password}@", ":not-the-password@")
+    run = stream(env, tmp_path, "--to", "stream_predictions")
+    assert run.returncode == 2
+    assert run.stderr.startswith("error: cannot connect to postgresql://taxi:***@")
+    assert len(run.stderr.strip().splitlines()) == 1
+    assert "not-the-password" not in run.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["land"]  # no checkpoint, no output
+    del env["TAXI_DURATION_POSTGRES_URL"]
+    run = stream(env, tmp_path, "--to", "stream_predictions")
+    assert (run.returncode, run.stderr) == (
+        2,
+        "error: no database: set TAXI_DURATION_POSTGRES_URL=postgresql://user:password@host:port/db\n",
+    )

@@ -31,30 +31,21 @@ from taxi_duration.core import schema as s
 from taxi_duration.core.config import CHAMPION, DEFAULT_MODEL, MODEL_NAME, PRETRIP_CHAMPION, Settings
 from taxi_duration.core.errors import BadInputError
 from taxi_duration.core.months import parse_months
+from taxi_duration.ingest import postgres
 from taxi_duration.ingest.inputs import check_all, discover
 from taxi_duration.ingest.validation import UNREADABLE_LINE
 from taxi_duration.serve.holder import Champions, ModelHolder
 from taxi_duration.serve.scorer import load
+from taxi_duration.stream.checkpoint import MANIFEST, check_folders
+from taxi_duration.stream.events import EVENT_FIELDS, FILE, PICKUP_TEXT, RAW, REASON, TRIP_ID
 from taxi_duration.stream.landing import ADMITTED, TAIL_QUIET_FACTOR, Intake, later_than
-from taxi_duration.stream.predictions import (
-    _PICKUP_TEXT,
-    EVENT_FIELDS,
-    FILE,
-    MANIFEST,
-    PREDICTIONS,
-    QUARANTINE,
-    RAW,
-    REASON,
-    TRIP_ID,
-    Sink,
-    batch_records,
-    check_folders,
-    pickup_times,
-    run,
-)
+from taxi_duration.stream.predictions import Sink, batch_records, run
 from taxi_duration.stream.replay import event_table, lines, replay
+from taxi_duration.stream.scoring import pickup_times
+from taxi_duration.stream.writers import PREDICTIONS, QUARANTINE, ParquetWriter
 from taxi_duration.train.job import train
 from tests.conftest import SPLIT, store_settings
+from tests.test_postgres import drop_table
 
 EVENTS = 300  # valid-looking events replayed per test: a few batches, seconds of Spark
 
@@ -257,6 +248,30 @@ def test_available_now_scores_every_event_once_and_quarantines_every_bad_line(
     assert "CANNOT_LOAD_STATE_STORE" in (tmp_path / "ck" / "stream-error.log").read_text()
 
 
+def test_a_stream_to_postgresql_upserts_every_prediction_once(
+    registry: Settings, trips: pa.Table, postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`stream --to TABLE`: the PostgreSQL writer behind the same run. The table holds what the Parquet files
+    would, one row a trip, the quarantine stays files in the output, and the summary says where they are."""
+    _, bad = land_events(trips, tmp_path / "land", rows_per_file=64)
+    monkeypatch.setenv("TAXI_DURATION_POSTGRES_URL", postgres_url)  # the database of `--to`, as for `predict`
+    table = "streamed_trips"
+    drop_table(postgres_url, table)
+    finished = Stream(registry, tmp_path, "--available-now", "--to", table)
+    _, errors = finished.process.communicate(timeout=300)
+    assert finished.process.returncode == 0, errors
+    predictions = postgres.read_table(postgres_url, table).to_pandas()
+    _, quarantine = outputs(tmp_path / "out")
+    assert_exactly_once(registry, trips, bad, predictions, quarantine)
+    assert not (tmp_path / "out" / PREDICTIONS).exists()
+    summary = errors.strip().splitlines()[-1]
+    assert f"{len(predictions):,} predicted, {len(quarantine):,} quarantined" in summary
+    assert summary.endswith(
+        f". Predictions in table {table} at {postgres.redacted(postgres_url)}, "
+        f"quarantine in {tmp_path / 'out' / QUARANTINE}"
+    )
+
+
 @pytest.fixture(scope="module")
 def pretrip_store(registry: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """A store of its own (the shared registry is only read) with a pretrip champion trained on the same trips."""
@@ -283,7 +298,7 @@ def as_batch(events: pa.Table) -> pa.Table:
             FILE: ["events.jsonl"] * n,
             REASON: pa.nulls(n, pa.string()),
             TRIP_ID: events.column(TRIP_ID),
-            _PICKUP_TEXT: [t.isoformat() for t in events.column(s.PICKUP).to_pylist()],
+            PICKUP_TEXT: [t.isoformat() for t in events.column(s.PICKUP).to_pylist()],
             **{c: events.column(c) if c in events.column_names else pa.nulls(n, pa.float64()) for c in fields},
         }
     )
@@ -298,7 +313,7 @@ def test_each_event_is_scored_by_the_champion_the_api_would_pick(
     given = np.arange(events.num_rows) % 3 != 0  # every third event without its distance
     miles = np.where(given, events.column(s.DISTANCE).to_numpy(zero_copy_only=False), np.nan)
     events = events.set_column(events.schema.get_field_index(s.DISTANCE), s.DISTANCE, pa.array(miles, from_pandas=True))
-    sink = Sink(lambda: champions, tmp_path)
+    sink = Sink(lambda: champions, ParquetWriter(tmp_path))
     sink.write(as_batch(events), 0)
     predictions, _ = outputs(tmp_path)
     assert sink.counts.predicted == len(predictions) > 30
@@ -558,7 +573,7 @@ def test_a_line_that_is_not_utf8_is_quarantined_readable_by_pandas_and_duckdb(
     batch = batch.set_column(0, RAW, broken.view(pa.string()))  # as the JVM hands it over: bytes, unchecked
     reason = pa.array([UNREADABLE_LINE, None, None], pa.string())
     batch = batch.set_column(batch.schema.get_field_index(REASON), REASON, reason)
-    Sink(lambda: champions, tmp_path).write(batch, 0)
+    Sink(lambda: champions, ParquetWriter(tmp_path)).write(batch, 0)
     quarantined = pd.read_parquet(tmp_path / QUARANTINE / "batch-00000000.parquet")
     assert quarantined[RAW].tolist() == ['{"trip_id": "\\xff\\xfe"}']
     found = duckdb.sql(f"SELECT raw_line, reason FROM '{tmp_path / QUARANTINE}/*.parquet'").fetchall()
@@ -573,7 +588,7 @@ def test_a_stream_following_the_alias_scores_with_the_new_version_from_the_next_
     holder = ModelHolder(pretrip_store)
     holder.start()
     try:
-        sink = Sink(holder.latest, tmp_path)
+        sink = Sink(holder.latest, ParquetWriter(tmp_path))
         sink.write(as_batch(trips.slice(0, 20)), 0)
         client = MlflowClient(str(pretrip_store.mlflow_tracking_uri))
         old = client.get_model_version_by_alias(MODEL_NAME, PRETRIP_CHAMPION)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -13,12 +14,16 @@ from taxi_duration.cli.common import ConfigOpt, InputsArg, SparkMasterOpt, conso
 from taxi_duration.core.config import CHAMPION, PRETRIP_CHAMPION
 
 if TYPE_CHECKING:
-    from taxi_duration.serve.holder import ReloadStatus
+    from taxi_duration.core.config import Settings
+    from taxi_duration.serve.holder import ModelHolder, ReloadStatus
+    from taxi_duration.stream.writers import Writer
 
 
 def stream(
     input_dir: Annotated[Path, typer.Option("--input", help="Landing folder of JSON-lines trip events.")],
-    output: Annotated[Path, typer.Option("--output", help="Folder for predictions/ and quarantine/ (Parquet).")],
+    output: Annotated[
+        Path, typer.Option("--output", help="Folder for quarantine/ and, without --to, predictions/ (Parquet).")
+    ],
     checkpoint: Annotated[
         Path, typer.Option(help="The stream's checkpoint: files taken, dedup state. Keep it to resume exactly once.")
     ],
@@ -27,6 +32,14 @@ def stream(
         typer.Option(
             help=f"Model URI. Default: both champions, {CHAMPION} (with_distance) and {PRETRIP_CHAMPION}, whichever "
             "exist: an event with trip_distance goes to the first, one without to the second.",
+            show_default=False,
+        ),
+    ] = None,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            help="PostgreSQL table the predictions are upserted into on (trip_id, model_version), created on first "
+            "use, instead of OUTPUT/predictions; the database is TAXI_DURATION_POSTGRES_URL, as for `predict`.",
             show_default=False,
         ),
     ] = None,
@@ -47,7 +60,7 @@ def stream(
 
     Each event is a trip request (a string trip_id, the pickup time, zones or coordinates, passengers,
     distance; TLC or canonical names). Predictions, each naming the model and feature set that scored it, go
-    to OUTPUT/predictions, bad lines with their reason to
+    to OUTPUT/predictions (or, with --to, a PostgreSQL table), bad lines with their reason to
     OUTPUT/quarantine; a trip_id delivered again is dropped. A landed file is read once it has stopped
     changing, and bytes appended later are read later; .gz files are read. Without --model the stream follows
     the champion aliases, switching between batches. Stop it with Ctrl-C or SIGTERM (it prints its summary),
@@ -64,39 +77,17 @@ def stream(
         stream_trigger_seconds=trigger_seconds,
         stream_max_files_per_trigger=max_files_per_trigger,
     )
+    url = _database(settings, to)
     streaming.check_folders(input_dir, output, checkpoint)  # before the model and Spark load: fail fast
     holder = ModelHolder(settings, model)
     try:
         with console.status(f"loading {model or 'the champions'}"):
             champions = holder.start()
+        writer = _writer(output, to, url)
         console.print(render.stream_start(champions.named(), input_dir, output, settings, available_now))
-
-        said: set[str] = set()
-
-        def switched(status: ReloadStatus) -> None:
-            if status.outcome == "loaded":
-                console.print(f"now scoring with {champions_now()}", highlight=False)
-            elif status.outcome == "failed" and f"{status.source} {status.refused}" not in said:
-                said.add(f"{status.source} {status.refused}")  # once a version, not once a batch
-                console.print(f"{status.source}: {status.error}; still scoring with {champions_now()}", highlight=False)
-
-        def champions_now() -> str:
-            return holder.current.named() if holder.current else "nothing"
-
-        # Each batch asks for the versions the aliases name now: a moved alias is loaded, checked and used
-        # from the next batch on; one that fails to load or check leaves the current one scoring.
-        holder.on_reload = switched
-        # Ctrl-C and a service manager's SIGTERM stop the stream between batches, with its summary (an
-        # exception raised in a call to the JVM would leave py4j's traceback on the screen instead).
-        stop = threading.Event()
-
-        def stopping(signum: int, frame: object) -> None:
-            if stop.is_set():  # asked twice: stop now
-                raise KeyboardInterrupt
-            stop.set()
-
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, stopping)
+        if to is not None:
+            console.print(writer.where(), highlight=False)
+        holder.on_reload = _announce_reloads(holder)
         run = streaming.run(
             settings,
             holder.latest,
@@ -106,11 +97,71 @@ def stream(
             available_now,
             on_progress=lambda p: console.print(render.stream_progress(p), highlight=False),
             on_refused=lambda name, why: console.print(f"{input_dir / name}: not read: {why}", highlight=False),
-            stop=stop,
+            stop=_stop_on_signals(),
+            writer=writer,
         )
     finally:
         holder.close()
-    console.print(render.stream_summary(run, output), highlight=False)
+    summary = render.stream_summary(run, output)
+    if to is not None:  # render's summary ends on the Parquet folders; the predictions are in the table
+        summary = summary.partition(f". Predictions in {output / streaming.PREDICTIONS}")[0] + f". {writer.where()}"
+    console.print(summary, highlight=False)
+
+
+def _database(settings: Settings, to: str | None) -> str | None:
+    """The database of `--to`, reached once before anything is written, so that a stream that could not write its
+    predictions never makes its checkpoint; None without `--to`."""
+    from taxi_duration.ingest import postgres
+
+    if to is None:
+        return None
+    url = postgres.configured_url(settings)
+    with postgres.connect(url):
+        return url
+
+
+def _writer(output: Path, to: str | None, url: str | None) -> Writer:
+    """Where the scored batches go: Parquet files in `output`, or the PostgreSQL table `to` at `url` (and the
+    quarantine in `output`)."""
+    from taxi_duration.stream.writers import ParquetWriter, PostgresWriter
+
+    if to is None or url is None:
+        return ParquetWriter(output)
+    return PostgresWriter(url, to, output)
+
+
+def _announce_reloads(holder: ModelHolder) -> Callable[[ReloadStatus], None]:
+    """What the stream says when an alias moves: each batch asks for the versions the aliases name now, a moved
+    one is loaded, checked and used from the next batch on, and one that fails leaves the current one scoring."""
+    said: set[str] = set()
+
+    def champions_now() -> str:
+        return holder.current.named() if holder.current else "nothing"
+
+    def switched(status: ReloadStatus) -> None:
+        if status.outcome == "loaded":
+            console.print(f"now scoring with {champions_now()}", highlight=False)
+        elif status.outcome == "failed" and f"{status.source} {status.refused}" not in said:
+            said.add(f"{status.source} {status.refused}")  # once a version, not once a batch
+            console.print(f"{status.source}: {status.error}; still scoring with {champions_now()}", highlight=False)
+
+    return switched
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event Ctrl-C and a service manager's SIGTERM set, so that the stream stops between batches with its
+    summary (an exception raised in a call to the JVM would leave py4j's traceback on the screen instead);
+    asked twice, it stops now."""
+    stop = threading.Event()
+
+    def stopping(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stopping)
+    return stop
 
 
 def replay(

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import pyarrow as pa
 
+from taxi_duration.core.config import Settings
 from taxi_duration.core.errors import UsageError
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
@@ -26,6 +27,13 @@ def redacted(url: str) -> str:
     if parts.password is None:
         return url
     return url.replace(f":{parts.password}@", ":***@", 1)
+
+
+def configured_url(settings: Settings) -> str:
+    """The database of `predict` and `stream --to`: `postgres_url`, refused in one line when it is not set."""
+    if settings.postgres_url is None:
+        raise UsageError("no database: set TAXI_DURATION_POSTGRES_URL=postgresql://user:password@host:port/db")
+    return settings.postgres_url.get_secret_value()
 
 
 def _identifier(name: str) -> str:

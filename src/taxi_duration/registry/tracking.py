@@ -3,11 +3,11 @@
 The embedded default needs no server: a SQLite tracking store and an artifact folder under the data dir.
 Any tracking URI the user sets (a real `mlflow server`, Databricks) is used as is.
 
-The champion rule: each feature set has its own champion alias (`champion` for `with_distance`,
-`champion-pretrip` for `pretrip`: `config.CHAMPIONS`). A new version takes its feature set's alias only when
-it beats that alias's current champion on the same validation data; a tie (the same job run again) leaves
-the alias where it is. When the champion was judged on other data, it is scored again on this data before
-the comparison. A training process that
+The champion rule (`champion.decide`): each feature set has its own champion alias (`champion` for
+`with_distance`, `champion-pretrip` for `pretrip`: `config.CHAMPIONS`). A new version takes its feature set's
+alias only when it beats that alias's current champion on the same validation data; a tie (the same job run
+again) leaves the alias where it is. Here the champion's RMSE is found for it: from its tags when it was judged
+on this data, else by scoring it again on this data. A training process that
 dies leaves its run RUNNING; the next training marks such runs FAILED and deletes any version they
 registered that never got a decision, so the registry never shows a half-registered model.
 """
@@ -15,7 +15,6 @@ registered that never got a decision, so the registry never shows a half-registe
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shlex
 import signal
@@ -32,17 +31,13 @@ from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
 
 from taxi_duration.core.config import CHAMPION, CHAMPIONS, MODEL_NAME, FeatureSet, Settings
+from taxi_duration.registry.champion import Standing, decide
 
 # Tags this project writes, in one namespace.
 PID_TAG, HOST_TAG = "taxi_duration.pid", "taxi_duration.host"
 OUTCOME_TAG = "taxi_duration.outcome"
 DECISION_TAG, VALIDATION_TAG, RMSE_TAG = "taxi_duration.decision", "taxi_duration.validation", "taxi_duration.rmse"
 PENDING = "pending"
-# A new version must beat the champion's RMSE by more than this share to take the alias: anything closer is
-# a tie (the same model trained again, or the float noise of scoring it another way), and a tie never moves
-# it. It also covers RMSEs tagged before the tag kept full precision (rounded to 6 decimals, under 1e-7 of
-# an RMSE of minutes).
-TIE_TOLERANCE = 1e-6
 # Fault injection for the crash-recovery tests: SIGKILL this process when the named point is reached.
 CRASH_ENV = "TAXI_DURATION_CRASH_AT"
 
@@ -213,21 +208,19 @@ def register(
     created = store.client.create_model_version(MODEL_NAME, model_uri, run_id=run_id, tags=tags, model_id=model_id)
     version = str(created.version)
     crash_point("decide")
-    alias = CHAMPIONS[feature_set]
-    current = champion_version(store, alias)
-    if current is None:
-        promoted, reason, champion_rmse = True, f"the first registered {feature_set} model", None
-    else:
+    current = champion_version(store, CHAMPIONS[feature_set])
+    champion_rmse: float | None = None
+    champions: dict[FeatureSet, Standing] = {}
+    if current is not None:
         old = store.client.get_model_version(MODEL_NAME, current)
         if old.tags.get(VALIDATION_TAG) == validation_key and RMSE_TAG in old.tags:
             champion_rmse = float(old.tags[RMSE_TAG])
         else:
             champion_rmse = rescore(f"models:/{MODEL_NAME}/{current}")
-        tie = math.isclose(rmse, champion_rmse, rel_tol=TIE_TOLERANCE)
-        promoted = rmse < champion_rmse and not tie
-        verb = "beats" if promoted else "ties" if tie else "does not beat"
-        reason = f"RMSE {rmse:.4f} {verb} {alias} v{current} at {champion_rmse:.4f} on the same validation data"
-    if promoted:
-        store.client.set_registered_model_alias(MODEL_NAME, alias, version)
-    store.client.set_model_version_tag(MODEL_NAME, version, DECISION_TAG, "champion" if promoted else "not promoted")
-    return Decision(version, alias, promoted, reason, champion_rmse)
+        champions[feature_set] = Standing(current, feature_set, champion_rmse)
+    verdict = decide(Standing(version, feature_set, rmse), champions)
+    if verdict.promoted:
+        store.client.set_registered_model_alias(MODEL_NAME, verdict.alias, version)
+    outcome = "champion" if verdict.promoted else "not promoted"
+    store.client.set_model_version_tag(MODEL_NAME, version, DECISION_TAG, outcome)
+    return Decision(version, verdict.alias, verdict.promoted, verdict.reason, champion_rmse)

@@ -25,8 +25,8 @@ from taxi_duration.core.errors import UsageError
 from taxi_duration.engines.frames import Runtime
 from taxi_duration.ingest.inputs import InputFile
 from taxi_duration.ingest.readers import read_trips
+from taxi_duration.stream.events import EVENT_FIELDS, TRIP_ID
 from taxi_duration.stream.landing import later_than
-from taxi_duration.stream.predictions import EVENT_FIELDS, TRIP_ID
 
 # What an event carries: the request fields (zones rather than coordinates: the reader has already found the
 # zones of a file that gives points).
