@@ -32,8 +32,9 @@ from taxi_duration.core.atomic import atomic_file
 from taxi_duration.core.config import load_settings
 from taxi_duration.ingest.inputs import check_all, discover
 from taxi_duration.serve.scorer import load
-from taxi_duration.stream.predictions import PREDICTIONS, QUARANTINE, TRIP_ID
+from taxi_duration.stream.events import TRIP_ID
 from taxi_duration.stream.replay import event_table, lines
+from taxi_duration.stream.writers import PREDICTIONS, QUARANTINE
 
 ROWS_PER_FILE = 500
 QUIET_S = 15.0

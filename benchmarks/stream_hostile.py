@@ -50,9 +50,10 @@ import pyarrow.parquet as pq
 from taxi_duration.core import schema as s
 from taxi_duration.core.config import load_settings
 from taxi_duration.ingest.inputs import check_all, discover
+from taxi_duration.stream.events import TRIP_ID
 from taxi_duration.stream.landing import ADMITTED, later_than
-from taxi_duration.stream.predictions import PREDICTIONS, QUARANTINE, TRIP_ID
 from taxi_duration.stream.replay import event_table, replay
+from taxi_duration.stream.writers import PREDICTIONS, QUARANTINE
 
 GROUP = 24  # files copied in one go, one modification time
 REDELIVERED = 5  # events landed a second time

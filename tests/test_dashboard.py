@@ -32,8 +32,8 @@ from taxi_duration.monitor.drift import compare
 from taxi_duration.serve.api.edge import Metrics
 from taxi_duration.serve.holder import wait_ready
 from taxi_duration.serve.scorer import load
-from taxi_duration.stream.predictions import PREDICTIONS
-from taxi_duration.stream.predictions import QUARANTINE as STREAM_QUARANTINE
+from taxi_duration.stream.writers import PREDICTIONS
+from taxi_duration.stream.writers import QUARANTINE as STREAM_QUARANTINE
 
 AppTest = pytest.importorskip("streamlit.testing.v1", reason="the dashboard extra is not installed").AppTest
 MONTHS = ("2023-01", "2023-02", "2023-03")

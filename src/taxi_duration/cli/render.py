@@ -201,8 +201,8 @@ def stream_progress(p: Progress) -> str:
     )
 
 
-def stream_summary(run: Run, output: Path) -> str:
-    """`stream`: what the run did, where its outputs are."""
+def stream_summary(run: Run, where: str) -> str:
+    """`stream`: what the run did, and `where` its outputs are (the writer's own words)."""
     c = run.counts
     reasons = ", ".join(f"{n:,} {why}" for why, n in c.quarantined.most_common()) or "none"
     late = f" and {run.late:,} late" if run.late else ""
@@ -211,6 +211,5 @@ def stream_summary(run: Run, output: Path) -> str:
     return (
         f"{stopped}{c.batches:,} batch(es) in {run.seconds:.0f} s: {run.read:,} events read, {c.predicted:,} "
         f"predicted, {sum(c.quarantined.values()):,} quarantined ({reasons}), {run.duplicates:,} redelivered"
-        f"{late} dropped; backlog {run.backlog:,} file(s){refused}. Predictions in {output / 'predictions'}, "
-        f"quarantine in {output / 'quarantine'}"
+        f"{late} dropped; backlog {run.backlog:,} file(s){refused}. {where}"
     )

@@ -9,7 +9,6 @@ import typer
 
 from taxi_duration.cli.common import ConfigOpt, OutJsonOpt, console, settings_from, write_json
 from taxi_duration.core.config import CHAMPION, DEFAULT_MODEL, PRETRIP_CHAMPION, Settings
-from taxi_duration.core.errors import UsageError
 from taxi_duration.geo.shapes import shapes_path
 
 if TYPE_CHECKING:  # the API loads FastAPI and the scorer: only `serve` imports them
@@ -34,13 +33,12 @@ def predict(
     (KEY, model_version), so re-running a batch replaces its rows instead of adding more. A KEY found on
     several rows is predicted once (its first row that can be) and its other rows are counted as repeated.
     """
+    from taxi_duration.ingest.postgres import configured_url
     from taxi_duration.serve.batch import describe, score_table
     from taxi_duration.serve.scorer import load
 
     settings = settings_from(config)
-    if settings.postgres_url is None:
-        raise UsageError("no database: set TAXI_DURATION_POSTGRES_URL=postgresql://user:password@host:port/db")
-    url = settings.postgres_url.get_secret_value()
+    url = configured_url(settings)
     scorer = load(settings, model, settings.scratch_dir())
     pinned = scorer.uri
     with console.status(f"scoring {table} with {pinned}"):

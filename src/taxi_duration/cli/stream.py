@@ -102,10 +102,7 @@ def stream(
         )
     finally:
         holder.close()
-    summary = render.stream_summary(run, output)
-    if to is not None:  # render's summary ends on the Parquet folders; the predictions are in the table
-        summary = summary.partition(f". Predictions in {output / streaming.PREDICTIONS}")[0] + f". {writer.where()}"
-    console.print(summary, highlight=False)
+    console.print(render.stream_summary(run, writer.where()), highlight=False)
 
 
 def _database(settings: Settings, to: str | None) -> str | None:

@@ -29,13 +29,10 @@ from taxi_duration.core.errors import BadInputError
 from taxi_duration.serve.holder import Champions
 from taxi_duration.stream.checkpoint import check_folders, failure, untaken
 from taxi_duration.stream.events import REASON, events
-from taxi_duration.stream.events import TRIP_ID as TRIP_ID  # where the benchmarks import it from
 from taxi_duration.stream.landing import ADMITTED, Intake, Look, wait_for_landed
 from taxi_duration.stream.scoring import score_batch
 
 # The output's folder names, where the dashboard and the benchmarks import them from.
-from taxi_duration.stream.writers import PREDICTIONS as PREDICTIONS
-from taxi_duration.stream.writers import QUARANTINE as QUARANTINE
 from taxi_duration.stream.writers import ParquetWriter, Writer
 
 

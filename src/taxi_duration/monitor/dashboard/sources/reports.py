@@ -11,8 +11,8 @@ from typing import Any
 
 from taxi_duration.ingest.quality import CLEAN_DIR, QUARANTINE_DIR
 from taxi_duration.monitor.dashboard.sources.missing import Missing
-from taxi_duration.stream.predictions import PREDICTIONS
-from taxi_duration.stream.predictions import QUARANTINE as STREAM_QUARANTINE
+from taxi_duration.stream.writers import PREDICTIONS
+from taxi_duration.stream.writers import QUARANTINE as STREAM_QUARANTINE
 
 # Folders a report search never enters: trip Parquet, MLflow's store, scratch files. Keeps it to milliseconds.
 SKIPPED_DIRS = {CLEAN_DIR, QUARANTINE_DIR, PREDICTIONS, STREAM_QUARANTINE, "mlflow", "tmp", "plots"}

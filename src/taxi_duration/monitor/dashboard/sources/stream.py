@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 
 from taxi_duration.core.config import Settings
 from taxi_duration.monitor.dashboard.sources.missing import Missing
-from taxi_duration.stream.predictions import PREDICTIONS
-from taxi_duration.stream.predictions import QUARANTINE as STREAM_QUARANTINE
+from taxi_duration.stream.writers import PREDICTIONS
+from taxi_duration.stream.writers import QUARANTINE as STREAM_QUARANTINE
 
 
 def stream_batches(settings: Settings) -> pd.DataFrame | Missing:
