@@ -42,7 +42,7 @@ from taxi_duration.stream.landing import ADMITTED, TAIL_QUIET_FACTOR, Intake, la
 from taxi_duration.stream.predictions import Sink, batch_records, run
 from taxi_duration.stream.replay import event_table, lines, replay
 from taxi_duration.stream.scoring import pickup_times
-from taxi_duration.stream.writers import PREDICTIONS, QUARANTINE, ParquetWriter
+from taxi_duration.stream.writers import PREDICTIONS, QUARANTINE, ParquetWriter, sink_of
 from taxi_duration.train.job import train
 from tests.conftest import SPLIT, store_settings
 from tests.test_postgres import drop_table
@@ -619,6 +619,23 @@ def test_a_new_checkpoint_on_an_old_output_is_refused(tmp_path: Path) -> None:
     (out / MANIFEST).unlink()  # an output that names no checkpoint, with batches in it
     with pytest.raises(BadInputError, match="holds batches of a stream"):
         check_folders(land, out, tmp_path / "ck3")
+
+
+def test_a_checkpoint_resumes_only_with_the_sink_it_started_with(tmp_path: Path) -> None:
+    """A stream that wrote files and is resumed with --to (or the reverse) would split its predictions, and a
+    batch run again after a crash would land in the second place: refused, naming both."""
+    (tmp_path / "land").mkdir()
+    land, out, checkpoint = tmp_path / "land", tmp_path / "out", tmp_path / "ck"
+    check_folders(land, out, checkpoint)
+    check_folders(land, out, checkpoint, sink_of(None))  # as it started
+    with pytest.raises(BadInputError, match="writes its predictions to files, not table trips_scored"):
+        check_folders(land, out, checkpoint, sink_of("trips_scored"))
+    land2, out2, checkpoint2 = tmp_path / "land2", tmp_path / "out2", tmp_path / "ck2"
+    land2.mkdir()
+    check_folders(land2, out2, checkpoint2, sink_of("trips_scored"))
+    check_folders(land2, out2, checkpoint2, sink_of("trips_scored"))
+    with pytest.raises(BadInputError, match="writes its predictions to table trips_scored, not files"):
+        check_folders(land2, out2, checkpoint2)
 
 
 def test_hostile_landing_every_trip_once_and_the_counts_are_the_files(

@@ -70,6 +70,8 @@ def stream(
     from taxi_duration.cli import render
     from taxi_duration.serve.holder import ModelHolder
     from taxi_duration.stream import predictions as streaming
+    from taxi_duration.stream.checkpoint import check_folders
+    from taxi_duration.stream.writers import sink_of
 
     settings = settings_from(
         config,
@@ -78,7 +80,7 @@ def stream(
         stream_max_files_per_trigger=max_files_per_trigger,
     )
     url = _database(settings, to)
-    streaming.check_folders(input_dir, output, checkpoint)  # before the model and Spark load: fail fast
+    check_folders(input_dir, output, checkpoint, sink_of(to))  # before the model and Spark load: fail fast
     holder = ModelHolder(settings, model)
     try:
         with console.status(f"loading {model or 'the champions'}"):

@@ -1,8 +1,8 @@
 """The stream's checkpoint and its output, bound together: refused when they belong to another stream or are
 damaged, read for what no batch has taken yet, and the home of a failed query's whole error.
 
-The checkpoint's manifest names its landing folder, its output and its id; the output's names the checkpoint
-writing it, so a new checkpoint cannot score an old output's events again.
+The checkpoint's manifest names its landing folder, its output, its id and its sink (files or a table); the
+output's names the checkpoint writing it, so a new checkpoint cannot score an old output's events again.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from taxi_duration.core.atomic import atomic_file
 from taxi_duration.core.errors import BadInputError
-from taxi_duration.stream.writers import PREDICTIONS, QUARANTINE
+from taxi_duration.stream.writers import FILES, PREDICTIONS, QUARANTINE
 
 # In the checkpoint (its landing folder, output and id) and in the output (the id of the checkpoint writing it).
 MANIFEST = "taxi-duration-stream.json"
@@ -25,11 +25,13 @@ _SPARK_LOGS = ("offsets", "commits", "sources/0")  # Spark's text logs in a chec
 _LOG_VERSION = re.compile(r"^v\d+$")
 
 
-def check_folders(input_dir: Path, output: Path, checkpoint: Path) -> None:
+def check_folders(input_dir: Path, output: Path, checkpoint: Path, sink: str = FILES) -> None:
     """Refuse, before anything is written: a landing folder that does not exist, a checkpoint another stream
     (or an older version) wrote or that is damaged, and an output another checkpoint wrote (a new checkpoint
     would score its events again and overwrite its batches). Then bind a new checkpoint and its output
-    together: the checkpoint first, so a kill in between leaves an output that it can still claim."""
+    together: the checkpoint first, so a kill in between leaves an output that it can still claim. A checkpoint
+    resumes only with the `sink` it started with: its batches' predictions would otherwise be split between two
+    places, and a batch run again after a crash would land in the second."""
     if not input_dir.is_dir():
         raise BadInputError(input_dir, "landing folder does not exist (create it, or point --input at it)")
     owner = {"input": str(input_dir.resolve()), "output": str(output.resolve())}
@@ -47,6 +49,12 @@ def check_folders(input_dir: Path, output: Path, checkpoint: Path) -> None:
                 "checkpoint of an older taxi-duration stream, which read the landing folder itself: finish it with "
                 "that version, or start a new --checkpoint with a new --output",
             )
+        if found.get("sink", FILES) != sink:
+            raise BadInputError(
+                checkpoint,
+                f"this stream writes its predictions to {found.get('sink', FILES)}, not {sink}: resume it as it "
+                "started (with or without the same --to), or start a new --checkpoint and --output",
+            )
         _check_spark_logs(checkpoint)
     elif checkpoint.is_dir() and any(checkpoint.iterdir()):
         raise BadInputError(checkpoint, f"not a taxi-duration stream checkpoint (no {MANIFEST}): pick an empty folder")
@@ -62,7 +70,7 @@ def check_folders(input_dir: Path, output: Path, checkpoint: Path) -> None:
         raise BadInputError(output, "holds batches of a stream that did not name its checkpoint: give a new --output")
     if stream_id is None:
         stream_id = uuid.uuid4().hex
-        _write_manifest(checkpoint / MANIFEST, {**owner, "id": stream_id, "layout": LAYOUT})
+        _write_manifest(checkpoint / MANIFEST, {**owner, "id": stream_id, "layout": LAYOUT, "sink": sink})
     if writer is None:
         _write_manifest(output / MANIFEST, {"id": stream_id, "checkpoint": str(checkpoint.resolve())})
 

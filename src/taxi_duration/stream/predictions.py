@@ -33,7 +33,7 @@ from taxi_duration.stream.landing import ADMITTED, Intake, Look, wait_for_landed
 from taxi_duration.stream.scoring import score_batch
 
 # The output's folder names, where the dashboard and the benchmarks import them from.
-from taxi_duration.stream.writers import ParquetWriter, Writer
+from taxi_duration.stream.writers import ParquetWriter, Writer, sink_of
 
 
 @dataclass
@@ -147,7 +147,7 @@ def run(
     `writer` takes the scored batches: by default Parquet files in `output`."""
     from pyspark.errors import StreamingQueryException
 
-    check_folders(input_dir, output, checkpoint)
+    check_folders(input_dir, output, checkpoint, writer.sink if writer is not None else sink_of(None))
     intake = Intake(input_dir, checkpoint / ADMITTED, settings.stream_settle_seconds)
 
     def noticed(look: Look) -> None:

@@ -20,6 +20,12 @@ from taxi_duration.stream.events import TRIP_ID
 from taxi_duration.stream.scoring import MODEL_VERSION
 
 PREDICTIONS, QUARANTINE = "predictions", "quarantine"  # folders of the stream's output
+FILES = "files"  # the sink of a stream whose predictions are Parquet files in its output
+
+
+def sink_of(table: str | None) -> str:
+    """What a stream's predictions are written to, as its checkpoint records it: files, or a table."""
+    return FILES if table is None else f"table {table}"
 
 
 class Writer(Protocol):
@@ -31,6 +37,10 @@ class Writer(Protocol):
 
     def where(self) -> str:
         """Where the predictions and the quarantine are, for the run's summary."""
+
+    @property
+    def sink(self) -> str:
+        """What the predictions go to (`sink_of`): a checkpoint resumes only with the sink it started with."""
 
 
 class BatchFiles:
@@ -56,6 +66,7 @@ class ParquetWriter:
     def __init__(self, output: Path) -> None:
         """Prepare the two folders of `output`."""
         self.predictions, self.quarantine = BatchFiles(output / PREDICTIONS), BatchFiles(output / QUARANTINE)
+        self.sink = sink_of(None)
 
     def write(self, batch_id: int, predictions: pa.Table | None, quarantine: pa.Table) -> None:
         """Write the batch's two files, each replacing an earlier attempt's."""
@@ -74,6 +85,7 @@ class PostgresWriter:
     def __init__(self, url: str, table: str, output: Path) -> None:
         """Upsert into `table` at `url`; prepare `output`'s quarantine folder."""
         self.url, self.table = url, table
+        self.sink = sink_of(table)
         self.quarantine = BatchFiles(output / QUARANTINE)
 
     def write(self, batch_id: int, predictions: pa.Table | None, quarantine: pa.Table) -> None:
