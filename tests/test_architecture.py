@@ -1,7 +1,9 @@
-"""The package's shape: sub-packages by stage, imports only downward (the contract `make lint` checks)."""
+"""The package's shape: sub-packages by stage, imports only downward (the contract `make lint` checks), modules
+and functions short enough to read."""
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -64,3 +66,26 @@ def test_an_import_against_the_contract_fails_lint(tmp_path: Path, module: str, 
     result = _lint_imports(tmp_path / "src")
     assert result.returncode != 0
     assert f"{broken} BROKEN" in result.stdout, result.stdout
+
+
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 60  # of statements: a command's option declarations and a docstring do not count
+
+
+def _body_lines(function: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    body = function.body
+    if len(body) > 1 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body = body[1:]  # the docstring
+    return (function.end_lineno or body[-1].lineno) - body[0].lineno + 1
+
+
+def test_no_module_or_function_is_longer_than_a_reader_can_hold() -> None:
+    modules, functions = {}, {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        text, name = path.read_text(), str(path.relative_to(PACKAGE))
+        modules[name] = len(text.splitlines())
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                functions[f"{name}:{node.name}"] = _body_lines(node)
+    assert not {m: n for m, n in modules.items() if n > MAX_MODULE_LINES}
+    assert not {f: n for f, n in functions.items() if n > MAX_FUNCTION_LINES}
