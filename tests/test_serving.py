@@ -362,6 +362,7 @@ def _copy(work: Path, version: str, breaks: str | None = None) -> str:
             python_model=str(entry),
             artifacts={"bundle": str(bundle / "artifacts" / "bundle")},
             signature=SIGNATURE,
+            input_example=mlflow.models.Model.load(bundle).load_input_example(str(bundle)),
         )
     return str(mlflow.register_model(info.model_uri, tracking.MODEL_NAME).version)
 
