@@ -17,8 +17,8 @@ run: setup ## The main job on embedded defaults: synthesize data if none, valida
 test: setup ## Run the test suite, every tier (Spark tests share one local session)
 	$(BIN)/pytest
 
-test-fast: setup ## Run the unit tier only: no Spark, no training, no server (about two minutes)
-	$(BIN)/pytest -m unit
+test-fast: setup ## Run the unit tier only, on every core: no Spark, no training, no server (under two minutes)
+	$(BIN)/pytest -m unit -n auto
 
 lint: setup ## ruff lint and format check, mypy on the package, the layer order of its sub-packages
 	$(BIN)/ruff check src tests scripts benchmarks notebooks
