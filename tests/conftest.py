@@ -56,6 +56,16 @@ POINTS |= {"dropoff_latitude": 40.7831}
 KAGGLE = {k: v for k, v in TRIP.items() if not k.endswith("location_id")} | POINTS
 
 
+def assert_served_and_refused_counted(metrics: str) -> None:
+    """`/metrics` of a server (live or in process) that answered one `TRIP` and refused one: each counted by
+    status, timed, its minutes and the model version exposed."""
+    assert 'taxi_duration_requests_total{endpoint="/predict",status="200"}' in metrics
+    assert 'taxi_duration_requests_total{endpoint="/predict",status="422"}' in metrics
+    assert 'taxi_duration_request_seconds_bucket{endpoint="/predict",le="0.001"}' in metrics
+    assert "taxi_duration_predicted_minutes_count" in metrics
+    assert "taxi_duration_model_version 1.0" in metrics
+
+
 def store_settings(root: Path, **overrides: str) -> Settings:
     """Settings whose data and MLflow store (SQLite) live under `root`, with the quick model search."""
     uri = f"sqlite:///{root / 'mlflow.db'}"

@@ -42,7 +42,17 @@ from taxi_duration.serve.bundle import INPUT_COLUMNS, SIGNATURE
 from taxi_duration.serve.holder import wait_ready
 from taxi_duration.serve.scorer import load
 from taxi_duration.train.job import train
-from tests.conftest import ADMIN_KEY, API_KEY, POINTS, POSTGRES_URL_ENV, SPLIT, TRIP, Holding, store_settings
+from tests.conftest import (
+    ADMIN_KEY,
+    API_KEY,
+    POINTS,
+    POSTGRES_URL_ENV,
+    SPLIT,
+    TRIP,
+    Holding,
+    assert_served_and_refused_counted,
+    store_settings,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -245,11 +255,7 @@ def test_health_ready_model_and_metrics(server: Server) -> None:
     server.post("/predict", TRIP)
     server.post("/predict", {**TRIP, "pu_location_id": 999})
     metrics = server.get("/metrics").text
-    assert 'taxi_duration_requests_total{endpoint="/predict",status="200"}' in metrics
-    assert 'taxi_duration_requests_total{endpoint="/predict",status="422"}' in metrics
-    assert 'taxi_duration_request_seconds_bucket{endpoint="/predict",le="0.001"}' in metrics
-    assert "taxi_duration_predicted_minutes_count" in metrics
-    assert "taxi_duration_model_version 1.0" in metrics
+    assert_served_and_refused_counted(metrics)
 
 
 def test_head_answers_health_and_ready(server: Server) -> None:
