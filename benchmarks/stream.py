@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from taxi_duration.core.atomic import atomic_file
 from taxi_duration.core.config import load_settings
 from taxi_duration.ingest.inputs import check_all, discover
+from taxi_duration.ops.bench.measure import tree_cpu, tree_rss
 from taxi_duration.serve.scorer import load
 from taxi_duration.stream.events import TRIP_ID
 from taxi_duration.stream.replay import event_table, lines
@@ -91,15 +92,13 @@ def run_stream(model: str, chunks: list[Any], trigger_s: float, rate: float | No
         seen, still = 0, time.monotonic()
         # Until every event is written, or nothing new for QUIET_S (an event the watermark drops is never).
         while len(done := written(output)) < len(landed) + len(warm_ids) and time.monotonic() - still < QUIET_S:
-            members = [tree, *tree.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in members if p.is_running()))
+            peak = max(peak, tree_rss(tree))
             if process.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"the stream stopped or timed out with {len(done):,} of {len(landed):,} events")
             if len(done) > seen:
                 seen, still = len(done), time.monotonic()
             time.sleep(0.2)
-        members = [tree, *tree.children(recursive=True)]
-        cpu = sum(sum(p.cpu_times()[:2]) for p in members if p.is_running())
+        cpu = tree_cpu(tree)
     finally:
         process.terminate()
         process.wait(timeout=60)
