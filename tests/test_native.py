@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
-import narwhals as nw
 import numpy as np
 import pandas as pd
 import pytest
@@ -24,7 +24,7 @@ from taxi_duration.ingest.synth import generate
 from taxi_duration.serve import native as native_module
 from taxi_duration.serve.native import NativeModel
 from taxi_duration.train import local as train_local
-from taxi_duration.train.dataset import prepare
+from taxi_duration.train.dataset import ROLES, prepare
 from taxi_duration.train.export import from_mllib, from_sklearn
 from tests.conftest import SPLIT
 
@@ -168,12 +168,12 @@ def test_names_no_logged_model_used_are_not_importable() -> None:
 
 
 @pytest.mark.spark
-def test_spark_keeps_the_featurized_parts_until_released(prepared_spark: Any) -> None:
-    part = prepared_spark.parts["test"]
-    rows = part.select(nw.len()).collect().item()
-    cached = list(prepared_spark.cached)
-    assert len(cached) == len(prepared_spark.parts) + len(prepared_spark.course_parts)
-    assert all(frame.storageLevel.useMemory and frame.is_cached for frame in cached)
-    prepared_spark.release()
-    assert not any(frame.storageLevel.useMemory or frame.is_cached for frame in cached)
-    assert part.select(nw.len()).collect().item() == rows  # computed again from the files: the same rows
+def test_spark_reads_each_part_from_where_it_wrote_it(prepared_spark: Any) -> None:
+    # Written once, each part is a scan of its own folder: not the trip files, validated and featurized again.
+    assert set(prepared_spark.written) == {(role, course) for role in ROLES for course in (False, True)}
+    for (role, course_rows), folder in prepared_spark.written.items():
+        part = (prepared_spark.course_parts if course_rows else prepared_spark.parts)[role].to_native()
+        read = [Path(urlparse(uri).path) for uri in part.inputFiles()]
+        assert read, (role, course_rows)
+        assert all(path.is_relative_to(folder) for path in read), (role, course_rows)
+        assert prepared_spark.rows(role, course_rows) == part.count() > 0

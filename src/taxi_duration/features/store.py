@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 from taxi_duration.core import schema as s
 from taxi_duration.core.atomic import atomic_dir
+from taxi_duration.core.config import Engine
 from taxi_duration.core.errors import UsageError
 from taxi_duration.core.months import Month
 from taxi_duration.engines.frames import Runtime
@@ -130,7 +131,8 @@ def fold_expr() -> nw.Expr:
     return mix - (mix // FOLDS) * FOLDS  # `%` is missing on narwhals' pandas-Arrow backend
 
 
-def _aggregate(frame: nw.LazyFrame[Any], level: Level, fold: int) -> nw.LazyFrame[Any]:
+def _aggregate(frame: nw.LazyFrame[Any], level: Level) -> nw.LazyFrame[Any]:
+    """`level`'s statistics for each fold of `frame` (its rows carry the fold they are counted under)."""
     # The derived values are columns first, so each aggregation is a plain one that every backend runs
     # natively (pandas falls back to a slow per-group apply for an aggregation of an expression).
     inputs = frame.with_columns(
@@ -140,18 +142,41 @@ def _aggregate(frame: nw.LazyFrame[Any], level: Level, fold: int) -> nw.LazyFram
         # up exactly.
         (nw.col(TARGET) * 60_000).round(0).cast(nw.Int64()).alias("_millis"),
     )
-    aggs = (
+    out = inputs.group_by(*level.keys, FOLD_COL).agg(
         nw.len().alias("trips"),
         nw.col(TARGET).median().alias("median_min"),
         nw.col("_millis").sum().alias("_millis_sum"),
         nw.col(TARGET).count().alias("_timed"),
         nw.col("_mph").median().alias("median_mph"),
     )
-    out = inputs.group_by(*level.keys).agg(*aggs) if level.keys else inputs.select(*aggs)
     mean = (nw.col("_millis_sum") / nw.col("_timed") / 60_000).alias("mean_min")
-    fold_of = nw.lit(fold, dtype=nw.Int32()).alias(FOLD_COL)
-    out = out.with_columns(nw.col("trips").cast(nw.Int64()), mean, fold_of)
-    return out.select(*level.keys, FOLD_COL, *STATS)
+    typed = (nw.col("trips").cast(nw.Int64()), nw.col(FOLD_COL).cast(nw.Int32()))
+    return out.with_columns(mean, *typed).select(*level.keys, FOLD_COL, *STATS)
+
+
+def _parts(runtime: Runtime, in_window: nw.LazyFrame[Any]) -> list[nw.LazyFrame[Any]]:
+    """The rows each part of a level is computed from, the fold it is counted under in `FOLD_COL`: the whole
+    window (-1), then each fold's complement.
+
+    On Spark, one part: each row joined to the folds it counts under (a 25-row table), so a level is one
+    query (a query costs Spark half a second planned and run, whatever its rows; its aggregation spills). On
+    the embedded engines, one part per fold: a median holds every value of its group until the group-by ends,
+    and DuckDB cannot spill it, so the six parts in one query held 5.4 GiB at 45M trips.
+    """
+    own = f"{FOLD_COL}_own"
+    if runtime.engine is Engine.SPARK:
+        pairs = [(k, f) for k in range(FOLDS) for f in (-1, *range(FOLDS)) if f != k]
+        counted = pa.table({own: [k for k, _ in pairs], FOLD_COL: [f for _, f in pairs]}, schema=_FOLD_PAIRS)
+        return [in_window.rename({FOLD_COL: own}).join(runtime.from_arrow(counted), on=own).drop(own)]
+    whole = in_window.with_columns(nw.lit(-1, dtype=nw.Int32()).alias(FOLD_COL))
+    rest = [
+        in_window.filter(nw.col(FOLD_COL) != k).with_columns(nw.lit(k, dtype=nw.Int32()).alias(FOLD_COL))
+        for k in range(FOLDS)
+    ]
+    return [whole, *rest]
+
+
+_FOLD_PAIRS = pa.schema([(f"{FOLD_COL}_own", pa.int32()), (FOLD_COL, pa.int32())])
 
 
 def build(runtime: Runtime, trips: nw.LazyFrame[Any], start: Month, end: Month, root: Path) -> FeatureStore:
@@ -162,25 +187,18 @@ def build(runtime: Runtime, trips: nw.LazyFrame[Any], start: Month, end: Month, 
     window_end = end.next()
     lo, hi = _month_start(start), _month_start(window_end)
     in_window = trips.filter((nw.col(s.PICKUP) >= lo) & (nw.col(s.PICKUP) < hi)).with_columns(
-        fold_expr().alias(FOLD_COL)
+        fold_expr().cast(nw.Int32()).alias(FOLD_COL)
     )
     identity = {"start": str(start), "end": str(window_end), "definition": DEFINITION_VERSION}
     with atomic_dir(root / ".building", overwrite=True) as tmp:
         rows_by_level = {}
+        parts = _parts(runtime, in_window)
         for level in LEVELS:
-            parts = [_aggregate(in_window, level, -1)] + [
-                _aggregate(in_window.filter(nw.col(FOLD_COL) != k), level, k) for k in range(FOLDS)
-            ]
-            # One query per part: a median holds every value of its group until the group-by ends, and DuckDB
-            # cannot spill it, so the six parts in one query held 5.4 GiB at 45M trips.
-            folders = [tmp / f"_{level.name}" / str(number) for number in range(len(parts))]
-            for part, folder in zip(parts, folders, strict=True):
-                runtime.write_parquet(part, folder)
-            table = pa.concat_tables(pq.read_table(folder) for folder in folders)
+            # Collected part by part: a level's statistics are small (some 400,000 rows at most).
+            table = pa.concat_tables(_aggregate(part, level).collect().to_arrow() for part in parts)
             pq.write_table(table, tmp / f"{level.name}.parquet")
             rows_by_level[level.name] = table.num_rows
-            shutil.rmtree(tmp / f"_{level.name}")
-        rows = pq.read_table(tmp / "global.parquet", filters=[(FOLD_COL, "=", -1)]).column("trips")[0].as_py()
+        rows = sum(pq.read_table(tmp / "global.parquet", filters=[(FOLD_COL, "=", -1)]).column("trips").to_pylist())
         if not rows:
             raise UsageError(f"no trips picked up in {start}..{end}: the feature store would be empty")
         identity["rows"] = rows
@@ -217,12 +235,16 @@ def attach(frame: Any, store: FeatureStore, tables: Mapping[str, Any]) -> Any:
     for level in LEVELS:
         renamed = tables[level.name].rename({stat: f"_{level.name}_{stat}" for stat in STATS})
         out = out.join(renamed, on=[*level.keys, FOLD_COL], how="left")
-    for prefix, chain in CHAINS.items():
-        for stat in STATS:
-            out = out.with_columns(_first_with_enough_trips(chain, stat).alias(f"{prefix}_{stat}"))
-        out = out.with_columns(_level_used(chain).alias(f"{prefix}_level"))
-    helpers = [FOLD_COL] + [f"_{level.name}_{stat}" for level in LEVELS for stat in STATS]
-    return out.drop(*helpers)
+    # One select for every statistic: each step of a Spark plan is analyzed anew with the whole plan below it.
+    features = [
+        expr
+        for prefix, chain in CHAINS.items()
+        for expr in (
+            *(_first_with_enough_trips(chain, stat).alias(f"{prefix}_{stat}") for stat in STATS),
+            _level_used(chain).alias(f"{prefix}_level"),
+        )
+    ]
+    return out.select(*(nw.col(c) for c in frame.collect_schema().names()), *features)
 
 
 def _enough(level: Level) -> nw.Expr:

@@ -212,7 +212,7 @@ def course_rows(prepared: Prepared, keep: int | None) -> Iterator[pd.DataFrame]:
     batches = prepared.batches("train", [*CourseBaseline.INPUTS, TARGET], course_rows=True)
     if keep is None:
         return batches
-    total = int(prepared.course_parts["train"].select(nw.len()).collect().item())
+    total = prepared.rows("train", course_rows=True)
     return sample_batches(batches, total, keep)
 
 

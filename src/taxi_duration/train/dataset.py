@@ -31,7 +31,7 @@ from taxi_duration.engines.frames import Runtime, record_batches
 from taxi_duration.features import store as fs
 from taxi_duration.features.definitions import TARGET, featurize, in_target_range
 from taxi_duration.ingest.inputs import InputFile
-from taxi_duration.ingest.quality import CLEAN_DIR, QualityReport, validate
+from taxi_duration.ingest.quality import CLEAN_DIR, QualityReport, parquet_rows, validate
 from taxi_duration.ingest.readers import read_trips
 from taxi_duration.ingest.validation import REPAIRS_COL, apply_repairs
 from taxi_duration.train.splits import Split, TimeSplit
@@ -58,7 +58,8 @@ class Prepared:
     quality: dict[str, QualityReport]
     files: dict[str, list[InputFile]]
     runtime: Runtime = field(repr=False)
-    cached: list[Any] = field(default_factory=list, repr=False)  # Spark frames kept in memory until `release`
+    # Where Spark wrote each part, by (role, course rows?): Spark reads them from there (`_written`).
+    written: dict[tuple[str, bool], Path] = field(default_factory=dict, repr=False)
     _pandas: dict[tuple[str, bool], pd.DataFrame] = field(default_factory=dict, repr=False)
 
     def pandas(self, role: str, course_rows: bool = False) -> pd.DataFrame:
@@ -69,11 +70,13 @@ class Prepared:
             self._pandas[key] = part.sort(*ORDER).collect().to_pandas()
         return self._pandas[key]
 
-    def release(self) -> None:
-        """Free what the engine keeps of the parts (Spark's cached rows); the frames stay usable, recomputed."""
-        for native in self.cached:
-            native.unpersist()
-        self.cached.clear()
+    def rows(self, role: str, course_rows: bool = False) -> int:
+        """How many rows a part holds: from its files' footers where Spark wrote it, else counted."""
+        folder = self.written.get((role, course_rows))
+        if folder is not None:
+            return parquet_rows(folder)
+        part = (self.course_parts if course_rows else self.parts)[role]
+        return int(part.select(nw.len()).collect().item())
 
     def batches(
         self, role: str, columns: Sequence[str] | None = None, course_rows: bool = False, rows: int = BATCH_ROWS
@@ -103,35 +106,38 @@ def prepare(runtime: Runtime, files: list[InputFile], split: Split, workdir: Pat
     """Validate the files of each role, build the store on the training rows, attach it to every part."""
     by_role = files_by_role(files, split)
     quality, featurized, course = {}, {}, {}
-    kept: list[Any] = []
     for role in ROLES:
         quality[role] = validate(runtime, by_role[role], workdir / "validated" / role, overwrite=True)
         clean = runtime.scan_parquet(workdir / "validated" / role / CLEAN_DIR).drop(s.REASONS, REPAIRS_COL)
-        featurized[role] = _kept(runtime, featurize(runtime, clean, keep=KEPT).filter(in_target_range()), kept)
+        featurized[role] = featurize(runtime, clean, keep=KEPT).filter(in_target_range())
         as_read = apply_repairs(read_trips(runtime, by_role[role]))
         no_distance = nw.col(s.DISTANCE).is_null() & nw.col(s.PU_LON).is_null()  # see CourseBaseline
         usable = ~(nw.col(s.PU_ZONE).is_null() | nw.col(s.DO_ZONE).is_null() | no_distance)
-        course[role] = _kept(
-            runtime, featurize(runtime, as_read.filter(usable), keep=KEPT).filter(in_target_range()), kept
-        )
+        course[role] = featurize(runtime, as_read.filter(usable), keep=KEPT).filter(in_target_range())
     first, last = (split.train[0], split.train[-1]) if isinstance(split, TimeSplit) else _spanned(featurized["train"])
     store = fs.build(runtime, featurized["train"], first, last, workdir / "feature_store")
     tables = store.tables(runtime)
-    parts = {role: fs.attach(featurized[role], store, tables) for role in ROLES}
-    course_parts = {role: fs.attach(course[role], store, tables) for role in ROLES}
-    return Prepared(split, store, parts, course_parts, quality, by_role, runtime, kept)
+    written: dict[tuple[str, bool], Path] = {}
+    parts, course_parts = {}, {}
+    for role in ROLES:
+        for course_rows, frames, ready in ((False, featurized, parts), (True, course, course_parts)):
+            folder = workdir / ("course" if course_rows else "model") / role
+            ready[role] = _written(runtime, fs.attach(frames[role], store, tables), folder)
+            if runtime.engine is Engine.SPARK:
+                written[role, course_rows] = folder
+    return Prepared(split, store, parts, course_parts, quality, by_role, runtime, written)
 
 
-def _kept(runtime: Runtime, frame: nw.LazyFrame[Any], kept: list[Any]) -> nw.LazyFrame[Any]:
-    """`frame`, whose rows Spark keeps once computed: the store's levels, the row counts, the search and the
-    scoring all read the featurized parts again (the store alone six times a level), and Spark would
-    otherwise read and featurize the files anew each time. Persisted, not checkpointed: rows a lost executor
-    held are computed again. The embedded engines recompute in milliseconds and are left as they are."""
+def _written(runtime: Runtime, frame: nw.LazyFrame[Any], folder: Path) -> nw.LazyFrame[Any]:
+    """`frame`, on Spark written to `folder` once and read back from there. The search, the baseline and the
+    scoring all read the parts again, and Spark would otherwise read, validate, featurize and join the
+    files anew each time, and plan that whole query for each of its actions (about a second each); a Parquet
+    scan plans in milliseconds and its rows are counted from the files' footers. The embedded engines
+    recompute in milliseconds and are left lazy."""
     if runtime.engine is not Engine.SPARK:
         return frame
-    native = frame.to_native().persist()
-    kept.append(native)
-    return nw.from_native(native)
+    runtime.write_parquet(frame, folder)
+    return runtime.scan_parquet(folder)
 
 
 def _spanned(trips: nw.LazyFrame[Any]) -> tuple[Month, Month]:

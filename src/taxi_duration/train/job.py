@@ -83,12 +83,11 @@ class Outcome:
 @dataclass
 class _Workspace:
     """What the job opens before its first step and closes after its last (or a failure): the MLflow store, the
-    engine, a scratch folder, and the prepared parts once the first step has them."""
+    engine and a scratch folder (where Spark writes the prepared parts)."""
 
     store: tracking.Store
     runtime: Runtime
     work: Path
-    prepared: Prepared | None = None
 
 
 @contextlib.contextmanager
@@ -100,8 +99,6 @@ def _workspace(settings: Settings) -> Iterator[_Workspace]:
     try:
         yield space
     finally:
-        if space.prepared is not None:
-            space.prepared.release()  # the Spark session outlives the job (it is shared by the process)
         runtime.close()
         shutil.rmtree(space.work, ignore_errors=True)
 
@@ -160,7 +157,7 @@ def train(
         tags = tracking.run_tags({"engine": engine, "feature_set": feature_set})
         with mlflow.start_run(run_name=f"{engine}-{feature_set}-{split.validate}", tags=tags) as run:
             clock.start(STEPS[0])
-            space.prepared = prepared = prepare(space.runtime, files, split, space.work / "data")
+            prepared = prepare(space.runtime, files, split, space.work / "data")
             rows, data = _record_data(prepared)
             tracking.crash_point("train")
             clock.start(STEPS[1])
@@ -198,7 +195,7 @@ def train(
 def _record_data(prepared: Prepared) -> tuple[dict[str, int], dict[str, Any]]:
     """Validate and featurize, recorded: each part's modeled rows, and which data the run saw (`data.json`) and
     what validation kept of it (`quality.json`)."""
-    rows = {role: int(part.select(nw.len()).collect().item()) for role, part in prepared.parts.items()}
+    rows = {role: prepared.rows(role) for role in prepared.parts}
     data = lineage.fingerprint(prepared.files, prepared.quality, rows)
     mlflow.log_dict(data, "data.json")
     mlflow.log_dict({r: q.to_dict() for r, q in prepared.quality.items()}, "quality.json")
