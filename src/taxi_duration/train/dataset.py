@@ -118,7 +118,8 @@ def prepare(runtime: Runtime, files: list[InputFile], split: Split, workdir: Pat
     store = fs.build(runtime, featurized["train"], first, last, workdir / "feature_store")
     tables = store.tables(runtime)
     written: dict[tuple[str, bool], Path] = {}
-    parts, course_parts = {}, {}
+    parts: dict[str, nw.LazyFrame[Any]] = {}
+    course_parts: dict[str, nw.LazyFrame[Any]] = {}
     for role in ROLES:
         for course_rows, frames, ready in ((False, featurized, parts), (True, course, course_parts)):
             folder = workdir / ("course" if course_rows else "model") / role
