@@ -324,8 +324,8 @@ def raw(tmp_path_factory: pytest.TempPathFactory) -> list[InputFile]:
 def spark_run(
     raw: list[InputFile], tmp_path_factory: pytest.TempPathFactory, spark: object
 ) -> tuple[Settings, Outcome, list[tuple[str, int, int]]]:
-    """One Spark training run in local mode on `raw` (the search two fits at a time), with the progress it
-    reported: the training tests read it, and the cluster's training must give its metrics."""
+    """One Spark training run in local mode on `raw` (the quick search, two fits at a time), with the progress
+    it reported: the training tests read it, and the cluster's training must give its metrics."""
     from taxi_duration.train.job import train
 
     settings = store_settings(
@@ -334,6 +334,7 @@ def spark_run(
         spark_master="local[2]",
         spark_driver_memory="1g",
         spark_parallelism="2",
+        search="quick",
     )
     searched: list[tuple[str, int, int]] = []
     outcome = train(settings, raw, SPLIT, "with_distance", on_progress=lambda *p: searched.append(p))

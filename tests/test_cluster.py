@@ -312,7 +312,7 @@ def cluster_training(
     killed mid-task while it reads and featurizes the data: its --out JSON, and the data dir of its store."""
     data_dir = tmp_path_factory.mktemp("cluster-store")
     out, log = data_dir / "outcome.json", data_dir / "train.log"
-    args = ("train", "--data", *(f.path for f in raw), "--engine", "spark", "--out", out)
+    args = ("train", "--data", *(f.path for f in raw), "--engine", "spark", "--search", "quick", "--out", out)
     with log.open("w") as stderr:
         job = subprocess.Popen(
             command(*args, "--spark-master", spark_cluster.master_url),

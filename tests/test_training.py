@@ -315,11 +315,11 @@ def test_spark_pipeline_end_to_end(
     scores = outcome.overall("validate")
     assert outcome.engine == "spark"
     fitted = [(done, total) for what, done, total in searched if what == "candidates"]
-    assert fitted == [(done, fitted[-1][1]) for done in range(1, fitted[-1][1] + 1)]  # linear x2, gbt (xgboost)
-    assert outcome.chosen in ("linear", "gbt", "ensemble")
+    assert fitted == [(1, 2), (2, 2)]  # the quick search: linear and XGBoost
+    assert outcome.chosen in ("linear", "xgboost", "ensemble")
     assert scores["model"]["rmse"] < 0.9 * scores["global_mean"]["rmse"]
     candidates = MlflowClient(settings.mlflow_tracking_uri).download_artifacts(outcome.run_id, "candidates.json")
-    assert '"gbt"' in Path(candidates).read_text()
+    assert {c["name"] for c in json.loads(Path(candidates).read_text())["candidates"]} >= {"linear", "xgboost"}
     result = score_files(settings, outcome.model_uri, [f for f in raw if f.month == 202302])
     assert result["metrics"]["model"]["rmse"] == pytest.approx(scores["model"]["rmse"], rel=1e-6)
 
@@ -339,7 +339,7 @@ def test_the_spark_search_logs_which_candidates_ran_at_once(
         (a["candidate"], b["candidate"])
         for a in spans
         for b in spans
-        if a is not b and a["start_s"] < b["start_s"] < a["end_s"]
+        if a is not b and a["start_s"] <= b["start_s"] < a["end_s"]
     ]
     assert overlapping, spans
     assert parent.data.metrics["search_peak_concurrency"] == 2

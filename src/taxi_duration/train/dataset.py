@@ -105,36 +105,35 @@ def sample_batches(batches: Iterable[pd.DataFrame], total: int, rows: int, seed:
 def prepare(runtime: Runtime, files: list[InputFile], split: Split, workdir: Path) -> Prepared:
     """Validate the files of each role, build the store on the training rows, attach it to every part."""
     by_role = files_by_role(files, split)
-    quality, featurized, course = {}, {}, {}
+    quality: dict[str, QualityReport] = {}
+    featurized: dict[str, nw.LazyFrame[Any]] = {}
+    course: dict[str, nw.LazyFrame[Any]] = {}
+    written: dict[tuple[str, bool], Path] = {}
     for role in ROLES:
         quality[role] = validate(runtime, by_role[role], workdir / "validated" / role, overwrite=True)
         clean = runtime.scan_parquet(workdir / "validated" / role / CLEAN_DIR).drop(s.REASONS, REPAIRS_COL)
-        featurized[role] = featurize(runtime, clean, keep=KEPT).filter(in_target_range())
         as_read = apply_repairs(read_trips(runtime, by_role[role]))
         no_distance = nw.col(s.DISTANCE).is_null() & nw.col(s.PU_LON).is_null()  # see CourseBaseline
         usable = ~(nw.col(s.PU_ZONE).is_null() | nw.col(s.DO_ZONE).is_null() | no_distance)
-        course[role] = featurize(runtime, as_read.filter(usable), keep=KEPT).filter(in_target_range())
+        for course_rows, trips, frames in ((False, clean, featurized), (True, as_read.filter(usable), course)):
+            folder = workdir / ("course" if course_rows else "featurized") / role
+            frames[role] = _written(runtime, featurize(runtime, trips, keep=KEPT).filter(in_target_range()), folder)
+            if runtime.engine is Engine.SPARK:
+                written[role, course_rows] = folder
     first, last = (split.train[0], split.train[-1]) if isinstance(split, TimeSplit) else _spanned(featurized["train"])
     store = fs.build(runtime, featurized["train"], first, last, workdir / "feature_store")
     tables = store.tables(runtime)
-    written: dict[tuple[str, bool], Path] = {}
-    parts: dict[str, nw.LazyFrame[Any]] = {}
-    course_parts: dict[str, nw.LazyFrame[Any]] = {}
-    for role in ROLES:
-        for course_rows, frames, ready in ((False, featurized, parts), (True, course, course_parts)):
-            folder = workdir / ("course" if course_rows else "model") / role
-            ready[role] = _written(runtime, fs.attach(frames[role], store, tables), folder)
-            if runtime.engine is Engine.SPARK:
-                written[role, course_rows] = folder
+    parts = {role: fs.attach(featurized[role], store, tables) for role in ROLES}
+    course_parts = {role: fs.attach(course[role], store, tables) for role in ROLES}
     return Prepared(split, store, parts, course_parts, quality, by_role, runtime, written)
 
 
 def _written(runtime: Runtime, frame: nw.LazyFrame[Any], folder: Path) -> nw.LazyFrame[Any]:
-    """`frame`, on Spark written to `folder` once and read back from there. The search, the baseline and the
-    scoring all read the parts again, and Spark would otherwise read, validate, featurize and join the
-    files anew each time, and plan that whole query for each of its actions (about a second each); a Parquet
-    scan plans in milliseconds and its rows are counted from the files' footers. The embedded engines
-    recompute in milliseconds and are left lazy."""
+    """`frame`, on Spark written to `folder` once and read back from there. The store, the search, the baseline
+    and the scoring all read the featurized rows again, and Spark would otherwise read, validate and featurize
+    the files anew each time, and plan that whole query for each of its actions (about a second each); a
+    Parquet scan plans in milliseconds, and its rows are counted from the files' footers (the store's join
+    adds no row). The embedded engines recompute in milliseconds and are left lazy."""
     if runtime.engine is not Engine.SPARK:
         return frame
     runtime.write_parquet(frame, folder)

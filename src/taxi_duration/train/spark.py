@@ -18,6 +18,7 @@ refit; the search's scheduler is `spark_search`, the average of two winners `spa
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,13 +48,21 @@ from taxi_duration.train.spark_search import Candidate, fit_retrying_barriers, l
 # Strings with few values are indexed; zone ids stay numbers for trees (265 values would need 265 bins),
 # and the zone pair (thousands of values) reaches trees through the store's pair statistics.
 TREE_SKIPS = ("zone_pair",)
-# Thousands of one-hot pairs are past the 4096 features MLlib solves exactly, and L-BFGS on the unregularized
-# problem stops after a few iterations (RMSE 6.72 where scikit-learn's exact fit gets 6.04 on 2023-02); a
-# tiny ridge on unscaled one-hot columns lets it converge (5.99, in 16 iterations). Each iteration is a pass
-# over the data, so the cap bounds a linear fit at 100 passes.
-LINEAR_FIT: dict[str, Any] = {"standardization": False, "regParam": 1e-4, "maxIter": 100}
+# The linear family leaves the zone pair to the store's statistics too: one-hot pairs (thousands of columns)
+# are past the 4096 features MLlib solves exactly, and L-BFGS made up to 100 passes over the rows (86 s of
+# a 1M-trip search). Without them the design is some 600 columns, which the normal equations solve in one
+# pass; a tiny ridge keeps them well posed where a category is rare.
+LINEAR_SKIPS = ("zone_pair",)
+LINEAR_FIT: dict[str, Any] = {"standardization": False, "regParam": 1e-4, "solver": "normal"}
+# The course baseline keeps its one-hot pairs (it is the course's model): L-BFGS on the unregularized problem
+# stops after a few iterations (RMSE 6.72 where scikit-learn's exact fit gets 6.04 on 2023-02); the tiny
+# ridge on unscaled one-hot columns lets it converge (5.99, in 16 iterations), and the cap bounds it at 100
+# passes.
+COURSE_FIT: dict[str, Any] = {"standardization": False, "regParam": 1e-4, "maxIter": 100}
 # Chosen on the validation month 2023-02 (never the test month). GBT past ~200 iterations needs a checkpoint
-# directory, or its lineage overflows the JVM stack when tasks are serialized.
+# directory, or its lineage overflows the JVM stack when tasks are serialized. GBT searches only under
+# `tune`: each of its iterations is several passes over the rows (a 10-iteration fit, 58 Spark jobs and 49 s
+# of a 1M-trip search), where XGBoost fits every tree in one barrier stage.
 GBT_PARAMS: dict[str, Any] = {"maxIter": 150, "maxDepth": 5, "stepSize": 0.1, "subsamplingRate": 0.8, "maxBins": 64}
 XGB_PARAMS: dict[str, Any] = {
     "max_depth": 8,
@@ -70,10 +79,9 @@ XGB_PARAMS: dict[str, Any] = {
 # `tune` lists `full`'s value first: the families take turns and each family's grid runs in order, so the
 # candidates a time budget lets start are `full`'s before the others.
 GRIDS: dict[Search, dict[str, dict[str, list[Any]]]] = {
-    Search.QUICK: {"linear": {"regParam": [1e-4, 1e-2]}, "gbt": {"maxIter": [10]}, "xgboost": {"n_estimators": [20]}},
+    Search.QUICK: {"linear": {"regParam": [1e-4]}, "xgboost": {"n_estimators": [60], "learning_rate": [0.15]}},
     Search.FULL: {
         "linear": {"regParam": [1e-4, 1e-2]},
-        "gbt": {"maxIter": [GBT_PARAMS["maxIter"]]},
         "xgboost": {"n_estimators": [XGB_PARAMS["n_estimators"]]},
     },
     Search.TUNE: {
@@ -146,9 +154,9 @@ def _stages(prefix: str, strings: list[str]) -> tuple[list[Any], list[str]]:
 
 
 def linear_pipeline(feature_set: FeatureSet) -> Pipeline:
-    """One-hot categories + numbers -> `LinearRegression`."""
+    """One-hot categories (but `LINEAR_SKIPS`) + numbers -> `LinearRegression`, solved in one pass."""
     categorical, numeric = columns(feature_set)
-    stages, indexed = _stages("lin", categorical)
+    stages, indexed = _stages("lin", [c for c in categorical if c not in LINEAR_SKIPS])
     encoded = [f"{c}_ohe" for c in indexed]
     stages.append(OneHotEncoder(inputCols=indexed, outputCols=encoded, handleInvalid="keep"))
     stages.append(VectorAssembler(inputCols=encoded + numeric, outputCol="lin_features", handleInvalid="keep"))
@@ -205,7 +213,7 @@ def course_pipeline() -> Pipeline:
             OneHotEncoder(inputCol="course_pair_idx", outputCol="course_pair_ohe", handleInvalid="keep"),
             SQLTransformer(statement=miles),
             VectorAssembler(inputCols=["course_pair_ohe", "course_miles"], outputCol="course_features"),
-            LinearRegression(featuresCol="course_features", labelCol=TARGET, predictionCol=PREDICTION, **LINEAR_FIT),
+            LinearRegression(featuresCol="course_features", labelCol=TARGET, predictionCol=PREDICTION, **COURSE_FIT),
         ]
     )
 
@@ -215,15 +223,18 @@ def fit_course(train: DataFrame) -> MllibPredictor:
     return MllibPredictor(course_pipeline().fit(train))
 
 
-def _families(train: DataFrame, feature_set: FeatureSet, parallelism: int, seed: int) -> list[tuple[str, Pipeline]]:
-    """Each model family's pipeline, by name: XGBoost's only when it is installed."""
+def _families(
+    train: DataFrame, feature_set: FeatureSet, grids: dict[str, dict[str, list[Any]]], parallelism: int, seed: int
+) -> list[tuple[str, Pipeline]]:
+    """The pipeline of each model family the search's `grids` name, by name: XGBoost's only when installed."""
     families = [("linear", linear_pipeline(feature_set)), ("gbt", gbt_pipeline(feature_set, seed))]
-    # Concurrent fits share the cluster's task slots; each XGBoost fit takes its share as workers.
-    workers = max(1, train.sparkSession.sparkContext.defaultParallelism // max(1, parallelism))
+    # Each XGBoost fit takes the task slots as its workers, shared among the XGBoost fits that can run at once.
+    points = math.prod(len(values) for values in grids.get("xgboost", {}).values())
+    workers = max(1, train.sparkSession.sparkContext.defaultParallelism // max(1, min(parallelism, points)))
     xgb = xgboost_pipeline(feature_set, workers, seed)
     if xgb is not None:
         families.append(("xgboost", xgb))
-    return families
+    return [(name, pipeline) for name, pipeline in families if name in grids]
 
 
 def _weight_columns(
@@ -276,7 +287,7 @@ def fit(
     weighed = _with_weights(train, months[0], columns) if months is not None else train
     weighed, validate = weighed.persist(), validate.persist()
     try:
-        families = _families(train, feature_set, parallelism, seed)
+        families = _families(train, feature_set, GRIDS[search], parallelism, seed)
         jobs = spark_search.jobs(families, GRIDS[search], columns)
         budget = budget_s if search is Search.TUNE else None
         candidates, skipped = spark_search.run(jobs, weighed, validate, parallelism, on_candidate, budget)
