@@ -32,18 +32,19 @@ from taxi_duration.ops.bench.measure import run_measured
 GIB = 2**30
 
 
-def job_command(job: str, data: Path, out: Path) -> list[str]:
+def job_command(job: str, data: Path, out: Path, search: str = "quick") -> list[str]:
     """The `taxi-duration` command of one job on the Spark engine."""
     base = [sys.executable, "-m", "taxi_duration"]
     if job == "validate":
         return [*base, "validate", str(data), "--out", str(out), "--features", "--engine", "spark"]
     if job == "train":
-        return [*base, "train", "--data", str(data), "--engine", "spark", "--search", "quick", "--out", str(out)]
+        return [*base, "train", "--data", str(data), "--engine", "spark", "--search", search, "--out", str(out)]
     raise SystemExit(f"unknown job {job!r}: validate or train")
 
 
-def measure(job: str, data: Path, master: str, executor_memory: str, work: Path) -> dict[str, Any]:
-    """One job as its own process against `master`, with its event log read back."""
+def measure(job: str, data: Path, master: str, executor_memory: str, work: Path, search: str) -> dict[str, Any]:
+    """One job as its own process against `master`, with its event log read back (and, for training, the
+    job's own time of each step and its validation RMSE)."""
     events = work / "events"
     events.mkdir()
     env = {
@@ -53,10 +54,14 @@ def measure(job: str, data: Path, master: str, executor_memory: str, work: Path)
         "PYSPARK_SUBMIT_ARGS": f"--conf spark.executor.memory={executor_memory} "
         + stages.event_log_submit_args(events),
     }
-    command = job_command(job, data, work / ("out.json" if job == "train" else "out"))
-    m = run_measured(["env", *(f"{k}={v}" for k, v in env.items()), *command])
+    out = work / ("out.json" if job == "train" else "out")
+    m = run_measured(["env", *(f"{k}={v}" for k, v in env.items()), *job_command(job, data, out, search)])
     found = stages.read(events) if m.returncode == 0 else []
+    outcome = json.loads(out.read_text()) if job == "train" and m.returncode == 0 else {}
     return {
+        "search": search if job == "train" else None,
+        "step_s": outcome.get("step_s", {}),
+        "validate_rmse": outcome["scores"]["validate"]["model"]["overall"]["all"]["rmse"] if outcome else None,
         "wall_s": round(m.wall_s, 1),
         "driver_cpu_s": round(m.cpu_s, 1),
         "driver_peak_rss_mib": round(m.peak_rss_bytes / 2**20),
@@ -70,15 +75,18 @@ def measure(job: str, data: Path, master: str, executor_memory: str, work: Path)
 def markdown(results: list[dict[str, Any]]) -> str:
     """The runs as a Markdown table."""
     lines = [
-        "| job | rows | workers | wall s | driver CPU s | executor task s | executor CPU s | stages | tasks | "
-        "input GiB | shuffle write GiB | spill GiB | ok |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| job | rows | workers | wall s | train step s | driver CPU s | executor task s | executor CPU s | "
+        "driver share of CPU | stages | tasks | input GiB | shuffle write GiB | spill GiB | ok |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         t = r["totals"]
+        step = r.get("step_s", {}).get("train")
+        total_cpu = r["driver_cpu_s"] + t.get("task_cpu_s", 0)
         lines.append(
-            f"| {r['job']} | {r['rows']:,} | {r['workers']} | {r['wall_s']} | {r['driver_cpu_s']} | "
-            f"{t.get('task_run_s', 0):.0f} | {t.get('task_cpu_s', 0):.0f} | {t.get('stages', 0)} | "
+            f"| {r['job']} | {r['rows']:,} | {r['workers']} | {r['wall_s']} | {step if step is not None else '-'} | "
+            f"{r['driver_cpu_s']} | {t.get('task_run_s', 0):.0f} | {t.get('task_cpu_s', 0):.0f} | "
+            f"{r['driver_cpu_s'] / total_cpu if total_cpu else 0:.0%} | {t.get('stages', 0)} | "
             f"{t.get('tasks', 0):,} | {t.get('input_bytes', 0) / GIB:.2f} | "
             f"{t.get('shuffle_write_bytes', 0) / GIB:.2f} | {t.get('spill_bytes', 0) / GIB:.2f} | "
             f"{'ok' if r['ok'] else 'failed'} |"
@@ -91,6 +99,7 @@ def main() -> None:
     parser.add_argument("--rows", action="append", help="synthetic trips over three months (repeatable); 1M")
     parser.add_argument("--workers", action="append", type=int, help="workers per cluster (repeatable); 1, 2")
     parser.add_argument("--jobs", default="validate", help="comma-separated: validate, train")
+    parser.add_argument("--search", default="quick", choices=["quick", "full"], help="the train job's search")
     parser.add_argument("--cores-per-worker", type=int, default=1)
     parser.add_argument("--memory-per-worker", default="4g")
     parser.add_argument("--data-dir", type=Path, default=Path("data/bench"))
@@ -98,7 +107,8 @@ def main() -> None:
     parser.add_argument(
         "--merge",
         action="store_true",
-        help="keep the runs already in --out for other (job, rows, workers): a long table measured over several runs",
+        help="keep the runs already in --out for other (job, rows, workers, search): a long table measured over "
+        "several runs",
     )
     args = parser.parse_args()
     executor_memory = f"{int(args.memory_per_worker[:-1]) * 3 // 4}{args.memory_per_worker[-1]}"  # room for overhead
@@ -114,7 +124,7 @@ def main() -> None:
                 try:
                     for job in args.jobs.split(","):
                         with tempfile.TemporaryDirectory(dir=args.data_dir) as work:
-                            run = measure(job, data, up.master_url, executor_memory, Path(work))
+                            run = measure(job, data, up.master_url, executor_memory, Path(work), args.search)
                         row = {"job": job, "rows": rows, "workers": workers, **run}
                         print(json.dumps({k: v for k, v in row.items() if k != "stages"}), flush=True)
                         results.append(row)
@@ -126,9 +136,9 @@ def main() -> None:
 
 def _write(out: Path, kept: list[dict[str, Any]], results: list[dict[str, Any]]) -> None:
     """`results`, and the runs of `kept` they do not measure again, ordered by job, rows and workers."""
-    key = ("job", "rows", "workers")
-    measured = {tuple(r[k] for k in key) for r in results}
-    rows = [r for r in kept if tuple(r[k] for k in key) not in measured] + results
+    key = ("job", "rows", "workers", "search")
+    measured = {tuple(r.get(k) for k in key) for r in results}
+    rows = [r for r in kept if tuple(r.get(k) for k in key) not in measured] + results
     rows.sort(key=lambda r: (r["job"] != "validate", r["rows"], r["workers"]))
     out.write_text(json.dumps(rows, indent=2) + "\n")
 

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -320,12 +321,23 @@ def raw(tmp_path_factory: pytest.TempPathFactory) -> list[InputFile]:
     return check_all(discover([root]))
 
 
+@dataclass(frozen=True)
+class SparkRun:
+    """One Spark training run: its settings, its outcome, the progress it reported, and how many Spark jobs it
+    started."""
+
+    settings: Settings
+    outcome: Outcome
+    searched: list[tuple[str, int, int]]
+    jobs: int
+
+
 @pytest.fixture(scope="session")
-def spark_run(
-    raw: list[InputFile], tmp_path_factory: pytest.TempPathFactory, spark: object
-) -> tuple[Settings, Outcome, list[tuple[str, int, int]]]:
+def spark_run(raw: list[InputFile], tmp_path_factory: pytest.TempPathFactory, spark: Any) -> SparkRun:
     """One Spark training run in local mode on `raw` (the quick search, two fits at a time), with the progress
     it reported: the training tests read it, and the cluster's training must give its metrics."""
+    from mlflow.tracking import MlflowClient
+
     from taxi_duration.train.job import train
 
     settings = store_settings(
@@ -337,8 +349,16 @@ def spark_run(
         search="quick",
     )
     searched: list[tuple[str, int, int]] = []
+    # The jobs of the search's candidates carry their candidate's job group (in the timeline); every other job
+    # of the run, none. Ids seen before the run (other tests share the session) are not the run's.
+    tracker = spark.sparkContext.statusTracker()
+    before = set(tracker.getJobIdsForGroup())
     outcome = train(settings, raw, SPLIT, "with_distance", on_progress=lambda *p: searched.append(p))
-    return settings, outcome, searched
+    ungrouped = set(tracker.getJobIdsForGroup()) - before
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    timeline = json.loads(Path(client.download_artifacts(outcome.run_id, "search/timeline.json")).read_text())
+    grouped = {job for span in timeline["candidates"] for job in span["spark_job_ids"]}
+    return SparkRun(settings, outcome, searched, len(ungrouped | grouped))
 
 
 @pytest.fixture(scope="session")

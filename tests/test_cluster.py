@@ -21,7 +21,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from taxi_duration.core.atomic import run_tag
-from taxi_duration.core.config import Settings
 from taxi_duration.core.errors import EngineUnavailableError, UsageError
 from taxi_duration.core.months import parse_months
 from taxi_duration.engines.frames import Runtime
@@ -33,8 +32,8 @@ from taxi_duration.ingest.synth import generate
 from taxi_duration.monitor.scorecard import score_files
 from taxi_duration.ops import cluster
 from taxi_duration.ops.cluster import Cluster
-from taxi_duration.train.job import Outcome, outcome_json
-from tests.conftest import Holding, store_settings
+from taxi_duration.train.job import outcome_json
+from tests.conftest import Holding, SparkRun, store_settings
 
 JOB_TIMEOUT_S = 900  # a whole job on two shared cores; every wait below is bounded
 # What an executor logs of a task: started, and how it ended.
@@ -334,10 +333,10 @@ def cluster_training(
 
 
 def test_train_on_the_cluster_survives_a_killed_executor_with_local_modes_metrics(
-    cluster_training: tuple[dict[str, Any], Path], spark_run: tuple[Settings, Outcome, Any]
+    cluster_training: tuple[dict[str, Any], Path], spark_run: SparkRun
 ) -> None:
     outcome, _ = cluster_training
-    local = outcome_json(spark_run[1])
+    local = outcome_json(spark_run.outcome)
     assert (outcome["engine"], outcome["model"], outcome["rows"]) == (local["engine"], local["model"], local["rows"])
     assert flat(outcome["scores"]) == pytest.approx(flat(local["scores"]), rel=1e-6, nan_ok=True)  # r2 of one row
 

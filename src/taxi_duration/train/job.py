@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import narwhals as nw
 import numpy as np
 import pandas as pd
 
@@ -39,6 +38,7 @@ from taxi_duration.train import metrics as evaluate
 from taxi_duration.train import model as bundle_io
 from taxi_duration.train.adapters import OnProgress, Trained, check_tune, fit_local, fit_spark
 from taxi_duration.train.dataset import Prepared, prepare
+from taxi_duration.train.evaluation import score_part
 from taxi_duration.train.splits import Split
 
 STEPS = ("validate and featurize", "train", "evaluate", "log to MLflow", "register")
@@ -49,7 +49,6 @@ SCORED = (
     ("validate_course_rows", "validate", True),
     ("test_course_rows", "test", True),
 )
-PLOT_SAMPLE = 50_000
 
 
 @dataclass
@@ -250,7 +249,7 @@ def _evaluate(prepared: Prepared, trained: Trained, rows: dict[str, int], on_pro
     scores, samples = {}, {}
     for done, (name, role, course_rows) in enumerate(SCORED, 1):
         scored = trained if trained.judged is None or role == "test" else replace(trained, model=trained.judged)
-        scores[name], sample = _score(prepared, role, course_rows, scored, rows[role])
+        scores[name], sample = score_part(prepared, role, course_rows, scored, rows[role])
         if sample is not None:
             samples[name] = sample
         on_progress("parts scored", done, len(SCORED))
@@ -262,49 +261,11 @@ def _evaluate(prepared: Prepared, trained: Trained, rows: dict[str, int], on_pro
     mlflow.log_dict(coverage, "interval_coverage.json")
     runlog.log_metrics(scores)
     if trained.judged is not None:  # the refit's gain, for the record: no choice reads the test month
-        before, _ = _score(prepared, "test", False, replace(trained, model=trained.judged), rows["test"])
+        before, _ = score_part(prepared, "test", False, replace(trained, model=trained.judged), rows["test"])
         mlflow.log_metric("test_prerefit_model_rmse", before[evaluate.MODEL]["overall"]["all"]["rmse"])
     mlflow.log_dict(scores, "scores.json")
     runlog.log_figures(sample, scores["validate"], trained.importances)
     return _Evaluated(scores, sample, interval, coverage)
-
-
-def _score(
-    prepared: Prepared, role: str, course_rows: bool, trained: Trained, total: int
-) -> tuple[dict[str, evaluate.Scores], pd.DataFrame | None]:
-    """One part scored (a column per model and baseline, judged by `evaluate`), and, for the clean rows, a
-    sample of about `PLOT_SAMPLE` of them with the model's predictions (for the plots and the interval)."""
-    predictions = [evaluate.MODEL, *evaluate.BASELINES]
-    keep = [TARGET, evaluate.BOROUGH, evaluate.HOUR, *bundle_meta.INPUT_COLUMNS]
-    share = 0.0 if course_rows else min(1.0, PLOT_SAMPLE / max(total, 1))
-    if trained.kind == "mllib":
-        from pyspark.sql import functions as F
-
-        frame = trained.model.transform(
-            (prepared.course_parts if course_rows else prepared.parts)[role].to_native()
-        ).withColumnRenamed("prediction", evaluate.MODEL)
-        course, pair, mean = evaluate.BASELINES
-        frame = trained.course.transform(frame).withColumnRenamed("prediction", course)
-        frame = frame.select(
-            *keep,
-            evaluate.MODEL,
-            course,
-            F.col(bundle_meta.PAIR_MEDIAN).alias(pair),
-            F.lit(trained.global_mean).alias(mean),
-        )
-        sample = frame.sample(fraction=share, seed=0).toPandas() if share else None
-        return evaluate.score(nw.from_native(frame), predictions), sample
-    # A batch at a time: the sums of the batches add up to the part's, and each gives its share of the sample.
-    sums, samples, random = [], [], np.random.default_rng(0)
-    for part in prepared.batches(role, course_rows=course_rows):
-        frame = part[keep].assign(
-            **{evaluate.MODEL: np.clip(trained.model.predict(part), 0.0, None)},
-            **bundle_io.baseline_columns(part, trained.course, trained.global_mean),
-        )
-        sums.append(evaluate.sums(nw.from_native(frame, eager_only=True), predictions))
-        samples.append(frame.sample(frac=share, random_state=random))
-    sample = pd.concat(samples, ignore_index=True) if share else None
-    return evaluate.score_sums(evaluate.add_sums(sums), predictions), sample
 
 
 def _log_model(work: Path, prepared: Prepared, trained: Trained, evaluated: _Evaluated, feature_set: FeatureSet) -> Any:
