@@ -29,10 +29,11 @@ import numpy as np
 import psutil
 
 from taxi_duration.core.config import load_settings
+from taxi_duration.core.process import tree_cpu
 from taxi_duration.monitor.dashboard import sources
 from taxi_duration.monitor.dashboard import travel_times as tt
 from taxi_duration.monitor.dashboard.launch import environment
-from taxi_duration.ops.bench.measure import tree_cpu, tree_rss
+from taxi_duration.ops.bench.measure import tree_rss
 from taxi_duration.serve.holder import wait_ready
 from taxi_duration.serve.scorer import load
 

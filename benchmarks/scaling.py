@@ -68,6 +68,8 @@ def measure(job: str, data: Path, master: str, executor_memory: str, work: Path,
         "ok": m.returncode == 0,
         "error": "" if m.returncode == 0 else m.stderr_tail[-500:],
         "totals": stages.totals(found),
+        "by_step": {step or "(no step)": totals for step, totals in stages.by_step(found).items()},
+        "step_cpu_s": outcome.get("step_cpu_s", {}),
         "stages": [vars(s) for s in found],
     }
 
@@ -91,6 +93,23 @@ def markdown(results: list[dict[str, Any]]) -> str:
             f"{t.get('shuffle_write_bytes', 0) / GIB:.2f} | {t.get('spill_bytes', 0) / GIB:.2f} | "
             f"{'ok' if r['ok'] else 'failed'} |"
         )
+    return "\n".join(lines) + "\n"
+
+
+def step_markdown(results: list[dict[str, Any]]) -> str:
+    """Each training run's steps: the job's own seconds and its process tree's CPU (the driver's; in local mode
+    the executors' too), and the Spark jobs, stages, tasks and executor CPU of the step."""
+    lines = [
+        "| rows | workers | step | seconds | driver CPU s | jobs | stages | tasks | executor CPU s |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        for step, t in r.get("by_step", {}).items():
+            lines.append(
+                f"| {r['rows']:,} | {r['workers']} | {step} | {r['step_s'].get(step, '-')} | "
+                f"{r['step_cpu_s'].get(step, '-')} | {t['jobs']} | {t['stages']} | {t['tasks']:,} | "
+                f"{t['task_cpu_s']:.0f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -132,6 +151,8 @@ def main() -> None:
                 finally:
                     cluster.down(Path(state))
     print(markdown(results))
+    if any(r["job"] == "train" for r in results):
+        print(step_markdown([r for r in results if r["job"] == "train"]))
 
 
 def _write(out: Path, kept: list[dict[str, Any]], results: list[dict[str, Any]]) -> None:

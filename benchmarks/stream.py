@@ -30,8 +30,9 @@ import pyarrow.parquet as pq
 
 from taxi_duration.core.atomic import atomic_file
 from taxi_duration.core.config import load_settings
+from taxi_duration.core.process import tree_cpu
 from taxi_duration.ingest.inputs import check_all, discover
-from taxi_duration.ops.bench.measure import tree_cpu, tree_rss
+from taxi_duration.ops.bench.measure import tree_rss
 from taxi_duration.serve.scorer import load
 from taxi_duration.stream.events import TRIP_ID
 from taxi_duration.stream.replay import event_table, lines

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from taxi_duration.engines.frames import STEP_PROPERTY
 from taxi_duration.ops.bench import stages
 
 RECORDED = Path(__file__).parent / "data" / "spark-eventlog.jsonl"
@@ -24,6 +26,26 @@ def test_totals_add_the_stages_up() -> None:
     total = stages.totals(found)
     assert total["stages"] == 4
     assert total["shuffle_write_bytes"] == sum(s.shuffle_write_bytes for s in found) == 570 + 348
+
+
+def test_stages_are_counted_by_the_step_their_job_ran_in() -> None:
+    def job(number: int, stage_ids: list[int], step: str | None) -> str:
+        properties = {STEP_PROPERTY: step} if step else {}
+        return json.dumps(
+            {"Event": "SparkListenerJobStart", "Job ID": number, "Stage IDs": stage_ids, "Properties": properties}
+        )
+
+    def stage(number: int, tasks: int) -> str:
+        info = {"Stage ID": number, "Stage Attempt ID": 0, "Stage Name": "x at y", "Number of Tasks": tasks}
+        return json.dumps({"Event": "SparkListenerStageCompleted", "Stage Info": info})
+
+    log = [job(0, [0], None), stage(0, 1), job(1, [1, 2], "train"), stage(1, 2), stage(2, 3), job(2, [3], "train")]
+    found = stages.stages([*log, stage(3, 4), job(3, [4], "evaluate"), stage(4, 5)])
+    assert [(s.job, s.step) for s in found] == [(0, ""), (1, "train"), (1, "train"), (2, "train"), (3, "evaluate")]
+    steps = stages.by_step(found)
+    assert list(steps) == ["", "train", "evaluate"]
+    assert (steps["train"]["jobs"], steps["train"]["stages"], steps["train"]["tasks"]) == (2, 3, 9)
+    assert stages.totals(found)["jobs"] == 4
 
 
 def test_submit_args_ask_for_a_plain_log_in_the_folder(tmp_path: Path) -> None:

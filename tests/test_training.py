@@ -21,7 +21,7 @@ from taxi_duration.core.config import CHAMPION, PRETRIP_CHAMPION, Settings, load
 from taxi_duration.ingest.inputs import InputFile
 from taxi_duration.monitor.scorecard import score_files
 from taxi_duration.registry import tracking
-from taxi_duration.train.job import Outcome, train
+from taxi_duration.train.job import STEPS, Outcome, train
 from tests.conftest import SPLIT, SparkRun, store_settings
 
 
@@ -51,6 +51,11 @@ def test_a_run_logs_everything_and_beats_the_mean(first: tuple[Settings, Outcome
     assert "plots/feature_importance.png" in plots
     data = client.download_artifacts(outcome.run_id, "data.json")
     assert "sha256" in Path(data).read_text()
+    # Every step timed, in seconds and in CPU seconds of the job's processes (the whole job did work).
+    cpu = json.loads(Path(client.download_artifacts(outcome.run_id, "timings_cpu.json")).read_text())
+    assert list(cpu) == list(outcome.step_s) == list(STEPS)
+    assert all(seconds >= 0 for seconds in cpu.values())
+    assert sum(cpu.values()) > 0
 
 
 def test_the_first_model_becomes_champion(first: tuple[Settings, Outcome]) -> None:

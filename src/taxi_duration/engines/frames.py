@@ -26,16 +26,15 @@ from taxi_duration.core.storage import Location
 from taxi_duration.geo.shapes import PACKAGED_SHAPES, ZoneIndex, fill_zones, shapes_path
 
 PARQUET_COMPRESSION = "zstd"
-# DuckDB buffers this many rows per thread and partition of a partitioned write before it writes them out.
-# At its default (524,288) the buffers alone held 1.5 GiB at 10M rows; at this, `validate --features` peaks
-# at 716 MiB at 1M rows and 787 MiB at 10M, with no more CPU (its row groups stay about 122,880 rows).
+# Rows DuckDB buffers per thread and partition of a partitioned write. At its default (524,288) they held 1.5
+# GiB at 10M rows; at this, `validate --features` peaks at 716 MiB at 1M rows and 787 at 10M, same CPU.
 DUCKDB_PARTITION_FLUSH_ROWS = 65_536
-# The memory DuckDB may hold in a plan that would grow with its rows before it spills to the scratch folder
-# (`Runtime.spilling`): the validate job (its duplicate check's group-by of hashes took 925 MiB at 50M rows
-# unbounded, beside 350-425 MiB of Parquet read buffers) and the training rows' pickup-order sort (13.6 GiB at
-# 45M rows). At 600MB validate peaks at 610 MiB at 1M rows and 734 at 50M (benchmarks/README.md); 450MB took
-# 1.27x the time at 10M. With only the hash pass bounded, 512MB once ran out of memory at 50M rows.
+# The memory DuckDB may hold in a plan that would grow with its rows before it spills (`Runtime.spilling`):
+# the duplicate check's group-by of hashes (925 MiB at 50M rows unbounded, beside 350-425 MiB of Parquet read
+# buffers) and the training rows' pickup-order sort (13.6 GiB at 45M rows). At 600MB validate peaks at 610 MiB
+# at 1M rows and 734 at 50M; 450MB took 1.27x the time at 10M; 512MB, the hash pass alone bounded, ran out.
 DUCKDB_SPILL_MEMORY = "600MB"
+STEP_PROPERTY = "taxi_duration.step"  # the Spark jobs' local property that names their step (`bench.stages`)
 
 
 @dataclass
@@ -72,6 +71,11 @@ class Runtime:
 
             return cls(engine, session_for(settings), shapes, settings.scratch_dir)
         return cls(engine, shapes=shapes, scratch=settings.scratch_dir)
+
+    def mark_step(self, name: str) -> None:
+        """Name the job step that this thread's engine work belongs to (on Spark, its jobs' `STEP_PROPERTY`)."""
+        if self.engine is Engine.SPARK:
+            self.native.sparkContext.setLocalProperty(STEP_PROPERTY, name)
 
     def close(self) -> None:
         """Release the engine (a Spark session is left running: it is shared by the whole process)."""
@@ -150,11 +154,9 @@ class Runtime:
     # Writers.
 
     def write_parquet(self, frame: nw.LazyFrame[Any], folder: Location, partition_by: str | None = None) -> None:
-        """Write `frame` as Parquet part files into `folder`, which must not exist yet.
-
-        With `partition_by`, rows go to `folder/<column>=<value>/` by that column's value (which the files
-        then do not hold): one pass over the data writes every part.
-        """
+        """Write `frame` as Parquet part files into `folder`, which must not exist yet. With `partition_by`, rows
+        go to `folder/<column>=<value>/` by that column's value (which the files then do not hold): one pass
+        over the data writes every part."""
         native = frame.to_native()
         parts = [partition_by] if partition_by else []
         if self.engine is Engine.SPARK:
@@ -252,11 +254,9 @@ class Runtime:
     def with_zones(
         self, frame: nw.LazyFrame[Any], index: ZoneIndex, points: dict[str, tuple[str, str]]
     ) -> nw.LazyFrame[Any]:
-        """Add zone id columns from coordinates: `points` maps each new column to its (longitude, latitude).
-
-        The index is queried a batch at a time where the engine runs: a vectorized DuckDB function, an
-        Arrow UDF on Spark executors (the index broadcast once), numpy arrays on pandas.
-        """
+        """Add zone id columns from coordinates: `points` maps each new column to its (longitude, latitude). The
+        index is queried a batch at a time where the engine runs: a vectorized DuckDB function, an Arrow UDF
+        on Spark executors (the index broadcast once), numpy arrays on pandas."""
         if self.engine is Engine.SPARK:
             return nw.from_native(_spark_zones(frame.to_native(), index, points))
         if self.engine is Engine.DUCKDB:

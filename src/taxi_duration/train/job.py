@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from taxi_duration.core.config import Engine, FeatureSet, Search, Settings
+from taxi_duration.core.process import tree_cpu
 from taxi_duration.engines.frames import Runtime
 from taxi_duration.features.definitions import TARGET, TARGET_RANGE
 from taxi_duration.ingest.inputs import InputFile
@@ -69,6 +70,7 @@ class Outcome:
     ui_command: str
     elapsed_s: float
     step_s: dict[str, float]
+    step_cpu_s: dict[str, float]  # CPU of the job's process tree in each step (local mode: the executors' too)
     trained_rows: int  # the model's training rows: all modeled training rows, or the sample asked for
     params: dict[str, Any] = field(default_factory=dict)  # the chosen model's, as logged (`model.` params)
     # Share of the test sample's trips inside their p10-p90 interval, overall (`all`) and by pickup borough.
@@ -103,18 +105,23 @@ def _workspace(settings: Settings) -> Iterator[_Workspace]:
 
 
 class _Clock:
-    """Calls `on_step(name)` as each step starts, and keeps each step's seconds, until the next one starts."""
+    """Calls `on_step(name)` as each step starts, and keeps each step's seconds and the CPU seconds of this
+    process and its children (a local Spark JVM and its workers; on a cluster, the driver's), until the next
+    one starts; the engine marks its work with the step's name (`Runtime.mark_step`)."""
 
-    def __init__(self, on_step: Callable[[str], None]) -> None:
-        self.on_step = on_step
+    def __init__(self, on_step: Callable[[str], None], runtime: Runtime) -> None:
+        self.on_step, self.runtime = on_step, runtime
         self.step_s: dict[str, float] = {}
-        self.current: tuple[str, float] | None = None
+        self.step_cpu_s: dict[str, float] = {}
+        self.current: tuple[str, float, float] | None = None
 
     def start(self, name: str) -> None:
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), tree_cpu()
         if self.current is not None:
             self.step_s[self.current[0]] = now - self.current[1]
-        self.current = (name, now)
+            self.step_cpu_s[self.current[0]] = cpu - self.current[2]
+        self.current = (name, now, cpu)
+        self.runtime.mark_step(name)
         self.on_step(name)
 
 
@@ -148,10 +155,10 @@ def train(
     ones: boosting rounds or candidates of the search while training, parts scored while evaluating.
     """
     started = time.perf_counter()
-    clock = _Clock(on_step)
     if settings.search is Search.TUNE:
         check_tune(settings)
     with _workspace(settings) as space:
+        clock = _Clock(on_step, space.runtime)
         engine = str(space.runtime.engine)
         tags = tracking.run_tags({"engine": engine, "feature_set": feature_set})
         with mlflow.start_run(run_name=f"{engine}-{feature_set}-{split.validate}", tags=tags) as run:
@@ -170,6 +177,7 @@ def train(
             decision = _register(space.store, prepared, info, run.info.run_id, feature_set, data, evaluated)
             clock.start("done")
             mlflow.log_dict(clock.step_s, "timings.json")
+            mlflow.log_dict(clock.step_cpu_s, "timings_cpu.json")
         return Outcome(
             run_id=run.info.run_id,
             model_uri=f"models:/{tracking.MODEL_NAME}/{decision.version}",
@@ -185,6 +193,7 @@ def train(
             ui_command=space.store.ui_command,
             elapsed_s=time.perf_counter() - started,
             step_s=clock.step_s,
+            step_cpu_s=clock.step_cpu_s,
             trained_rows=trained.rows,
             params=runlog.flat(trained.params),
             coverage=evaluated.coverage,
@@ -352,5 +361,6 @@ def outcome_json(outcome: Outcome) -> dict[str, Any]:
         "tracking_uri": outcome.tracking_uri,
         "elapsed_s": round(outcome.elapsed_s, 1),
         "step_s": {k: round(v, 1) for k, v in outcome.step_s.items()},
+        "step_cpu_s": {k: round(v, 1) for k, v in outcome.step_cpu_s.items()},
         "interval_coverage": outcome.coverage,
     }

@@ -21,6 +21,7 @@ from pyspark.ml.evaluation import RegressionEvaluator
 from pyspark.ml.tuning import ParamGridBuilder
 from pyspark.sql import DataFrame
 
+from taxi_duration.engines.frames import STEP_PROPERTY
 from taxi_duration.features.definitions import TARGET
 
 # A fit whose barrier stage lost an executor (XGBoost trains as one: all tasks at once, which Spark never
@@ -107,6 +108,7 @@ def run(
     context = train.sparkSession.sparkContext
     search = uuid.uuid4().hex[:8]  # job groups are per process: two searches in one must not share them
     begun = time.time()
+    step = context.getLocalProperty(STEP_PROPERTY)  # a thread's properties are its own: each fit carries the caller's
 
     def fit_one(numbered: tuple[int, Job]) -> Candidate | None:
         number, job = numbered
@@ -115,6 +117,8 @@ def run(
         group = f"search-{search}-{number}"
         # Local to this thread: every Spark job it starts from here on carries the group and description.
         context.setJobGroup(group, f"candidate {number}: {job.name} {job.readable}")
+        if step is not None:
+            context.setLocalProperty(STEP_PROPERTY, step)
         started = time.time()
         model = fit_retrying_barriers(lambda: job.pipeline.fit(train, job.params))
         column = last_stage(model).getPredictionCol()

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 
 from taxi_duration.core.errors import UsageError
 from taxi_duration.core.months import parse_months
-from taxi_duration.ops.bench.measure import run_measured, sampling_rss, tree_cpu
+from taxi_duration.core.process import tree_cpu
+from taxi_duration.ops.bench.measure import run_measured, sampling_rss
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

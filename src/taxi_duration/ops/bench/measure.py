@@ -44,17 +44,6 @@ def tree_rss(proc: psutil.Process) -> int:
     return total
 
 
-def tree_cpu(proc: psutil.Process | None = None) -> float:
-    """CPU seconds (user+sys) used so far by `proc` (default: this process) and its living descendants."""
-    proc = proc or psutil.Process()
-    total = 0.0
-    for p in [proc, *proc.children(recursive=True)]:
-        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-            times = p.cpu_times()
-            total += times.user + times.system
-    return total
-
-
 @contextlib.contextmanager
 def sampling_rss(interval: float = 0.05) -> Iterator[Callable[[], int]]:
     """Sample the resident memory of this process and its descendants (a local Spark JVM) while the block

@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from taxi_duration.engines.frames import STEP_PROPERTY
+
 EVENT_LOG_CONF = {
     "spark.eventLog.enabled": "true",
     "spark.eventLog.compress": "false",
@@ -40,6 +42,8 @@ class Stage:
     shuffle_read_bytes: int
     shuffle_write_bytes: int
     spill_bytes: int
+    job: int = -1  # the Spark job that ran it
+    step: str = ""  # the step of the training job it belongs to (`Runtime.mark_step`), if any
 
 
 def _metric(accumulables: list[dict], *names: str) -> int:
@@ -50,11 +54,17 @@ def _metric(accumulables: list[dict], *names: str) -> int:
 def stages(lines: Iterable[str]) -> list[Stage]:
     """Every completed stage attempt of one event log, in completion order."""
     out = []
+    job_of: dict[int, tuple[int, str]] = {}  # stage -> (its first job, that job's step)
     for line in lines:
         event = json.loads(line)
+        if event.get("Event") == "SparkListenerJobStart":
+            step = (event.get("Properties") or {}).get(STEP_PROPERTY) or ""
+            for stage in event.get("Stage IDs", []):
+                job_of.setdefault(stage, (event["Job ID"], step))
         if event.get("Event") != "SparkListenerStageCompleted":
             continue
         info = event["Stage Info"]
+        job, step = job_of.get(info["Stage ID"], (-1, ""))
         acc = info.get("Accumulables", [])
         out.append(
             Stage(
@@ -69,6 +79,8 @@ def stages(lines: Iterable[str]) -> list[Stage]:
                 shuffle_read_bytes=_metric(acc, "shuffle.read.localBytesRead", "shuffle.read.remoteBytesRead"),
                 shuffle_write_bytes=_metric(acc, "shuffle.write.bytesWritten"),
                 spill_bytes=_metric(acc, "diskBytesSpilled"),
+                job=job,
+                step=step,
             )
         )
     return out
@@ -84,7 +96,14 @@ def read(folder: Path) -> list[Stage]:
 
 
 def totals(found: list[Stage]) -> dict[str, float]:
-    """The whole application: stages, tasks, task time and bytes moved."""
+    """The whole application: jobs, stages, tasks, task time and bytes moved."""
     rows = [asdict(s) for s in found]
     keys = ["tasks", "task_run_s", "task_cpu_s", "input_bytes", "shuffle_read_bytes", "shuffle_write_bytes"]
-    return {"stages": len(rows), **{k: sum(r[k] for r in rows) for k in [*keys, "spill_bytes"]}}
+    jobs = len({s.job for s in found})
+    return {"jobs": jobs, "stages": len(rows), **{k: sum(r[k] for r in rows) for k in [*keys, "spill_bytes"]}}
+
+
+def by_step(found: list[Stage]) -> dict[str, dict[str, float]]:
+    """`totals` of each step of a training job (stages of no step under "")."""
+    steps = dict.fromkeys(s.step for s in found)
+    return {step: totals([s for s in found if s.step == step]) for step in steps}
