@@ -228,13 +228,24 @@ def _families(
 ) -> list[tuple[str, Pipeline]]:
     """The pipeline of each model family the search's `grids` name, by name: XGBoost's only when installed."""
     families = [("linear", linear_pipeline(feature_set)), ("gbt", gbt_pipeline(feature_set, seed))]
-    # Each XGBoost fit takes the task slots as its workers, shared among the XGBoost fits that can run at once.
     points = math.prod(len(values) for values in grids.get("xgboost", {}).values())
-    workers = max(1, train.sparkSession.sparkContext.defaultParallelism // max(1, min(parallelism, points)))
-    xgb = xgboost_pipeline(feature_set, workers, seed)
-    if xgb is not None:
+    if "xgboost" in grids and (
+        xgb := xgboost_pipeline(feature_set, _xgboost_workers(train, parallelism, points), seed)
+    ):
         families.append(("xgboost", xgb))
     return [(name, pipeline) for name, pipeline in families if name in grids]
+
+
+def _xgboost_workers(train: DataFrame, parallelism: int, points: int) -> int:
+    """Each XGBoost fit's workers: the cluster's task slots, shared among the XGBoost fits that run at once. A
+    barrier stage asks for all its tasks at once, so more workers than slots would wait until Spark gives up."""
+    try:
+        from xgboost.spark.utils import _get_max_num_concurrent_tasks
+    except ImportError:
+        return 1
+    # XGBoost's own count of the slots its barrier can have (`defaultParallelism` says 2 on a one-core cluster).
+    slots = _get_max_num_concurrent_tasks(train.sparkSession.sparkContext)
+    return max(1, slots // max(1, min(parallelism, points)))
 
 
 def _weight_columns(
