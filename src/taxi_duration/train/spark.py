@@ -227,13 +227,17 @@ def _families(
     train: DataFrame, feature_set: FeatureSet, grids: dict[str, dict[str, list[Any]]], parallelism: int, seed: int
 ) -> list[tuple[str, Pipeline]]:
     """The pipeline of each model family the search's `grids` name, by name: XGBoost's only when installed."""
-    families = [("linear", linear_pipeline(feature_set)), ("gbt", gbt_pipeline(feature_set, seed))]
-    points = math.prod(len(values) for values in grids.get("xgboost", {}).values())
-    if "xgboost" in grids and (
-        xgb := xgboost_pipeline(feature_set, _xgboost_workers(train, parallelism, points), seed)
-    ):
-        families.append(("xgboost", xgb))
-    return [(name, pipeline) for name, pipeline in families if name in grids]
+    families = []
+    if "linear" in grids:
+        families.append(("linear", linear_pipeline(feature_set)))
+    if "gbt" in grids:
+        families.append(("gbt", gbt_pipeline(feature_set, seed)))
+    if "xgboost" in grids:
+        points = math.prod(len(values) for values in grids["xgboost"].values())
+        xgb = xgboost_pipeline(feature_set, _xgboost_workers(train, parallelism, points), seed)
+        if xgb is not None:
+            families.append(("xgboost", xgb))
+    return families
 
 
 def _xgboost_workers(train: DataFrame, parallelism: int, points: int) -> int:
