@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import pytest
@@ -30,6 +31,20 @@ def test_cpu_time_counts_a_grandchilds_busy_loop_not_its_sleep() -> None:
     child = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {spin!r}])"
     m = run_measured([sys.executable, "-c", child], interval=0.02)
     assert 0.55 <= m.cpu_s < m.wall_s
+
+
+def test_the_children_of_processes_beside_the_command_are_measured_apart() -> None:
+    # A cluster's worker: a process started before the command, whose child (an executor) does the work.
+    work = f"{ALLOCATE.format(mb=200)}\nt = time.process_time()\nwhile time.process_time() - t < 0.6: pass"
+    worker = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {work!r}])"
+    daemon = subprocess.Popen([sys.executable, "-c", worker])
+    try:
+        m = run_measured([sys.executable, "-c", "import time; time.sleep(2)"], interval=0.02, beside=[daemon.pid])
+    finally:
+        daemon.kill()
+    assert m.cpu_s < 0.3
+    assert 0.55 <= m.beside_cpu_s < m.wall_s
+    assert 200 * 2**20 < m.beside_peak_rss_bytes < 400 * 2**20
 
 
 def test_in_process_sampling_sees_memory_held_in_the_block() -> None:

@@ -53,3 +53,18 @@ def test_submit_args_ask_for_a_plain_log_in_the_folder(tmp_path: Path) -> None:
     assert f"--conf spark.eventLog.dir={tmp_path.as_uri()}" in args
     assert "spark.eventLog.compress=false" in args
     assert args.endswith("pyspark-shell")
+
+
+def test_each_executor_peaks_at_its_largest_stage_and_the_driver_is_not_an_executor() -> None:
+    def peaks(executor: str, stage: int, jvm: int, python: int, heap: int) -> str:
+        metrics = {"ProcessTreeJVMRSSMemory": jvm, "ProcessTreePythonRSSMemory": python, "JVMHeapMemory": heap}
+        event = {"Event": "SparkListenerStageExecutorMetrics", "Executor ID": executor, "Stage ID": stage}
+        return json.dumps({**event, "Stage Attempt ID": 0, "Executor Metrics": metrics})
+
+    log = [
+        peaks("0", 0, 100, 0, 50),
+        peaks("0", 1, 80, 70, 40),
+        peaks("1", 0, 90, -1, 60),
+        peaks("driver", 0, 999, 0, 9),
+    ]
+    assert stages.executor_peaks(log) == {"0": {"rss": 150, "heap": 50}, "1": {"rss": 90, "heap": 60}}

@@ -15,7 +15,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +33,10 @@ class Measurement:
     cpu_s: float
     returncode: int
     stderr_tail: str
+    # The descendants of `run_measured`'s `beside` processes (a cluster's executors and their Python workers):
+    # their CPU seconds, and the peak resident memory of the largest one's tree.
+    beside_cpu_s: float = 0.0
+    beside_peak_rss_bytes: int = 0
 
 
 def tree_rss(proc: psutil.Process) -> int:
@@ -73,11 +77,13 @@ def run_measured(
     timeout: float | None = None,
     cwd: Path | None = None,
     memory_limit: int | None = None,
+    beside: Sequence[int] = (),
 ) -> Measurement:
     """Run `cmd` to completion, sampling its process tree's memory; stdout is discarded.
 
     With `memory_limit` (bytes) the whole tree runs in a memory cgroup capped there, as a container
-    would be: past it the kernel kills the process, which then reports a failure.
+    would be: past it the kernel kills the process, which then reports a failure. The descendants of the
+    `beside` pids (a standalone cluster's workers, which start the job's executors) are sampled too, apart.
     """
     # stderr goes to a file, not a pipe: a chatty child (Spark's logs) must never block on a full pipe.
     with tempfile.TemporaryFile(mode="w+") as err, _memory_cgroup(memory_limit) as join:
@@ -90,33 +96,51 @@ def run_measured(
             cwd=cwd,
             preexec_fn=join,
         )
-        peak, cpu = _watch(popen, interval, None if timeout is None else started + timeout)
+        watched = _watch(popen, interval, None if timeout is None else started + timeout, beside)
         wall = time.perf_counter() - started
         err.seek(0)
-        return Measurement(wall, peak, cpu, popen.returncode, err.read()[-2000:])
+        return Measurement(wall, watched.peak, watched.cpu, popen.returncode, err.read()[-2000:], *watched.beside)
 
 
-def _watch(popen: subprocess.Popen[str], interval: float, deadline: float | None) -> tuple[int, float]:
+@dataclass
+class _Watched:
+    peak: int = 0
+    cpu: float = 0.0
+    beside: tuple[float, int] = (0.0, 0)
+
+
+def _watch(popen: subprocess.Popen[str], interval: float, deadline: float | None, beside: Sequence[int]) -> _Watched:
     """Peak tree RSS and total CPU seconds; each process's CPU is its last sample (short by < `interval`)."""
     proc = psutil.Process(popen.pid)
-    peak = 0
+    others = [psutil.Process(pid) for pid in beside]
+    peak = beside_peak = 0
     cpu: dict[int, float] = {}
+    beside_cpu: dict[int, float] = {}
     while popen.poll() is None:
         try:
             peak = max(peak, tree_rss(proc))
         except psutil.NoSuchProcess:
             break
-        for p in [proc, *proc.children(recursive=True)]:
-            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-                times = p.cpu_times()
-                cpu[p.pid] = times.user + times.system
+        _sample_cpu([proc, *proc.children(recursive=True)], cpu)
+        for other in others:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                children = other.children()
+                _sample_cpu([p for child in children for p in [child, *child.children(recursive=True)]], beside_cpu)
+                beside_peak = max(beside_peak, *(tree_rss(child) for child in children), 0)
         if deadline is not None and time.perf_counter() > deadline:
             for p in [*proc.children(recursive=True), proc]:
                 p.kill()
             break
         time.sleep(interval)
     popen.wait()
-    return peak, sum(cpu.values())
+    return _Watched(peak, sum(cpu.values()), (sum(beside_cpu.values()), beside_peak))
+
+
+def _sample_cpu(processes: list[psutil.Process], into: dict[int, float]) -> None:
+    for p in processes:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            times = p.cpu_times()
+            into[p.pid] = times.user + times.system
 
 
 CGROUP_V1 = Path("/sys/fs/cgroup/memory")

@@ -1,4 +1,5 @@
-"""What Spark did, stage by stage, from its event log: wall time, tasks, CPU, input and shuffle bytes.
+"""What Spark did, stage by stage, from its event log: wall time, tasks, CPU, input and shuffle bytes; and the
+peak memory of each executor.
 
 The event log, not the REST API, because a benchmarked job's driver has exited by the time it is read, and
 because it is the same file a history server shows. Spark 4 writes it compressed and rolling by default;
@@ -18,7 +19,12 @@ EVENT_LOG_CONF = {
     "spark.eventLog.enabled": "true",
     "spark.eventLog.compress": "false",
     "spark.eventLog.rolling.enabled": "false",
+    # Each executor's peak memory per stage, its whole process tree (the JVM and its Python workers) from procfs.
+    "spark.eventLog.logStageExecutorMetrics": "true",
+    "spark.executor.processTreeMetrics.enabled": "true",
 }
+# The process tree's resident memory, as Spark splits it.
+TREE_RSS = ("ProcessTreeJVMRSSMemory", "ProcessTreePythonRSSMemory", "ProcessTreeOtherRSSMemory")
 
 
 def event_log_submit_args(folder: Path) -> str:
@@ -86,13 +92,38 @@ def stages(lines: Iterable[str]) -> list[Stage]:
     return out
 
 
+def executor_peaks(lines: Iterable[str]) -> dict[str, dict[str, int]]:
+    """Each executor's peak memory over the application, in bytes: `rss` of its process tree (the JVM and the
+    Python workers it started) and `heap` of its JVM. Only with `EVENT_LOG_CONF`'s stage executor metrics."""
+    peaks: dict[str, dict[str, int]] = {}
+    for line in lines:
+        event = json.loads(line)
+        if event.get("Event") != "SparkListenerStageExecutorMetrics" or event["Executor ID"] == "driver":
+            continue
+        metrics = event["Executor Metrics"]
+        peak = peaks.setdefault(event["Executor ID"], {"rss": 0, "heap": 0})
+        peak["rss"] = max(peak["rss"], sum(max(int(metrics.get(name, 0)), 0) for name in TREE_RSS))
+        peak["heap"] = max(peak["heap"], int(metrics.get("JVMHeapMemory", 0)))
+    return peaks
+
+
 def read(folder: Path) -> list[Stage]:
     """The stages of the one application whose event log is in `folder`."""
+    with _log(folder).open() as f:
+        return stages(f)
+
+
+def read_executor_peaks(folder: Path) -> dict[str, dict[str, int]]:
+    """`executor_peaks` of the one application whose event log is in `folder`."""
+    with _log(folder).open() as f:
+        return executor_peaks(f)
+
+
+def _log(folder: Path) -> Path:
     logs = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
     if len(logs) != 1:
         raise ValueError(f"expected one event log in {folder}, found {len(logs)}")
-    with logs[0].open() as f:
-        return stages(f)
+    return logs[0]
 
 
 def totals(found: list[Stage]) -> dict[str, float]:
