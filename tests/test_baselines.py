@@ -16,7 +16,7 @@ from taxi_duration.engines.frames import Runtime
 from taxi_duration.features.definitions import STRAIGHT_MILES, TARGET, featurize, in_target_range
 from taxi_duration.ingest.inputs import check_all
 from taxi_duration.ingest.readers import read_trips
-from taxi_duration.train.baselines import CourseBaseline, GlobalMean
+from taxi_duration.train.baselines import CourseBaseline, GlobalMean, PairSums
 from taxi_duration.train.metrics import metrics
 
 
@@ -88,3 +88,29 @@ def test_course_baseline_reproduces_the_published_rmse(shared_data: Path) -> Non
     train, val = month("2021-01"), month("2021-02")
     rmse = metrics(val[TARGET], CourseBaseline().fit(train).predict(val))["rmse"]
     assert rmse == pytest.approx(7.759, abs=0.005)  # the figure the course publishes
+
+
+def test_the_ridge_from_pair_sums_minimizes_mllibs_objective() -> None:
+    rng = np.random.default_rng(3)
+    pairs = rng.integers(0, 40, 2_000)
+    miles = rng.gamma(2.0, 1.5, 2_000)
+    minutes = 4 + rng.normal(0, 3, 40)[pairs] + 2.5 * miles + rng.normal(0, 2, 2_000)
+    sums = PairSums(
+        *(
+            np.bincount(pairs, weights=w, minlength=40)
+            for w in (np.ones_like(miles), miles, minutes, miles**2, miles * minutes, minutes**2)
+        )
+    )
+    intercept, terms, per_mile = sums.ridge(0.05)
+    # The same objective written out: 1/(2N) |y - X theta|^2 + lam/2 |theta without the intercept|^2.
+    design = np.column_stack([np.ones_like(miles), np.eye(40)[pairs], miles])
+    lam = 0.05 / minutes.std(ddof=1)
+    penalty = np.diag([0.0, *([lam] * 41)])
+    theta = np.linalg.solve(design.T @ design / len(miles) + penalty, design.T @ minutes / len(miles))
+    assert [intercept, *terms, per_mile] == pytest.approx(theta.tolist(), rel=1e-9, abs=1e-9)
+
+
+def test_the_ridge_of_a_constant_label_is_its_mean() -> None:
+    sums = PairSums(*(np.array(v, dtype=float) for v in ([2, 1], [3, 1], [10, 5], [5, 1], [15, 5], [50, 25])))
+    intercept, terms, per_mile = sums.ridge(1e-4)
+    assert (intercept, terms.tolist(), per_mile) == (5.0, [0.0, 0.0], 0.0)

@@ -54,6 +54,47 @@ def test_spark_weighs_a_row_as_the_embedded_path_does_and_the_fit_follows(prepar
     assert mean_prediction({weight: "w"}) == pytest.approx(1.2, rel=0.02)  # (0.25 * 2 + 1) / 1.25
 
 
+def test_the_course_baseline_in_one_pass_is_mllibs_exact_ridge_fit(prepared_spark: Any, spark: Any) -> None:
+    from pyspark.ml import Pipeline
+    from pyspark.ml.feature import OneHotEncoder, SQLTransformer, StringIndexer, VectorAssembler
+    from pyspark.ml.regression import LinearRegression
+
+    from taxi_duration.features.definitions import TRIP_MILES_SQL
+    from taxi_duration.train import spark as train_spark
+
+    train = prepared_spark.course_parts["train"].to_native()
+    tracker = spark.sparkContext.statusTracker()
+    before = set(tracker.getJobIdsForGroup())
+    fitted = train_spark.fit_course(train)
+    assert len(set(tracker.getJobIdsForGroup()) - before) <= 2  # one group-by (its shuffle a job of its own)
+    # MLlib's own pipeline, its ridge solved by the normal equations (exact: a few thousand pairs allow it). They
+    # scale the ridge by the label's spread over n rows, L-BFGS (the objective `fit_course` solves) over n - 1:
+    # the coefficients agree to about 1/n.
+    reference = Pipeline(
+        stages=[
+            StringIndexer(inputCol="zone_pair", outputCol="course_pair_idx", handleInvalid="keep"),
+            OneHotEncoder(inputCol="course_pair_idx", outputCol="course_pair_ohe", handleInvalid="keep"),
+            SQLTransformer(statement=f"SELECT *, {TRIP_MILES_SQL} AS course_miles FROM __THIS__"),
+            VectorAssembler(inputCols=["course_pair_ohe", "course_miles"], outputCol="course_features"),
+            LinearRegression(
+                featuresCol="course_features",
+                labelCol=TARGET,
+                standardization=False,
+                regParam=train_spark.COURSE_REG_PARAM,
+                solver="normal",
+            ),
+        ]
+    ).fit(train)
+    assert fitted.model.stages[0].labels == reference.stages[0].labels
+    ours, theirs = fitted.model.stages[-1], reference.stages[-1]
+    assert ours.intercept == pytest.approx(theirs.intercept, rel=1e-5)
+    assert ours.coefficients.toArray() == pytest.approx(theirs.coefficients.toArray(), rel=1e-3, abs=1e-5)
+    validate = prepared_spark.course_parts["validate"].to_native()
+    predicted = fitted.transform(validate).select("prediction").toPandas()["prediction"]
+    expected = reference.transform(validate).select("prediction").toPandas()["prediction"].clip(lower=0)
+    assert predicted.to_numpy() == pytest.approx(expected.to_numpy(), rel=1e-4)
+
+
 def test_no_candidate_starts_after_the_budget_and_each_is_counted(prepared_spark: Any) -> None:
     from taxi_duration.train import spark as train_spark
     from taxi_duration.train import spark_search

@@ -2,7 +2,8 @@
 
 - `CourseBaseline`: the well-known course's model: one-hot pickup-dropoff pair plus trip distance,
   scikit-learn `LinearRegression`, trained and judged on trips of 1-60 minutes. On data with no metered
-  distance (the Kaggle trips), the straight-line miles from the coordinates stand in for it.
+  distance (the Kaggle trips), the straight-line miles from the coordinates stand in for it. On Spark the
+  same model is fitted with a tiny ridge, solved exactly from each pair's sums (`PairSums`).
 - `GlobalMean`: the mean training duration for every trip.
 """
 
@@ -76,6 +77,46 @@ class CourseBaseline:
     def predict(self, trips: pd.DataFrame) -> np.ndarray:
         """Predicted minutes."""
         return self.model.predict(self._design(*self._inputs(trips)))
+
+
+@dataclass(frozen=True)
+class PairSums:
+    """Each pickup-dropoff pair's count and sums of miles (d) and minutes (y): all the course model's ridge
+    needs, one row per pair, from one pass over the trips."""
+
+    n: np.ndarray
+    sd: np.ndarray
+    sy: np.ndarray
+    sdd: np.ndarray
+    sdy: np.ndarray
+    syy: np.ndarray
+
+    def ridge(self, reg_param: float) -> tuple[float, np.ndarray, float]:
+        """The intercept, each pair's term and the per-mile term that minimize MLlib `LinearRegression`'s
+        objective on the one-hot pairs and the miles with `standardization=False`:
+        1/(2N) sum (y - c - b_pair - w d)^2 + (lam/2) (sum b^2 + w^2), where lam = reg_param / std(y).
+
+        Written by hand because no library solves it from sums: setting the gradient to zero gives each pair's
+        term as b_p = (Sy_p - c n_p - w Sd_p) / (n_p + N lam), and two equations in (c, w) once those are
+        substituted. A label with no spread gives its mean and zero terms, as MLlib does.
+        """
+        total = float(self.n.sum())
+        mean = float(self.sy.sum()) / total
+        spread = max(float(self.syy.sum()) - total * mean * mean, 0.0) / max(total - 1, 1)
+        if spread == 0:
+            return mean, np.zeros(len(self.n)), 0.0
+        lam = total * reg_param / np.sqrt(spread)  # N lam
+        k = self.n + lam
+        r = lam / k  # how much of each pair's deviation the ridge leaves to c and w
+        lhs = np.array(
+            [
+                [np.sum(r * self.n), np.sum(r * self.sd)],
+                [np.sum(r * self.sd), np.sum(self.sdd - self.sd**2 / k) + lam],
+            ]
+        )
+        rhs = np.array([np.sum(r * self.sy), np.sum(self.sdy - self.sd * self.sy / k)])
+        intercept, per_mile = np.linalg.solve(lhs, rhs)
+        return float(intercept), (self.sy - intercept * self.n - per_mile * self.sd) / k, float(per_mile)
 
 
 @dataclass
