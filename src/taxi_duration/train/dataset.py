@@ -115,25 +115,31 @@ def prepare(runtime: Runtime, files: list[InputFile], split: Split, workdir: Pat
         as_read = apply_repairs(read_trips(runtime, by_role[role]))
         no_distance = nw.col(s.DISTANCE).is_null() & nw.col(s.PU_LON).is_null()  # see CourseBaseline
         usable = ~(nw.col(s.PU_ZONE).is_null() | nw.col(s.DO_ZONE).is_null() | no_distance)
-        for course_rows, trips, frames in ((False, clean, featurized), (True, as_read.filter(usable), course)):
-            folder = workdir / ("course" if course_rows else "featurized") / role
-            frames[role] = _written(runtime, featurize(runtime, trips, keep=KEPT).filter(in_target_range()), folder)
-            if runtime.engine is Engine.SPARK:
-                written[role, course_rows] = folder
+        for trips, frames in ((clean, featurized), (as_read.filter(usable), course)):
+            frames[role] = featurize(runtime, trips, keep=KEPT).filter(in_target_range())
+    # The store reads the training rows once per level: on Spark from where they were written.
+    featurized["train"] = _written(runtime, featurized["train"], workdir / "store_rows")
     first, last = (split.train[0], split.train[-1]) if isinstance(split, TimeSplit) else _spanned(featurized["train"])
     store = fs.build(runtime, featurized["train"], first, last, workdir / "feature_store")
     tables = store.tables(runtime)
-    parts = {role: fs.attach(featurized[role], store, tables) for role in ROLES}
-    course_parts = {role: fs.attach(course[role], store, tables) for role in ROLES}
+    parts: dict[str, nw.LazyFrame[Any]] = {}
+    course_parts: dict[str, nw.LazyFrame[Any]] = {}
+    for course_rows, frames, attached in ((False, featurized, parts), (True, course, course_parts)):
+        for role in ROLES:
+            folder = workdir / ("course" if course_rows else "featurized") / role
+            attached[role] = _written(runtime, fs.attach(frames[role], store, tables), folder)
+            if runtime.engine is Engine.SPARK:
+                written[role, course_rows] = folder
     return Prepared(split, store, parts, course_parts, quality, by_role, runtime, written)
 
 
 def _written(runtime: Runtime, frame: nw.LazyFrame[Any], folder: Path) -> nw.LazyFrame[Any]:
     """`frame`, on Spark written to `folder` once and read back from there. The store, the search, the baseline
-    and the scoring all read the featurized rows again, and Spark would otherwise read, validate and featurize
-    the files anew each time, and plan that whole query for each of its actions (about a second each); a
-    Parquet scan plans in milliseconds, and its rows are counted from the files' footers (the store's join
-    adds no row). The embedded engines recompute in milliseconds and are left lazy."""
+    and the scoring all read the parts again, and Spark would otherwise read, validate, featurize and join the
+    store to the files anew each time: plan that whole query for each of its actions (about a second each),
+    and run a job for each of the store's five broadcast tables. A Parquet scan plans in milliseconds, and its
+    rows are counted from the files' footers. The embedded engines recompute in milliseconds and are left
+    lazy."""
     if runtime.engine is not Engine.SPARK:
         return frame
     runtime.write_parquet(frame, folder)
