@@ -95,6 +95,34 @@ def test_the_course_baseline_in_one_pass_is_mllibs_exact_ridge_fit(prepared_spar
     assert predicted.to_numpy() == pytest.approx(expected.to_numpy(), rel=1e-4)
 
 
+def test_the_tuned_trials_run_as_tasks_as_many_at_once_as_there_are_task_slots(
+    prepared_spark: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from taxi_duration.train import spark as train_spark
+    from taxi_duration.train import spark_trials
+
+    # The mechanics, not the model: every trial runs its 500 rounds (a few tenths of a second), so that a round's
+    # two trials, started together, are both still running when the later one has begun.
+    monkeypatch.setattr(spark_trials, "MAX_ROUNDS", 500)
+    monkeypatch.setattr(spark_trials, "EARLY_STOPPING", 500)
+    train, validate = (prepared_spark.parts[role].to_native() for role in ("train", "validate"))
+    xgboost = train_spark.xgboost_pipeline("with_distance", 1)
+    rounds: list[tuple[int, int]] = []
+    studied = spark_trials.study(xgboost, train, validate, 4, 600.0, on_trial=lambda *done: rounds.append(done))
+    assert studied.slots == 2  # local[2]
+    assert rounds == [(2, 4), (4, 4)]  # two rounds (two Spark jobs) of two trials
+    trials = studied.trials
+    assert [t.number for t in trials] == [0, 1, 2, 3]
+    for a, b in (trials[:2], trials[2:]):  # a round's two tasks ran at once, in two Python workers
+        assert max(a.started_at, b.started_at) < min(a.ended_at, b.ended_at)
+        assert a.where != b.where
+    assert studied.best.validate_rmse == min(t.validate_rmse for t in trials) < 8.0  # the target's spread is ~10
+    assert all(1 <= t.rounds <= 500 for t in trials)
+    point = {**studied.best.params, "n_estimators": studied.best.rounds}
+    assert studied.grid() == {name: [value] for name, value in point.items()}
+    assert (studied.summary["trials"], studied.summary["task_slots"]) == (4, 2)
+
+
 def test_no_candidate_starts_after_the_budget_and_each_is_counted(prepared_spark: Any) -> None:
     from taxi_duration.train import spark as train_spark
     from taxi_duration.train import spark_search
@@ -145,14 +173,17 @@ def test_the_tuned_spark_search_tries_each_decay_on_a_window_and_registers_the_r
     generate(8_000, parse_months("2022-12..2023-03"), tmp_path / "raw", seed=7)
     window = TimeSplit.last_two_held_out(parse_months("2022-12..2023-03"))
     settings = store_settings(
-        tmp_path, engine="spark", spark_master="local[2]", spark_driver_memory="1g", search="tune"
+        tmp_path, engine="spark", spark_master="local[2]", spark_driver_memory="1g", search="tune", tune_trials="2"
     )
     outcome = train(settings, check_all(discover([tmp_path / "raw"])), window, "with_distance")
 
     client = MlflowClient(settings.mlflow_tracking_uri)
     run = client.get_run(outcome.run_id)
     children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{outcome.run_id}'")
-    tried = sorted((c.data.params["family"], c.data.params["month_decay"]) for c in children)
+    named = {prefix: [c for c in children if c.info.run_name.startswith(prefix)] for prefix in ("candidate", "trial")}
+    assert len(named["trial"]) == 2  # XGBoost's trials on the executors, each with the executor that ran it
+    assert all(c.data.tags["executor"] for c in named["trial"])
+    tried = sorted((c.data.params["family"], c.data.params["month_decay"]) for c in named["candidate"])
     assert tried == sorted((f, d) for f in ("linear", "gbt", "xgboost") for d in ("1.0", "0.9"))
     chosen = {k: v for k, v in outcome.params.items() if k.endswith("month_decay")}  # an ensemble has two
     assert chosen, outcome.params

@@ -79,8 +79,9 @@ SearchOpt = Annotated[
     typer.Option(
         "--search",
         help="full: the documented models (`train`'s default); quick: small ones (`run`'s default), for a smoke test; "
-        "tune: an Optuna study over LightGBM's parameters (embedded engines; the `tune` extra), on Spark a wider "
-        "grid; both refit the choice on the training and validation months.",
+        "tune: an Optuna study (the `tune` extra) over LightGBM's parameters on the embedded engines; on Spark "
+        "over XGBoost's, its trials as tasks on the executors, beside a wider grid; both refit the choice on the "
+        "training and validation months.",
     ),
 ]
 TuneTrialsOpt = Annotated[

@@ -105,14 +105,15 @@ class Settings(BaseSettings):
         Search.FULL,
         description="full: the documented models; quick: small ones, for smoke tests and trying things (`run`, "
         "the main job, uses quick unless a search is set); tune: an Optuna study over LightGBM's parameters "
-        "(embedded engines) or a wider concurrent grid (Spark), chosen on the validation month, then refit.",
+        "(embedded engines), or over XGBoost's with trials as tasks on the executors beside a wider concurrent grid "
+        "(Spark), chosen on the validation month, then refit.",
     )
     tune_trials: int = Field(50, ge=1, description="`--search tune`: at most this many trials.")
     tune_budget_s: float = Field(
         600.0,
         gt=0,
-        description="`--search tune`: no trial (on Spark: no candidate) starts after this many seconds of the study "
-        "(one started finishes).",
+        description="`--search tune`: no trial starts after this many seconds of the study, and on Spark no "
+        "candidate after as many seconds of the search that follows it (one started finishes).",
     )
     refit_tree_scale: float = Field(
         1.1,

@@ -18,7 +18,7 @@ import narwhals as nw
 import pandas as pd
 
 from taxi_duration.core import schema as s
-from taxi_duration.core.config import Engine, FeatureSet, Search, Settings
+from taxi_duration.core.config import FeatureSet, Search, Settings
 from taxi_duration.core.months import Month
 from taxi_duration.engines.frames import Runtime
 from taxi_duration.features.definitions import TARGET
@@ -53,12 +53,11 @@ class Trained:
 
 
 def check_tune(settings: Settings) -> None:
-    """Fail before any work when the tuned search cannot run: on the embedded engines without Optuna (Spark's
-    tuned search widens its grid instead: `train_spark.GRIDS`)."""
+    """Fail before any work when the tuned search cannot run: without Optuna, which draws its trials on every
+    engine (on Spark, XGBoost's: `spark_trials`)."""
     from taxi_duration.train import tune
 
-    if settings.engine is not Engine.SPARK:
-        tune.optuna_module()
+    tune.optuna_module()
 
 
 @dataclass
@@ -249,6 +248,8 @@ def fit_spark(
         month_decay=settings.month_decay,
         budget_s=settings.tune_budget_s,
         tree_scale=settings.refit_tree_scale,
+        trials=settings.tune_trials,
+        on_trial=functools.partial(on_progress, "trials"),
     )
     mean = train.agg(F.avg(TARGET)).first()
     return Trained(
@@ -266,4 +267,5 @@ def fit_spark(
         search=spark_search.timeline(result.candidates),
         rows=rows,
         judged=result.judged,
+        study=result.study,
     )

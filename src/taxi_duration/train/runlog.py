@@ -68,7 +68,8 @@ def log_search(client: mlflow.MlflowClient, parent: Any, search: list[dict[str, 
 
 def log_study(client: mlflow.MlflowClient, parent: Any, study: dict[str, Any]) -> None:
     """The tuned search: one nested run per trial (its parameters; its validation RMSE, rounds, seconds and
-    whether it was pruned; started and ended when the trial was), and on the parent run the study's summary
+    whether it was pruned; started and ended when the trial was; on Spark, the executor that ran it), and on the
+    parent run the study's summary
     (`search/study.json`, with each trial's run id) and its numbers as `tune_*` metrics."""
     first = min(t["started_at"] for t in study["history"])
     history = []
@@ -87,7 +88,10 @@ def log_study(client: mlflow.MlflowClient, parent: Any, study: dict[str, Any]) -
                 "end_s": t["ended_at"] - first,
             },
             drawn(t),
-            {"optuna_state": "PRUNED" if t["pruned"] else "COMPLETE"},
+            {
+                "optuna_state": "PRUNED" if t["pruned"] else "COMPLETE",
+                **({"executor": t["where"]} if t["where"] else {}),
+            },
         )
         history.append({**t, "run_id": run_id})
     mlflow.log_dict({**study, "history": history}, "search/study.json")

@@ -6,10 +6,11 @@ Spark estimator when `xgboost` is installed) are fitted concurrently (`paralleli
 averaged with a weight chosen on the same month, and the average is kept only when it beats the best
 single model there.
 
-`--search tune` widens that search (`GRIDS`) instead of running an Optuna study: each candidate is already a
-fit spread over the cluster, and the grid keeps `parallelism` of them running with nothing to coordinate.
-On a window of several months it also fits each candidate with older months weighing less (`TUNE_DECAYS`),
-stops starting candidates after a time budget, and refits the choice on the training and validation months.
+`--search tune` widens that search (`GRIDS`), and XGBoost's parameters come from an Optuna study whose trials
+run as tasks on the executors, on a sample (`spark_trials`): its best trial is the XGBoost candidate, fitted
+on every row. On a window of several months it also fits each candidate with older months weighing less
+(`TUNE_DECAYS`), stops starting candidates (and trials) after a time budget, and refits the choice on the
+training and validation months.
 
 This module holds the families' pipelines, the fitted model (`MllibPredictor`), the month weights and the
 refit; the search's scheduler is `spark_search`, the average of two winners `spark_ensemble`.
@@ -42,7 +43,7 @@ from taxi_duration.core.months import Month
 from taxi_duration.engines.spark import get_spark
 from taxi_duration.features.definitions import TARGET, TRIP_MILES_SQL
 from taxi_duration.serve.native import NativeModel
-from taxi_duration.train import spark_search
+from taxi_duration.train import spark_search, spark_trials
 from taxi_duration.train.baselines import PairSums
 from taxi_duration.train.export import PREDICTION, from_mllib
 from taxi_duration.train.local import columns, month_age, month_weight
@@ -91,7 +92,7 @@ GRIDS: dict[Search, dict[str, dict[str, list[Any]]]] = {
     Search.TUNE: {
         "linear": {"regParam": [1e-4, 1e-2, 1e-3]},
         "gbt": {"maxIter": [GBT_PARAMS["maxIter"]], "maxDepth": [GBT_PARAMS["maxDepth"], 7]},
-        "xgboost": {"n_estimators": [XGB_PARAMS["n_estimators"]], "max_depth": [XGB_PARAMS["max_depth"], 6, 10]},
+        "xgboost": {},  # its one point is the best of the trials on the executors (`spark_trials`)
     },
 }
 # `tune` on a window of several months fits every candidate at each of these `month_decay`s (a row n months
@@ -149,6 +150,7 @@ class SparkTraining:
     importances: dict[str, float]
     judged: MllibPredictor | None = None
     skipped: list[dict[str, Any]] = field(default_factory=list)
+    study: dict[str, Any] = field(default_factory=dict)  # the trials on the executors, under `tune`
 
 
 def _stages(prefix: str, strings: list[str]) -> tuple[list[Any], list[str]]:
@@ -327,6 +329,8 @@ def fit(
     month_decay: float = 1.0,
     budget_s: float | None = None,
     tree_scale: float = 1.0,
+    trials: int = 0,
+    on_trial: Callable[[int, int], None] = lambda done, total: None,
 ) -> SparkTraining:
     """Search every model family concurrently on Spark (`GRIDS[search]`), then keep the best average only if it
     wins; `on_candidate(done, total)` is called as each candidate of the search is fitted and scored (or
@@ -334,15 +338,22 @@ def fit(
 
     `months` (the newest training month and the validation month, None for a split by file) lets older
     months weigh less: `month_decay` per month of age, or under `tune` each of `TUNE_DECAYS`, when the
-    training rows hold older months. `tune` stops starting candidates after `budget_s` seconds and refits
-    the choice on the training and validation rows, its tree counts times `tree_scale`.
+    training rows hold older months. `tune` first runs at most `trials` trials of XGBoost's parameters on the
+    executors (`spark_trials.study`, `on_trial(done, trials)` as each round of them ends), stops starting
+    candidates after `budget_s` seconds and refits the choice on the training and validation rows, its tree
+    counts times `tree_scale`.
     """
     columns = _weight_columns(train, search, months, month_decay)
     weighed = _with_weights(train, months[0], columns) if months is not None else train
     weighed, validate = weighed.persist(), validate.persist()
     try:
-        families = _families(train, feature_set, GRIDS[search], parallelism, seed)
-        jobs = spark_search.jobs(families, GRIDS[search], columns)
+        grids, studied = GRIDS[search], None
+        xgboost = xgboost_pipeline(feature_set, 1, seed) if search is Search.TUNE and "xgboost" in grids else None
+        if xgboost is not None:  # its feature stages assemble the trials' sample
+            studied = spark_trials.study(xgboost, train, validate, trials, budget_s or math.inf, seed, on_trial)
+            grids = {**grids, "xgboost": studied.grid()}
+        families = _families(train, feature_set, grids, parallelism, seed)
+        jobs = spark_search.jobs(families, grids, columns)
         budget = budget_s if search is Search.TUNE else None
         candidates, skipped = spark_search.run(jobs, weighed, validate, parallelism, on_candidate, budget)
         ran = [name for name, _ in families if any(c.name == name for c in candidates)]
@@ -359,7 +370,8 @@ def fit(
             both = train.unionByName(validate)
             judged, chosen = chosen, MllibPredictor(_refit(best, both, months[1] if months else None, tree_scale))
         missed = [{"name": job.name, "params": job.readable} for job in skipped]
-        return SparkTraining(chosen, best.name, best.params, candidates, importances, judged, missed)
+        study = studied.summary if studied is not None else {}
+        return SparkTraining(chosen, best.name, best.params, candidates, importances, judged, missed, study)
     finally:
         weighed.unpersist()
         validate.unpersist()

@@ -72,6 +72,7 @@ class Trial:
     started_at: float
     ended_at: float
     month_decay: float = 1.0  # the weight of each older month (1: every month the same; not a LightGBM parameter)
+    where: str = ""  # on Spark, the executor process the trial ran in (host:pid)
 
     @property
     def duration_s(self) -> float:
@@ -92,20 +93,27 @@ class Tuned:
     wall_s: float
 
     def summary(self) -> dict[str, Any]:
-        """The study in numbers, for the training run: what ran, what was pruned, what won, and why it stopped."""
-        return {
-            "trials": len(self.trials),
-            "pruned": sum(t.pruned for t in self.trials),
-            "best_trial": self.best.number,
-            "best_validate_rmse": self.best.validate_rmse,
-            "best_rounds": self.best.rounds,
-            "wall_s": self.wall_s,
-            "seed": self.seed,
-            "trial_cap": self.trial_cap,
-            "budget_s": self.budget_s,
-            "stopped_by": "trial cap" if len(self.trials) >= self.trial_cap else "budget",
-            "history": [{**asdict(t), "duration_s": t.duration_s} for t in self.trials],
-        }
+        """The study in numbers, for the training run (`summarize`)."""
+        return summarize(self.best, self.trials, self.seed, self.trial_cap, self.budget_s, self.wall_s)
+
+
+def summarize(
+    best: Trial, trials: list[Trial], seed: int, trial_cap: int, budget_s: float, wall_s: float
+) -> dict[str, Any]:
+    """A study in numbers, for the training run: what ran, what was pruned, what won, and why it stopped."""
+    return {
+        "trials": len(trials),
+        "pruned": sum(t.pruned for t in trials),
+        "best_trial": best.number,
+        "best_validate_rmse": best.validate_rmse,
+        "best_rounds": best.rounds,
+        "wall_s": wall_s,
+        "seed": seed,
+        "trial_cap": trial_cap,
+        "budget_s": budget_s,
+        "stopped_by": "trial cap" if len(trials) >= trial_cap else "budget",
+        "history": [{**asdict(t), "duration_s": t.duration_s} for t in trials],
+    }
 
 
 def optuna_module() -> Any:
