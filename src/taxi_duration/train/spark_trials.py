@@ -53,8 +53,8 @@ def suggest(trial: Any) -> dict[str, Any]:
 
 @dataclass
 class Studied:
-    """The study on the executors: every trial in order, the best one, how many ran at once at most, and the
-    study's summary for the training run (`tune.summarize`)."""
+    """The study on the executors: every trial in order, the best one, the task slots (the trials of a round,
+    run at once), and the study's summary for the training run (`tune.summarize`)."""
 
     best: tune.Trial
     trials: list[tune.Trial]
