@@ -60,12 +60,12 @@ def test_the_course_baseline_in_one_pass_is_mllibs_exact_ridge_fit(prepared_spar
     from pyspark.ml.regression import LinearRegression
 
     from taxi_duration.features.definitions import TRIP_MILES_SQL
-    from taxi_duration.train import spark as train_spark
+    from taxi_duration.train import spark_course
 
     train = prepared_spark.course_parts["train"].to_native()
     tracker = spark.sparkContext.statusTracker()
     before = set(tracker.getJobIdsForGroup())
-    fitted = train_spark.fit_course(train)
+    fitted = spark_course.fit_course(train)
     assert len(set(tracker.getJobIdsForGroup()) - before) <= 2  # one group-by (its shuffle a job of its own)
     # MLlib's own pipeline, its ridge solved by the normal equations (exact: a few thousand pairs allow it). They
     # scale the ridge by the label's spread over n rows, L-BFGS (the objective `fit_course` solves) over n - 1:
@@ -80,7 +80,7 @@ def test_the_course_baseline_in_one_pass_is_mllibs_exact_ridge_fit(prepared_spar
                 featuresCol="course_features",
                 labelCol=TARGET,
                 standardization=False,
-                regParam=train_spark.COURSE_REG_PARAM,
+                regParam=spark_course.COURSE_REG_PARAM,
                 solver="normal",
             ),
         ]

@@ -228,7 +228,7 @@ def fit_spark(
     from pyspark.sql import functions as F
 
     from taxi_duration.train import spark as train_spark
-    from taxi_duration.train import spark_search
+    from taxi_duration.train import spark_course, spark_search
 
     train_part, course_part, rows = prepared.parts["train"], prepared.course_parts["train"], total
     if settings.train_sample_rows is not None and settings.train_sample_rows < total:
@@ -255,7 +255,7 @@ def fit_spark(
     return Trained(
         kind="mllib",
         model=result.chosen,
-        course=train_spark.fit_course(course_part.to_native()),
+        course=spark_course.fit_course(course_part.to_native()),
         chosen=result.name,
         params=result.params,
         importances=result.importances,
