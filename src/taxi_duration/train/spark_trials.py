@@ -99,7 +99,11 @@ def study(
             drawn = [suggest(trial) for trial in asked]
             numbered = [(trial.number, params) for trial, params in zip(asked, drawn, strict=True)]
             context.setJobDescription(f"trials {numbered[0][0]}-{numbered[-1][0]} of the tuned search")
-            rounds = context.parallelize(numbered, len(numbered)).map(functools.partial(_trial, data, seed)).collect()
+            rounds = (
+                context.parallelize(numbered, len(numbered))
+                .map(functools.partial(_trial, data, seed, (MAX_ROUNDS, EARLY_STOPPING)))
+                .collect()
+            )
             for trial, ran in zip(asked, rounds, strict=True):
                 chosen.tell(trial, ran.validate_rmse)
                 done.append(ran)
@@ -125,23 +129,24 @@ def _sample(
     return x.astype(np.float32), table.column("y").to_numpy().astype(np.float32)
 
 
-def _trial(data: Any, seed: int, numbered: tuple[int, dict[str, Any]]) -> tune.Trial:
-    """One trial, in a task on an executor: XGBoost on the broadcast sample, stopped early on its validation
-    rows."""
+def _trial(data: Any, seed: int, rounds: tuple[int, int], numbered: tuple[int, dict[str, Any]]) -> tune.Trial:
+    """One trial, in a task on an executor: XGBoost on the broadcast sample, at most `rounds[0]` rounds, stopped
+    after `rounds[1]` rounds without a better validation RMSE (the driver's settings, shipped with the task)."""
     import xgboost as xgb
 
     number, params = numbered
+    most, patience = rounds
     started = time.time()
     x, y, x_validate, y_validate = data.value
     validate = xgb.DMatrix(x_validate, label=y_validate)
     booster = xgb.train(
         {**FIXED, **params, "seed": seed},
         xgb.DMatrix(x, label=y),
-        num_boost_round=MAX_ROUNDS,
+        num_boost_round=most,
         evals=[(validate, "validate")],
-        early_stopping_rounds=EARLY_STOPPING,
+        early_stopping_rounds=patience,
         verbose_eval=False,
     )
     where = f"{socket.gethostname()}:{os.getpid()}"
-    rounds = booster.best_iteration + 1
-    return tune.Trial(number, params, float(booster.best_score), rounds, False, started, time.time(), where=where)
+    best = booster.best_iteration + 1
+    return tune.Trial(number, params, float(booster.best_score), best, False, started, time.time(), where=where)
