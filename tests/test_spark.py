@@ -23,6 +23,7 @@ from taxi_duration.engines.spark import (
     jvm_console_to,
     on_this_machine,
     package_archive,
+    task_slots,
 )
 from taxi_duration.ops.cluster import Cluster
 
@@ -65,6 +66,17 @@ def test_session_runs_with_the_tuned_defaults(spark: Any) -> None:
     for key in ("spark.sql.shuffle.partitions", "spark.sql.session.timeZone", "spark.sql.adaptive.enabled"):
         assert conf.get(key) == LOCAL_DEFAULTS[key]
     assert spark.range(10).count() == 10
+
+
+def test_building_a_query_records_no_python_call_sites(spark: Any) -> None:
+    """PySpark 4 would record each column function's call site, four JVM round trips each (`LOCAL_DEFAULTS`)."""
+    from pyspark.errors.utils import is_debugging_enabled
+
+    assert not is_debugging_enabled()
+
+
+def test_task_slots_are_the_cores_the_executors_run_tasks_on(spark: Any) -> None:
+    assert task_slots(spark.sparkContext) == 2  # local[2]
 
 
 def test_a_jvm_started_in_the_block_writes_its_console_to_the_log_and_the_screen_is_ours_again(

@@ -25,6 +25,7 @@ from taxi_duration.core.atomic import remove_leftovers, run_tag
 from taxi_duration.core.errors import EngineUnavailableError
 
 if TYPE_CHECKING:
+    from pyspark import SparkContext
     from pyspark.sql import SparkSession
 
     from taxi_duration.core.config import Settings
@@ -65,7 +66,9 @@ def check_java() -> None:
 
 # Why each default: 2-8 cores on one machine want few shuffle partitions (200 makes tiny tasks); AQE then
 # coalesces further. UTC session time zone so timestamps without a zone are never shifted. Arrow makes
-# toPandas/createDataFrame columnar.
+# toPandas/createDataFrame columnar. PySpark 4 records the Python call site of every column function it
+# builds, for its error messages, at four JVM round trips each: a third of the driver's time in planning a
+# small training's queries; our errors name their step themselves.
 LOCAL_DEFAULTS: dict[str, str] = {
     "spark.sql.shuffle.partitions": "8",
     "spark.sql.adaptive.enabled": "true",
@@ -75,6 +78,7 @@ LOCAL_DEFAULTS: dict[str, str] = {
     "spark.sql.parquet.compression.codec": "zstd",
     "spark.ui.showConsoleProgress": "false",
     "spark.ui.enabled": "false",
+    "spark.python.sql.dataFrameDebugging.enabled": "false",
 }
 # On a cluster, 8 shuffle partitions would cap a job at 8 busy cores and, at a billion trips, make each
 # partition gigabytes (docs/scaling.md): there Spark's own 200 stand, and AQE coalesces what is too small.
@@ -166,6 +170,13 @@ def get_spark(
     if running_on.startswith("spark://"):
         wait_for_executors(spark, executor_wait_s)
     return spark
+
+
+def task_slots(context: SparkContext) -> int:
+    """How many tasks the session's executors run at once: Spark's own count, the one a barrier stage (XGBoost's
+    fit) must fit in. `defaultParallelism` is not it: it says 2 on a cluster of one core."""
+    jvm = context._jsc.sc()
+    return max(1, int(jvm.maxNumConcurrentTasks(jvm.resourceProfileManager().defaultResourceProfile())))
 
 
 def session_for(settings: Settings) -> SparkSession:

@@ -37,7 +37,7 @@ from pyspark.sql import functions as F
 from taxi_duration.core import schema as s
 from taxi_duration.core.config import FeatureSet, Search
 from taxi_duration.core.months import Month
-from taxi_duration.engines.spark import get_spark
+from taxi_duration.engines.spark import get_spark, task_slots
 from taxi_duration.features.definitions import TARGET
 from taxi_duration.serve.native import NativeModel
 from taxi_duration.train import spark_search, spark_trials
@@ -220,13 +220,7 @@ def _families(
 def _xgboost_workers(train: DataFrame, parallelism: int, points: int) -> int:
     """Each XGBoost fit's workers: the cluster's task slots, shared among the XGBoost fits that run at once. A
     barrier stage asks for all its tasks at once, so more workers than slots would wait until Spark gives up."""
-    try:
-        from xgboost.spark.utils import _get_max_num_concurrent_tasks
-    except ImportError:
-        return 1
-    # XGBoost's own count of the slots its barrier can have (`defaultParallelism` says 2 on a one-core cluster).
-    slots = _get_max_num_concurrent_tasks(train.sparkSession.sparkContext)
-    return max(1, slots // max(1, min(parallelism, points)))
+    return max(1, task_slots(train.sparkSession.sparkContext) // max(1, min(parallelism, points)))
 
 
 def _weight_columns(

@@ -26,6 +26,7 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from taxi_duration.engines.spark import task_slots
 from taxi_duration.features.definitions import TARGET
 from taxi_duration.train import tune
 
@@ -77,8 +78,6 @@ def study(
 ) -> Studied:
     """Run at most `trials` trials of XGBoost's parameters as Spark tasks, none started after `budget_s`
     seconds, on samples of `train` and `validate` assembled by `xgboost`'s feature stages."""
-    from xgboost.spark.utils import _get_max_num_concurrent_tasks
-
     optuna = tune.optuna_module()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per trial would break the progress bar
     began = time.time()
@@ -89,7 +88,7 @@ def study(
         *_sample(features, inputs, validate, VALIDATE_ROWS, seed),
     )
     context = train.sparkSession.sparkContext
-    slots = max(1, _get_max_num_concurrent_tasks(context))
+    slots = task_slots(context)
     data = context.broadcast(sampled)
     chosen = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed))
     done: list[tune.Trial] = []
