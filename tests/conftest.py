@@ -408,3 +408,10 @@ class Holding:
         """SIGKILL: no handler, no atexit, no finally runs."""
         self.process.kill()
         assert self.process.wait() == -signal.SIGKILL
+        self.close()
+
+    def close(self) -> None:
+        """Close this side of the pipes (left open, they warn when collected, in whichever test runs then)."""
+        for pipe in (self.process.stdin, self.process.stdout):
+            if pipe is not None:
+                pipe.close()

@@ -205,6 +205,7 @@ def test_stopping_processes_ends_their_children_too() -> None:
     child = int(parent.said)
     cluster.stop_processes([run_tag(parent.process.pid)])
     assert parent.process.wait(10) is not None
+    parent.close()
     assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
 
 
