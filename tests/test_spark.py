@@ -69,7 +69,7 @@ def test_session_runs_with_the_tuned_defaults(spark: Any) -> None:
 
 
 def test_building_a_query_records_no_python_call_sites(spark: Any) -> None:
-    """PySpark 4 would record each column function's call site, four JVM round trips each (`LOCAL_DEFAULTS`)."""
+    """PySpark 4 would record each column function's call site, at several JVM round trips each (`LOCAL_DEFAULTS`)."""
     from pyspark.errors.utils import is_debugging_enabled
 
     assert not is_debugging_enabled()

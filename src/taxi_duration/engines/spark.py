@@ -67,8 +67,8 @@ def check_java() -> None:
 # Why each default: 2-8 cores on one machine want few shuffle partitions (200 makes tiny tasks); AQE then
 # coalesces further. UTC session time zone so timestamps without a zone are never shifted. Arrow makes
 # toPandas/createDataFrame columnar. PySpark 4 records the Python call site of every column function it
-# builds, for its error messages, at four JVM round trips each: a third of the driver's time in planning a
-# small training's queries; our errors name their step themselves.
+# builds, for its error messages, at several JVM round trips each: half the round trips, and a third of the
+# driver's time, in planning a small training's queries; our errors name their step themselves.
 LOCAL_DEFAULTS: dict[str, str] = {
     "spark.sql.shuffle.partitions": "8",
     "spark.sql.adaptive.enabled": "true",
