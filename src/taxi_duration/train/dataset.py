@@ -42,6 +42,7 @@ KEPT = (s.PICKUP, *s.COORDINATES)
 # Pickup time first, then enough of the trip to break ties: the same files give the same row order, so
 # the same model (engines return tied rows in any order they like).
 ORDER = (s.PICKUP, s.PU_ZONE, s.DO_ZONE, s.DISTANCE, TARGET, s.PASSENGERS, s.VENDOR)
+ROLE_COL = "role"  # the part a row belongs to, while the three are one frame
 # Rows per batch when a part is read a batch at a time: about 30 MB of model inputs.
 BATCH_ROWS = 100_000
 
@@ -58,7 +59,7 @@ class Prepared:
     quality: dict[str, QualityReport]
     files: dict[str, list[InputFile]]
     runtime: Runtime = field(repr=False)
-    # Where Spark wrote each part, by (role, course rows?): Spark reads them from there (`_written`).
+    # Where Spark wrote each part, by (role, course rows?): Spark reads them from there (`_split`).
     written: dict[tuple[str, bool], Path] = field(default_factory=dict, repr=False)
     _pandas: dict[tuple[str, bool], pd.DataFrame] = field(default_factory=dict, repr=False)
 
@@ -106,44 +107,58 @@ def prepare(runtime: Runtime, files: list[InputFile], split: Split, workdir: Pat
     """Validate the files of each role, build the store on the training rows, attach it to every part."""
     by_role = files_by_role(files, split)
     quality: dict[str, QualityReport] = {}
-    featurized: dict[str, nw.LazyFrame[Any]] = {}
-    course: dict[str, nw.LazyFrame[Any]] = {}
-    written: dict[tuple[str, bool], Path] = {}
+    clean: dict[str, nw.LazyFrame[Any]] = {}
+    as_read: dict[str, nw.LazyFrame[Any]] = {}
+    no_distance = nw.col(s.DISTANCE).is_null() & nw.col(s.PU_LON).is_null()  # see CourseBaseline
+    usable = ~(nw.col(s.PU_ZONE).is_null() | nw.col(s.DO_ZONE).is_null() | no_distance)
     for role in ROLES:
         quality[role] = validate(runtime, by_role[role], workdir / "validated" / role, overwrite=True)
-        clean = runtime.scan_parquet(workdir / "validated" / role / CLEAN_DIR).drop(s.REASONS, REPAIRS_COL)
-        as_read = apply_repairs(read_trips(runtime, by_role[role]))
-        no_distance = nw.col(s.DISTANCE).is_null() & nw.col(s.PU_LON).is_null()  # see CourseBaseline
-        usable = ~(nw.col(s.PU_ZONE).is_null() | nw.col(s.DO_ZONE).is_null() | no_distance)
-        for trips, frames in ((clean, featurized), (as_read.filter(usable), course)):
-            frames[role] = featurize(runtime, trips, keep=KEPT).filter(in_target_range())
-    # The store reads the training rows once per level: on Spark from where they were written.
-    featurized["train"] = _written(runtime, featurized["train"], workdir / "store_rows")
+        clean[role] = runtime.scan_parquet(workdir / "validated" / role / CLEAN_DIR).drop(s.REASONS, REPAIRS_COL)
+        as_read[role] = apply_repairs(read_trips(runtime, by_role[role])).filter(usable)
+    # Each kind of rows is featurized (and joined to the store) once, the three roles in one frame: on Spark a
+    # query's planning and first run cost about a second each, whatever its rows.
+    featurized = _split(runtime, _featurized(runtime, clean), workdir / "featurized")
     first, last = (split.train[0], split.train[-1]) if isinstance(split, TimeSplit) else _spanned(featurized["train"])
     store = fs.build(runtime, featurized["train"], first, last, workdir / "feature_store")
     tables = store.tables(runtime)
-    parts: dict[str, nw.LazyFrame[Any]] = {}
-    course_parts: dict[str, nw.LazyFrame[Any]] = {}
-    for course_rows, frames, attached in ((False, featurized, parts), (True, course, course_parts)):
+    parts = _split(runtime, fs.attach(_tagged(featurized), store, tables), workdir / "parts")
+    course = _split(runtime, fs.attach(_featurized(runtime, as_read), store, tables), workdir / "course")
+    written: dict[tuple[str, bool], Path] = {}
+    if runtime.engine is Engine.SPARK:
         for role in ROLES:
-            folder = workdir / ("course" if course_rows else "featurized") / role
-            attached[role] = _written(runtime, fs.attach(frames[role], store, tables), folder)
-            if runtime.engine is Engine.SPARK:
-                written[role, course_rows] = folder
-    return Prepared(split, store, parts, course_parts, quality, by_role, runtime, written)
+            written[role, False] = workdir / "parts" / f"{ROLE_COL}={role}"
+            written[role, True] = workdir / "course" / f"{ROLE_COL}={role}"
+    return Prepared(split, store, parts, course, quality, by_role, runtime, written)
 
 
-def _written(runtime: Runtime, frame: nw.LazyFrame[Any], folder: Path) -> nw.LazyFrame[Any]:
-    """`frame`, on Spark written to `folder` once and read back from there. The store, the search, the baseline
-    and the scoring all read the parts again, and Spark would otherwise read, validate, featurize and join the
-    store to the files anew each time: plan that whole query for each of its actions (about a second each),
-    and run a job for each of the store's five broadcast tables. A Parquet scan plans in milliseconds, and its
-    rows are counted from the files' footers. The embedded engines recompute in milliseconds and are left
-    lazy."""
-    if runtime.engine is not Engine.SPARK:
-        return frame
-    runtime.write_parquet(frame, folder)
-    return runtime.scan_parquet(folder)
+def _tagged(frames: dict[str, nw.LazyFrame[Any]]) -> nw.LazyFrame[Any]:
+    """The frames of every role as one, each row's role in `ROLE_COL`."""
+    return nw.concat([frame.with_columns(nw.lit(role).alias(ROLE_COL)) for role, frame in frames.items()])
+
+
+def _featurized(runtime: Runtime, trips: dict[str, nw.LazyFrame[Any]]) -> nw.LazyFrame[Any]:
+    """The modeled rows of every role's trips, with their features (one frame, tagged by role)."""
+    return featurize(runtime, _tagged(trips), keep=(*KEPT, ROLE_COL)).filter(in_target_range())
+
+
+def _split(runtime: Runtime, tagged: nw.LazyFrame[Any], folder: Path) -> dict[str, nw.LazyFrame[Any]]:
+    """Each role's rows of `tagged`, without the role column. On Spark the frame is written to `folder` once,
+    a subfolder per role, and each role read back from its own: every later step (the store, the search, the
+    baseline, the scoring) reads the parts again, and Spark would otherwise read, validate, featurize and join
+    the store anew for each of its actions, planning that whole query each time (about a second) and running a
+    job for each of the store's five broadcast tables. A Parquet scan plans in milliseconds, and its rows are
+    counted from the files' footers. The embedded engines recompute in milliseconds and are left lazy (their
+    optimizers drop the other roles' branches of the union)."""
+    if runtime.engine is Engine.SPARK:
+        runtime.write_parquet(tagged, folder, partition_by=ROLE_COL)
+        types = {name: dtype for name, dtype in tagged.collect_schema().items() if name != ROLE_COL}
+        # A role without rows gets no subfolder from Spark.
+        return {
+            role: runtime.scan_parquet(path) if path.is_dir() else runtime.empty(types)
+            for role in ROLES
+            for path in [folder / f"{ROLE_COL}={role}"]
+        }
+    return {role: tagged.filter(nw.col(ROLE_COL) == role).drop(ROLE_COL) for role in ROLES}
 
 
 def _spanned(trips: nw.LazyFrame[Any]) -> tuple[Month, Month]:
