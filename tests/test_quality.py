@@ -15,7 +15,7 @@ from taxi_duration.core.errors import BadInputError, UsageError
 from taxi_duration.engines.frames import Runtime
 from taxi_duration.features.definitions import FEATURE_SETS, TARGET
 from taxi_duration.ingest.inputs import check_all
-from taxi_duration.ingest.quality import parquet_rows, validate
+from taxi_duration.ingest.quality import QualityReport, parquet_rows, validate
 from taxi_duration.ingest.validation import RULE_CODES
 from tests.conftest import ALL_ENGINES, CASES, FAST_ENGINES, all_cases, green_row, write_jsonl, write_parquet
 
@@ -104,6 +104,26 @@ def test_empty_files_are_valid_alone_and_in_a_batch(runtime: Runtime, tmp_path: 
     batch = validate(runtime, [*full, *empty], tmp_path / "batch")
     assert (batch.input_rows, batch.quarantined_rows) == (len(all_cases()), len(CASES) + 1)
     assert [f["input_rows"] for f in batch.files] == [len(all_cases()), 0, 0, 0]
+
+
+@pytest.mark.parametrize("runtime", FAST_ENGINES, indirect=True)
+def test_a_files_share_of_a_report_is_what_validating_it_alone_reports(runtime: Runtime, tmp_path: Path) -> None:
+    # Training validates its three months in one job and reports each month's share (`QualityReport.of_files`).
+    month = write_parquet(tmp_path / "green_tripdata_2023-01.parquet", all_cases())
+    events = write_jsonl(tmp_path / "events.jsonl", [green_row(fare_amount=900.0 + i) for i in range(20)])
+    events.write_text(events.read_text() + "garbage\n" + json.dumps(green_row(passenger_count=None), default=str))
+    both = validate(runtime, check_all([month, events]), tmp_path / "both")
+    shares = [both.of_files({path.name}) for path in (month, events)]
+    for path, share in zip((month, events), shares, strict=True):
+        alone = validate(runtime, check_all([path]), tmp_path / path.stem)
+        assert _counts(share) == _counts(alone)
+    assert [s.quarantined_rows for s in shares] == [len(CASES) + 1, 1]
+    assert shares[1].repaired == {"passenger_count_defaulted": 1}
+    assert sum(s.input_rows for s in shares) == both.input_rows
+
+
+def _counts(report: QualityReport) -> dict[str, object]:
+    return {k: v for k, v in report.to_dict().items() if k not in ("elapsed_s", "created_at")}
 
 
 @pytest.mark.parametrize("runtime", ALL_ENGINES, indirect=True)

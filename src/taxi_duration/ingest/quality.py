@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
-from dataclasses import dataclass, field
+from collections import Counter, defaultdict
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,28 @@ class QualityReport:
             "created_at": self.created_at,
         }
 
+    def of_files(self, names: Collection[str]) -> QualityReport:
+        """The report of the files named `names` alone (each file's entry keeps its own counts): what validating
+        them on their own would say, as long as no trip of theirs is a copy of one in the other files."""
+        files = [f for f in self.files if Path(f["path"]).name in names]
+        by_reason = Counter(dict.fromkeys(self.by_reason, 0))
+        repaired = Counter(dict.fromkeys(self.repaired, 0))
+        zones: Counter[str] = Counter()
+        for f in files:
+            by_reason.update(f["by_reason"])
+            repaired.update(f["repaired"])
+            zones.update(f.get("zones_from_coordinates", {}))
+        return replace(
+            self,
+            input_rows=sum(f["input_rows"] for f in files),
+            clean_rows=sum(f["clean_rows"] for f in files),
+            quarantined_rows=sum(f["quarantined_rows"] for f in files),
+            by_reason=dict(by_reason),
+            repaired=dict(repaired),
+            files=files,
+            zones_from_coordinates=dict(zones),
+        )
+
 
 def validate(
     runtime: Runtime, files: list[InputFile], out: Location, *, overwrite: bool = False, features: bool = False
@@ -111,7 +134,13 @@ def validate(
         combos = scans[0] if len(scans) == 1 else nw.concat(scans, how="vertical")
         report = _report(runtime, files, combos.group_by(*keys).agg(nw.len().alias("rows")).collect(), tmp)
         _write_unreadable(files, tmp / UNREADABLE_JSONL)
-        report.zones_from_coordinates = _zone_counts(runtime, files, tmp)
+        by_file = _zone_counts(runtime, files, tmp)
+        zones: Counter[str] = Counter()
+        for entry in report.files:
+            if counts := by_file.get(Path(entry["path"]).name):
+                entry["zones_from_coordinates"] = counts
+                zones.update(counts)  # `update`, not `+`: a sum of Counters drops the zero counts
+        report.zones_from_coordinates = dict(zones)
         report.elapsed_s = time.perf_counter() - started
         (tmp / REPORT_JSON).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
         (tmp / REPORT_MD).write_text(to_markdown(report))
@@ -129,8 +158,9 @@ def _write_unreadable(files: list[InputFile], path: Location) -> None:
         path.write_text("\n".join(lines) + "\n")
 
 
-def _zone_counts(runtime: Runtime, files: list[InputFile], out: Location) -> dict[str, int]:
-    """Of the points whose zone came from coordinates, how many fell inside a zone and how many in none."""
+def _zone_counts(runtime: Runtime, files: list[InputFile], out: Location) -> dict[str, dict[str, int]]:
+    """Of the points whose zone came from coordinates, how many fell inside a zone and how many in none, by
+    file."""
     names = [f.path.name for f in files if f.zones_from_coordinates]
     if not names:
         return {}
@@ -139,12 +169,17 @@ def _zone_counts(runtime: Runtime, files: list[InputFile], out: Location) -> dic
     unknown = nw.sum_horizontal(*((nw.col(zone) == UNKNOWN_ZONE).cast(nw.Int64()) for zone in schema.ZONES))
     found = (
         rows.filter(nw.col(schema.SOURCE_FILE).is_in(names))
-        .select(nw.len().alias("rows"), unknown.sum().alias("unknown"))
+        .with_columns(unknown.alias("unknown"))  # a column first: pandas' group-by sums only plain columns right
+        .group_by(schema.SOURCE_FILE)
+        .agg(nw.len().alias("rows"), nw.col("unknown").sum())
         .collect()
-        .row(0)
     )
-    points, unknown_points = 2 * int(found[0]), int(found[1] or 0)
-    return {"points": points, "inside_a_zone": points - unknown_points, "unknown_zone": unknown_points}
+    counts = {name: (2 * int(trips), int(missed or 0)) for name, trips, missed in found.iter_rows()}
+    return {
+        name: {"points": points, "inside_a_zone": points - missed, "unknown_zone": missed}
+        for name in names
+        for points, missed in [counts.get(name, (0, 0))]
+    }
 
 
 def _name_partitions(split: P, out: P, frame: nw.LazyFrame[Any]) -> None:
@@ -163,15 +198,17 @@ def _name_partitions(split: P, out: P, frame: nw.LazyFrame[Any]) -> None:
 
 
 def _report(runtime: Runtime, files: list[InputFile], combos: nw.DataFrame[Any], out: Location) -> QualityReport:
-    by_reason: Counter[str] = Counter({r.code: 0 for r in RULES})
+    by_reason: Counter[str] = Counter({**{r.code: 0 for r in RULES}, UNREADABLE_LINE: 0})
     repaired: Counter[str] = Counter({r.code: 0 for r in REPAIRS})
     clean: Counter[str] = Counter()
     quarantined: Counter[str] = Counter()
+    reasons_of: defaultdict[str, Counter[str]] = defaultdict(Counter)
+    repairs_of: defaultdict[str, Counter[str]] = defaultdict(Counter)
     # Through Arrow so a missing value is None on every engine (pandas would give pd.NA).
     for source, reasons, repairs, rows in zip(*combos.to_arrow().to_pydict().values(), strict=True):
         (clean if reasons is None else quarantined)[source] += rows
-        by_reason.update(dict.fromkeys(split_codes(reasons), rows))
-        repaired.update(dict.fromkeys(split_codes(repairs), rows))
+        reasons_of[source].update(dict.fromkeys(split_codes(reasons), rows))
+        repairs_of[source].update(dict.fromkeys(split_codes(repairs), rows))
     per_file = []
     for f in files:
         name = f.path.name
@@ -181,12 +218,18 @@ def _report(runtime: Runtime, files: list[InputFile], combos: nw.DataFrame[Any],
                 f"({runtime.engine} engine)"
             )
         unreadable = len(f.bad_lines)
+        if unreadable:
+            reasons_of[name][UNREADABLE_LINE] = unreadable
+        by_reason.update(reasons_of[name])
+        repaired.update(repairs_of[name])
         per_file.append(
             {
                 **f.to_dict(),
                 "input_rows": f.rows + unreadable,
                 "clean_rows": clean[name],
                 "quarantined_rows": quarantined[name] + unreadable,
+                "by_reason": dict(reasons_of[name]),
+                "repaired": dict(repairs_of[name]),
             }
         )
     rows = sum(f.rows for f in files)
@@ -198,7 +241,6 @@ def _report(runtime: Runtime, files: list[InputFile], combos: nw.DataFrame[Any],
             f"({runtime.engine} engine)"
         )
     unreadable_lines = sum(len(f.bad_lines) for f in files)
-    by_reason[UNREADABLE_LINE] = unreadable_lines
     return QualityReport(
         input_rows=rows + unreadable_lines,
         clean_rows=clean.total(),

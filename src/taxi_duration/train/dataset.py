@@ -104,25 +104,28 @@ def sample_batches(batches: Iterable[pd.DataFrame], total: int, rows: int, seed:
 
 
 def prepare(runtime: Runtime, files: list[InputFile], split: Split, workdir: Path) -> Prepared:
-    """Validate the files of each role, build the store on the training rows, attach it to every part."""
+    """Validate the split's files, build the store on the training rows, attach it to every part.
+
+    The files of the three roles are validated together, as `taxi-duration validate` of the same files would:
+    each role's report is its files' share of the one report. On Spark a query's planning and first run cost
+    about a second each whatever its rows, so each kind of rows (clean, and the course's) is featurized and
+    joined to the store once, the roles told apart by a column.
+    """
     by_role = files_by_role(files, split)
-    quality: dict[str, QualityReport] = {}
-    clean: dict[str, nw.LazyFrame[Any]] = {}
-    as_read: dict[str, nw.LazyFrame[Any]] = {}
+    in_split = [f for role in ROLES for f in by_role[role]]
+    report = validate(runtime, in_split, workdir / "validated", overwrite=True)
+    quality = {role: report.of_files({f.path.name for f in by_role[role]}) for role in ROLES}
+    clean = runtime.scan_parquet(workdir / "validated" / CLEAN_DIR).drop(s.REASONS, REPAIRS_COL)
     no_distance = nw.col(s.DISTANCE).is_null() & nw.col(s.PU_LON).is_null()  # see CourseBaseline
     usable = ~(nw.col(s.PU_ZONE).is_null() | nw.col(s.DO_ZONE).is_null() | no_distance)
-    for role in ROLES:
-        quality[role] = validate(runtime, by_role[role], workdir / "validated" / role, overwrite=True)
-        clean[role] = runtime.scan_parquet(workdir / "validated" / role / CLEAN_DIR).drop(s.REASONS, REPAIRS_COL)
-        as_read[role] = apply_repairs(read_trips(runtime, by_role[role])).filter(usable)
-    # Each kind of rows is featurized (and joined to the store) once, the three roles in one frame: on Spark a
-    # query's planning and first run cost about a second each, whatever its rows.
-    featurized = _split(runtime, _featurized(runtime, clean), workdir / "featurized")
+    as_read = apply_repairs(read_trips(runtime, in_split)).filter(usable)
+    featurized = _split(runtime, _featurized(runtime, clean, by_role), workdir / "featurized")
     first, last = (split.train[0], split.train[-1]) if isinstance(split, TimeSplit) else _spanned(featurized["train"])
     store = fs.build(runtime, featurized["train"], first, last, workdir / "feature_store")
     tables = store.tables(runtime)
-    parts = _split(runtime, fs.attach(_tagged(featurized), store, tables), workdir / "parts")
-    course = _split(runtime, fs.attach(_featurized(runtime, as_read), store, tables), workdir / "course")
+    attached = nw.concat([part.with_columns(nw.lit(role).alias(ROLE_COL)) for role, part in featurized.items()])
+    parts = _split(runtime, fs.attach(attached, store, tables), workdir / "parts")
+    course = _split(runtime, fs.attach(_featurized(runtime, as_read, by_role), store, tables), workdir / "course")
     written: dict[tuple[str, bool], Path] = {}
     if runtime.engine is Engine.SPARK:
         for role in ROLES:
@@ -131,14 +134,13 @@ def prepare(runtime: Runtime, files: list[InputFile], split: Split, workdir: Pat
     return Prepared(split, store, parts, course, quality, by_role, runtime, written)
 
 
-def _tagged(frames: dict[str, nw.LazyFrame[Any]]) -> nw.LazyFrame[Any]:
-    """The frames of every role as one, each row's role in `ROLE_COL`."""
-    return nw.concat([frame.with_columns(nw.lit(role).alias(ROLE_COL)) for role, frame in frames.items()])
-
-
-def _featurized(runtime: Runtime, trips: dict[str, nw.LazyFrame[Any]]) -> nw.LazyFrame[Any]:
-    """The modeled rows of every role's trips, with their features (one frame, tagged by role)."""
-    return featurize(runtime, _tagged(trips), keep=(*KEPT, ROLE_COL)).filter(in_target_range())
+def _featurized(runtime: Runtime, trips: nw.LazyFrame[Any], by_role: dict[str, list[InputFile]]) -> nw.LazyFrame[Any]:
+    """The modeled rows of `trips`, with their features and each row's role (from the file it came from)."""
+    role = nw.lit(None, dtype=nw.String())
+    for name, found in by_role.items():
+        role = nw.when(nw.col(s.SOURCE_FILE).is_in([f.path.name for f in found])).then(nw.lit(name)).otherwise(role)
+    tagged = trips.with_columns(role.alias(ROLE_COL))
+    return featurize(runtime, tagged, keep=(*KEPT, ROLE_COL)).filter(in_target_range())
 
 
 def _split(runtime: Runtime, tagged: nw.LazyFrame[Any], folder: Path) -> dict[str, nw.LazyFrame[Any]]:
@@ -147,8 +149,8 @@ def _split(runtime: Runtime, tagged: nw.LazyFrame[Any], folder: Path) -> dict[st
     baseline, the scoring) reads the parts again, and Spark would otherwise read, validate, featurize and join
     the store anew for each of its actions, planning that whole query each time (about a second) and running a
     job for each of the store's five broadcast tables. A Parquet scan plans in milliseconds, and its rows are
-    counted from the files' footers. The embedded engines recompute in milliseconds and are left lazy (their
-    optimizers drop the other roles' branches of the union)."""
+    counted from the files' footers. The embedded engines recompute in milliseconds and are left lazy (a role's
+    filter reaches their scan)."""
     if runtime.engine is Engine.SPARK:
         runtime.write_parquet(tagged, folder, partition_by=ROLE_COL)
         types = {name: dtype for name, dtype in tagged.collect_schema().items() if name != ROLE_COL}
