@@ -331,8 +331,8 @@ def test_spark_pipeline_end_to_end(raw: list[InputFile], spark_run: SparkRun) ->
 # a second to a second whatever its rows, so on small data their count is what the run's time is made of:
 # 324 jobs before issue 35, 184 after its first steps (the same count as Spark's own event log of the run), 155
 # once the parts were written with the store joined and the course baseline took one pass, 129 once each kind of
-# part was featurized, joined and written once for the three roles.
-SMALL_TRAINING_JOBS = 140
+# part was featurized, joined and written once for the three roles, 109 once the three were validated in one job.
+SMALL_TRAINING_JOBS = 120
 
 
 @pytest.mark.spark
