@@ -4,9 +4,11 @@ Run from the repository root:
 
     python benchmarks/train.py --rows 10M --engines duckdb,spark --search quick
     python benchmarks/train.py --rows 10M --engines duckdb,spark --search full --workers 2
+    python benchmarks/train.py --rows 8000 --held-out 16000 --engines duckdb,spark --search quick
 
 The training month (2023-01) holds `--rows` synthetic trips; the validation and test months hold 500,000
-between them, so the time is dominated by training. Each run is a fresh `taxi-duration train` process with
+between them (`--held-out`), so the time is dominated by training; `--rows 8000 --held-out 16000` is the tests'
+24,000 trips, where Spark's fixed costs are the time. Each run is a fresh `taxi-duration train` process with
 its own MLflow store, measured by `taxi_duration.ops.bench.measure` (wall time, CPU time user+sys, peak RSS of
 the process tree, the JVM included), with the job's own time for each of its steps. Rows/s counts modeled
 training rows over the whole job's wall time, and over the train step alone as the job reports it.
@@ -39,13 +41,15 @@ HELD_OUT_ROWS = 500_000
 MIB = 2**20
 
 
-def make_data(root: Path, rows: int) -> list[Path]:
-    """Training month with `rows` trips and two held-out months, made once and reused."""
-    train, held_out = root / f"train-{rows}", root / "held-out"
+def make_data(root: Path, rows: int, held_out_rows: int = HELD_OUT_ROWS) -> list[Path]:
+    """Training month with `rows` trips and two held-out months of `held_out_rows` between them, made once and
+    reused."""
+    train = root / f"train-{rows}"
+    held_out = root / ("held-out" if held_out_rows == HELD_OUT_ROWS else f"held-out-{held_out_rows}")
     if not any(train.glob("*.parquet")):
         generate(rows, parse_months("2023-01"), train, seed=0)
     if not any(held_out.glob("*.parquet")):
-        generate(HELD_OUT_ROWS, parse_months("2023-02..2023-03"), held_out, seed=1)
+        generate(held_out_rows, parse_months("2023-02..2023-03"), held_out, seed=1)
     return [train, held_out]
 
 
@@ -92,6 +96,9 @@ def on_spark(events: Path, beside_cpu_s: float, driver_cpu_s: float) -> dict[str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", action="append", default=None, help="training rows (repeatable); default 10M")
+    parser.add_argument(
+        "--held-out", default=f"{HELD_OUT_ROWS}", help="trips of the validation and test months between them"
+    )
     parser.add_argument("--engines", default="duckdb,spark")
     parser.add_argument("--search", default="quick", choices=["quick", "full"])
     parser.add_argument("--feature-set", default="with_distance")
@@ -104,7 +111,7 @@ def main() -> None:
 
     results = []
     for rows in [parse_rows(r) for r in args.rows or ["10M"]]:
-        data = make_data(args.data_dir, rows)
+        data = make_data(args.data_dir, rows, parse_rows(args.held_out))
         for engine in args.engines.split(","):
             spark = engine == "spark"
             workers = args.workers if spark else 0
