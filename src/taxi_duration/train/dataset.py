@@ -129,8 +129,8 @@ def prepare(runtime: Runtime, files: list[InputFile], split: Split, workdir: Pat
     written: dict[tuple[str, bool], Path] = {}
     if runtime.engine is Engine.SPARK:
         for role in ROLES:
-            written[role, False] = workdir / "parts" / f"{ROLE_COL}={role}"
-            written[role, True] = workdir / "course" / f"{ROLE_COL}={role}"
+            written[role, False] = _role_folder(workdir / "parts", role)
+            written[role, True] = _role_folder(workdir / "course", role)
     return Prepared(split, store, parts, course, quality, by_role, runtime, written)
 
 
@@ -158,9 +158,14 @@ def _split(runtime: Runtime, tagged: nw.LazyFrame[Any], folder: Path) -> dict[st
         return {
             role: runtime.scan_parquet(path) if path.is_dir() else runtime.empty(types)
             for role in ROLES
-            for path in [folder / f"{ROLE_COL}={role}"]
+            for path in [_role_folder(folder, role)]
         }
     return {role: tagged.filter(nw.col(ROLE_COL) == role).drop(ROLE_COL) for role in ROLES}
+
+
+def _role_folder(folder: Path, role: str) -> Path:
+    """Where Spark's write of `folder`, partitioned by role, puts `role`'s rows."""
+    return folder / f"{ROLE_COL}={role}"
 
 
 def _spanned(trips: nw.LazyFrame[Any]) -> tuple[Month, Month]:
